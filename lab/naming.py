@@ -1,0 +1,65 @@
+"""Pure functions from a cluster index to its names and addresses.
+
+Same index, same settings -> same names, MACs and endpoints, on every machine and every run: this is
+what lets create and delete be re-run and resumed.
+"""
+
+from __future__ import annotations
+
+from lab.errors import UsageError
+
+APISERVER_PORT = 6443
+#: Label on the Namespace of every workload cluster; the management cluster is the source of truth.
+CLUSTER_LABEL = "scale-lab.metal3.io/cluster"
+INDEX_LABEL = "scale-lab.metal3.io/index"
+
+
+def cluster_name(prefix: str, index: int) -> str:
+    """test-101 for index 101; the cluster's namespace has the same name."""
+    return f"{prefix}-{index}"
+
+
+def parse_index(prefix: str, name: str) -> int | None:
+    """Inverse of cluster_name; None when the name is not one of ours."""
+    head, _, tail = name.rpartition("-")
+    return int(tail) if head == prefix and tail.isdigit() and not tail.startswith("0") else None
+
+
+def check_range(start: int, count: int, max_index: int) -> range:
+    """Validate a --start/--count pair before anything is touched."""
+    if count < 1:
+        raise UsageError(f"count must be at least 1, got {count}")
+    if start < 1:
+        raise UsageError(f"start index must be at least 1, got {start}")
+    last = start + count - 1
+    if last > max_index:
+        raise UsageError(
+            f"clusters {start}..{last} go past the configured maximum index {max_index} (setting max_index)"
+        )
+    return range(start, last + 1)
+
+
+def boot_mac(index: int) -> str:
+    """A locally administered unicast MAC (02:...) with the index in the low 24 bits."""
+    if not 0 < index < 1 << 24:
+        raise ValueError(f"index {index} out of range for a MAC")
+    low = index.to_bytes(3, "big")
+    return "02:6c:61:" + ":".join(f"{b:02x}" for b in low)
+
+
+def bmc_address(index: int) -> str:
+    """A VirtualBMC-style address; BMO in test mode parses it but never dials it.
+
+    Indexes 1..254 get libvirt://192.168.122.N:6233/; past that the port moves on, as VirtualBMC does
+    when it serves many domains from one host.
+    """
+    host = 1 + (index - 1) % 254
+    port = 6233 + (index - 1) // 254
+    return f"libvirt://192.168.122.{host}:{port}/"
+
+
+def local_endpoint(index: int) -> tuple[str, int]:
+    """In local mode every workload apiserver listens on its own loopback address: 127.1.x.y:6443."""
+    if not 0 < index < 1 << 16:
+        raise ValueError(f"index {index} out of range for a loopback endpoint")
+    return f"127.1.{index >> 8}.{index & 0xFF}", APISERVER_PORT

@@ -1,0 +1,41 @@
+"""The one version table.
+
+Every pinned upstream version lives here and nowhere else; settings (lab.yaml, LAB_VERSIONS__*) may
+override the version, never the module path. Pairing follows upstream: CAPM3 v1.N goes with CAPI v1.N,
+IPAM v1.N and BMO v0.N.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Component:
+    key: str
+    module: str
+    default: str
+    what: str
+
+
+COMPONENTS: dict[str, Component] = {
+    c.key: c
+    for c in (
+        Component("capi", "sigs.k8s.io/cluster-api", "v1.13.6", "Cluster API core, CABPK and KCP"),
+        Component("capm3", "github.com/metal3-io/cluster-api-provider-metal3", "v1.13.2", "CAPM3"),
+        Component("ipam", "github.com/metal3-io/ip-address-manager", "v1.13.2", "Metal3 IPAM"),
+        Component("bmo", "github.com/metal3-io/baremetal-operator", "v0.13.2", "Bare Metal Operator"),
+        Component("kubernetes", "k8s.io/kubernetes", "v1.35.4", "kube-apiserver, kube-controller-manager"),
+        Component("etcd", "go.etcd.io/etcd/server/v3", "v3.6.5", "etcd (the release Kubernetes pins)"),
+    )
+}
+
+#: Oldest Go toolchain that builds every component above (their go.mod files say go 1.25.0).
+GO_MIN = (1, 25)
+
+#: Module paths whose checksums the public sum database does not serve; fetched with GONOSUMDB.
+NOSUMDB = ("github.com/metal3-io",)
+
+
+def defaults() -> dict[str, str]:
+    return {k: c.default for k, c in COMPONENTS.items()}
