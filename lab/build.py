@@ -100,7 +100,9 @@ def build(settings: Settings, name: str, log: Callable[[str], None] = lambda _m:
             # go mod download fills go.sum for the requirements; build then adds what the package needs.
             fh.write(f"$ {' '.join(cmd)}\n")
             fh.flush()
-            rc = subprocess.run(cmd, cwd=src, env=gomod.go_env(), stdout=fh, stderr=subprocess.STDOUT).returncode
+            rc = subprocess.run(
+                cmd, cwd=src, env=gomod.go_env(), stdout=fh, stderr=subprocess.STDOUT
+            ).returncode
             if rc != 0 and cmd[1] == "build":
                 raise LabError(f"building {name} {version} failed (exit {rc}); see {logfile}")
     tmp.rename(out)
@@ -108,5 +110,7 @@ def build(settings: Settings, name: str, log: Callable[[str], None] = lambda _m:
     return out
 
 
-def ensure(settings: Settings, names: list[str], log: Callable[[str], None] = lambda _m: None) -> dict[str, Path]:
+def ensure(
+    settings: Settings, names: list[str], log: Callable[[str], None] = lambda _m: None
+) -> dict[str, Path]:
     return {n: build(settings, n, log) for n in names}

@@ -54,7 +54,9 @@ def module_dir(module: str, version: str) -> Path:
         info = {}
     if out.returncode != 0 or "Dir" not in info:
         detail = info.get("Error") or out.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise LabError(f"cannot download {module}@{version}: {detail if isinstance(detail, str) else detail[0]}")
+        raise LabError(
+            f"cannot download {module}@{version}: {detail if isinstance(detail, str) else detail[0]}"
+        )
     return Path(info["Dir"])
 
 
