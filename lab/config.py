@@ -52,6 +52,20 @@ class Versions(BaseModel):
         return int(major), int(minor)
 
 
+class Ports(BaseModel):
+    """Loopback ports of the local stack; all bind 127.0.0.1 only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: the multi-tenant etcd that stores every workload cluster's data
+    tenant_etcd: int = Field(default=2379, ge=1, le=65535)
+    tenant_etcd_peer: int = Field(default=2380, ge=1, le=65535)
+    #: the management cluster's own etcd, kept apart so workload churn never slows the controllers' store
+    mgmt_etcd: int = Field(default=12379, ge=1, le=65535)
+    mgmt_etcd_peer: int = Field(default=12380, ge=1, le=65535)
+    mgmt_apiserver: int = Field(default=16443, ge=1, le=65535)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
 
@@ -60,6 +74,7 @@ class Settings(BaseModel):
     max_index: int = Field(default=9999, ge=1, le=65000)
     mode: Literal["local", "kind"] = "local"
     versions: Versions = Field(default_factory=Versions)
+    ports: Ports = Field(default_factory=Ports)
 
     @field_validator("prefix")
     @classmethod
