@@ -40,10 +40,11 @@ class Versions(BaseModel):
     kubernetes: str = versions.COMPONENTS["kubernetes"].default
     etcd: str = versions.COMPONENTS["etcd"].default
 
-    @field_validator("*")
+    @field_validator("*", mode="before")
     @classmethod
-    def _semver(cls, v: str) -> str:
-        if not _SEMVER.match(v):
+    def _semver(cls, v: object) -> str:
+        # YAML turns 1.35 into a float: quote what the user wrote, not pydantic's type complaint.
+        if not isinstance(v, str) or not _SEMVER.match(v):
             raise ValueError(f"must look like v1.2.3, got {v!r}")
         return v
 

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from typing import Literal
+
+import typer
+from rich.table import Table
+
+from lab import config, doctor
+from lab.cli._output import Output, OutputOption, console, print_json
+from lab.cli.app import app
+
+
+@app.command("doctor")
+def doctor_cmd(
+    mode: str = typer.Option(None, "--mode", help="local or kind; default: the configured mode"),
+    output: Output = OutputOption,
+) -> None:
+    """Preflight: tools and their versions, host limits that bite at scale, what to change."""
+    settings = config.load()
+    chosen: Literal["local", "kind"] = mode or settings.mode  # type: ignore[assignment]
+    if chosen not in ("local", "kind"):
+        raise typer.BadParameter("must be local or kind", param_hint="--mode")
+    report = doctor.check(settings, chosen)
+    if output == Output.json:
+        print_json(report.as_dict())
+    else:
+        tools = Table(title=f"tools (mode {chosen})")
+        for col in ("tool", "version", "needed", "status", "note"):
+            tools.add_column(col)
+        colour = {"ok": "green", "missing": "red", "unusable": "red", "absent": "dim"}
+        for t in report.tools:
+            c = colour[t.status] if t.required or t.status in ("ok", "absent") else "yellow"
+            tools.add_row(
+                t.name, t.version or "-", "yes" if t.required else "no", f"[{c}]{t.status}[/]", t.note
+            )
+        console.print(tools)
+        limits = Table(title="host limits")
+        for col in ("limit", "now", "recommended", "status", "to change"):
+            limits.add_column(col)
+        for lim in report.limits:
+            limits.add_row(
+                lim.name,
+                lim.value,
+                lim.recommended,
+                "[green]ok[/]" if lim.ok else "[yellow]low[/]",
+                "" if lim.ok else lim.fix,
+            )
+        console.print(limits)
+        mem = int(report.host["memory_bytes"]) / 2**30  # type: ignore[arg-type]
+        console.print(f"host: {report.host['cpus']} CPUs, {mem:.1f} GiB memory")
+        missing = [t.name for t in report.tools if not t.ok]
+        if missing:
+            console.print(f"[red]missing for mode {chosen}:[/] {', '.join(missing)}")
+    if not report.ok:
+        raise typer.Exit(1)

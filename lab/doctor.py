@@ -1,0 +1,191 @@
+"""Preflight: which tools are here, at which versions, and which host limits will bite at scale.
+
+Limits matter before anything breaks: every workload apiserver and every controller watch costs file
+descriptors and inotify instances, and every connection from the controllers to hundreds of workload
+APIs costs an ephemeral port. The recommended values are the ones the Metal3 scale runs used
+(inotify, reference/research/seed-scripts.md §12) or follow from them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+from lab import build, versions
+from lab.config import Settings
+
+Mode = str  # "local" | "kind"
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    version_cmd: tuple[str, ...]
+    pattern: str
+    needed_by: tuple[str, ...]  # modes that cannot run without it
+    why: str
+
+
+TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec("go", ("version",), r"go(\d+\.\d+(?:\.\d+)?)", ("local",), "builds the upstream components"),
+    ToolSpec(
+        "kubectl",
+        ("version", "--client"),
+        r"Client Version: v?([\w.+-]+)",
+        ("local", "kind"),
+        "talks to clusters",
+    ),
+    ToolSpec(
+        "etcd", ("--version",), r"etcd Version: ([\w.+-]+)", (), "lab builds its own; a system one is unused"
+    ),
+    ToolSpec("etcdctl", ("version",), r"etcdctl version: ([\w.+-]+)", (), "lab builds its own"),
+    ToolSpec("kind", ("version",), r"kind v([\w.+-]+)", ("kind",), "runs the kind management cluster"),
+    ToolSpec("docker", ("--version",), r"version ([\w.+-]+)", ("kind",), "runs kind's nodes"),
+    ToolSpec("clusterctl", ("version", "-o", "short"), r"v?(\d[\w.+-]*)", ("kind",), "installs CAPI in kind"),
+    ToolSpec(
+        "ansible-playbook", ("--version",), r"core ([\d.]+)", (), "provisions backing hosts (scale-out)"
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    name: str
+    path: str | None
+    version: str | None
+    required: bool
+    ok: bool
+    status: str  # ok | missing | unusable | absent (not needed by this mode)
+    note: str
+
+
+@dataclass(frozen=True)
+class LimitResult:
+    name: str
+    value: str
+    recommended: str
+    ok: bool
+    fix: str
+
+
+def _run(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout + out.stderr
+
+
+def probe_tool(spec: ToolSpec, mode: Mode, settings: Settings) -> ToolResult:
+    required = mode in spec.needed_by
+    path = shutil.which(spec.name)
+    note = spec.why
+    if path is None and spec.name in build.TARGETS:
+        cached = build.binary_path(settings, spec.name)
+        if cached.is_file():
+            path, note = str(cached), "lab's own build"
+    if path is None:
+        return ToolResult(
+            spec.name, None, None, required, not required, "missing" if required else "absent", spec.why
+        )
+    m = re.search(spec.pattern, _run([path, *spec.version_cmd]))
+    version = m.group(1) if m else None
+    usable = version is not None
+    if version is None:
+        note = "does not report a version"
+    if spec.name == "go" and version:
+        have = tuple(int(p) for p in version.split(".")[:2])
+        if have < versions.GO_MIN:
+            usable, note = (
+                False,
+                f"too old: the pinned components need Go {'.'.join(map(str, versions.GO_MIN))}+",
+            )
+    if spec.name == "docker" and version and not _docker_engine(path):
+        usable, note = False, "client only: no Docker engine answers"
+    status = "ok" if usable else "unusable"
+    return ToolResult(spec.name, path, version, required, usable or not required, status, note)
+
+
+def _docker_engine(path: str) -> bool:
+    try:
+        return subprocess.run([path, "info"], capture_output=True, timeout=10, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _sysctl(name: str) -> str | None:
+    try:
+        return Path("/proc/sys", name.replace(".", "/")).read_text().strip()
+    except OSError:
+        return None
+
+
+def host_limits() -> list[LimitResult]:
+    out: list[LimitResult] = []
+    for name, want in (("fs.inotify.max_user_watches", 1048576), ("fs.inotify.max_user_instances", 8192)):
+        raw = _sysctl(name)
+        ok = raw is not None and int(raw) >= want
+        out.append(LimitResult(name, raw or "unknown", f">= {want}", ok, f"sysctl -w {name}={want}"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want_files = 65536
+    out.append(
+        LimitResult(
+            "open files (ulimit -n)",
+            f"{soft} (hard {hard})",
+            f">= {want_files}",
+            soft >= want_files,
+            f"ulimit -n {min(max(want_files, soft), hard) if hard >= want_files else want_files}"
+            + ("" if hard >= want_files else " (raise the hard limit in /etc/security/limits.conf)"),
+        )
+    )
+    raw = _sysctl("net.ipv4.ip_local_port_range")
+    if raw:
+        low, high = (int(p) for p in raw.split())
+        span = high - low + 1
+        out.append(
+            LimitResult(
+                "ephemeral ports (net.ipv4.ip_local_port_range)",
+                f"{low}-{high} ({span} ports)",
+                ">= 28000 ports",
+                span >= 28000,
+                'sysctl -w net.ipv4.ip_local_port_range="1024 65000"',
+            )
+        )
+    return out
+
+
+def host_facts() -> dict[str, object]:
+    return {"cpus": os.cpu_count(), "memory_bytes": psutil.virtual_memory().total}
+
+
+@dataclass(frozen=True)
+class Report:
+    mode: Mode
+    tools: list[ToolResult]
+    limits: list[LimitResult]
+    host: dict[str, object]
+
+    @property
+    def ok(self) -> bool:
+        """Missing required tools fail; limits only warn, because small labs run fine below them."""
+        return all(t.ok for t in self.tools)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "mode": self.mode,
+            "ok": self.ok,
+            "tools": [asdict(t) for t in self.tools],
+            "limits": [asdict(limit) for limit in self.limits],
+            "host": self.host,
+        }
+
+
+def check(settings: Settings, mode: Mode) -> Report:
+    return Report(mode, [probe_tool(s, mode, settings) for s in TOOLS], host_limits(), host_facts())

@@ -1,0 +1,42 @@
+"""Fixtures every test layer shares.
+
+Tests never touch the user's lab home: `lab_env` points LAB_HOME at a tmp dir, and `run_lab` runs
+the real console entry point in a subprocess, so exit codes and stderr are exactly what a user sees.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def lab_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    home = tmp_path / "labhome"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
+    env["LAB_HOME"] = str(home)
+    for k in [k for k in os.environ if k.startswith("LAB_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("LAB_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    return env
+
+
+@pytest.fixture
+def run_lab(lab_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 120):
+        return subprocess.run(
+            [sys.executable, "-m", "lab", *args],
+            capture_output=True,
+            text=True,
+            env={**lab_env, "COLUMNS": "200", **(env or {})},
+            input=input,
+            timeout=timeout,
+        )
+
+    return run
