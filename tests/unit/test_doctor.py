@@ -57,7 +57,7 @@ def test_table_output_says_what_is_missing(run_lab, tmp_path: Path) -> None:
     bindir = tmp_path / "bin"
     bindir.mkdir()
     r = run_lab("doctor", env={"PATH": f"{bindir}:/usr/bin:/bin"})  # go lives in /usr/local/go/bin
-    assert re.search(r"^missing for mode local: go\\b", r.stdout, re.M), r.stdout
+    assert re.search(r"^missing for mode local: go\b", r.stdout, re.M), r.stdout
     assert r.returncode == 1
 
 
