@@ -1,25 +1,73 @@
 """Build upstream Go programs from their modules into a cache keyed by component and version.
 
-Upstream go.mod files often carry local `replace` directives, which `go install pkg@version` refuses.
-So every target is built from a small generated *wrapper module* (under <home>/src) whose go.mod
-requires the upstream module at the pinned version; when the main module is ours, upstream replace
-directives are ignored and Go resolves the sibling modules from the proxy instead. Binaries land in
-<home>/bin/<component>/<version>/<name> and are reused until the version changes.
+Why wrapper modules: upstream go.mod files carry local `replace` directives (`./staging/src/...`,
+`./api`), which `go install pkg@version` refuses. So every target is built from a small generated
+module under <home>/src whose go.mod requires the upstream module at the pinned version. Replace
+directives only count in the main module, so ours decide: every *local* upstream replace is turned
+into a pin of that sibling module to a published version, read from the upstream go.mod in the
+module cache at build time (never copied into this repository):
+
+- k8s.io/kubernetes v1.Y.Z: each `k8s.io/<staging> => ./staging/src/k8s.io/<staging>` becomes
+  `k8s.io/<staging> => k8s.io/<staging> v0.Y.Z` (the published staging release of the same tag).
+- metal3 (CAPM3 `api`, IPAM `api`, BMO `apis` and `pkg/hardwareutils`): the sibling at the parent's
+  own version, else the newest earlier patch of the same minor that the proxy serves (BMO v0.13.2
+  ships no `pkg/hardwareutils/v0.13.2` tag; v0.13.1 is used and the build log says so).
+- non-local upstream replaces are copied verbatim; the wrapper's `go` and `godebug` lines copy the
+  upstream ones, so runtime GODEBUG defaults match an upstream build.
+
+Binaries land in <home>/bin/<component>/<version>/<name>, with <name>.json beside each (build
+seconds, Go version, ldflags), and are reused until the version changes.
+
+Running the managers outside a cluster (for lab.stack; read from each main.go at the pinned
+versions, CAPI v1.13 / CAPM3 and IPAM v1.13 / BMO v0.13). Every manager binds the same default
+ports, so a local stack must give each its own:
+
+- capi-manager (package sigs.k8s.io/cluster-api), kcp-manager (.../controlplane/kubeadm),
+  cabpk-manager (.../bootstrap/kubeadm), pflag: `--kubeconfig` (controller-runtime, from the Go
+  flag set), `--leader-elect` (default false), `--namespace` (watch one namespace; default all),
+  `--watch-filter`, `--webhook-port` (9443), `--webhook-cert-dir`
+  (/tmp/k8s-webhook-server/serving-certs/, must hold tls.crt and tls.key; names via
+  `--webhook-cert-name/--webhook-key-name`), `--diagnostics-address` (:8443, HTTPS with
+  authn/authz unless `--insecure-diagnostics`), `--health-addr` (:9440), `--feature-gates`,
+  `--sync-period`, `--skip-crd-migration-phases` (the v1.13 managers run a CRD migrator over their
+  own CRDs at start). All three register conversion/validation webhooks, so their CRDs and webhook
+  configurations must point at the webhook port with the CA of the serving cert.
+- capm3-manager (github.com/metal3-io/cluster-api-provider-metal3), pflag: the same set
+  (`--leader-elect`, `--namespace`, `--webhook-port`, `--webhook-cert-dir`, `--diagnostics-address`,
+  `--insecure-diagnostics`, `--health-addr`). It needs the BareMetalHost CRD. It does NOT need IPAM:
+  Metal3DataReconciler lists IPClaim/IPAddressClaim at start and skips those watches when the CRDs
+  are absent; IPAM (controller and CRDs) is only needed when Metal3DataTemplates reference IP pools.
+- ipam-manager (github.com/metal3-io/ip-address-manager), pflag: `--leader-elect`, `--namespace`,
+  `--webhook-port`, `--webhook-cert-dir`, `--diagnostics-address`, `--health-addr`,
+  `--ippool-concurrency`, `--kube-api-qps/burst`.
+- bmo-manager (github.com/metal3-io/baremetal-operator), Go flag package (single or double dash):
+  `-test-mode` (fixture provisioner: no Ironic), `-namespace` (default $WATCH_NAMESPACE; empty =
+  all), `-enable-leader-election` (default false), `-metrics-addr` (:8443, HTTPS), `-health-addr`
+  (:9440), `-webhook-port` (9443; 0 disables the webhook server, as upstream `make run-test-mode`
+  does), `-dev` (human-readable logs), `--controller-concurrency`, `--kube-api-qps/burst`, and
+  `-kubeconfig` from controller-runtime. Environment: KUBECONFIG, WATCH_NAMESPACE, BMO_CONCURRENCY
+  (used only when --controller-concurrency is 0), POD_NAMESPACE (leader-election namespace, and the
+  Ironic CR namespace when IRONIC_NAME is set; leave IRONIC_NAME unset in test mode). None of the
+  Ironic variables (IRONIC_ENDPOINT, DEPLOY_*) are read in test mode.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lab import gomod, versions
 from lab.config import Settings
 from lab.errors import LabError
+
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -29,31 +77,188 @@ class Target:
     name: str
     component: str
     package: str
-    #: Extra (module, version) requirements or replace lines, computed from settings when needed.
+    #: Extra go.mod lines (require/replace), computed from settings when needed.
     extra_gomod: Callable[[Settings], list[str]] = field(default=lambda _s: [])
+    #: `-X` ldflags that stamp the version the way upstream's Makefile does.
+    stamp: Callable[[Settings], list[str]] = field(default=lambda _s: [])
+    what: str = ""
 
+
+def _version(settings: Settings, component: str) -> str:
+    return str(getattr(settings.versions, component))
+
+
+def _k8s_stamp(s: Settings) -> list[str]:
+    # hack/lib/version.sh sets the same keys in both packages; /version and --version read them.
+    v = s.versions.kubernetes
+    major, minor = s.versions.minor("kubernetes")
+    keys = {"gitVersion": v, "gitMajor": str(major), "gitMinor": str(minor), "gitTreeState": "clean"}
+    return [
+        f"-X {pkg}.{k}={val}"
+        for pkg in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version")
+        for k, val in keys.items()
+    ]
+
+
+def _capi_stamp(s: Settings) -> list[str]:
+    # hack/version.sh; the managers log this version at start-up.
+    v = s.versions.capi
+    major, minor = s.versions.minor("capi")
+    keys = {"gitVersion": v, "gitMajor": str(major), "gitMinor": str(minor), "gitTreeState": "clean"}
+    return [f"-X sigs.k8s.io/cluster-api/version.{k}={val}" for k, val in keys.items()]
+
+
+def _bmo_stamp(s: Settings) -> list[str]:
+    # Makefile LDFLAGS: pkg/version.Raw is what BMO logs as its version.
+    return [f"-X github.com/metal3-io/baremetal-operator/pkg/version.Raw={s.versions.bmo}"]
+
+
+def _k8s_staging_candidates(_module: str, parent: str) -> list[str]:
+    # Kubernetes v1.Y.Z publishes every staging module as v0.Y.Z from the same commit.
+    return ["v0." + parent.removeprefix("v1.")]
+
+
+def _same_minor_candidates(_module: str, parent: str) -> list[str]:
+    # Sibling modules are tagged with the parent's version, but not always every patch.
+    major, minor, patch = (int(p) for p in parent.lstrip("v").split("."))
+    return [f"v{major}.{minor}.{p}" for p in range(patch, -1, -1)]
+
+
+def _siblings(component: str, candidates: Callable[[str, str], list[str]]) -> Callable[[Settings], list[str]]:
+    """go.mod lines that replace the upstream module's local replaces with published versions."""
+
+    def lines(s: Settings) -> list[str]:
+        version = _version(s, component)
+        upstream = gomod.component_dir(component, version) / "go.mod"
+        out = []
+        for old, new in parse_replaces(upstream.read_text()):
+            if not new.startswith(("./", "../")):
+                out.append(f"replace {old} => {new}")
+                continue
+            module = old.split()[0]
+            out.append(
+                f"replace {module} => {module} {_first_published(module, candidates(module, version))}"
+            )
+        return out
+
+    return lines
+
+
+def _first_published(module: str, tried: list[str]) -> str:
+    for v in tried:
+        try:
+            gomod.module_dir(module, v)
+        except LabError:
+            continue
+        return v
+    raise LabError(f"no published version of {module} among {', '.join(tried)}")
+
+
+def parse_replaces(gomod_text: str) -> list[tuple[str, str]]:
+    """(left, right) of every replace directive, in single-line and block form."""
+    out: list[tuple[str, str]] = []
+    in_block = False
+    for raw in gomod_text.splitlines():
+        line = raw.split("//", 1)[0].strip()
+        if in_block:
+            if line == ")":
+                in_block = False
+            elif "=>" in line:
+                left, right = (p.strip() for p in line.split("=>", 1))
+                out.append((left, right))
+        elif line.startswith("replace ("):
+            in_block = True
+        elif line.startswith("replace ") and "=>" in line:
+            left, right = (p.strip() for p in line[len("replace ") :].split("=>", 1))
+            out.append((left, right))
+    return out
+
+
+def go_directives(gomod_text: str) -> list[str]:
+    """The `go` and `godebug` lines of a go.mod: they set the GODEBUG defaults of the binary."""
+    keep = [ln.strip() for ln in gomod_text.splitlines() if re.match(r"^(go|godebug)\s", ln.strip())]
+    return keep or ["go 1.25"]
+
+
+_K8S = _siblings("kubernetes", _k8s_staging_candidates)
+_CAPM3 = _siblings("capm3", _same_minor_candidates)
+_IPAM = _siblings("ipam", _same_minor_candidates)
+_BMO = _siblings("bmo", _same_minor_candidates)
 
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("etcd", "etcd", "go.etcd.io/etcd/server/v3"),
+        # Build order matters for whoever waits: the stack needs the Kubernetes binaries first.
+        Target("etcd", "etcd", "go.etcd.io/etcd/server/v3", what="etcd server"),
         Target(
             "etcdctl",
             "etcd",
             "go.etcd.io/etcd/etcdctl/v3",
             lambda s: [f"require go.etcd.io/etcd/etcdctl/v3 {s.versions.etcd}"],
+            what="etcd client",
         ),
+        Target("kube-apiserver", "kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver", _K8S, _k8s_stamp),
+        Target(
+            "kube-controller-manager",
+            "kubernetes",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            _K8S,
+            _k8s_stamp,
+        ),
+        Target("capi-manager", "capi", "sigs.k8s.io/cluster-api", stamp=_capi_stamp, what="CAPI core"),
+        Target(
+            "kcp-manager",
+            "capi",
+            "sigs.k8s.io/cluster-api/controlplane/kubeadm",
+            stamp=_capi_stamp,
+            what="kubeadm control plane",
+        ),
+        Target(
+            "cabpk-manager",
+            "capi",
+            "sigs.k8s.io/cluster-api/bootstrap/kubeadm",
+            stamp=_capi_stamp,
+            what="kubeadm bootstrap",
+        ),
+        Target("bmo-manager", "bmo", "github.com/metal3-io/baremetal-operator", _BMO, _bmo_stamp, "BMO"),
+        Target(
+            "capm3-manager", "capm3", "github.com/metal3-io/cluster-api-provider-metal3", _CAPM3, what="CAPM3"
+        ),
+        Target("ipam-manager", "ipam", "github.com/metal3-io/ip-address-manager", _IPAM, what="Metal3 IPAM"),
     )
 }
 
 
 def binary_path(settings: Settings, name: str) -> Path:
     t = TARGETS[name]
-    return settings.bin_dir / t.component / getattr(settings.versions, t.component) / name
+    return settings.bin_dir / t.component / _version(settings, t.component) / name
+
+
+def log_path(settings: Settings, name: str) -> Path:
+    return settings.log_dir / "build" / f"{name}-{_version(settings, TARGETS[name].component)}.log"
+
+
+def is_cached(settings: Settings, name: str) -> bool:
+    out = binary_path(settings, name)
+    return out.is_file() and os.access(out, os.X_OK)
+
+
+def build_info(settings: Settings, name: str) -> dict[str, object]:
+    """What was recorded when the cached binary was built ({} when unknown)."""
+    meta = binary_path(settings, name).with_suffix(".json")
+    try:
+        return dict(json.loads(meta.read_text()))
+    except (OSError, ValueError):
+        return {}
 
 
 def go_version() -> tuple[int, int]:
-    out = subprocess.run([gomod.go_binary(), "env", "GOVERSION"], capture_output=True, text=True, check=False)
+    try:
+        out = subprocess.run(
+            [gomod.go_binary(), "env", "GOVERSION"], capture_output=True, text=True, check=False, timeout=60
+        )
+    except OSError as e:
+        raise LabError(f"cannot run go: {e}") from e
     m = re.match(r"go(\d+)\.(\d+)", out.stdout.strip())
     if not m:
         raise LabError(f"cannot tell the Go version (go env GOVERSION said {out.stdout.strip()!r})")
@@ -67,50 +272,83 @@ def check_go() -> None:
         raise LabError(f"Go {have[0]}.{have[1]} is too old: building the pinned components needs Go {need}+")
 
 
-def _wrapper_gomod(settings: Settings, t: Target) -> str:
+def wrapper_gomod(settings: Settings, t: Target) -> str:
     comp = versions.COMPONENTS[t.component]
-    version = getattr(settings.versions, t.component)
-    lines = [f"module lab.local/build/{t.name}", "", "go 1.25", "", f"require {comp.module} {version}"]
-    lines += t.extra_gomod(settings)
+    version = _version(settings, t.component)
+    upstream = gomod.module_dir(comp.module, version) / "go.mod"
+    lines = [f"module lab.local/build/{t.name}", "", *go_directives(upstream.read_text()), ""]
+    lines += [f"require {comp.module} {version}", *t.extra_gomod(settings)]
     return "\n".join(lines) + "\n"
 
 
-def build(settings: Settings, name: str, log: Callable[[str], None] = lambda _m: None) -> Path:
+def ldflags(settings: Settings, t: Target) -> str:
+    return " ".join(["-s", "-w", *t.stamp(settings)])
+
+
+def build(settings: Settings, name: str, log: Log = lambda _m: None) -> Path:
     """Build one target if its binary is not cached yet; return the binary's path."""
+    if name not in TARGETS:
+        raise LabError(f"unknown build target {name!r}; known: {', '.join(TARGETS)}", exit_code=2)
     out = binary_path(settings, name)
-    if out.is_file() and os.access(out, os.X_OK):
+    if is_cached(settings, name):
         return out
     check_go()
     t = TARGETS[name]
-    version = getattr(settings.versions, t.component)
+    version = _version(settings, t.component)
+    logfile = log_path(settings, name)
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        gomod_text = wrapper_gomod(settings, t)
+    except LabError as e:
+        logfile.write_text(f"preparing the wrapper module failed: {e}\n")
+        raise LabError(f"building {name} {version} failed: {e} (log: {logfile})") from None
     src = settings.src_dir / f"{name}-{version}"
     src.mkdir(parents=True, exist_ok=True)
-    (src / "go.mod").write_text(_wrapper_gomod(settings, t))
+    (src / "go.mod").write_text(gomod_text)
     out.parent.mkdir(parents=True, exist_ok=True)
-    logfile = settings.log_dir / "build" / f"{name}-{version}.log"
-    logfile.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{name}.tmp")
+    flags = ldflags(settings, t)
     log(f"building {name} {version} (log: {logfile})")
     started = time.monotonic()
     with logfile.open("w") as fh:
+        fh.write(f"# wrapper go.mod\n{gomod_text}\n")
         for cmd in (
-            [gomod.go_binary(), "mod", "download", "-x"],
-            [gomod.go_binary(), "build", "-trimpath", "-ldflags=-s -w", "-o", str(tmp), t.package],
+            [gomod.go_binary(), "mod", "download"],
+            [
+                gomod.go_binary(),
+                "build",
+                "-mod=mod",
+                "-trimpath",
+                f"-ldflags={flags}",
+                "-o",
+                str(tmp),
+                t.package,
+            ],
         ):
-            # go mod download fills go.sum for the requirements; build then adds what the package needs.
+            # download fills go.sum for the requirements; build adds what the package needs.
             fh.write(f"$ {' '.join(cmd)}\n")
             fh.flush()
             rc = subprocess.run(
                 cmd, cwd=src, env=gomod.go_env(), stdout=fh, stderr=subprocess.STDOUT
             ).returncode
             if rc != 0 and cmd[1] == "build":
-                raise LabError(f"building {name} {version} failed (exit {rc}); see {logfile}")
+                raise LabError(f"building {name} {version} failed (go build exit {rc}); see {logfile}")
+    seconds = time.monotonic() - started
     tmp.rename(out)
-    log(f"built {name} {version} in {time.monotonic() - started:.0f}s")
+    info = {
+        "name": name,
+        "version": version,
+        "package": t.package,
+        "seconds": round(seconds, 1),
+        "go": ".".join(map(str, go_version())),
+        "ldflags": flags,
+        "built": datetime.now(UTC).isoformat(timespec="seconds"),
+        "bytes": out.stat().st_size,
+    }
+    out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    log(f"built {name} {version} in {seconds:.0f}s")
     return out
 
 
-def ensure(
-    settings: Settings, names: list[str], log: Callable[[str], None] = lambda _m: None
-) -> dict[str, Path]:
+def ensure(settings: Settings, names: list[str], log: Log = lambda _m: None) -> dict[str, Path]:
     return {n: build(settings, n, log) for n in names}

@@ -1,0 +1,109 @@
+"""`lab build`: compile the pinned upstream binaries into the lab home's cache."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lab import build, config
+from lab.cli._output import Output, OutputOption, console, print_json
+from lab.cli.app import app
+from lab.errors import UsageError
+
+
+def _listing(settings: config.Settings) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for name, t in build.TARGETS.items():
+        info = build.build_info(settings, name)
+        rows.append(
+            {
+                "name": name,
+                "component": t.component,
+                "version": getattr(settings.versions, t.component),
+                "package": t.package,
+                "cached": build.is_cached(settings, name),
+                "path": str(build.binary_path(settings, name)),
+                "build_seconds": info.get("seconds"),
+                "bytes": info.get("bytes"),
+            }
+        )
+    return rows
+
+
+@app.command("build")
+def build_cmd(
+    names: list[str] = typer.Argument(None, help="targets to build; default: all (see --list)"),
+    list_: bool = typer.Option(False, "--list", help="show targets, versions and what is cached"),
+    output: Output = OutputOption,
+) -> None:
+    """Build the pinned upstream binaries (etcd, Kubernetes, CAPI, CAPM3, IPAM, BMO) that are missing.
+
+    Builds run one after another (go build already uses every core; GOFLAGS such as -p are
+    honoured). Logs: <home>/logs/build/<name>-<version>.log.
+    """
+    settings = config.load()
+    if list_:
+        rows = _listing(settings)
+        if output == Output.json:
+            print_json(rows)
+            return
+        table = Table(title=f"build targets (cache: {settings.bin_dir})")
+        for col in ("target", "version", "package", "cached", "built in", "size"):
+            table.add_column(col)
+        for r in rows:
+            secs, size = r["build_seconds"], r["bytes"]
+            table.add_row(
+                str(r["name"]),
+                str(r["version"]),
+                str(r["package"]),
+                "[green]yes[/]" if r["cached"] else "[yellow]no[/]",
+                f"{secs:.0f}s" if isinstance(secs, float | int) else "-",
+                f"{size / 2**20:.0f} MiB" if isinstance(size, int) else "-",
+            )
+        console.print(table)
+        return
+    wanted = names or list(build.TARGETS)
+    unknown = [n for n in wanted if n not in build.TARGETS]
+    if unknown:
+        raise UsageError(f"unknown build target {', '.join(unknown)}; known: {', '.join(build.TARGETS)}")
+    todo = [n for n in wanted if not build.is_cached(settings, n)]
+    results: list[dict[str, object]] = [
+        {"name": n, "path": str(build.binary_path(settings, n)), "seconds": 0.0, "cached": True}
+        for n in wanted
+        if n not in todo
+    ]
+    if todo:
+        build.check_go()
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=output == Output.json,
+        ) as progress:
+            overall = progress.add_task("all targets", total=len(todo))
+            for n in todo:
+                version = getattr(settings.versions, build.TARGETS[n].component)
+                task = progress.add_task(f"{n} {version}", total=1)
+                started = time.monotonic()
+                path = build.build(settings, n)
+                secs = time.monotonic() - started
+                progress.update(task, completed=1, description=f"{n} {version} [green]built[/]")
+                progress.advance(overall)
+                results.append({"name": n, "path": str(path), "seconds": round(secs, 1), "cached": False})
+    if output == Output.json:
+        print_json(results)
+        return
+    table = Table(title="binaries")
+    for col in ("target", "time", "path"):
+        table.add_column(col)
+    for r in results:
+        secs = r["seconds"]
+        when = "cached" if r["cached"] else f"{secs:.0f}s"
+        table.add_row(str(r["name"]), when, str(r["path"]))
+    console.print(table)
