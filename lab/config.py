@@ -65,6 +65,8 @@ class Ports(BaseModel):
     mgmt_etcd: int = Field(default=12379, ge=1, le=65535)
     mgmt_etcd_peer: int = Field(default=12380, ge=1, le=65535)
     mgmt_apiserver: int = Field(default=16443, ge=1, le=65535)
+    #: first of a block of 40 ports: health, metrics and webhook ports of the local stack (lab.stack.ports)
+    stack_base: int = Field(default=17400, ge=1, le=65535 - 40)
 
 
 class Settings(BaseModel):
@@ -76,6 +78,8 @@ class Settings(BaseModel):
     mode: Literal["local", "kind"] = "local"
     versions: Versions = Field(default_factory=Versions)
     ports: Ports = Field(default_factory=Ports)
+    #: built binaries, when shared between lab homes (e.g. tests with a tmp LAB_HOME); default <home>/bin
+    bin_cache: Path | None = None
 
     @field_validator("prefix")
     @classmethod
@@ -97,7 +101,7 @@ class Settings(BaseModel):
 
     @property
     def bin_dir(self) -> Path:
-        return self.home / "bin"
+        return self.bin_cache.expanduser().absolute() if self.bin_cache else self.home / "bin"
 
     @property
     def src_dir(self) -> Path:
