@@ -185,3 +185,37 @@ def merge_args(args: list[str], new: list[str]) -> list[str]:
     names = {f.split("=", 1)[0].lstrip("-") for f in new}
     kept = [a for a in args if not (a.startswith("-") and a.split("=", 1)[0].lstrip("-") in names)]
     return kept + new
+
+
+def apply_profile(args: list[str], settings: Settings, component: str, profile: str) -> list[str]:
+    """A manager's args switched to a profile: every flag the table manages for this component and
+    version is dropped first, so going back to `default` really restores upstream defaults."""
+    _check(component, profile)
+    minor = settings.versions.minor(COMPONENTS[component])
+    managed = {k.flag for k in TABLE if k.component == component and k.applies(minor)}
+    kept = [a for a in args if not (a.startswith("-") and a.split("=", 1)[0].lstrip("-") in managed)]
+    return kept + flags(settings, component, profile)
+
+
+#: kind mode: (namespace, Deployment) of each manager as clusterctl and BMO's kustomize config
+#: install them (namePrefix + "controller-manager"); the manager is container 0 in each.
+DEPLOYMENTS: dict[str, tuple[str, str]] = {
+    "capi-manager": ("capi-system", "capi-controller-manager"),
+    "kcp-manager": ("capi-kubeadm-control-plane-system", "capi-kubeadm-control-plane-controller-manager"),
+    "cabpk-manager": ("capi-kubeadm-bootstrap-system", "capi-kubeadm-bootstrap-controller-manager"),
+    "capm3-manager": ("capm3-system", "capm3-controller-manager"),
+    "bmo-manager": ("baremetal-operator-system", "baremetal-operator-controller-manager"),
+}
+
+ARGS_PATH = "/spec/template/spec/containers/0/args"
+
+
+def deployment_patch(
+    args: list[str], settings: Settings, component: str, profile: str
+) -> list[dict[str, object]]:
+    """RFC 6902 patch for `kubectl patch deployment --type=json`: test that args are still what was
+    read, then replace them, so a concurrent edit fails instead of being overwritten."""
+    return [
+        {"op": "test", "path": ARGS_PATH, "value": list(args)},
+        {"op": "replace", "path": ARGS_PATH, "value": apply_profile(args, settings, component, profile)},
+    ]

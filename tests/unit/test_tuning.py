@@ -144,3 +144,29 @@ def test_table_defaults_match_upstream_source_at_pinned_versions() -> None:
                 assert upstream_default(source, k.flag) == k.default.split()[0], (component, k.flag)
                 checked += 1
     assert checked >= 30
+
+
+def test_apply_profile_goes_back_to_upstream_defaults() -> None:
+    s = settings()
+    base = ["--leader-elect", "--diagnostics-address=:8443"]
+    high = tuning.apply_profile(base, s, "capi-manager", "high")
+    assert high == base + tuning.flags(s, "capi-manager", "high")
+    seed = tuning.apply_profile(high, s, "capi-manager", "seed")
+    assert seed == base + tuning.flags(s, "capi-manager", "seed")
+    assert "--clustercache-client-qps=50" not in seed  # set by high, not by seed
+    assert tuning.apply_profile(seed, s, "capi-manager", "default") == base
+
+
+def test_deployment_patch_tests_then_replaces_the_args() -> None:
+    s = settings()
+    args = ["--enable-leader-election", "--controller-concurrency=5"]
+    patch = tuning.deployment_patch(args, s, "bmo-manager", "high")
+    assert patch[0] == {"op": "test", "path": tuning.ARGS_PATH, "value": args}
+    assert patch[1]["op"] == "replace"
+    assert patch[1]["value"] == [
+        "--enable-leader-election",
+        "--controller-concurrency=50",
+        "--kube-api-qps=100",
+        "--kube-api-burst=200",
+    ]
+    assert set(tuning.DEPLOYMENTS) == set(tuning.COMPONENTS)
