@@ -1,0 +1,62 @@
+"""Pure functions from a cluster index to the objects of one workload cluster in the management cluster.
+
+Same settings, index, endpoint and PKI -> the same objects, byte for byte: create can be re-run with
+server-side apply and changes nothing. Nothing here reads files, the clock or the network.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lab import naming
+from lab.config import Settings
+from lab.manifests import capi, metal3, names
+from lab.manifests.common import lab_labels, obj
+from lab.manifests.secrets import bmc_password, bmc_secret, pki_secrets
+
+if TYPE_CHECKING:
+    from lab.pki import ClusterPKI
+
+__all__ = ["bmc_password", "cluster_objects", "namespace"]
+
+
+def namespace(cluster: str, index: int) -> dict[str, Any]:
+    """The cluster's namespace; its labels are how lab lists the clusters that exist."""
+    return obj("Namespace", names.namespace(cluster), None, lab_labels(cluster, index))
+
+
+def cluster_objects(
+    settings: Settings,
+    index: int,
+    endpoint: tuple[str, int],
+    pki: ClusterPKI,
+    etcd_endpoints: list[str],
+    bmc_password: str,
+) -> list[dict[str, Any]]:
+    """Every object of workload cluster `index`, in apply order.
+
+    Order: the Namespace, then Secrets (KCP and BMO look them up), then the host (BMO can register and
+    inspect it while the rest is created), then templates before what references them, the Cluster last.
+    `bmc_password` is the caller's so it stays stable; lab.manifests.bmc_password(pki) derives one.
+    """
+    name = naming.cluster_name(settings.prefix, index)
+    if pki.name != name:
+        raise ValueError(f"PKI of {pki.name} passed for cluster {name}")
+    k8s = settings.versions.kubernetes
+    return [
+        namespace(name, index),
+        *pki_secrets(name, index, pki),
+        bmc_secret(name, index, bmc_password),
+        metal3.baremetal_host(name, index),
+        metal3.data_template(name, index, names.controlplane_data_template(name)),
+        metal3.data_template(name, index, names.workers_data_template(name)),
+        metal3.machine_template(
+            name, index, names.controlplane_template(name), names.controlplane_data_template(name)
+        ),
+        metal3.machine_template(name, index, names.workers_template(name), names.workers_data_template(name)),
+        capi.kubeadm_config_template(name, index),
+        metal3.metal3_cluster(name, index, endpoint),
+        capi.kubeadm_control_plane(name, index, k8s, endpoint[0], etcd_endpoints, pki.certificates_expiry),
+        capi.machine_deployment(name, index, k8s),
+        capi.cluster(name, index),
+    ]

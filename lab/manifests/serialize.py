@@ -1,0 +1,23 @@
+"""The two forms `lab render` prints, both accepted by `kubectl apply -f -`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+
+def to_yaml(objects: Iterable[dict[str, Any]]) -> str:
+    """A multi-document YAML stream, keys in the order written (apiVersion, kind, metadata, ...)."""
+    return yaml.safe_dump_all(list(objects), sort_keys=False, default_flow_style=False, explicit_start=True)
+
+
+def to_list(objects: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """A v1 List, the JSON form kubectl applies item by item."""
+    return {"apiVersion": "v1", "kind": "List", "metadata": {}, "items": list(objects)}
+
+
+def to_json(objects: Iterable[dict[str, Any]]) -> str:
+    return json.dumps(to_list(objects), indent=2) + "\n"
