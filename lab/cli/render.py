@@ -1,0 +1,82 @@
+"""`lab render`: print the objects of workload clusters without touching any cluster."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+
+import typer
+
+from lab import config, manifests, naming, pki
+from lab.cli.app import app
+from lab.config import Settings
+from lab.errors import LabError, UsageError
+from lab.manifests import serialize
+
+#: Directory and common name of the one etcd CA every tenant's client certificate is signed by.
+ETCD_CA_DIR = "etcd-ca"
+ETCD_CA_CN = "etcd-ca"
+
+
+class RenderFormat(StrEnum):
+    yaml = "yaml"
+    json = "json"
+
+
+def _whole_number(what: str, text: str) -> int:
+    # Parsed here, not by click: click's own errors are a multi-line box, lab's are one line.
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise UsageError(f"{what} must be a whole number, got {text!r}") from None
+
+
+def local_etcd_endpoints(settings: Settings) -> list[str]:
+    """The multi-tenant etcd of the local stack (loopback, TLS)."""
+    return [f"https://127.0.0.1:{settings.ports.tenant_etcd}"]
+
+
+@app.command(
+    "render",
+    # Lets "-1" reach INDEX as a value, so it gets lab's one-line range error instead of "no such option".
+    context_settings={"ignore_unknown_options": True},
+)
+def render_cmd(
+    index: str = typer.Argument(
+        ..., metavar="INDEX", help="index of the first cluster (test-INDEX)", show_default=False
+    ),
+    count: str = typer.Option("1", "--count", "-n", metavar="N", help="how many consecutive clusters"),
+    output: RenderFormat = typer.Option(
+        RenderFormat.yaml, "--output", "-o", help="yaml stream or a JSON v1 List"
+    ),
+) -> None:
+    """Print the management-cluster objects of clusters INDEX..INDEX+N-1, ready for `kubectl apply -f -`.
+
+    No cluster is touched. The lab home gets the shared etcd CA and each cluster's PKI, which the objects embed.
+    """
+    settings = config.load()
+    indexes = naming.check_range(
+        _whole_number("INDEX", index), _whole_number("--count", count), settings.max_index
+    )
+    if settings.mode != "local":
+        raise LabError(
+            f"lab render needs mode local: in mode {settings.mode} a cluster's endpoint comes from its "
+            "backing placement, which render does not do"
+        )
+    etcd_ca = pki.load_or_create_ca(settings.pki_dir / ETCD_CA_DIR, ETCD_CA_CN)
+    objects = []
+    for i in indexes:
+        name = naming.cluster_name(settings.prefix, i)
+        host, port = naming.local_endpoint(i)
+        cluster_pki = pki.cluster_pki(settings, name, host, port, etcd_ca)
+        objects += manifests.cluster_objects(
+            settings,
+            i,
+            (host, port),
+            cluster_pki,
+            local_etcd_endpoints(settings),
+            manifests.bmc_password(cluster_pki),
+        )
+    sys.stdout.write(
+        serialize.to_json(objects) if output == RenderFormat.json else serialize.to_yaml(objects)
+    )
