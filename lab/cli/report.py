@@ -1,0 +1,50 @@
+"""`lab report`: the timing report of one recorded run."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from lab import config, records, report
+from lab.cli._output import err_console, print_json
+from lab.cli.app import app
+from lab.errors import LabError
+
+
+class Format(StrEnum):
+    md = "md"
+    json = "json"
+
+
+@app.command("report")
+def report_cmd(
+    run: int = typer.Option(None, "--run", help="run id (see the report header); default: the latest run"),
+    fmt: Format = typer.Option(
+        Format.md, "--format", help="md: GitHub Markdown tables; json: the full model"
+    ),
+    plot: Path = typer.Option(
+        None, "--plot", help="also write a PNG: clusters done over time, phase latencies"
+    ),
+    batch: int = typer.Option(
+        report.DEFAULT_BATCH, "--batch", min=1, help="clusters per row of the scaling table"
+    ),
+) -> None:
+    """Scaling table, per-phase p50/p90/max and component RSS/CPU of a create or delete run."""
+    settings = config.load()
+    with records.open_records(settings, create=False) as db:
+        if not db.runs():
+            raise LabError(f"no runs recorded yet in {settings.db_path}; run lab create-clusters first")
+        chosen = db.run(run)
+        events = db.events(chosen.id)
+        model = report.build(chosen, events, db.samples(chosen.id), batch_size=batch)
+    if plot is not None:
+        from lab.plot import render_png
+
+        render_png(model, report.latencies(chosen.kind, events), plot)
+        err_console.print(f"plot written to {plot}")
+    if fmt == Format.json:
+        print_json(model.as_dict())
+    else:
+        typer.echo(report.to_markdown(model), nl=False)

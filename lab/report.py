@@ -1,0 +1,330 @@
+"""From run records to a report: pure functions to a model, then Markdown or JSON.
+
+The numbers follow the shape the Metal3 scaling notes kept by hand ("clusters 0-100 in M minutes",
+per 100-cluster step) plus the latency model of kube-burner/clusterloader2: every phase's latency is
+measured from the cluster's first phase (`applied` for create, `delete_requested` for delete), with
+p50/p90/max over clusters, and the step from the phase it waits for (records.PREVIOUS).
+
+Percentiles interpolate linearly between closest ranks (numpy's default "linear" method), so p50 of
+an even count is the mean of the two middle values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lab.records import PHASES, PREVIOUS, Event, Phase, Run, RunKind, Sample
+
+DEFAULT_BATCH = 10
+#: How many incomplete clusters the Markdown lists by name before it only counts them.
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class Stats:
+    count: int
+    p50: float | None
+    p90: float | None
+    max: float | None
+
+
+@dataclass(frozen=True)
+class PhaseRow:
+    phase: str
+    reached: int  # clusters that reached this phase
+    since_start: Stats  # seconds from the cluster's first phase
+    step_from: str | None  # the phase this one waits for
+    step: Stats  # seconds from step_from (clusters that have both)
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    first: int  # cluster index
+    last: int
+    clusters: int
+    done: int  # clusters of this batch that reached the final phase
+    done_at: float | None  # seconds from run start when the batch's last cluster was done; None if not all
+    step: float | None  # seconds from the previous batch's done_at (from run start for the first)
+
+
+@dataclass(frozen=True)
+class ComponentRow:
+    component: str
+    samples: int
+    idle: bool  # True: only samples taken after the last cluster was done; False: all samples
+    rss_bytes: int  # median
+    cpu_percent: float  # median, percent of one core
+
+
+@dataclass(frozen=True)
+class Incomplete:
+    cluster: str
+    index: int
+    last_phase: str | None  # the latest phase (in lifecycle order) it reached
+    waiting_for: str  # the first phase it has not reached
+
+
+@dataclass(frozen=True)
+class Report:
+    run: dict[str, Any]
+    final_phase: str
+    clusters: int
+    done: int
+    wall_seconds: float | None  # run start -> last cluster done (None when nothing is done)
+    clusters_per_minute: float | None
+    batch_size: int
+    batches: list[BatchRow]
+    phases: list[PhaseRow]
+    components: list[ComponentRow]
+    incomplete: list[Incomplete] = field(default_factory=list)
+    #: seconds from run start at which each cluster was done, ascending: the "Available over time" curve
+    timeline: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100) with linear interpolation; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def stats(values: Sequence[float]) -> Stats:
+    return Stats(len(values), percentile(values, 50), percentile(values, 90), max(values) if values else None)
+
+
+def _by_cluster(events: Sequence[Event]) -> dict[str, tuple[int, dict[Phase, float]]]:
+    out: dict[str, tuple[int, dict[Phase, float]]] = {}
+    for e in events:
+        out.setdefault(e.cluster, (e.index, {}))[1][e.phase] = e.ts
+    return out
+
+
+def latencies(kind: RunKind, events: Sequence[Event]) -> dict[str, list[float]]:
+    """Per phase of `kind`, every cluster's seconds from its first phase to that one."""
+    order = PHASES[kind]
+    out: dict[str, list[float]] = {p.value: [] for p in order}
+    for _i, ts in _by_cluster([e for e in events if e.phase in order]).values():
+        if order[0] in ts:
+            for p in order:
+                if p in ts:
+                    out[p.value].append(ts[p] - ts[order[0]])
+    return out
+
+
+def build(
+    run: Run,
+    events: Sequence[Event],
+    samples: Sequence[Sample] = (),
+    batch_size: int = DEFAULT_BATCH,
+) -> Report:
+    """The report of one run; clusters missing phases are counted and listed, never dropped."""
+    if batch_size < 1:
+        raise ValueError("batch size must be at least 1")
+    order = PHASES[run.kind]
+    final = order[-1]
+    clusters = _by_cluster([e for e in events if e.phase in order])
+
+    phases = []
+    since_start = latencies(run.kind, events)
+    for phase in order:
+        since = since_start[phase.value]
+        prev = PREVIOUS.get(phase)
+        step = [ts[phase] - ts[prev] for _i, ts in clusters.values() if prev and phase in ts and prev in ts]
+        reached = sum(1 for _i, ts in clusters.values() if phase in ts)
+        phases.append(PhaseRow(phase.value, reached, stats(since), prev.value if prev else None, stats(step)))
+
+    by_index = sorted(clusters.items(), key=lambda kv: kv[1][0])
+    batches: list[BatchRow] = []
+    previous_done: float | None = 0.0
+    for start in range(0, len(by_index), batch_size):
+        chunk = by_index[start : start + batch_size]
+        finals = [ts[final] for _n, (_i, ts) in chunk if final in ts]
+        done_at = max(finals) - run.started if len(finals) == len(chunk) else None
+        step = done_at - previous_done if done_at is not None and previous_done is not None else None
+        batches.append(BatchRow(chunk[0][1][0], chunk[-1][1][0], len(chunk), len(finals), done_at, step))
+        previous_done = done_at
+
+    all_finals = [ts[final] for _i, ts in clusters.values() if final in ts]
+    last_done = max(all_finals) if all_finals else None
+    wall = last_done - run.started if last_done is not None else None
+    rate = len(all_finals) / (wall / 60) if wall else None
+
+    incomplete = []
+    for name, (index, ts) in by_index:
+        if final in ts:
+            continue
+        reached = [p for p in order if p in ts]
+        missing = next(p for p in order if p not in ts)
+        incomplete.append(Incomplete(name, index, reached[-1].value if reached else None, missing.value))
+
+    return Report(
+        run=_run_info(run),
+        final_phase=final.value,
+        clusters=len(clusters),
+        done=len(all_finals),
+        wall_seconds=wall,
+        clusters_per_minute=rate,
+        batch_size=batch_size,
+        batches=batches,
+        phases=phases,
+        components=components(samples, last_done),
+        incomplete=incomplete,
+        timeline=sorted(t - run.started for t in all_finals),
+    )
+
+
+def components(samples: Sequence[Sample], idle_after: float | None) -> list[ComponentRow]:
+    """Median RSS/CPU per component: of the samples after `idle_after` when there are any (the
+    idle cost of carrying the clusters), else of all samples (marked not idle)."""
+    grouped: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        grouped[s.component].append(s)
+    rows = []
+    for name in sorted(grouped):
+        every = grouped[name]
+        idle = [s for s in every if idle_after is not None and s.ts > idle_after]
+        use = idle or every
+        rows.append(
+            ComponentRow(
+                name,
+                len(use),
+                bool(idle),
+                int(statistics.median(s.rss_bytes for s in use)),
+                float(statistics.median(s.cpu_percent for s in use)),
+            )
+        )
+    return rows
+
+
+def _run_info(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "kind": run.kind.value,
+        "started": _iso(run.started),
+        "finished": _iso(run.finished) if run.finished is not None else None,
+        "status": run.status or "running",
+        "argv": run.argv,
+        "settings": run.settings,
+        "host": run.host,
+    }
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def duration(seconds: float | None) -> str:
+    """`12m 05s`, `3.2s`, `1h 02m` or `-`: what people read in the notes' tables."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    s = round(seconds)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def to_markdown(r: Report) -> str:
+    run = r.run
+    done_word = "Available" if run["kind"] == RunKind.create else "deleted"
+    versions = run["settings"].get("versions", {})
+    host = run["host"]
+    mem = f"{host['memory_bytes'] / 2**30:.0f} GiB" if host.get("memory_bytes") else "?"
+    lines = [
+        f"# lab run {run['id']}: {run['kind']} ({run['status']})",
+        "",
+        f"- started {run['started']}, finished {run['finished'] or '-'}; `{' '.join(run['argv'])}`",
+        f"- host: {host.get('cores', '?')} cores, {mem}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        f"- tuning: {run['settings'].get('tuning') or 'default'}",
+        f"- clusters: {r.clusters}, {done_word}: {r.done}"
+        + (
+            f", in {duration(r.wall_seconds)} ({r.clusters_per_minute:.1f}/min)"
+            if r.clusters_per_minute
+            else ""
+        ),
+        "",
+        f"## Scaling (batches of {r.batch_size}, by index; times from the run start)",
+        "",
+    ]
+    lines += _table(
+        ["clusters", done_word, "cumulative", "step"],
+        [
+            [f"{b.first}-{b.last}", f"{b.done}/{b.clusters}", duration(b.done_at), duration(b.step)]
+            for b in r.batches
+        ],
+    )
+    lines += [
+        "",
+        f"## Phase latencies (seconds; from `{r.phases[0].phase}`, and step from the phase waited for)",
+        "",
+    ]
+    lines += _table(
+        ["phase", "reached", "p50", "p90", "max", "step from", "step p50", "step p90", "step max"],
+        [
+            [
+                p.phase,
+                str(p.reached),
+                *(_sec(v) for v in (p.since_start.p50, p.since_start.p90, p.since_start.max)),
+                p.step_from or "-",
+                *(_sec(v) for v in (p.step.p50, p.step.p90, p.step.max)),
+            ]
+            for p in r.phases
+        ],
+    )
+    lines += ["", "## Components (median RSS and CPU)", ""]
+    if r.components:
+        lines += _table(
+            ["component", "samples", "window", "RSS", "CPU (% of a core)"],
+            [
+                [
+                    c.component,
+                    str(c.samples),
+                    "idle" if c.idle else "whole run",
+                    _mib(c.rss_bytes),
+                    f"{c.cpu_percent:.1f}",
+                ]
+                for c in r.components
+            ],
+        )
+    else:
+        lines.append("No resource samples were recorded.")
+    if r.incomplete:
+        lines += ["", f"## Incomplete: {len(r.incomplete)} cluster(s) never reached `{r.final_phase}`", ""]
+        lines += _table(
+            ["cluster", "last phase", "waiting for"],
+            [[i.cluster, i.last_phase or "-", i.waiting_for] for i in r.incomplete[:MAX_LISTED]],
+        )
+        if len(r.incomplete) > MAX_LISTED:
+            lines.append(f"\n... and {len(r.incomplete) - MAX_LISTED} more (see --format json)")
+    return "\n".join(lines) + "\n"
+
+
+def _sec(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
