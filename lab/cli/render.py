@@ -9,13 +9,9 @@ import typer
 
 from lab import config, manifests, naming, pki
 from lab.cli.app import app
-from lab.config import Settings
 from lab.errors import LabError, UsageError
+from lab.etcd.server import ETCD_CA_CN, client_url, etcd_ca_dir
 from lab.manifests import serialize
-
-#: Directory and common name of the one etcd CA every tenant's client certificate is signed by.
-ETCD_CA_DIR = "etcd-ca"
-ETCD_CA_CN = "etcd-ca"
 
 
 class RenderFormat(StrEnum):
@@ -29,11 +25,6 @@ def _whole_number(what: str, text: str) -> int:
         return int(text.strip())
     except ValueError:
         raise UsageError(f"{what} must be a whole number, got {text!r}") from None
-
-
-def local_etcd_endpoints(settings: Settings) -> list[str]:
-    """The multi-tenant etcd of the local stack (loopback, TLS)."""
-    return [f"https://127.0.0.1:{settings.ports.tenant_etcd}"]
 
 
 @app.command(
@@ -63,7 +54,8 @@ def render_cmd(
             f"lab render needs mode local: in mode {settings.mode} a cluster's endpoint comes from its "
             "backing placement, which render does not do"
         )
-    etcd_ca = pki.load_or_create_ca(settings.pki_dir / ETCD_CA_DIR, ETCD_CA_CN)
+    # The same CA and URL the local multi-tenant etcd uses (lab.etcd.server).
+    etcd_ca = pki.load_or_create_ca(etcd_ca_dir(settings), ETCD_CA_CN)
     objects = []
     for i in indexes:
         name = naming.cluster_name(settings.prefix, i)
@@ -74,7 +66,7 @@ def render_cmd(
             i,
             (host, port),
             cluster_pki,
-            local_etcd_endpoints(settings),
+            [client_url(settings)],
             manifests.bmc_password(cluster_pki),
         )
     sys.stdout.write(
