@@ -1,0 +1,357 @@
+"""`lab up` / `lab down` / `lab tune`: converge the local management stack.
+
+Order: build what is missing -> refuse ports held by strangers -> PKI -> supervisord -> etcd(s),
+kube-apiserver, kube-controller-manager (wait healthy) -> namespaces, RBAC, CRDs, webhook
+configurations (server-side apply, skipped when their digest is unchanged) -> managers (wait healthy).
+Every step is idempotent, so a second `lab up` on a healthy stack only reads: no build, no restart,
+no apply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from lab import build, tuning
+from lab.config import Settings
+from lab.errors import LabError, UsageError
+from lab.stack import health, kubectl, managers, mgmt, ports, webhooks
+from lab.stack.supervise import Program, Supervisor, ensure_running, log_file
+
+Log = Callable[[str], None]
+
+CORE_TIMEOUT = 180.0
+MANAGER_TIMEOUT = 240.0
+#: A program seen (re)started this many times while we wait is crash-looping: fail early.
+MAX_STARTS = 4
+DIGEST_CONFIGMAP = "lab-stack"
+
+
+def state_path(settings: Settings) -> Path:
+    return settings.home / "stack.json"
+
+
+def read_state(settings: Settings) -> dict[str, Any]:
+    try:
+        return dict(json.loads(state_path(settings).read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(settings: Settings, **changes: Any) -> None:
+    state = read_state(settings) | changes
+    state_path(settings).parent.mkdir(parents=True, exist_ok=True)
+    state_path(settings).write_text(json.dumps(state, indent=2) + "\n")
+
+
+def current_profile(settings: Settings) -> str:
+    return str(read_state(settings).get("tuning", "default"))
+
+
+def _tenant_etcd() -> Any | None:
+    """lab.etcd.server when that module is there (it says how to run the multi-tenant etcd)."""
+    try:
+        from lab.etcd import server
+    except ImportError:
+        return None
+    return server
+
+
+def core_programs(settings: Settings) -> list[Program]:
+    out = [mgmt.etcd_program(settings)]
+    server = _tenant_etcd()
+    if server is not None:
+        argv = [
+            *server.etcd_command(settings),
+            f"--listen-metrics-urls=http://{ports.LOOPBACK}:{ports.tenant_etcd_metrics(settings)}",
+        ]
+        out.append(Program(name="tenant-etcd", argv=argv, priority=100))
+    out += [mgmt.apiserver_program(settings), mgmt.kcm_program(settings)]
+    return out
+
+
+def manager_programs(settings: Settings, profile: str) -> list[Program]:
+    out = []
+    for m in managers.MANAGERS:
+        flags = tuning.flags(settings, m.name, profile) if m.name in tuning.COMPONENTS else []
+        env = tuning.env(settings, m.name, profile) if m.name in tuning.COMPONENTS else {}
+        out.append(managers.program(settings, m, flags, env))
+    return out
+
+
+def build_targets(settings: Settings) -> list[str]:
+    out = ["etcd", "kube-apiserver", "kube-controller-manager", *managers.NAMES]
+    return out
+
+
+# --- ports -----------------------------------------------------------------------------------
+
+
+def port_owners(settings: Settings) -> dict[int, str]:
+    """Every port the stack listens on -> the component that owns it."""
+    p = settings.ports
+    out = {
+        p.mgmt_etcd: "mgmt-etcd",
+        p.mgmt_etcd_peer: "mgmt-etcd",
+        ports.mgmt_etcd_metrics(settings): "mgmt-etcd",
+        p.mgmt_apiserver: "kube-apiserver",
+        ports.kcm(settings): "kube-controller-manager",
+    }
+    if _tenant_etcd() is not None:
+        out |= {
+            p.tenant_etcd: "tenant-etcd",
+            p.tenant_etcd_peer: "tenant-etcd",
+            ports.tenant_etcd_metrics(settings): "tenant-etcd",
+        }
+    for name in managers.NAMES:
+        mp = ports.manager(settings, name)
+        out |= {mp.webhook: name, mp.health: name, mp.metrics: name}
+    return out
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((ports.LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def _listener_pid(port: int) -> int | None:
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return None
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
+            return c.pid
+    return None
+
+
+def our_pids(sup: Supervisor | None) -> set[int]:
+    if sup is None or not sup.alive():
+        return set()
+    pids: set[int] = set()
+    for info in sup.processes():
+        if info["pid"]:
+            pids.add(int(info["pid"]))
+            with contextlib.suppress(psutil.Error):
+                pids |= {c.pid for c in psutil.Process(int(info["pid"])).children(recursive=True)}
+    return pids
+
+
+def check_ports(settings: Settings, sup: Supervisor | None) -> None:
+    """One clear error, before anything starts, when a port of ours is held by someone else."""
+    mine = our_pids(sup)
+    for port, owner in sorted(port_owners(settings).items()):
+        if _bindable(port):
+            continue
+        pid = _listener_pid(port)
+        if pid is not None and pid in mine:
+            continue
+        who = "another process"
+        if pid is not None:
+            try:
+                who = f"pid {pid} ({psutil.Process(pid).name()})"
+            except psutil.Error:
+                who = f"pid {pid}"
+        raise LabError(
+            f"port {port} ({owner}) is in use by {who}; stop it or move the lab's ports (settings.ports)"
+        )
+
+
+# --- waiting ---------------------------------------------------------------------------------
+
+
+def _last_log_line(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = [ln for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1].strip()[:200] if lines else ""
+
+
+def component_error(settings: Settings, name: str, what: str) -> LabError:
+    log = log_file(settings, name)
+    last = _last_log_line(log)
+    tail = f": {last}" if last else ""
+    return LabError(f"{name} {what}{tail} (log: {log})")
+
+
+def wait_healthy(settings: Settings, sup: Supervisor, names: list[str], timeout: float, log: Log) -> None:
+    probes = health.probes(settings)
+    pending = list(names)
+    starts: dict[str, set[int]] = {n: set() for n in names}
+    deadline = time.monotonic() + timeout
+    while pending:
+        for name in list(pending):
+            info = sup.process(name)
+            if info is None:
+                raise LabError(f"{name} is not known to supervisord (config: {settings.run_dir})")
+            if info["statename"] == "FATAL":
+                raise component_error(settings, name, "will not start")
+            if info["start"]:
+                starts[name].add(int(info["start"]))
+            if len(starts[name]) >= MAX_STARTS:
+                raise component_error(settings, name, f"keeps exiting ({len(starts[name])} starts)")
+            if info["statename"] == "RUNNING" and health.check(probes[name])[0]:
+                pending.remove(name)
+                log(f"{name} healthy (pid {info['pid']})")
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            name = pending[0]
+            info = sup.process(name) or {}
+            reason = health.check(probes[name])[1]
+            raise component_error(
+                settings,
+                name,
+                f"not healthy after {timeout:.0f}s (state {info.get('statename')}, probe: {reason})",
+            )
+        time.sleep(0.5)
+
+
+# --- CRDs, webhooks, RBAC ---------------------------------------------------------------------
+
+
+def desired_objects(settings: Settings, p: mgmt.MgmtPKI) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(CRDs, everything else) the managers need before they start."""
+    ca = p.webhook_ca.cert_pem
+    return webhooks.all_crds(settings, ca), [*managers.rbac_objects(), *webhooks.all_webhooks(settings, ca)]
+
+
+def applied_digest(settings: Settings) -> str | None:
+    cm = kubectl.get_json(settings, ["configmap", "-n", "kube-system", DIGEST_CONFIGMAP])
+    return None if cm is None else (cm.get("data") or {}).get("digest")
+
+
+def ensure_objects(settings: Settings, p: mgmt.MgmtPKI, log: Log) -> bool:
+    """Apply CRDs, then RBAC and webhook configurations, unless the same set is already applied."""
+    crds, rest = desired_objects(settings, p)
+    digest = webhooks.digest([*crds, *rest])
+    if applied_digest(settings) == digest:
+        return False
+    log(f"applying {len(crds)} CRDs and {len(rest)} namespaces, bindings and webhook configurations")
+    kubectl.apply(settings, crds, settings.run_dir / "apply" / "crds.json")
+    kubectl.wait_established(settings, [c["metadata"]["name"] for c in crds])
+    marker = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": DIGEST_CONFIGMAP, "namespace": "kube-system"},
+        "data": {"digest": digest},
+    }
+    kubectl.apply(settings, [*rest, marker], settings.run_dir / "apply" / "objects.json")
+    return True
+
+
+# --- the verbs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class UpResult:
+    seconds: float
+    built: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    applied: bool = False
+    profile: str = "default"
+
+
+def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: None) -> UpResult:
+    started = time.monotonic()
+    if settings.mode != "local":
+        raise UsageError(f"mode {settings.mode!r} is not implemented yet; use mode local")
+    profile = profile or current_profile(settings)
+    if profile not in tuning.PROFILES:
+        raise UsageError(f"unknown tuning profile {profile!r}; use one of {', '.join(tuning.PROFILES)}")
+    kubectl.binary()
+    existing = Supervisor(settings)
+    check_ports(settings, existing if existing.alive() else None)
+
+    missing = [t for t in build_targets(settings) if not build.is_cached(settings, t)]
+    build.ensure(settings, build_targets(settings), log)
+
+    p = mgmt.ensure_pki(settings)
+    for m in managers.MANAGERS:
+        managers.ensure_identity(settings, m, p)
+    server = _tenant_etcd()
+    if server is not None:
+        server.ensure_pki(settings)
+    for d in (mgmt.etcd_data_dir(settings).parent, settings.run_dir / "kube-controller-manager"):
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for m in managers.MANAGERS:
+        managers.cert_dir(settings, m).mkdir(parents=True, exist_ok=True)
+
+    sup = ensure_running(settings)
+    core = core_programs(settings)
+    changes = sup.apply(core)
+    for prog in core:
+        sup.start_if_dead(prog.name)
+    wait_healthy(settings, sup, [c.name for c in core], CORE_TIMEOUT, log)
+
+    applied = ensure_objects(settings, p, log)
+
+    mprogs = manager_programs(settings, profile)
+    mchanges = sup.apply(mprogs)
+    for prog in mprogs:
+        sup.start_if_dead(prog.name)
+    wait_healthy(settings, sup, [m.name for m in mprogs], MANAGER_TIMEOUT, log)
+    write_state(settings, tuning=profile)
+    changed = [n for c in (changes, mchanges) for k in ("added", "changed") for n in c[k]]
+    return UpResult(time.monotonic() - started, missing, changed, applied, profile)
+
+
+def tune(settings: Settings, profile: str, log: Log = lambda _m: None) -> list[str]:
+    """Store the profile; when the stack runs, restart exactly the managers whose flags changed."""
+    if profile not in tuning.PROFILES:
+        raise UsageError(f"unknown tuning profile {profile!r}; use one of {', '.join(tuning.PROFILES)}")
+    write_state(settings, tuning=profile)
+    sup = Supervisor(settings)
+    if not sup.alive():
+        return []
+    result = sup.apply(manager_programs(settings, profile))
+    restarted = result["changed"] + result["added"]
+    if restarted:
+        wait_healthy(settings, sup, restarted, MANAGER_TIMEOUT, log)
+    return restarted
+
+
+def purge_paths(settings: Settings) -> list[Path]:
+    """Everything `down --purge` deletes: the stack's data, not the binary cache, sources or records."""
+    return [
+        settings.home / "etcd",
+        settings.pki_dir,
+        settings.log_dir,
+        settings.run_dir,
+        settings.clusters_dir,
+        mgmt.admin_kubeconfig_path(settings),
+        state_path(settings),
+    ]
+
+
+def down(settings: Settings, purge: bool = False) -> bool:
+    """Stop supervisord and everything under it; True when something was running."""
+    sup = Supervisor(settings)
+    was_running = sup.alive()
+    if was_running:
+        sup.shutdown()
+    if purge:
+        for path in purge_paths(settings):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    return was_running

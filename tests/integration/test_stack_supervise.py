@@ -1,0 +1,83 @@
+"""lab.stack.supervise against a real supervisord: add, leave alone, change, restart after kill -9,
+remove, shut down. Programs are tiny Python sleepers, so this runs in seconds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.config import Settings
+from lab.stack import supervise
+
+
+def _sleeper(tag: str) -> list[str]:
+    return [sys.executable, "-c", f"import time; print('{tag}', flush=True); time.sleep(600)"]
+
+
+def _running_pid(
+    sup: supervise.Supervisor, name: str, not_pid: int | None = None, timeout: float = 20
+) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = sup.process(name)
+        if info and info["statename"] == "RUNNING" and info["pid"] and info["pid"] != not_pid:
+            return int(info["pid"])
+        time.sleep(0.1)
+    raise AssertionError(
+        f"{name} not RUNNING (other than pid {not_pid}) within {timeout}s: {sup.process(name)}"
+    )
+
+
+@pytest.fixture
+def sup(tmp_path: Path) -> Iterator[supervise.Supervisor]:
+    # A short home: unix socket paths are limited to ~107 bytes.
+    settings = Settings(
+        home=Path(os.environ.get("TMPDIR", "/tmp")) / f"labsup-{os.getpid()}-{tmp_path.name[-12:]}"
+    )
+    s = supervise.ensure_running(settings)
+    try:
+        yield s
+    finally:
+        s.shutdown()
+        shutil.rmtree(settings.home, ignore_errors=True)
+
+
+def test_apply_is_idempotent_and_restarts_only_changed_programs(sup: supervise.Supervisor) -> None:
+    first = sup.apply([supervise.Program("a", _sleeper("a1")), supervise.Program("b", _sleeper("b1"))])
+    assert sorted(first["added"]) == ["a", "b"] and first["changed"] == first["removed"] == []
+    a1, b1 = _running_pid(sup, "a"), _running_pid(sup, "b")
+
+    again = sup.apply([supervise.Program("a", _sleeper("a1")), supervise.Program("b", _sleeper("b1"))])
+    assert again == {"added": [], "changed": [], "removed": []}
+    assert (_running_pid(sup, "a"), _running_pid(sup, "b")) == (a1, b1)
+
+    changed = sup.apply([supervise.Program("a", _sleeper("a2"))])
+    assert changed["changed"] == ["a"]
+    assert _running_pid(sup, "a", not_pid=a1) != a1
+    assert _running_pid(sup, "b") == b1
+    assert "a2" in supervise.log_file(sup.settings, "a").read_text()
+
+
+def test_killed_program_is_restarted(sup: supervise.Supervisor) -> None:
+    sup.apply([supervise.Program("k", _sleeper("k"))])
+    pid = _running_pid(sup, "k")
+    os.kill(pid, signal.SIGKILL)
+    assert _running_pid(sup, "k", not_pid=pid) != pid
+
+
+def test_removed_program_stops(sup: supervise.Supervisor) -> None:
+    sup.apply([supervise.Program("r", _sleeper("r"))])
+    pid = _running_pid(sup, "r")
+    assert sup.remove(["r"])["removed"] == ["r"]
+    assert sup.process("r") is None
+    deadline = time.monotonic() + 20
+    while supervise._pid_alive(pid):
+        assert time.monotonic() < deadline, "removed program still alive"
+        time.sleep(0.1)

@@ -1,0 +1,181 @@
+"""lab.stack's pure parts: supervisord files, ports, manager argv, webhook and CRD rewriting; and the
+port-in-use error of `lab up`, which must come before anything starts."""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import socket
+from pathlib import Path
+
+import pytest
+
+from lab import config, tuning
+from lab.stack import managers, mgmt, ports, supervise, up, webhooks
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> config.Settings:
+    return config.Settings(home=tmp_path / "home")
+
+
+def test_program_file_round_trips_through_configparser_with_percent_and_spaces(
+    settings: config.Settings,
+) -> None:
+    p = supervise.Program("x", ["/bin/echo", "50%", "two words"], env={"A": "1%", "B": "b c"})
+    text = supervise.render_program(settings, p)
+    cp = configparser.ConfigParser()  # supervisord's reader interpolates %(...)s like this
+    cp.read_string(text)
+    sec = cp["program:x"]
+    assert sec["command"] == "/bin/echo 50% 'two words'"
+    assert sec["environment"] == 'A="1%",B="b c"'
+    assert sec["autorestart"] == "true"
+    assert int(sec["startretries"]) >= 1000
+    assert sec["stdout_logfile"] == str(settings.log_dir / "x.log")
+
+
+def test_supervisord_conf_socket_is_private_and_includes_program_dir(settings: config.Settings) -> None:
+    cp = configparser.ConfigParser()
+    cp.read_string(supervise.render_supervisord_conf(settings, 4096))
+    assert cp["unix_http_server"]["chmod"] == "0700"
+    assert cp["include"]["files"] == f"{supervise.programs_dir(settings)}/*.conf"
+    assert cp["supervisord"]["minfds"] == "4096"
+
+
+def test_every_stack_port_is_distinct_and_inside_its_block(settings: config.Settings) -> None:
+    owners = up.port_owners(settings)
+    named = {settings.ports.mgmt_etcd, settings.ports.mgmt_etcd_peer, settings.ports.mgmt_apiserver}
+    block = set(range(settings.ports.stack_base, settings.ports.stack_base + ports.BLOCK))
+    assert named <= set(owners)
+    for port in set(owners) - named - {settings.ports.tenant_etcd, settings.ports.tenant_etcd_peer}:
+        assert port in block
+    all_ports = [p for m in managers.NAMES for p in vars(ports.manager(settings, m)).values()]
+    all_ports += [ports.kcm(settings), ports.mgmt_etcd_metrics(settings), ports.tenant_etcd_metrics(settings)]
+    assert len(all_ports) == len(set(all_ports))
+
+
+def test_capi_style_manager_binds_loopback_and_gets_tuning_flags(settings: config.Settings) -> None:
+    m = managers.BY_NAME["capi-manager"]
+    flags = tuning.flags(settings, "capi-manager", "seed")
+    argv = managers.argv(settings, m, flags)
+    pp = ports.manager(settings, "capi-manager")
+    assert f"--health-addr=127.0.0.1:{pp.health}" in argv
+    assert f"--diagnostics-address=127.0.0.1:{pp.metrics}" in argv
+    assert f"--webhook-port={pp.webhook}" in argv
+    assert "--leader-elect=false" in argv
+    assert argv[-len(flags) :] == flags
+
+
+def test_bmo_runs_in_test_mode_with_its_certs_where_controller_runtime_looks(
+    settings: config.Settings,
+) -> None:
+    m = managers.BY_NAME["bmo-manager"]
+    argv = managers.argv(settings, m, [])
+    env = managers.env(settings, m, {})
+    assert "-test-mode" in argv
+    assert not any(a.startswith("--webhook-cert-dir") for a in argv)
+    # controller-runtime: filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")
+    assert managers.cert_dir(settings, m) == Path(env["TMPDIR"]) / "k8s-webhook-server" / "serving-certs"
+    assert env["KUBECONFIG"] == str(managers.kubeconfig(settings, m))
+
+
+def test_manager_identity_is_a_service_account_not_system_masters() -> None:
+    m = managers.BY_NAME["capm3-manager"]
+    assert m.user == "system:serviceaccount:capm3-system:capm3-manager"
+    assert "system:masters" not in m.groups
+    binding = next(o for o in managers.rbac_objects() if o["metadata"]["name"] == "lab:capm3-manager")
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": m.user}]
+
+
+def test_webhook_configuration_service_becomes_loopback_url() -> None:
+    doc = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "validating-webhook-configuration"},
+        "webhooks": [
+            {
+                "name": "validation.cluster.cluster.x-k8s.io",
+                "clientConfig": {
+                    "service": {"name": "webhook-service", "namespace": "system", "path": "/validate-x"}
+                },
+            }
+        ],
+    }
+    out = webhooks.localize_webhook_configuration(doc, "capi-manager", 17410, b"CA")
+    assert out["metadata"]["name"] == "capi-manager-validating-webhook-configuration"
+    cc = out["webhooks"][0]["clientConfig"]
+    assert cc == {"url": "https://127.0.0.1:17410/validate-x", "caBundle": base64.b64encode(b"CA").decode()}
+    assert doc["webhooks"][0]["clientConfig"]["service"]["path"] == "/validate-x"  # input untouched
+
+
+def test_upstream_conversion_patches_decide_which_crds_convert(settings: config.Settings) -> None:
+    crds = {c["metadata"]["name"]: c for c in webhooks.all_crds(settings, b"CA")}
+    capi_port = ports.manager(settings, "capi-manager").webhook
+    conv = crds["clusters.cluster.x-k8s.io"]["spec"]["conversion"]
+    assert conv["webhook"]["clientConfig"]["url"] == f"https://127.0.0.1:{capi_port}/convert"
+    kcp = crds["kubeadmcontrolplanes.controlplane.cluster.x-k8s.io"]["spec"]["conversion"]
+    assert kcp["webhook"]["clientConfig"]["url"].endswith(
+        f":{ports.manager(settings, 'kcp-manager').webhook}/convert"
+    )
+    # BMO ships its conversion patches commented out: its CRDs keep the default (None) strategy.
+    bmh = crds["baremetalhosts.metal3.io"]["spec"].get("conversion", {"strategy": "None"})
+    assert bmh["strategy"] == "None"
+
+
+def test_webhook_configurations_are_unique_per_manager(settings: config.Settings) -> None:
+    names = [w["metadata"]["name"] for w in webhooks.all_webhooks(settings, b"CA")]
+    assert len(names) == len(set(names))
+    assert "bmo-manager-validating-webhook-configuration" in names
+    for w in webhooks.all_webhooks(settings, b"CA"):
+        for hook in w["webhooks"]:
+            assert "service" not in hook["clientConfig"]
+
+
+def test_apiserver_argv_is_loopback_tls_rbac(settings: config.Settings) -> None:
+    argv = mgmt.apiserver_program(settings).argv
+    assert "--bind-address=127.0.0.1" in argv
+    assert f"--secure-port={settings.ports.mgmt_apiserver}" in argv
+    assert "--authorization-mode=RBAC" in argv
+    assert f"--etcd-servers=https://127.0.0.1:{settings.ports.mgmt_etcd}" in argv
+    admission = next(a for a in argv if a.startswith("--enable-admission-plugins="))
+    assert "MutatingAdmissionWebhook" in admission and "ValidatingAdmissionWebhook" in admission
+
+
+def test_mgmt_pki_is_private_and_stable(settings: config.Settings) -> None:
+    mgmt.ensure_pki(settings)
+    kubeconfig = mgmt.admin_kubeconfig_path(settings)
+    first = kubeconfig.read_bytes()
+    assert kubeconfig.stat().st_mode & 0o777 == 0o600
+    assert (mgmt.pki_dir(settings) / "apiserver.key").stat().st_mode & 0o777 == 0o600
+    mgmt.ensure_pki(settings)
+    assert kubeconfig.read_bytes() == first  # nothing re-issued on a second run
+
+
+def test_up_refuses_a_port_held_by_another_process_before_starting_anything(
+    run_lab, lab_env: dict[str, str], tmp_path: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        env = {"LAB_PORTS__MGMT_APISERVER": str(port), "LAB_PORTS__STACK_BASE": str(_free_block())}
+        out = run_lab("up", env=env)
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: port {port} (kube-apiserver) is in use by pid "), out.stderr
+    assert not (Path(lab_env["LAB_HOME"]) / "run").exists()
+
+
+def _free_block() -> int:
+    for base in range(41000, 60000, 97):
+        ok = True
+        for p in range(base, base + ports.BLOCK):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port block")
