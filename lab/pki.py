@@ -1,13 +1,13 @@
 """Workload-cluster PKI: the CAs, keys, certificates and kubeconfig that Cluster API expects in a
 cluster's secrets, made in-process and kept under the lab home so re-runs reuse them.
 
-Key algorithm: ECDSA P-256 by default, chosen by measurement (benchmarks/pki_bench.py, 2 cores):
-a whole cluster (6 keys, 5 signatures, one kubeconfig) costs about 1.5 ms with P-256 against
-about 0.5 s with RSA-2048, i.e. about 2 s against 8 minutes for 1000 clusters, because RSA key
-generation dominates. Every consumer takes it: CAPI's DecodePrivateKeyPEM reads SEC1 "EC PRIVATE KEY"
-(and signs KCP's kubeconfig client certs with an ECDSA CA key), kube-apiserver 1.35 accepts ECDSA
-for serving, etcd-client and service-account keys, and P-256 is one of CAPI's own
-EncryptionAlgorithm values. RSA sizes stay selectable for comparison.
+Key algorithm: ECDSA P-256 by default, chosen by measurement (benchmarks/pki_bench.py, 2 busy
+cores): one cluster's material (6 keys, 5 signatures, one kubeconfig) costs about 3 ms of CPU with
+P-256 against about 0.6 s with RSA-2048, whose key generation dominates: 3 s against 10 minutes for
+1000 clusters (RSA-4096: hours). Every consumer takes P-256: CAPI's DecodePrivateKeyPEM reads SEC1
+"EC PRIVATE KEY" and KCP signs its kubeconfig client certs with an ECDSA CA key; kube-apiserver 1.35
+accepts ECDSA serving, etcd-client and service-account keys; and it is one of CAPI's own
+EncryptionAlgorithm values. The RSA sizes and P-384 stay selectable for comparison.
 
 Layout (one directory per cluster, created whole by a rename so a crash never leaves half a CA set):
 ``<clusters_dir>/<name>/pki/{ca,front-proxy-ca,apiserver,apiserver-etcd-client}.{crt,key}``,
