@@ -5,12 +5,13 @@ managers (core, KCP, CABPK, CAPM3, IPAM) share controller-runtime + CAPI's util/
 flag package and has no webhook cert-dir flag, so its certs go where controller-runtime looks by
 default: $TMPDIR/k8s-webhook-server/serving-certs.
 
-Identity: each manager gets a client certificate for the user `system:serviceaccount:<ns>:<sa>` in the
-groups `system:serviceaccounts` and `system:serviceaccounts:<ns>` (its in-cluster namespace and
-ServiceAccount upstream). The apiserver then classifies its requests exactly as in a real cluster:
-API Priority and Fairness puts them in the `service-accounts` flow schema (workload-low), where
-system:masters would have been exempt from APF and so hidden the very throttling a scale lab is
-meant to show. Authorization is one ClusterRoleBinding to cluster-admin per manager: upstream RBAC
+Identity: each manager gets a client certificate for the user `lab:<manager>` in the groups
+`system:serviceaccounts` and `system:serviceaccounts:<ns>` (its upstream namespace), i.e. the groups
+its in-cluster ServiceAccount has. (The ServiceAccount's own user name,
+system:serviceaccount:<ns>:<sa>, is up to 90 characters: too long for a certificate CN.) The
+apiserver then classifies its requests as in a real cluster: API Priority and Fairness matches the
+`service-accounts` flow schema by group (workload-low), where system:masters would have been exempt
+from APF and so hidden the very throttling a scale lab is meant to show. Authorization is one ClusterRoleBinding to cluster-admin per manager: upstream RBAC
 is narrower, but reproducing it buys nothing here and can only break when upstream adds a verb.
 """
 
@@ -39,7 +40,7 @@ class Manager:
 
     @property
     def user(self) -> str:
-        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+        return f"lab:{self.name}"
 
     @property
     def groups(self) -> list[str]:

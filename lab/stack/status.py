@@ -9,9 +9,16 @@ from typing import Any
 import psutil
 
 from lab.config import Settings
-from lab.stack import health
+from lab.stack import health, managers
 from lab.stack.supervise import Supervisor, log_file
 
+ORDER = (
+    "mgmt-etcd",
+    "tenant-etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    *managers.NAMES,
+)
 #: CPU% is measured over this window (psutil needs two samples).
 CPU_WINDOW = 0.5
 
@@ -45,7 +52,9 @@ def rows(settings: Settings, window: float = CPU_WINDOW) -> list[Row]:
     sup = Supervisor(settings)
     if not sup.alive():
         return []
-    infos = sup.processes()
+    # Start order, then anything else (issue 5's workload apiservers) by name.
+    order = {n: i for i, n in enumerate(ORDER)}
+    infos = sorted(sup.processes(), key=lambda i: (order.get(i["name"], len(order)), i["name"]))
     procs = {i["name"]: _proc(int(i["pid"])) if i["pid"] else None for i in infos}
     time.sleep(window)
     probes = health.probes(settings)

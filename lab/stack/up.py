@@ -225,6 +225,15 @@ def wait_healthy(settings: Settings, sup: Supervisor, names: list[str], timeout:
         time.sleep(0.5)
 
 
+def bootstrap_tenant_etcd(settings: Settings, log: Log) -> None:
+    """Root user and auth on in the multi-tenant etcd (lab.etcd's own, idempotent bootstrap)."""
+    from lab.etcd import bootstrap, root_client
+
+    with root_client(settings) as root:
+        if bootstrap(root):
+            log("tenant-etcd: root user created, auth enabled")
+
+
 # --- CRDs, webhooks, RBAC ---------------------------------------------------------------------
 
 
@@ -301,6 +310,8 @@ def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: Non
     for prog in core:
         sup.start_if_dead(prog.name)
     wait_healthy(settings, sup, [c.name for c in core], CORE_TIMEOUT, log)
+    if server is not None:
+        bootstrap_tenant_etcd(settings, log)
 
     applied = ensure_objects(settings, p, log)
 

@@ -81,8 +81,8 @@ def test_bmo_runs_in_test_mode_with_its_certs_where_controller_runtime_looks(
 
 def test_manager_identity_is_a_service_account_not_system_masters() -> None:
     m = managers.BY_NAME["capm3-manager"]
-    assert m.user == "system:serviceaccount:capm3-system:capm3-manager"
-    assert "system:masters" not in m.groups
+    assert m.user == "lab:capm3-manager"
+    assert m.groups == ["system:serviceaccounts", "system:serviceaccounts:capm3-system"]
     binding = next(o for o in managers.rbac_objects() if o["metadata"]["name"] == "lab:capm3-manager")
     assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": m.user}]
 
