@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from enum import StrEnum
 
@@ -20,11 +21,11 @@ class RenderFormat(StrEnum):
 
 
 def _whole_number(what: str, text: str) -> int:
-    # Parsed here, not by click: click's own errors are a multi-line box, lab's are one line.
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise UsageError(f"{what} must be a whole number, got {text!r}") from None
+    # Parsed here, not by click: click's own errors are a multi-line box, lab's are one line. ASCII
+    # digits only: int() would also take "1_000" and non-ASCII digits.
+    if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):
+        raise UsageError(f"{what} must be a whole number, got {text!r}")
+    return int(text)
 
 
 @app.command(

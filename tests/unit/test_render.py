@@ -46,6 +46,7 @@ def test_render_json_is_a_v1_list_of_the_same_objects(run_lab: Run) -> None:
         (["-1"], {}, "start index must be at least 1, got -1"),
         (["abc"], {}, "INDEX must be a whole number, got 'abc'"),
         (["1.5"], {}, "INDEX must be a whole number"),
+        (["1_0"], {}, "INDEX must be a whole number"),
         (["10000"], {}, "past the configured maximum index 9999"),
         (["101", "--count", "0"], {}, "count must be at least 1, got 0"),
         (["101", "--count", "-3"], {}, "count must be at least 1, got -3"),
