@@ -1,0 +1,64 @@
+"""The multi-tenant etcd that stores every workload cluster's data (Kamaji / Metal3 scale style).
+
+How lab talks to etcd, chosen by measurement (benchmarks/etcd_tenants.py; numbers in its
+docstring): gRPC through stubs generated here from etcd's own protos (lab.etcd.proto), one channel
+per identity. One etcdctl process per call costs a Go process start and a TLS handshake each time,
+and a tenant needs five auth calls, which etcdctl cannot batch (`etcdctl txn` only does KV). The
+HTTP gateway cannot authenticate by certificate CN, and the PyPI etcd3 client is unmaintained and
+breaks on protobuf >= 4.
+
+Modules: server (certs, data dir, argv of the local etcd), client (gRPC calls, errors), tenants
+(bootstrap, create, delete, list, access check, kube-apiserver flags), proto (stub generation).
+"""
+
+from __future__ import annotations
+
+from lab import pki
+from lab.config import Settings
+from lab.etcd import proto
+from lab.etcd.client import EtcdClient, EtcdError
+from lab.etcd.server import EtcdPKI, client_url, ensure_pki, etcd_command
+from lab.etcd.tenants import (
+    Tenant,
+    apiserver_etcd_flags,
+    bootstrap,
+    check_access,
+    create,
+    delete,
+    key_prefix,
+    list_tenants,
+)
+
+__all__ = [
+    "EtcdClient",
+    "EtcdError",
+    "EtcdPKI",
+    "Tenant",
+    "apiserver_etcd_flags",
+    "bootstrap",
+    "check_access",
+    "client_url",
+    "connect",
+    "create",
+    "delete",
+    "ensure_pki",
+    "etcd_command",
+    "key_prefix",
+    "list_tenants",
+    "root_client",
+]
+
+
+def connect(
+    settings: Settings, ca_pem: bytes, identity: pki.KeyPair, endpoint: str | None = None
+) -> EtcdClient:
+    """A client with `identity`'s certificate (its CN is the etcd user)."""
+    return EtcdClient(
+        proto.load(settings), endpoint or client_url(settings), ca_pem, identity.cert_pem, identity.key_pem
+    )
+
+
+def root_client(settings: Settings, endpoint: str | None = None) -> EtcdClient:
+    """The administrator of the local tenant etcd (CN=root)."""
+    certs = ensure_pki(settings)
+    return connect(settings, certs.ca.cert_pem, certs.root, endpoint)

@@ -1,0 +1,115 @@
+"""Start the local tenant etcd and wait until it answers: what tests and benchmarks need, and what
+lab.stack can wrap with its own supervision (restart, logs, pid files).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.config import Ports, Settings
+from lab.errors import LabError
+from lab.etcd.client import EtcdClient, EtcdError
+from lab.etcd.server import EtcdPKI, client_url, ensure_pki, etcd_ca_dir, etcd_command, load_pki
+
+READY_TIMEOUT = 60.0
+
+
+def start(settings: Settings, binary: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Spawn etcd with lab's argv (certs created first); the caller owns the process."""
+    ensure_pki(settings)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as fh:
+        return subprocess.Popen(etcd_command(settings, binary), stdout=fh, stderr=subprocess.STDOUT)
+
+
+def wait_ready(
+    settings: Settings, proc: subprocess.Popen[bytes] | None, log: Path, timeout: float = READY_TIMEOUT
+) -> None:
+    """Until a root Status call succeeds; fails early, with the log's tail, if the process exits."""
+    from lab.etcd import root_client  # the package imports this module's siblings
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise LabError(f"etcd exited with {proc.returncode}; log {log}:\n{_tail(log)}")
+        try:
+            with root_client(settings) as root:
+                root.status()
+            return
+        except EtcdError as e:
+            last = e
+            time.sleep(0.2)
+    raise LabError(f"etcd did not answer within {timeout:.0f}s ({last}); log {log}:\n{_tail(log)}")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _tail(log: Path, n: int = 3000) -> str:
+    try:
+        return log.read_text(errors="replace")[-n:]
+    except OSError:
+        return "(no log)"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for tests and benchmarks)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class RunningEtcd:
+    """A started, bootstrapped tenant etcd: what tests and benchmarks hold on to."""
+
+    settings: Settings
+    certs: EtcdPKI
+    endpoint: str
+    etcdctl: Path | None
+    log: Path
+
+    def root(self) -> EtcdClient:
+        from lab.etcd import root_client
+
+        return root_client(self.settings)
+
+    def etcdctl_argv(self, cert: Path, key: Path, *args: str) -> list[str]:
+        """etcdctl against this etcd with the given client certificate."""
+        if self.etcdctl is None:
+            raise LabError("no etcdctl binary was given")
+        tls = [f"--cacert={etcd_ca_dir(self.settings) / 'ca.crt'}", f"--cert={cert}", f"--key={key}"]
+        return [str(self.etcdctl), f"--endpoints={self.endpoint}", *tls, "--command-timeout=10s", *args]
+
+
+@contextmanager
+def scratch(
+    home: Path, etcd_binary: Path, etcdctl: Path | None = None, *, bootstrap: bool = True
+) -> Iterator[RunningEtcd]:
+    """A throw-away tenant etcd under `home` on free loopback ports: started, bootstrapped, stopped."""
+    from lab.etcd import root_client, tenants
+
+    settings = Settings(home=home, ports=Ports(tenant_etcd=free_port(), tenant_etcd_peer=free_port()))
+    log = home / "etcd.log"
+    proc = start(settings, etcd_binary, log)
+    try:
+        wait_ready(settings, proc, log)
+        if bootstrap:
+            with root_client(settings) as root:
+                tenants.bootstrap(root)
+        yield RunningEtcd(settings, load_pki(settings), client_url(settings), etcdctl, log)
+    finally:
+        stop(proc)

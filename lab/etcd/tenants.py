@@ -1,0 +1,231 @@
+"""Tenants of the shared etcd: one user, one role and one key prefix per workload cluster.
+
+Tenant T is the etcd user T (no password: etcd reads the CN of T's client certificate), the role T
+with READWRITE on [/T/, /T0) and READ on the single key compact_rev_key (see below); T's kube-apiserver runs with --etcd-prefix=/T. The
+prefix always ends with "/", so deleting test-1 never touches /test-10/ or /test-100/ (the Metal3
+seed scripts' `del /test-1 --prefix` did). Every operation is idempotent and safe to re-run after a
+crash at any step: create goes user, role, permission, grant; delete goes role, user, keys (Kamaji's
+order: access is revoked before the data goes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from cryptography import x509
+
+from lab import pki
+from lab.errors import LabError, UsageError
+from lab.etcd.client import PERMISSION_DENIED, EtcdClient, EtcdError, prefix_end
+from lab.etcd.server import ROOT_USER, common_name
+
+#: kube-apiserver (1.34+, feature ListFromCacheSnapshot, on by default) reads and watches this
+#: un-prefixed key every second to learn the compacted revision (storage/etcd3/compact.go). Without
+#: READ on it every tenant apiserver logs "permission denied" each second; it holds only a revision.
+COMPACT_REV_KEY = b"compact_rev_key"
+
+T = TypeVar("T")
+
+_TENANT = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def check_name(name: str) -> str:
+    """A tenant is a cluster name: a DNS label, never etcd's root user."""
+    if not _TENANT.match(name):
+        raise UsageError(f"invalid tenant name {name!r}: must be a lowercase DNS label")
+    if name == ROOT_USER:
+        raise UsageError("'root' is etcd's administrator and cannot be a tenant")
+    return name
+
+
+def key_prefix(name: str) -> bytes:
+    """/<name>/: the slash on both sides keeps /test-1/ apart from /test-10/."""
+    return f"/{check_name(name)}/".encode()
+
+
+def bootstrap(root: EtcdClient) -> bool:
+    """Create the root user and role and enable auth, using the CN=root certificate. Idempotent.
+
+    Before auth is on, any certificate the CA signed is all-powerful; after it, only root is. Returns
+    True if this call enabled auth.
+    """
+    if root.auth_enabled():
+        return False
+    root.user_add(ROOT_USER)
+    root.role_add(ROOT_USER)
+    root.user_grant_role(ROOT_USER, ROOT_USER)
+    root.auth_enable()
+    return True
+
+
+def create(root: EtcdClient, name: str) -> None:
+    """User, role, READWRITE on /<name>/, READ on compact_rev_key, grant. Each step is re-runnable."""
+    # Two rounds of concurrent calls: the grants need both the user and the role to exist.
+    root.together([root.user_add_call(name), root.role_add_call(name)])
+    grants = [root.role_grant_call(name, kind, key, end) for kind, key, end in tenant_permissions(name)]
+    root.together([*grants, root.user_grant_role_call(name, name)])
+
+
+def delete(root: EtcdClient, name: str) -> int:
+    """Role, then user, then every key under /<name>/; returns the number of keys deleted."""
+    revoke(root, name)
+    return delete_keys(root, name)
+
+
+def revoke(root: EtcdClient, name: str) -> None:
+    """Delete the tenant's role and user: its certificate opens nothing from now on."""
+    check_name(name)
+    root.together([root.role_delete_call(name), root.user_delete_call(name)])
+
+
+def delete_keys(root: EtcdClient, name: str) -> int:
+    prefix = key_prefix(name)
+    return root.delete_range(prefix, prefix_end(prefix))
+
+
+def create_many(root: EtcdClient, names: list[str], parallel: int = 8) -> None:
+    """create() for many tenants, `parallel` at a time on one channel (etcd batches the commits)."""
+    _each(lambda n: create(root, n), names, parallel)
+
+
+def delete_many(root: EtcdClient, names: list[str], parallel: int = 8) -> int:
+    """delete() for many tenants, `parallel` at a time; returns the keys deleted.
+
+    Every access is revoked first, then the keys go: etcd refuses a KV request when any auth change
+    lands between its arrival and its apply ("revision of auth store is old"), so key deletes mixed
+    with a stream of auth changes would mostly be refused and resent.
+    """
+    _each(lambda n: revoke(root, n), names, parallel)
+    return sum(_each(lambda n: delete_keys(root, n), names, parallel))
+
+
+def _each(fn: Callable[[str], T], names: list[str], parallel: int) -> list[T]:
+    for n in names:
+        check_name(n)  # every name, before anything changes
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="etcd-tenant") as pool:
+        return list(pool.map(fn, names))
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    prefix: str
+    keys: int
+    bytes: int  # sum of key and value lengths at the current revision
+    #: user has its role and the role exactly READWRITE on the prefix; False after a crash mid-create
+    complete: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _complete(root: EtcdClient, name: str, roles: list[str] | None) -> bool:
+    if roles != [name]:
+        return False
+    perms = root.role_permissions(name) or []
+    return sorted((p.kind, p.key, p.range_end) for p in perms) == sorted(tenant_permissions(name))
+
+
+def tenant_permissions(name: str) -> list[tuple[str, bytes, bytes]]:
+    """What a tenant's role holds: (kind, key, range_end)."""
+    prefix = key_prefix(name)
+    return [("READWRITE", prefix, prefix_end(prefix)), ("READ", COMPACT_REV_KEY, b"")]
+
+
+def usage(root: EtcdClient, name: str) -> tuple[int, int]:
+    """(keys, bytes) under /<name>/."""
+    prefix = key_prefix(name)
+    keys = size = 0
+    for k, v in root.scan(prefix, prefix_end(prefix)):
+        keys += 1
+        size += len(k) + len(v)
+    return keys, size
+
+
+def list_tenants(root: EtcdClient) -> list[Tenant]:
+    """Every etcd user except root that is a valid tenant name, with usage, sorted by name."""
+    out = []
+    for name in sorted(root.users()):
+        if name == ROOT_USER or not _TENANT.match(name):
+            continue
+        keys, size = usage(root, name)
+        complete = _complete(root, name, root.user_roles(name))
+        out.append(Tenant(name, key_prefix(name).decode(), keys, size, complete))
+    return out
+
+
+def exists(root: EtcdClient, name: str) -> bool:
+    """User or role still there (a half-deleted tenant counts)."""
+    return root.user_roles(name) is not None or root.role_permissions(name) is not None
+
+
+# --- a tenant's own view --------------------------------------------------------------------
+
+
+def diagnose(cert_pem: bytes, etcd_ca_pem: bytes, name: str, now: dt.datetime | None = None) -> str | None:
+    """Why etcd would refuse this certificate for tenant `name`, judged locally; None if it looks fine."""
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        return "the certificate is not valid PEM"
+    if cert.not_valid_after_utc <= now:
+        return f"certificate has expired (not after {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ})"
+    if cert.not_valid_before_utc > now:
+        return f"certificate is not valid yet (not before {cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ})"
+    if not pki.signed_by(pki.KeyPair(cert_pem, b""), etcd_ca_pem):
+        return f"certificate is not signed by the etcd CA (issuer {cert.issuer.rfc4514_string()})"
+    cn = common_name(cert)
+    if cn != name:
+        return f"certificate CN is {cn!r}, not the tenant's user {name!r}"
+    return None
+
+
+def check_access(client: EtcdClient, name: str, cert_pem: bytes, etcd_ca_pem: bytes) -> None:
+    """Read the tenant's own prefix with the tenant's certificate, as its kube-apiserver will.
+
+    Raises one LabError naming the tenant and the cause when etcd refuses: at the TLS handshake
+    (expired, foreign CA) or by RBAC (a certificate of another tenant, a missing grant).
+    """
+    prefix = key_prefix(name)
+    try:
+        client.count(prefix, prefix_end(prefix))
+    except EtcdError as e:
+        local = diagnose(cert_pem, etcd_ca_pem, name)
+        if e.detail == PERMISSION_DENIED:
+            cause = f"permission denied on {prefix.decode()}" + (f" ({local})" if local else "")
+            raise LabError(f"etcd refused tenant {name}: {cause}") from None
+        if e.code == grpc.StatusCode.UNAVAILABLE and local:
+            raise LabError(f"etcd refused tenant {name}'s certificate: {local}") from None
+        raise LabError(f"etcd refused tenant {name}'s certificate: {e.detail or e}") from None
+
+
+# --- the kube-apiserver side ----------------------------------------------------------------
+
+
+def apiserver_etcd_flags(
+    name: str, servers: str | list[str], cafile: Path | str, certfile: Path | str, keyfile: Path | str
+) -> list[str]:
+    """The etcd flags of tenant `name`'s kube-apiserver, for every backend (process or Pod).
+
+    --etcd-prefix has no trailing slash: the apiserver joins "/<name>" and "/registry/..."-style
+    paths itself, so its keys land under /<name>/. --etcd-compaction-interval=0: compaction (and the
+    apiserver's compact_rev_key at the keyspace root) needs root; etcd auto-compacts instead.
+    """
+    check_name(name)
+    urls = servers if isinstance(servers, str) else ",".join(servers)
+    return [
+        f"--etcd-servers={urls}",
+        f"--etcd-prefix=/{name}",
+        f"--etcd-cafile={cafile}",
+        f"--etcd-certfile={certfile}",
+        f"--etcd-keyfile={keyfile}",
+        "--etcd-compaction-interval=0",
+    ]
