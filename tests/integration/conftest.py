@@ -1,0 +1,32 @@
+"""Session fixtures that start real processes for the integration tests.
+
+Binaries come from the shared build cache under the default lab home (built once, ~2 min cold,
+reused after); every piece of data, certificate and state lives in pytest's tmp dirs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab import build
+from lab.config import Settings, default_home
+from lab.etcd import local
+
+
+@pytest.fixture(scope="session")
+def etcd_binaries() -> dict[str, Path]:
+    """etcd and etcdctl at the pinned version, built into the shared cache if missing."""
+    return build.ensure(Settings(home=default_home()), ["etcd", "etcdctl"], log=print)
+
+
+@pytest.fixture(scope="session")
+def tenant_etcd(
+    tmp_path_factory: pytest.TempPathFactory, etcd_binaries: dict[str, Path]
+) -> Iterator[local.RunningEtcd]:
+    """The lab's multi-tenant etcd, started with lab's own argv and bootstrapped (root, auth on)."""
+    home = tmp_path_factory.mktemp("etcd-home")
+    with local.scratch(home, etcd_binaries["etcd"], etcd_binaries["etcdctl"]) as running:
+        yield running

@@ -1,0 +1,317 @@
+"""The multi-tenant etcd against a real etcd v3.6 with TLS client-cert auth and RBAC on (fixture
+tenant_etcd). Each test uses its own tenant names, so the order of tests does not matter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from lab import etcd, pki
+from lab.errors import LabError
+from lab.etcd import EtcdClient, EtcdError, tenants
+from lab.etcd.client import PERMISSION_DENIED, prefix_end
+from lab.etcd.local import RunningEtcd, free_port
+
+
+def tenant_cert(running: RunningEtcd, name: str) -> pki.KeyPair:
+    return pki.issue_client_cert(running.certs.ca, name)
+
+
+def as_tenant(running: RunningEtcd, kp: pki.KeyPair) -> EtcdClient:
+    return etcd.connect(running.settings, running.certs.ca.cert_pem, kp)
+
+
+@pytest.fixture
+def root(tenant_etcd: RunningEtcd) -> Iterator[EtcdClient]:
+    with tenant_etcd.root() as client:
+        yield client
+
+
+def denied(fn: object, *args: object) -> bool:
+    try:
+        fn(*args)  # type: ignore[operator]
+    except EtcdError as e:
+        return e.detail == PERMISSION_DENIED
+    return False
+
+
+def test_bootstrap_is_idempotent_and_enables_auth(root: EtcdClient) -> None:
+    assert root.auth_enabled()
+    assert etcd.bootstrap(root) is False  # the fixture already did it
+    assert root.user_roles("root") == ["root"]
+
+
+def test_tenant_reads_and_writes_only_its_prefix(tenant_etcd: RunningEtcd, root: EtcdClient) -> None:
+    for name in ("iso-a", "iso-b"):
+        etcd.create(root, name)
+    root.put(b"/iso-b/secret", b"b's data")
+    root.put(b"/toplevel", b"root's data")
+    with as_tenant(tenant_etcd, tenant_cert(tenant_etcd, "iso-a")) as a:
+        a.put(b"/iso-a/registry/pods/x", b"mine")
+        assert a.get(b"/iso-a/registry/pods/x") == b"mine"
+        assert a.count(b"/iso-a/", prefix_end(b"/iso-a/")) == 1
+        assert a.delete_range(b"/iso-a/", prefix_end(b"/iso-a/")) == 1
+        # another tenant: no get, no list, no write, no delete
+        assert denied(a.get, b"/iso-b/secret")
+        assert denied(a.count, b"/iso-b/", prefix_end(b"/iso-b/"))
+        assert denied(a.put, b"/iso-b/secret", b"overwritten")
+        assert denied(a.delete_range, b"/iso-b/", prefix_end(b"/iso-b/"))
+        # the keyspace root: no get, no list of everything, no write
+        assert denied(a.get, b"/toplevel")
+        assert denied(a.count, b"/", b"0")
+        assert denied(a.count, b"\x00", b"\x00")  # the whole keyspace
+        assert denied(a.put, b"/iso-a", b"no trailing slash")  # just outside the prefix
+        assert denied(a.put, b"/iso-a0/x", b"the next prefix")
+        # the one exception: kube-apiserver's compactor reads compact_rev_key, read-only
+        assert a.get(tenants.COMPACT_REV_KEY) is None
+        assert denied(a.put, tenants.COMPACT_REV_KEY, b"1")
+    assert root.get(b"/iso-b/secret") == b"b's data"
+
+
+def test_etcdctl_sees_the_same_isolation(tenant_etcd: RunningEtcd, root: EtcdClient, tmp_path: Path) -> None:
+    """etcd's own client, with the tenant's certificate files, as a kube-apiserver would use them."""
+    etcd.create(root, "ctl-a")
+    etcd.create(root, "ctl-b")
+    pki.write_keypair(tmp_path, "ctl-a", tenant_cert(tenant_etcd, "ctl-a"))
+    cert, key = tmp_path / "ctl-a.crt", tmp_path / "ctl-a.key"
+    assert oct((tmp_path / "ctl-a.key").stat().st_mode & 0o777) == "0o600"
+
+    def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = tenant_etcd.etcdctl_argv(cert, key, *args)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    assert ctl("put", "/ctl-a/k", "v").returncode == 0
+    got = ctl("get", "/ctl-a/", "--prefix", "--print-value-only")
+    assert got.returncode == 0 and got.stdout.strip() == "v"
+    for args in (("get", "/ctl-b/", "--prefix"), ("put", "/ctl-b/k", "v"), ("get", "", "--from-key")):
+        r = ctl(*args)
+        assert r.returncode != 0 and "permission denied" in r.stderr, (args, r.stderr)
+
+
+def test_delete_test_1_leaves_test_10_and_test_100(root: EtcdClient) -> None:
+    names = ["test-1", "test-10", "test-100", "test-11"]
+    for name in names:
+        etcd.create(root, name)
+        for i in range(5):
+            root.put(f"/{name}/registry/configmaps/default/cm-{i}".encode(), name.encode())
+    before = {n: dict(root.scan(etcd.key_prefix(n), prefix_end(etcd.key_prefix(n)))) for n in names}
+
+    assert etcd.delete(root, "test-1") == 5
+
+    assert root.count(b"/test-1/", b"/test-10") == 0
+    for name in names[1:]:
+        assert dict(root.scan(etcd.key_prefix(name), prefix_end(etcd.key_prefix(name)))) == before[name]
+        assert tenants.exists(root, name)
+    for name in names[1:]:
+        etcd.delete(root, name)
+
+
+def test_teardown_leaves_no_user_role_or_key(tenant_etcd: RunningEtcd, root: EtcdClient) -> None:
+    etcd.create(root, "gone-1")
+    with as_tenant(tenant_etcd, tenant_cert(tenant_etcd, "gone-1")) as t:
+        t.put(b"/gone-1/a", b"1")
+        t.put(b"/gone-1/b/c", b"2")
+
+    assert etcd.delete(root, "gone-1") == 2
+
+    assert "gone-1" not in root.users()
+    assert "gone-1" not in root.roles()
+    assert root.count(b"/gone-1/", prefix_end(b"/gone-1/")) == 0
+    assert not tenants.exists(root, "gone-1")
+    assert etcd.delete(root, "gone-1") == 0  # deleting a missing tenant is not an error
+    # and its certificate opens nothing any more
+    with as_tenant(tenant_etcd, tenant_cert(tenant_etcd, "gone-1")) as t:
+        assert denied(t.get, b"/gone-1/a")
+
+
+def test_create_is_idempotent_and_completes_a_half_created_tenant(root: EtcdClient) -> None:
+    root.user_add("half-1")  # as if a crash hit right after the first step
+    assert next(t for t in etcd.list_tenants(root) if t.name == "half-1").complete is False
+    etcd.create(root, "half-1")
+    etcd.create(root, "half-1")
+    [t] = [t for t in etcd.list_tenants(root) if t.name == "half-1"]
+    assert t.complete and t.prefix == "/half-1/"
+    assert root.user_roles("half-1") == ["half-1"]
+    perms = root.role_permissions("half-1") or []
+    assert sorted((p.kind, p.key, p.range_end) for p in perms) == sorted(tenants.tenant_permissions("half-1"))
+    etcd.delete(root, "half-1")
+
+
+def test_list_tenants_counts_keys_and_bytes(root: EtcdClient) -> None:
+    etcd.create(root, "use-1")
+    etcd.create(root, "use-2")
+    data = {b"/use-1/a": b"x" * 100, b"/use-1/b": b"", b"/use-1/c/d": b"yz"}
+    for k, v in data.items():
+        root.put(k, v)
+    root.put(b"/use-10/not-mine", b"zzz")  # a neighbour's prefix must not be counted
+    by_name = {t.name: t for t in etcd.list_tenants(root)}
+    assert "root" not in by_name
+    assert (by_name["use-1"].keys, by_name["use-1"].bytes) == (
+        3,
+        sum(len(k) + len(v) for k, v in data.items()),
+    )
+    assert (by_name["use-2"].keys, by_name["use-2"].bytes) == (0, 0)
+    root.delete_range(b"/use-10/", prefix_end(b"/use-10/"))
+    etcd.delete(root, "use-1")
+    etcd.delete(root, "use-2")
+
+
+def test_root_cannot_be_a_tenant(root: EtcdClient) -> None:
+    with pytest.raises(LabError, match="administrator"):
+        etcd.create(root, "root")
+
+
+# --- refused certificates ------------------------------------------------------------------------
+
+
+def _cert(ca: pki.KeyPair, cn: str, not_before: dt.datetime, not_after: dt.datetime) -> pki.KeyPair:
+    """A client cert with chosen validity; lab.pki never issues expired ones, so the test does."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca.private_key, hashes.SHA256())
+    )
+    return pki.KeyPair(cert.public_bytes(serialization.Encoding.PEM), pki.key_pem(key))
+
+
+def test_expired_certificate_is_refused_and_named(
+    tenant_etcd: RunningEtcd, root: EtcdClient, tmp_path: Path
+) -> None:
+    etcd.create(root, "exp-7")
+    now = dt.datetime.now(dt.UTC)
+    expired = _cert(tenant_etcd.certs.ca, "exp-7", now - dt.timedelta(days=30), now - dt.timedelta(days=1))
+    with as_tenant(tenant_etcd, expired) as t, pytest.raises(LabError) as err:
+        etcd.check_access(t, "exp-7", expired.cert_pem, tenant_etcd.certs.ca.cert_pem)
+    assert str(err.value).startswith("etcd refused tenant exp-7's certificate: certificate has expired")
+    # the refusal is etcd's, not a local check: etcd's own client is turned away too
+    pki.write_keypair(tmp_path, "exp", expired)
+    r = subprocess.run(
+        tenant_etcd.etcdctl_argv(tmp_path / "exp.crt", tmp_path / "exp.key", "get", "/exp-7/x"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode != 0
+    etcd.delete(root, "exp-7")
+
+
+def test_certificate_of_a_foreign_ca_is_refused(tenant_etcd: RunningEtcd, root: EtcdClient) -> None:
+    etcd.create(root, "foreign-1")
+    other_ca = pki.new_ca("not-the-etcd-ca")
+    wrong = pki.issue_client_cert(other_ca, "foreign-1")
+    with as_tenant(tenant_etcd, wrong) as t, pytest.raises(LabError) as err:
+        etcd.check_access(t, "foreign-1", wrong.cert_pem, tenant_etcd.certs.ca.cert_pem)
+    assert "tenant foreign-1" in str(err.value)
+    assert "not signed by the etcd CA" in str(err.value)
+    etcd.delete(root, "foreign-1")
+
+
+def test_another_tenants_certificate_gets_permission_denied(
+    tenant_etcd: RunningEtcd, root: EtcdClient
+) -> None:
+    etcd.create(root, "own-1")
+    etcd.create(root, "own-2")
+    theirs = tenant_cert(tenant_etcd, "own-2")
+    with as_tenant(tenant_etcd, theirs) as t, pytest.raises(LabError) as err:
+        etcd.check_access(t, "own-1", theirs.cert_pem, tenant_etcd.certs.ca.cert_pem)
+    assert str(err.value) == (
+        "etcd refused tenant own-1: permission denied on /own-1/ "
+        "(certificate CN is 'own-2', not the tenant's user 'own-1')"
+    )
+    for n in ("own-1", "own-2"):
+        etcd.delete(root, n)
+
+
+def test_a_good_certificate_passes_the_check(tenant_etcd: RunningEtcd, root: EtcdClient) -> None:
+    etcd.create(root, "ok-1")
+    mine = tenant_cert(tenant_etcd, "ok-1")
+    with as_tenant(tenant_etcd, mine) as t:
+        etcd.check_access(t, "ok-1", mine.cert_pem, tenant_etcd.certs.ca.cert_pem)
+    etcd.delete(root, "ok-1")
+
+
+# --- the CLI ---------------------------------------------------------------------------------------
+
+
+def _lab(home: Path, port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
+    env.update(LAB_HOME=str(home), LAB_PORTS__TENANT_ETCD=str(port), COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *args], capture_output=True, text=True, env=env, timeout=120, cwd=home
+    )
+
+
+def test_cli_lists_tenants_with_usage(tenant_etcd: RunningEtcd, root: EtcdClient) -> None:
+    etcd.create(root, "cli-3")
+    root.put(b"/cli-3/k", b"12345")
+    port = tenant_etcd.settings.ports.tenant_etcd
+    r = _lab(tenant_etcd.settings.home, port, "etcd", "tenants", "--output", "json")
+    assert r.returncode == 0, r.stderr
+    [row] = [t for t in json.loads(r.stdout) if t["name"] == "cli-3"]
+    assert row == {
+        "name": "cli-3",
+        "prefix": "/cli-3/",
+        "keys": 1,
+        "bytes": len(b"/cli-3/k") + 5,
+        "complete": True,
+    }
+    table = _lab(tenant_etcd.settings.home, port, "etcd", "tenants")
+    assert table.returncode == 0 and "cli-3" in table.stdout and "/cli-3/" in table.stdout
+    etcd.delete(root, "cli-3")
+
+
+def test_cli_says_so_when_etcd_is_not_running(tenant_etcd: RunningEtcd) -> None:
+    r = _lab(tenant_etcd.settings.home, free_port(), "etcd", "tenants")
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: cannot reach etcd at https://127.0.0.1:") and "lab up" in lines[0]
+
+
+# --- the in-cluster bootstrap Job's script, run for real --------------------------------------------
+
+
+def test_in_cluster_bootstrap_script_enables_auth_once(
+    tmp_path: Path, etcd_binaries: dict[str, Path]
+) -> None:
+    """The Job's shell script (lab.manifests.etcd), with local paths, against a fresh etcd."""
+    from lab.etcd import local
+    from lab.manifests import etcd as m
+
+    with local.scratch(tmp_path, etcd_binaries["etcd"], bootstrap=False) as fresh:
+        with fresh.root() as root:
+            assert not root.auth_enabled()
+        certs = fresh.settings.pki_dir
+        script = m.bootstrap_script(
+            fresh.endpoint,
+            str(certs / "etcd-ca" / "ca.crt"),
+            str(certs / "etcd" / "root.crt"),
+            str(certs / "etcd" / "root.key"),
+            etcdctl=str(etcd_binaries["etcdctl"]),
+        )
+        first = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr
+        with fresh.root() as root:
+            assert root.auth_enabled() and root.user_roles("root") == ["root"]
+            assert etcd.bootstrap(root) is False  # lab's own bootstrap agrees it is done
+        again = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0 and "auth already enabled" in again.stdout
