@@ -8,10 +8,15 @@ from typing import Any
 
 import yaml
 
+#: libyaml's emitter: the pure-Python one costs ~30 ms of CPU per cluster (benchmarks/render_bench.py).
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 
 def to_yaml(objects: Iterable[dict[str, Any]]) -> str:
     """A multi-document YAML stream, keys in the order written (apiVersion, kind, metadata, ...)."""
-    return yaml.safe_dump_all(list(objects), sort_keys=False, default_flow_style=False, explicit_start=True)
+    return yaml.dump_all(
+        list(objects), Dumper=_DUMPER, sort_keys=False, default_flow_style=False, explicit_start=True
+    )
 
 
 def to_list(objects: Iterable[dict[str, Any]]) -> dict[str, Any]:
