@@ -81,6 +81,7 @@ class RunningEtcd:
     endpoint: str
     etcdctl: Path | None
     log: Path
+    pid: int | None = None
 
     def root(self) -> EtcdClient:
         from lab.etcd import root_client
@@ -110,6 +111,6 @@ def scratch(
         if bootstrap:
             with root_client(settings) as root:
                 tenants.bootstrap(root)
-        yield RunningEtcd(settings, load_pki(settings), client_url(settings), etcdctl, log)
+        yield RunningEtcd(settings, load_pki(settings), client_url(settings), etcdctl, log, proc.pid)
     finally:
         stop(proc)

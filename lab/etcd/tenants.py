@@ -6,6 +6,13 @@ prefix always ends with "/", so deleting test-1 never touches /test-10/ or /test
 seed scripts' `del /test-1 --prefix` did). Every operation is idempotent and safe to re-run after a
 crash at any step: create goes user, role, permission, grant; delete goes role, user, keys (Kamaji's
 order: access is revoked before the data goes).
+
+What tenant churn costs etcd (server v3.6, auth/range_perm_cache.go and auth/store.go): every auth
+change (user add/delete, grants, role delete; not role add) rebuilds the permission cache of *all*
+users in etcd's single apply loop, so a create (4 such changes) or delete (2) costs O(tenants), and
+while it runs every tenant's request waits. And etcd refuses a KV request when an auth change lands
+between its arrival and its apply ("revision of auth store is old"); Go clients (kube-apiserver)
+resend it, lab's client too. Numbers: benchmarks/etcd_tenants.py.
 """
 
 from __future__ import annotations
