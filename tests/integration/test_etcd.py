@@ -315,3 +315,40 @@ def test_in_cluster_bootstrap_script_enables_auth_once(
             assert etcd.bootstrap(root) is False  # lab's own bootstrap agrees it is done
         again = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=120)
         assert again.returncode == 0 and "auth already enabled" in again.stdout
+
+
+def test_many_tenants_at_once_while_a_tenant_writes(tenant_etcd: RunningEtcd, root: EtcdClient) -> None:
+    """Bulk create/delete, 8 in flight, while another tenant keeps writing: auth changes race its
+    requests ("revision of auth store is old") and the client resends them."""
+    import threading
+
+    names = [f"bulk-{i}" for i in range(1, 41)]
+    etcd.create(root, "busy-1")
+    stop, writes, errors = threading.Event(), [0], []
+
+    def writer() -> None:
+        with as_tenant(tenant_etcd, tenant_cert(tenant_etcd, "busy-1")) as t:
+            while not stop.is_set():
+                try:
+                    t.put(f"/busy-1/k{writes[0]}".encode(), b"v")
+                    writes[0] += 1
+                except EtcdError as e:
+                    errors.append(e)
+                    return
+
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        for n in names:
+            root.put(f"/{n}/x".encode(), b"1")
+        tenants.create_many(root, names, parallel=8)
+        assert {t.name for t in etcd.list_tenants(root) if t.complete} >= set(names)
+        assert tenants.delete_many(root, names, parallel=8) == len(names)
+    finally:
+        stop.set()
+        th.join(timeout=30)
+    assert errors == [] and writes[0] > 0
+    assert not set(names) & set(root.users()) and not set(names) & set(root.roles())
+    assert root.count(b"/bulk-", b"/bulk.") == 0
+    assert root.count(b"/busy-1/", prefix_end(b"/busy-1/")) == writes[0]
+    etcd.delete(root, "busy-1")
