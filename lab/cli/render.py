@@ -8,10 +8,9 @@ from enum import StrEnum
 
 import typer
 
-from lab import config, manifests, naming, pki
+from lab import config, naming, render
 from lab.cli.app import app
-from lab.errors import LabError, UsageError
-from lab.etcd.server import ETCD_CA_CN, client_url, etcd_ca_dir
+from lab.errors import UsageError
 from lab.manifests import serialize
 
 
@@ -50,26 +49,9 @@ def render_cmd(
     indexes = naming.check_range(
         _whole_number("INDEX", index), _whole_number("--count", count), settings.max_index
     )
-    if settings.mode != "local":
-        raise LabError(
-            f"lab render needs mode local: in mode {settings.mode} a cluster's endpoint comes from its "
-            "backing placement, which render does not do"
-        )
-    # The same CA and URL the local multi-tenant etcd uses (lab.etcd.server).
-    etcd_ca = pki.load_or_create_ca(etcd_ca_dir(settings), ETCD_CA_CN)
-    objects = []
-    for i in indexes:
-        name = naming.cluster_name(settings.prefix, i)
-        host, port = naming.local_endpoint(i)
-        cluster_pki = pki.cluster_pki(settings, name, host, port, etcd_ca)
-        objects += manifests.cluster_objects(
-            settings,
-            i,
-            (host, port),
-            cluster_pki,
-            [client_url(settings)],
-            manifests.bmc_password(cluster_pki),
-        )
+    render.check_local(settings)
+    ca = render.etcd_ca(settings)
+    objects = [obj for i in indexes for obj in render.local_objects(settings, i, ca)]
     sys.stdout.write(
         serialize.to_json(objects) if output == RenderFormat.json else serialize.to_yaml(objects)
     )

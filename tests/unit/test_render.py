@@ -72,5 +72,22 @@ def test_bad_index_or_count_is_one_line_exit_2_and_writes_nothing(
 def test_render_refuses_kind_mode_before_writing(run_lab: Run, lab_env: dict[str, str]) -> None:
     out = run_lab("render", "5", env={"LAB_MODE": "kind"})
     assert out.returncode != 0 and out.stdout == ""
-    assert out.stderr.splitlines() == [out.stderr.strip()] and "needs mode local" in out.stderr
+    assert out.stderr.splitlines() == [out.stderr.strip()] and "rendering needs mode local" in out.stderr
     assert not Path(lab_env["LAB_HOME"]).exists()
+
+
+def test_local_objects_is_what_the_command_prints(run_lab: Run, lab_env: dict[str, str]) -> None:
+    from lab import config, render
+    from lab.errors import LabError
+
+    settings = config.load()  # LAB_HOME is the test's tmp home
+    objs = render.local_objects(settings, 5)
+    out = run_lab("render", "5", "-o", "json")
+    assert out.returncode == 0 and json.loads(out.stdout)["items"] == objs
+    kcp = next(o for o in objs if o["kind"] == "KubeadmControlPlane")
+    port = settings.ports.tenant_etcd
+    assert kcp["spec"]["kubeadmConfigSpec"]["clusterConfiguration"]["etcd"]["external"]["endpoints"] == [
+        f"https://127.0.0.1:{port}"
+    ]
+    with pytest.raises(LabError, match="needs mode local"):
+        render.local_objects(config.load(mode="kind"), 5)

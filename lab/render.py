@@ -1,0 +1,45 @@
+"""The objects of local-mode workload clusters, with the PKI they embed: the I/O edge around the pure
+lab.manifests, shared by `lab render` and whatever creates clusters.
+
+Writes the lab home (the shared etcd CA, each cluster's PKI, created once and reused after), never a
+cluster. Local mode only: each cluster's apiserver at naming.local_endpoint(index), its data in the
+local multi-tenant etcd at lab.etcd.server.client_url.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab import manifests, naming, pki
+from lab.config import Settings
+from lab.errors import LabError
+from lab.etcd.server import ETCD_CA_CN, client_url, etcd_ca_dir
+
+
+def check_local(settings: Settings) -> None:
+    if settings.mode != "local":
+        raise LabError(
+            f"rendering needs mode local: in mode {settings.mode} a cluster's endpoint comes from its "
+            "backing placement"
+        )
+
+
+def etcd_ca(settings: Settings) -> pki.KeyPair:
+    """The one CA the local tenant etcd trusts (the same directory and CN lab.etcd.server uses)."""
+    return pki.load_or_create_ca(etcd_ca_dir(settings), ETCD_CA_CN)
+
+
+def local_objects(settings: Settings, index: int, ca: pki.KeyPair | None = None) -> list[dict[str, Any]]:
+    """Every object of cluster `index` in apply order; pass `ca` (etcd_ca()) when rendering many."""
+    check_local(settings)
+    name = naming.cluster_name(settings.prefix, index)
+    host, port = naming.local_endpoint(index)
+    cluster_pki = pki.cluster_pki(settings, name, host, port, ca or etcd_ca(settings))
+    return manifests.cluster_objects(
+        settings,
+        index,
+        (host, port),
+        cluster_pki,
+        [client_url(settings)],
+        manifests.bmc_password(cluster_pki),
+    )
