@@ -259,8 +259,9 @@ def kcm_program(settings: Settings) -> Program:
             f"--controllers={','.join(KCM_CONTROLLERS)}",
             f"--root-ca-file={d / 'ca' / 'ca.crt'}",
             f"--service-account-private-key-file={d / 'sa.key'}",
-            # One identity (system:kube-controller-manager, bootstrap RBAC covers these controllers).
-            "--use-service-account-credentials=false",
+            # Each controller as its own kube-system ServiceAccount (as kubeadm runs it): the
+            # bootstrap roles system:controller:<name> grant them what they do; kcm's own user cannot.
+            "--use-service-account-credentials=true",
             "--leader-elect=false",
             f"--bind-address={LOOPBACK}",
             f"--secure-port={ports.kcm(settings)}",

@@ -34,6 +34,8 @@ from lab.errors import LabError
 
 #: supervisord's process states (supervisor.states.ProcessStates) that mean "not coming back by itself".
 DEAD_STATES = ("FATAL", "EXITED", "STOPPED", "UNKNOWN")
+#: sockaddr_un.sun_path is 108 bytes on Linux, including the trailing NUL.
+SOCKET_PATH_MAX = 107
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,11 @@ def _pid_alive(pid: int) -> bool:
 
 def ensure_running(settings: Settings, timeout: float = 30.0) -> Supervisor:
     """The lab's supervisord, started (daemonized) when it is not running yet."""
+    sock = socket_path(settings)
+    if len(str(sock)) > SOCKET_PATH_MAX:
+        raise LabError(
+            f"lab home {settings.home} is too deep: the supervisor socket path {sock} is over {SOCKET_PATH_MAX} bytes"
+        )
     sup = Supervisor(settings)
     for d in (supervisor_dir(settings), programs_dir(settings), settings.log_dir):
         d.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,96 @@
+"""Helpers of the e2e tests: free ports, and a handle on a running stack (lab and kubectl)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab.config import default_home
+from lab.stack.ports import BLOCK
+
+
+def _free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(size: int) -> int:
+    """The first port of `size` consecutive free loopback ports."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(30000, 60000 - size)
+        if all(_free(p) for p in range(base, base + size)):
+            return base
+    raise RuntimeError(f"no {size} consecutive free ports on 127.0.0.1")
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    home: Path
+    up_seconds: float
+    up_stdout: str
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.home / "kubeconfig"
+
+    def lab(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            [sys.executable, "-m", "lab", *args],
+            capture_output=True,
+            text=True,
+            env={**self.env, "COLUMNS": "200"},
+            timeout=timeout,
+        )
+        if check and out.returncode != 0:
+            raise AssertionError(f"lab {' '.join(args)} exited {out.returncode}: {out.stderr.strip()}")
+        return out
+
+    def kubectl(
+        self, *args: str, input_text: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            input=input_text,
+            timeout=timeout,
+        )
+        if check and out.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {out.returncode}: {out.stderr.strip()}")
+        return out
+
+    def kubectl_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        data = json.loads(self.lab("status", "-o", "json").stdout)
+        return {c["name"]: c for c in data["components"]}
+
+
+def stack_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_") and k != "KUBECONFIG"}
+    base = free_port_block(BLOCK + 5)
+    env |= {
+        "LAB_HOME": str(home),
+        "LAB_BIN_CACHE": os.environ.get("LAB_BIN_CACHE") or str(default_home() / "bin"),
+        "LAB_PORTS__STACK_BASE": str(base),
+        "LAB_PORTS__MGMT_ETCD": str(base + BLOCK),
+        "LAB_PORTS__MGMT_ETCD_PEER": str(base + BLOCK + 1),
+        "LAB_PORTS__MGMT_APISERVER": str(base + BLOCK + 2),
+        "LAB_PORTS__TENANT_ETCD": str(base + BLOCK + 3),
+        "LAB_PORTS__TENANT_ETCD_PEER": str(base + BLOCK + 4),
+    }
+    return env
