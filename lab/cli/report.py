@@ -42,7 +42,10 @@ def report_cmd(
     if plot is not None:
         from lab.plot import render_png
 
-        render_png(model, report.latencies(chosen.kind, events), plot)
+        try:
+            render_png(model, report.latencies(chosen.kind, events), plot)
+        except OSError as e:
+            raise LabError(f"cannot write the plot to {plot}: {e.strerror or e}") from None
         err_console.print(f"plot written to {plot}")
     if fmt == Format.json:
         print_json(model.as_dict())

@@ -167,5 +167,10 @@ def test_report_latest_and_chosen_run_md_json_plot(
     doc = json.loads(res.stdout)
     assert doc["run"]["id"] == first and doc["done"] == 2 and len(doc["batches"]) == 2
     assert (tmp_path / "p.png").stat().st_size > 10_000
+    res = run_lab("report", "--plot", "/proc/lab-no-such-dir/p.png")
+    assert res.returncode == 1 and res.stderr.startswith(
+        "error: cannot write the plot to /proc/lab-no-such-dir/p.png"
+    )
+    assert res.stdout == ""
     res = run_lab("report", "--run", "77")
     assert (res.returncode, res.stderr.strip()) == (1, f"error: no run 77 in {settings.db_path}")
