@@ -3,7 +3,7 @@
 How lab talks to etcd, chosen by measurement (benchmarks/etcd_tenants.py; numbers in its
 docstring): gRPC through stubs generated here from etcd's own protos (lab.etcd.proto), one channel
 per identity. One etcdctl process per call costs a Go process start and a TLS handshake each time,
-and a tenant needs five auth calls, which etcdctl cannot batch (`etcdctl txn` only does KV). The
+and a tenant needs four auth calls, which etcdctl cannot batch (`etcdctl txn` only does KV). The
 HTTP gateway cannot authenticate by certificate CN, and the PyPI etcd3 client is unmaintained and
 breaks on protobuf >= 4.
 

@@ -1,7 +1,7 @@
 """Tenants of the shared etcd: one user, one role and one key prefix per workload cluster.
 
 Tenant T is the etcd user T (no password: etcd reads the CN of T's client certificate), the role T
-with READWRITE on [/T/, /T0) and READ on the single key compact_rev_key (see below); T's kube-apiserver runs with --etcd-prefix=/T. The
+with READWRITE on [/T/, /T0) and nothing else; T's kube-apiserver runs with --etcd-prefix=/T. The
 prefix always ends with "/", so deleting test-1 never touches /test-10/ or /test-100/ (the Metal3
 seed scripts' `del /test-1 --prefix` did). Every operation is idempotent and safe to re-run after a
 crash at any step: create goes user, role, permission, grant; delete goes role, user, keys (Kamaji's
@@ -9,10 +9,17 @@ order: access is revoked before the data goes).
 
 What tenant churn costs etcd (server v3.6, auth/range_perm_cache.go and auth/store.go): every auth
 change (user add/delete, grants, role delete; not role add) rebuilds the permission cache of *all*
-users in etcd's single apply loop, so a create (4 such changes) or delete (2) costs O(tenants), and
+users in etcd's single apply loop, so a create (3 such changes) or delete (2) costs O(tenants), and
 while it runs every tenant's request waits. And etcd refuses a KV request when an auth change lands
 between its arrival and its apply ("revision of auth store is old"); Go clients (kube-apiserver)
 resend it, lab's client too. Numbers: benchmarks/etcd_tenants.py.
+
+What a tenant's kube-apiserver (v1.35) cannot do: Maintenance/Status is admin-only in etcd 3.6
+(v3rpc/maintenance.go), so its RequestWatchProgress support check (storage/feature) and its db-size
+metric are refused and logged; with RequestWatchProgress unknown, consistent LISTs are served by
+etcd instead of the watch cache. Kamaji-style multi-tenancy has the same limit. Everything else it
+does stays under /T/: with --etcd-compaction-interval=0 it starts no compactor, so it never touches
+the un-prefixed compact_rev_key (storage/storagebackend/factory/etcd3.go).
 """
 
 from __future__ import annotations
@@ -32,11 +39,6 @@ from lab import pki
 from lab.errors import LabError, UsageError
 from lab.etcd.client import PERMISSION_DENIED, EtcdClient, EtcdError, prefix_end
 from lab.etcd.server import ROOT_USER, common_name
-
-#: kube-apiserver (1.34+, feature ListFromCacheSnapshot, on by default) reads and watches this
-#: un-prefixed key every second to learn the compacted revision (storage/etcd3/compact.go). Without
-#: READ on it every tenant apiserver logs "permission denied" each second; it holds only a revision.
-COMPACT_REV_KEY = b"compact_rev_key"
 
 T = TypeVar("T")
 
@@ -73,7 +75,7 @@ def bootstrap(root: EtcdClient) -> bool:
 
 
 def create(root: EtcdClient, name: str) -> None:
-    """User, role, READWRITE on /<name>/, READ on compact_rev_key, grant. Each step is re-runnable."""
+    """User, role, READWRITE on /<name>/, grant. Each step is re-runnable."""
     # Two rounds of concurrent calls: the grants need both the user and the role to exist.
     root.together([root.user_add_call(name), root.role_add_call(name)])
     grants = [root.role_grant_call(name, kind, key, end) for kind, key, end in tenant_permissions(name)]
@@ -143,7 +145,7 @@ def _complete(root: EtcdClient, name: str, roles: list[str] | None) -> bool:
 def tenant_permissions(name: str) -> list[tuple[str, bytes, bytes]]:
     """What a tenant's role holds: (kind, key, range_end)."""
     prefix = key_prefix(name)
-    return [("READWRITE", prefix, prefix_end(prefix)), ("READ", COMPACT_REV_KEY, b"")]
+    return [("READWRITE", prefix, prefix_end(prefix))]
 
 
 def usage(root: EtcdClient, name: str) -> tuple[int, int]:

@@ -55,11 +55,8 @@ def test_apiserver_flags() -> None:
     assert many[0] == "--etcd-servers=https://a:2379,https://b:2379"
 
 
-def test_tenant_permissions_are_its_prefix_and_one_read_only_key() -> None:
-    assert tenants.tenant_permissions("test-3") == [
-        ("READWRITE", b"/test-3/", b"/test-30"),
-        ("READ", b"compact_rev_key", b""),
-    ]
+def test_tenant_permissions_are_its_prefix_only() -> None:
+    assert tenants.tenant_permissions("test-3") == [("READWRITE", b"/test-3/", b"/test-30")]
 
 
 def test_grpc_target() -> None:
