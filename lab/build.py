@@ -265,6 +265,11 @@ def go_version() -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 
+def _go_version_string() -> str:
+    out = subprocess.run([gomod.go_binary(), "env", "GOVERSION"], capture_output=True, text=True, check=False)
+    return out.stdout.strip()
+
+
 def check_go() -> None:
     have = go_version()
     if have < versions.GO_MIN:
@@ -340,7 +345,7 @@ def build(settings: Settings, name: str, log: Log = lambda _m: None) -> Path:
         "version": version,
         "package": t.package,
         "seconds": round(seconds, 1),
-        "go": ".".join(map(str, go_version())),
+        "go": _go_version_string(),
         "ldflags": flags,
         "built": datetime.now(UTC).isoformat(timespec="seconds"),
         "bytes": out.stat().st_size,
