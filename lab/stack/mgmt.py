@@ -158,10 +158,17 @@ def write_private(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+def client_files(settings: Settings, kubeconfig: Path) -> tuple[Path, Path]:
+    """(cert, key) files of the client identity embedded in one of our kubeconfigs."""
+    stem = kubeconfig.name.removesuffix(".kubeconfig")
+    d = pki_dir(settings) / "clients"
+    return d / f"{stem}.crt", d / f"{stem}.key"
+
+
 def ensure_kubeconfig(settings: Settings, ca: pki.KeyPair, path: Path, cn: str, orgs: list[str]) -> None:
     """A client-cert kubeconfig for the management apiserver; rewritten only when stale."""
     stem = path.name.removesuffix(".kubeconfig")
-    client = ensure_client(pki_dir(settings) / "clients", stem, ca, cn, orgs)
+    client = ensure_client(client_files(settings, path)[0].parent, stem, ca, cn, orgs)
     data = pki.render_kubeconfig("lab-mgmt", apiserver_url(settings), ca.cert_pem, client, user=stem)
     if not path.exists() or path.read_bytes() != data:
         write_private(path, data)

@@ -244,7 +244,7 @@ def desired_objects(settings: Settings, p: mgmt.MgmtPKI) -> tuple[list[dict[str,
 
 
 def applied_digest(settings: Settings) -> str | None:
-    cm = kubectl.get_json(settings, ["configmap", "-n", "kube-system", DIGEST_CONFIGMAP])
+    cm = kubectl.api_get(settings, f"/api/v1/namespaces/kube-system/configmaps/{DIGEST_CONFIGMAP}")
     return None if cm is None else (cm.get("data") or {}).get("digest")
 
 
