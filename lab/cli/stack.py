@@ -81,7 +81,7 @@ def status_cmd(output: Output = OutputOption) -> None:
         return
     table = Table(title=f"lab stack ({settings.home})")
     for col in ("component", "state", "pid", "uptime", "RSS", "CPU %", "healthy"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     for r in rows:
         healthy = "-" if r.healthy is None else ("[green]yes[/green]" if r.healthy else "[red]no[/red]")
         table.add_row(
