@@ -4,32 +4,33 @@
 
 Starts a throw-away tenant etcd (lab's own argv: TLS, client-cert auth, auth on) on free loopback
 ports in a temp dir; binaries come from the shared build cache. A tenant is the same for both
-methods: user (no password), role, READWRITE on /<name>/, READ on compact_rev_key, grant; delete is
+methods: user (no password), role, READWRITE on /<name>/, grant; delete is
 role, user, then the keys under /<name>/. Timed per operation, one tenant at a time.
 
 - grpc: lab.etcd (gRPC stubs generated from etcd's protos, one TLS channel, independent calls sent
   together: 2 round trips per create, 2 per delete).
-- etcdctl: one etcdctl process per call, as shell scripts do it (5 per create, 3 per delete).
+- etcdctl: one etcdctl process per call, as shell scripts do it (4 per create, 3 per delete).
 
 Measured 2026-11-21, 2 cores / 24 GiB, while other engineers' Go builds and tests ran (1-minute
-load average 7.6-10 throughout, i.e. etcd got well under one core). Three runs of 200 tenants:
+load average 9.7-11 throughout, i.e. etcd got well under one core). Two runs of 200 tenants:
 
-    grpc, one at a time     create median 21.9 / 21.4 / 17.2 ms (p90 29-40), delete 16.6 / 12.2 / 15.0 ms
-                            create median, first vs last 50 tenants: 14.9 -> 20.2 ms (last run)
-                            total for 200 creates + 200 deletes: 11.1 / 8.3 / 7.2 s
-                            etcd CPU per create / delete: 9.5 / 5.9 ms
-    grpc, 8 in flight       create 20.9 / 16.9 / 12.0 ms per tenant, delete 14.7 / 14.0 / 11.1 ms
-    grpc, 1000 present      create median 104 / 68 / 61 ms, delete 50 / 42 / 44 ms
-                            etcd CPU per create / delete: 41 / 24 ms
-    etcdctl, one process    create median 255 / 145 / 152 ms, delete 114 / 85 / 89 ms
-      per call              total 83 / 48 / 51 s; etcd CPU per create / delete 24 / 15 ms
+    grpc, one at a time     create median 19.1 / 13.6 ms (p90 50 / 24), delete 20.9 / 17.0 ms
+                            create median, first vs last 50 tenants: 19.3 -> 22.0 / 10.0 -> 16.2 ms
+                            200 creates + 200 deletes: 10.5 / 8.7 s
+                            etcd CPU per create / delete: 7.6 / 5.9 and 7.0 / 5.8 ms
+    grpc, 8 in flight       create 15.2 / 21.1 ms per tenant, delete 21.3 / 16.0 ms
+    grpc, 1000 present      create median 43 / 70 ms, delete 33 / 58 ms
+                            etcd CPU per create / delete: 27 / 17 and 23 / 20 ms
+    etcdctl, one process    create median 153 / 139 ms, delete 127 / 115 ms
+      per call              total 68 / 63 s; etcd CPU per create / delete 19 / 16 and 21 / 17 ms
 
-Target <= 20 ms median per operation: grpc is at the target (17-22 ms create, 12-17 ms delete) on
-this loaded machine at 200 tenants; etcdctl misses it 7-12x (a Go process start and a TLS handshake
-per call, 5 calls per create). What no client can remove: etcd rebuilds its permission cache over
-all users on each auth change, in its single apply loop, so the cost per tenant grows linearly with
-the number of tenants (about 4x at 1000). Issuing the tenant's client certificate (lab.pki, ECDSA
-P-256) adds about 1 ms per tenant and is not included.
+Target <= 20 ms median per operation: grpc meets it at 200 tenants even on this overloaded
+machine (etcd itself spends 6-8 ms of CPU per operation); etcdctl misses it 7-10x (a Go process
+start and a TLS handshake per call, 4 calls per create). Sending 8 tenants at once does not help:
+etcd applies auth changes one at a time. What no client can remove: etcd rebuilds its permission
+cache over all users on each auth change, in its single apply loop, so the cost per tenant grows
+linearly with the number of tenants (3-4x etcd CPU at 1000). Issuing the tenant's client
+certificate (lab.pki, ECDSA P-256) adds about 1 ms per tenant and is not included.
 """
 
 from __future__ import annotations
@@ -67,7 +68,6 @@ def _etcdctl_ops(running: RunningEtcd) -> tuple[Callable[[str], None], Callable[
         ctl("user", "add", name, "--no-password")
         ctl("role", "add", name)
         ctl("role", "grant-permission", name, "--prefix=true", "readwrite", f"/{name}/")
-        ctl("role", "grant-permission", name, "read", tenants.COMPACT_REV_KEY.decode())
         ctl("user", "grant-role", name, name)
 
     def delete(name: str) -> None:

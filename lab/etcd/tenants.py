@@ -159,15 +159,19 @@ def usage(root: EtcdClient, name: str) -> tuple[int, int]:
 
 
 def list_tenants(root: EtcdClient) -> list[Tenant]:
-    """Every etcd user except root that is a valid tenant name, with usage, sorted by name."""
+    """Every etcd user except root that is a valid tenant name, with usage, test-2 before test-10."""
     out = []
-    for name in sorted(root.users()):
+    for name in sorted(root.users(), key=_natural):
         if name == ROOT_USER or not _TENANT.match(name):
             continue
         keys, size = usage(root, name)
         complete = _complete(root, name, root.user_roles(name))
         out.append(Tenant(name, key_prefix(name).decode(), keys, size, complete))
     return out
+
+
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name)]
 
 
 def exists(root: EtcdClient, name: str) -> bool:

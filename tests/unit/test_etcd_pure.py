@@ -180,3 +180,8 @@ def test_strip_annotations_keeps_the_wire_format_and_drops_codegen_options() -> 
     assert "rpc Get(Req) returns (Resp) {" in out
     assert "int64 a = 1;" in out and "mvccpb.KeyValue kv = 2;" in out
     assert out.count("{") == out.count("}")
+
+
+def test_tenants_sort_by_number() -> None:
+    names = ["test-10", "test-2", "other", "test-1", "test-100"]
+    assert sorted(names, key=tenants._natural) == ["other", "test-1", "test-2", "test-10", "test-100"]
