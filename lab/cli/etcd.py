@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import grpc
 import typer
 from rich.table import Table
 
@@ -23,7 +22,7 @@ def tenants_cmd(output: Output = OutputOption) -> None:
         with etcd.connect(settings, certs.ca.cert_pem, certs.root) as root:
             found = etcd.list_tenants(root)
     except etcd.EtcdError as e:
-        if e.code == grpc.StatusCode.UNAVAILABLE:
+        if e.code is not None and e.code.name == "UNAVAILABLE":
             raise LabError(f"{e}; is the lab's etcd running? (lab up)") from None
         raise
     if output == Output.json:

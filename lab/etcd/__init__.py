@@ -13,21 +13,47 @@ Modules: server (certs, data dir, argv of the local etcd), client (gRPC calls, e
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from lab import pki
 from lab.config import Settings
-from lab.etcd import proto
-from lab.etcd.client import EtcdClient, EtcdError
 from lab.etcd.server import EtcdPKI, client_url, ensure_pki, etcd_command
-from lab.etcd.tenants import (
-    Tenant,
-    apiserver_etcd_flags,
-    bootstrap,
-    check_access,
-    create,
-    delete,
-    key_prefix,
-    list_tenants,
-)
+
+if TYPE_CHECKING:
+    from lab.etcd.client import EtcdClient, EtcdError
+    from lab.etcd.tenants import (
+        Tenant,
+        apiserver_etcd_flags,
+        bootstrap,
+        check_access,
+        create,
+        delete,
+        key_prefix,
+        list_tenants,
+    )
+
+# What needs grpc is imported on first use, so `lab` commands that only need paths, argv or flags
+# (render, stack argv) work before grpcio is installed.
+_LAZY = {
+    "EtcdClient": "lab.etcd.client",
+    "EtcdError": "lab.etcd.client",
+    "Tenant": "lab.etcd.tenants",
+    "apiserver_etcd_flags": "lab.etcd.tenants",
+    "bootstrap": "lab.etcd.tenants",
+    "check_access": "lab.etcd.tenants",
+    "create": "lab.etcd.tenants",
+    "delete": "lab.etcd.tenants",
+    "key_prefix": "lab.etcd.tenants",
+    "list_tenants": "lab.etcd.tenants",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "EtcdClient",
@@ -53,6 +79,9 @@ def connect(
     settings: Settings, ca_pem: bytes, identity: pki.KeyPair, endpoint: str | None = None
 ) -> EtcdClient:
     """A client with `identity`'s certificate (its CN is the etcd user)."""
+    from lab.etcd import proto
+    from lab.etcd.client import EtcdClient
+
     return EtcdClient(
         proto.load(settings), endpoint or client_url(settings), ca_pem, identity.cert_pem, identity.key_pem
     )
