@@ -21,6 +21,7 @@ import base64
 import shlex
 from typing import Any
 
+from lab import pki
 from lab.config import Settings
 from lab.etcd import server as local
 
@@ -75,6 +76,15 @@ def server_sans(namespace: str = NAMESPACE, replicas: int = 1) -> tuple[list[str
     for i in range(replicas):
         dns += [member_host(i, namespace), f"{member_host(i, namespace)}.cluster.local"]
     return dns, ["127.0.0.1"]
+
+
+def certificates(
+    ca: pki.KeyPair, namespace: str = NAMESPACE, replicas: int = 1
+) -> tuple[pki.KeyPair, pki.KeyPair]:
+    """(server, root) for objects(), signed by the shared etcd CA. The one impure helper here (fresh
+    keys): the server cert serves clients and peers under every in-cluster name; root is CN=root."""
+    server = pki.issue_server_cert(ca, NAME, *server_sans(namespace, replicas), client_auth=True)
+    return server, pki.issue_client_cert(ca, local.ROOT_USER)
 
 
 def _meta(name: str, namespace: str | None) -> dict[str, Any]:

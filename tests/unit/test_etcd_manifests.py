@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from lab import gomod, pki
 from lab.config import Settings
 from lab.etcd import server as local
+from lab.etcd.server import common_name
 from lab.manifests import etcd as m
 
 NS = m.NAMESPACE
@@ -42,8 +44,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="module")
 def certs() -> tuple[pki.KeyPair, pki.KeyPair, pki.KeyPair]:
     ca = pki.new_ca("etcd-ca")
-    server = pki.issue_server_cert(ca, "etcd", *m.server_sans(NS, 3), client_auth=True)
-    root = pki.issue_client_cert(ca, "root")
+    server, root = m.certificates(ca, NS, 3)
     return ca, server, root
 
 
@@ -275,6 +276,9 @@ def test_server_certificate_names_every_address_clients_dial(
     dns = set(san.get_values_for_type(x509.DNSName))
     assert m.client_url().removeprefix("https://").rsplit(":", 1)[0] in dns
     assert {f"etcd-{i}.etcd.{NS}.svc" for i in range(3)} <= dns
+    eku = server.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH} <= set(eku)  # peer use too
+    assert common_name(certs[2].cert) == "root"
 
 
 def test_data_on_a_claim_by_default_or_an_empty_dir(settings: Settings) -> None:
