@@ -217,7 +217,9 @@ def check_access(client: EtcdClient, name: str, cert_pem: bytes, etcd_ca_pem: by
             raise LabError(f"etcd refused tenant {name}: {cause}") from None
         if e.code == grpc.StatusCode.UNAVAILABLE and local:
             raise LabError(f"etcd refused tenant {name}'s certificate: {local}") from None
-        raise LabError(f"etcd refused tenant {name}'s certificate: {e.detail or e}") from None
+        if e.code == grpc.StatusCode.UNAVAILABLE and "handshake" in e.detail.lower():
+            raise LabError(f"etcd refused tenant {name}'s certificate: TLS handshake failed") from None
+        raise LabError(f"tenant {name}: {e}") from None  # not about the certificate: etcd down, ...
 
 
 # --- the kube-apiserver side ----------------------------------------------------------------

@@ -430,3 +430,13 @@ def test_kube_apiserver_runs_as_a_tenant_with_lab_flags(
 def _keys_outside_tenants(root: EtcdClient) -> set[bytes]:
     tenant_prefixes = tuple(etcd.key_prefix(t.name) for t in etcd.list_tenants(root))
     return {k for k, _ in root.scan(b"\x00", b"\x00") if not k.startswith(tenant_prefixes)}
+
+
+def test_access_check_when_etcd_is_down_blames_etcd_not_the_certificate(tenant_etcd: RunningEtcd) -> None:
+    good = tenant_cert(tenant_etcd, "down-1")
+    nowhere = f"https://127.0.0.1:{free_port()}"
+    client = etcd.connect(tenant_etcd.settings, tenant_etcd.certs.ca.cert_pem, good, nowhere)
+    with client as t, pytest.raises(LabError) as err:
+        etcd.check_access(t, "down-1", good.cert_pem, tenant_etcd.certs.ca.cert_pem)
+    assert str(err.value).startswith(f"tenant down-1: cannot reach etcd at {nowhere}")
+    assert "certificate" not in str(err.value)
