@@ -125,20 +125,33 @@ def _same_minor_candidates(_module: str, parent: str) -> list[str]:
 
 
 def _siblings(component: str, candidates: Callable[[str, str], list[str]]) -> Callable[[Settings], list[str]]:
-    """go.mod lines that replace the upstream module's local replaces with published versions."""
+    """go.mod lines that replace the upstream module's local replaces with published versions, and
+    pin metal3-io requirements the proxy does not serve to the nearest published patch."""
 
     def lines(s: Settings) -> list[str]:
         version = _version(s, component)
-        upstream = gomod.component_dir(component, version) / "go.mod"
+        text = (gomod.component_dir(component, version) / "go.mod").read_text()
         out = []
-        for old, new in parse_replaces(upstream.read_text()):
+        replaced = set()
+        for old, new in parse_replaces(text):
+            module = old.split()[0]
+            replaced.add(module)
             if not new.startswith(("./", "../")):
                 out.append(f"replace {old} => {new}")
                 continue
-            module = old.split()[0]
             out.append(
                 f"replace {module} => {module} {_first_published(module, candidates(module, version))}"
             )
+        for module, wanted in parse_requires(text):
+            if module in replaced or not module.startswith(versions.NOSUMDB):
+                continue
+            # Only these bypass the sum database, and a partial mirror may lack a patch release.
+            got = _first_published(module, _same_minor_candidates(module, wanted))
+            if got != wanted:
+                out.append(
+                    f"// lab: {module} {wanted} is not served by the module proxy; nearest earlier patch {got}"
+                )
+                out.append(f"replace {module} => {module} {got}")
         return out
 
     return lines
@@ -171,6 +184,26 @@ def parse_replaces(gomod_text: str) -> list[tuple[str, str]]:
         elif line.startswith("replace ") and "=>" in line:
             left, right = (p.strip() for p in line[len("replace ") :].split("=>", 1))
             out.append((left, right))
+    return out
+
+
+def parse_requires(gomod_text: str) -> list[tuple[str, str]]:
+    """(module, version) of every require directive, in single-line and block form."""
+    out: list[tuple[str, str]] = []
+    in_block = False
+    for raw in gomod_text.splitlines():
+        line = raw.split("//", 1)[0].strip()
+        if in_block:
+            if line == ")":
+                in_block = False
+            elif len(line.split()) == 2:
+                module, version = line.split()
+                out.append((module, version))
+        elif line.startswith("require ("):
+            in_block = True
+        elif line.startswith("require ") and len(line.split()) == 3:
+            _, module, version = line.split()
+            out.append((module, version))
     return out
 
 

@@ -43,6 +43,15 @@ def test_parse_replaces_reads_single_line_and_block_forms() -> None:
     ]
 
 
+def test_parse_requires_reads_single_line_and_block_forms() -> None:
+    text = GOMOD + "require (\n\texample.com/d v1.2.3\n\texample.com/e v0.1.0 // indirect\n)\n"
+    assert build.parse_requires(text) == [
+        ("example.com/api", "v0.0.0"),
+        ("example.com/d", "v1.2.3"),
+        ("example.com/e", "v0.1.0"),
+    ]
+
+
 def test_go_directives_keep_go_and_godebug_lines() -> None:
     assert build.go_directives(GOMOD) == ["go 1.25.0", "godebug default=go1.25"]
     assert build.go_directives("module x\n") == ["go 1.25"]
