@@ -9,13 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from lab.errors import LabError
 from lab.records import RunKind
 from lab.report import Report
 
 
 def render_png(report: Report, latencies: Mapping[str, Sequence[float]], path: Path) -> Path:
     """Write the plot of `report` (and its per-phase latencies, see report.latencies) to `path`."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise LabError("--plot needs matplotlib: pip install 'metal3-scale-lab[plot]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
