@@ -1,0 +1,86 @@
+"""Which create phases an object seen by a watch shows: pure functions, so every watcher (and the
+tests) read the same fields the same way.
+
+Fields, as served at the pinned versions (CAPI v1beta2, BMO v1alpha1):
+- BareMetalHost: status.provisioning.state == "provisioned" (BMO's StateProvisioned)
+- Machine (control plane only, label cluster.x-k8s.io/control-plane): status.nodeRef.name set
+- KubeadmControlPlane: status.initialization.controlPlaneInitialized true (set once KCP finds
+  kube-system/kubeadm-config in the workload cluster), and condition Available=True
+- Cluster: condition Available=True
+v1beta2 conditions are metav1.Condition lists under status.conditions. Each workload cluster lives
+in the namespace of its own name, so the namespace names the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lab import naming
+from lab.manifests.kinds import API_VERSIONS
+from lab.records import Phase
+
+CONTROL_PLANE_LABEL = "cluster.x-k8s.io/control-plane"
+
+#: The kinds to watch (apiVersion, kind) to see every create phase that the controllers drive;
+#: `applied` is lab's own and `node_written` is the node simulator's.
+WATCHED: tuple[tuple[str, str], ...] = (
+    (API_VERSIONS["BareMetalHost"], "BareMetalHost"),
+    (API_VERSIONS["Cluster"], "Machine"),  # Machines are CAPI core, same group/version as Cluster
+    (API_VERSIONS["KubeadmControlPlane"], "KubeadmControlPlane"),
+    (API_VERSIONS["Cluster"], "Cluster"),
+)
+
+
+def condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return dict(c)
+    return None
+
+
+def is_true(obj: Mapping[str, Any], type_: str) -> bool:
+    c = condition(obj, type_)
+    return c is not None and c.get("status") == "True"
+
+
+def observed(obj: Mapping[str, Any]) -> list[Phase]:
+    """The create phases this object's current state proves, in lifecycle order."""
+    status = obj.get("status") or {}
+    kind = obj.get("kind")
+    out: list[Phase] = []
+    if kind == "BareMetalHost":
+        if (status.get("provisioning") or {}).get("state") == "provisioned":
+            out.append(Phase.bmh_provisioned)
+    elif kind == "Machine":
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        if CONTROL_PLANE_LABEL in labels and (status.get("nodeRef") or {}).get("name"):
+            out.append(Phase.node_ref)
+    elif kind == "KubeadmControlPlane":
+        if (status.get("initialization") or {}).get("controlPlaneInitialized") is True:
+            out.append(Phase.kcp_initialized)
+        if is_true(obj, "Available"):
+            out.append(Phase.kcp_available)
+    elif kind == "Cluster" and is_true(obj, "Available"):
+        out.append(Phase.cluster_available)
+    return out
+
+
+def cluster_of(obj: Mapping[str, Any], prefix: str) -> tuple[str, int] | None:
+    """(cluster name, index) of one of lab's namespaced objects; None for anything else."""
+    ns = (obj.get("metadata") or {}).get("namespace")
+    if not ns:
+        return None
+    index = naming.parse_index(prefix, ns)
+    return None if index is None else (ns, index)
+
+
+def blocking(obj: Mapping[str, Any]) -> str | None:
+    """What holds a Cluster or KCP back: the Available condition's reason and message, for the
+    "stuck clusters" list on a --wait timeout."""
+    c = condition(obj, "Available")
+    if c is None:
+        return "no Available condition yet"
+    if c.get("status") == "True":
+        return None
+    return f"Available={c.get('status')} {c.get('reason', '')}: {c.get('message', '')}".strip()
