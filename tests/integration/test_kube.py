@@ -9,11 +9,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import urllib3
 from apiserver_fixture import RunningApiserver, apiserver, free_port  # noqa: F401  (apiserver: the fixture)
 
+from lab import crds, manifests, naming, pki
+from lab.config import Settings
 from lab.errors import LabError
 from lab.kube import ApiError, Client, Config, TokenBucket
 
@@ -148,6 +151,39 @@ def test_crd_kinds_are_found_after_the_crd_is_installed(client: Client, ns: str)
     with pytest.raises(LabError, match="serves no kind Nope"):
         client.resource(f"{CRD_GROUP}/v1", "Nope")
     client.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"{plural}.{CRD_GROUP}")
+
+
+def test_a_workload_clusters_real_objects_apply_then_reapply_changes_nothing(
+    client: Client, tmp_path: Path
+) -> None:
+    """The objects lab.manifests renders, against the real upstream CRDs (schemas and CEL rules)."""
+    settings = Settings(home=tmp_path / "home")
+    docs = crds.crd_documents(settings)
+    client.apply(docs)
+    index = 900 + int(uuid.uuid4().hex[:2], 16)  # a cluster no other test uses
+    name = naming.cluster_name(settings.prefix, index)
+    host, port = naming.local_endpoint(index)
+    cp = pki.generate_cluster_pki(name, host, port, pki.new_ca("etcd-ca"))
+    objs = manifests.cluster_objects(
+        settings, index, (host, port), cp, ["https://127.0.0.1:2379"], manifests.bmc_password(cp)
+    )
+    deadline = time.monotonic() + 60
+    while True:  # new CRDs are served a moment after they are Established
+        try:
+            first = client.apply(objs)
+            break
+        except LabError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    assert [(o["kind"], o["metadata"]["name"]) for o in first] == [
+        (o["kind"], o["metadata"]["name"]) for o in objs
+    ]
+    second = client.apply(objs)
+    assert [o["metadata"]["resourceVersion"] for o in second] == [
+        o["metadata"]["resourceVersion"] for o in first
+    ]
+    client.delete("v1", "Namespace", name)
 
 
 def test_get_list_delete(client: Client, ns: str) -> None:
