@@ -19,7 +19,7 @@ def render_png(report: Report, latencies: Mapping[str, Sequence[float]], path: P
     try:
         import matplotlib
     except ImportError:
-        raise LabError("--plot needs matplotlib: pip install 'metal3-scale-lab[plot]'") from None
+        raise LabError("--plot needs matplotlib 3.10 or later: pip install 'matplotlib>=3.10'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
