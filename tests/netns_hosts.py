@@ -1,0 +1,265 @@
+"""Real SSH test hosts: one network namespace per host, a veth pair to the root namespace, and Debian's
+sshd running inside.
+
+Why namespaces: the playbooks must be exercised over real SSH (as against VMs), and this machine has no
+VMs and no container engine. A namespace isolates only the network, so the "host" shares the root
+filesystem: every playbook path is a variable, and each host gets its own `root` directory under the
+work dir for the playbooks to write into.
+
+Addresses come from 198.18.0.0/15 (RFC 2544 benchmarking space), one /30 per host: the root side
+takes .1, the host .2. Nothing else is ever contacted. Needs root (ip netns, veth, sshd on port 22).
+
+Used by tests/integration/test_playbooks.py and reusable by the two-host end-to-end test:
+
+    with namespace_hosts(2, tmp_dir) as hosts:
+        ...  # hosts[0].address, hosts[0].ssh_args(), write_inventory(...)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SSHD = Path("/usr/sbin/sshd")
+POOL = ipaddress.ip_network("198.18.0.0/15")
+_SSHD_READY_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class NsHost:
+    name: str
+    netns: str
+    address: str
+    root_side: str
+    #: the host's private directory; `root` below it stands in for the host's filesystem root
+    workdir: Path
+    client_key: Path
+    known_hosts: Path
+
+    @property
+    def root(self) -> Path:
+        return self.workdir / "root"
+
+    def ssh_args(self) -> list[str]:
+        """ssh options that pin this host's key and use only the generated client key."""
+        return [
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "PasswordAuthentication=no",
+            "-i",
+            str(self.client_key),
+        ]
+
+    def ssh(self, *command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ssh", *self.ssh_args(), "-o", "BatchMode=yes", f"root@{self.address}", *command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def unavailable_reason() -> str | None:
+    """Why namespace hosts cannot be made here, or None when they can."""
+    if os.geteuid() != 0:
+        return "namespace SSH hosts need root (ip netns, veth pairs, sshd)"
+    missing = [t for t in ("ip", "ssh", "ssh-keygen") if shutil.which(t) is None]
+    if not SSHD.exists():
+        missing.append(str(SSHD))
+    if missing:
+        return f"missing {', '.join(missing)} (apt-get install openssh-server iproute2)"
+    return None
+
+
+def _run(*cmd: str) -> str:
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {res.stderr.strip()}")
+    return res.stdout
+
+
+def _used_addresses() -> set[ipaddress.IPv4Address]:
+    out = _run("ip", "-o", "-4", "addr", "show")
+    used = set()
+    for line in out.splitlines():
+        fields = line.split()
+        if "inet" in fields:
+            used.add(ipaddress.ip_interface(fields[fields.index("inet") + 1]).ip)
+    return used
+
+
+def _free_subnets(count: int) -> list[ipaddress.IPv4Network]:
+    """/30 blocks of the pool that no interface of the root namespace uses (parallel runs coexist)."""
+    used = _used_addresses()
+    free = []
+    for net in POOL.subnets(new_prefix=30):
+        if not any(a in net for a in used):
+            free.append(net)
+            if len(free) == count:
+                return free
+    raise RuntimeError(f"no {count} free /30 blocks left in {POOL}")
+
+
+def _keygen(path: Path, comment: str) -> None:
+    _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path))
+    path.chmod(0o600)
+
+
+def _sshd_config(d: Path, address: str) -> str:
+    # Key-only root login, everything private to this host's directory. StrictModes is off because
+    # the files live under /tmp, whose sticky world-writable mode sshd would otherwise refuse.
+    return "\n".join(
+        [
+            f"ListenAddress {address}",
+            "Port 22",
+            f"HostKey {d / 'ssh_host_ed25519_key'}",
+            f"PidFile {d / 'sshd.pid'}",
+            f"AuthorizedKeysFile {d / 'authorized_keys'}",
+            "PermitRootLogin prohibit-password",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitEmptyPasswords no",
+            "UsePAM no",
+            "StrictModes no",
+            "UseDNS no",
+            "Subsystem sftp internal-sftp",
+            "",
+        ]
+    )
+
+
+def _wait_listening(address: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + _SSHD_READY_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sshd for {address} exited {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection((address, 22), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"sshd on {address}:22 not listening after {_SSHD_READY_SECONDS}s")
+
+
+def _start_host(stack: ExitStack, index: int, token: str, net: ipaddress.IPv4Network, base: Path) -> NsHost:
+    root_ip, host_ip = (str(a) for a in list(net.hosts())[:2])
+    name = f"labh{index}"
+    netns = f"{name}-{token}"
+    # veth names are limited to 15 characters
+    root_if, host_if = f"lh{token}{index}r", f"lh{token}{index}h"
+    d = base / name
+    (d / "root").mkdir(parents=True)
+    d.chmod(0o700)
+
+    _run("ip", "netns", "add", netns)
+    stack.callback(_quiet, "ip", "netns", "del", netns)
+    stack.callback(_kill_netns_processes, netns)
+    _run("ip", "link", "add", root_if, "type", "veth", "peer", "name", host_if)
+    stack.callback(_quiet, "ip", "link", "del", root_if)
+    _run("ip", "link", "set", host_if, "netns", netns)
+    _run("ip", "addr", "add", f"{root_ip}/30", "dev", root_if)
+    _run("ip", "link", "set", root_if, "up")
+    for cmd in (
+        ("ip", "addr", "add", f"{host_ip}/30", "dev", host_if),
+        ("ip", "link", "set", host_if, "up"),
+        ("ip", "link", "set", "lo", "up"),
+    ):
+        _run("ip", "netns", "exec", netns, *cmd)
+
+    _keygen(d / "ssh_host_ed25519_key", f"{name} host key")
+    _keygen(d / "id_ed25519", f"{name} client key")
+    (d / "authorized_keys").write_text((d / "id_ed25519.pub").read_text())
+    host_pub = (d / "ssh_host_ed25519_key.pub").read_text().split()
+    known = d / "known_hosts"
+    known.write_text(f"{host_ip} {host_pub[0]} {host_pub[1]}\n")
+    (d / "sshd_config").write_text(_sshd_config(d, host_ip))
+
+    # Debian's sshd refuses to start without its privilege-separation directory (the package's
+    # service unit creates it at boot; there is no init here).
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    log = d / "sshd.log"
+    # `ip netns exec` gives sshd its own mount namespace (mounts do not propagate back). In it, the
+    # root user's shell rc files are hidden as on a fresh VM: this machine's ~/.bashrc runs
+    # `pyenv init`, which bash sources for every command sshd runs, about a second each under load.
+    hide = " ".join(f"mount --bind {d / 'empty'} {rc} &&" for rc in _shell_rc_files())
+    (d / "empty").write_text("")
+    proc = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            "sh",
+            "-c",
+            f'{hide} exec "$0" "$@"',
+            str(SSHD),
+            "-D",
+            "-e",
+            "-f",
+            str(d / "sshd_config"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    stack.callback(_stop, proc)
+    _wait_listening(host_ip, proc, log)
+    return NsHost(name, netns, host_ip, root_ip, d, d / "id_ed25519", known)
+
+
+def _shell_rc_files() -> list[Path]:
+    home = Path("/root")
+    return [p for p in (home / ".bashrc", home / ".profile", home / ".bash_profile") if p.is_file()]
+
+
+def _quiet(*cmd: str) -> None:
+    subprocess.run(cmd, capture_output=True, timeout=30, check=False)
+
+
+def _kill_netns_processes(netns: str) -> None:
+    """Per-connection sshd children outlive the listener and would keep the namespace alive."""
+    res = subprocess.run(
+        ["ip", "netns", "pids", netns], capture_output=True, text=True, timeout=30, check=False
+    )
+    for pid in res.stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    # `ip netns exec` execs sshd, so this pid is sshd itself; -D keeps it in the foreground.
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextmanager
+def namespace_hosts(count: int, base: Path) -> Iterator[list[NsHost]]:
+    """Start `count` SSH hosts under `base`; namespaces, veths and sshd are removed on exit, also on error."""
+    token = secrets.token_hex(2)
+    with ExitStack() as stack:
+        hosts = [
+            _start_host(stack, i, token, net, base) for i, net in enumerate(_free_subnets(count), start=1)
+        ]
+        yield hosts
