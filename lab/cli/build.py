@@ -18,16 +18,18 @@ def _listing(settings: config.Settings) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for name, t in build.TARGETS.items():
         info = build.build_info(settings, name)
+        cached = build.is_cached(settings, name)
+        path = build.binary_path(settings, name)
         rows.append(
             {
                 "name": name,
                 "component": t.component,
                 "version": getattr(settings.versions, t.component),
                 "package": t.package,
-                "cached": build.is_cached(settings, name),
-                "path": str(build.binary_path(settings, name)),
+                "cached": cached,
+                "path": str(path),
                 "build_seconds": info.get("seconds"),
-                "bytes": info.get("bytes"),
+                "bytes": path.stat().st_size if cached else None,
             }
         )
     return rows
