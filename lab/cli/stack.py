@@ -32,9 +32,7 @@ def up_cmd(
     ),
     mode: str = typer.Option(None, "--mode", help="local (processes; the default) or kind"),
 ) -> None:
-    """Start or converge the management stack: build what is missing, start etcd, kube-apiserver,
-    kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs
-    and webhooks, and wait until every component is healthy. Safe to re-run."""
+    """Start or converge the management stack: build what is missing, start etcd, kube-apiserver, kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs and webhooks, and wait until every component is healthy. Safe to re-run."""
     settings = config.load(**({"mode": mode} if mode else {}))
     with err_console.status("lab up: starting") as spinner:
 
@@ -119,8 +117,7 @@ def tune_cmd(
     profile: str = typer.Option(..., "--profile", help=f"one of {', '.join(tuning.PROFILES)}"),
     output: Output = OutputOption,
 ) -> None:
-    """Set the concurrency and QPS/burst flags of the managers from a version-aware profile;
-    restarts the affected managers when the stack runs."""
+    """Set the concurrency and QPS/burst flags of the managers from a version-aware profile; restarts the affected managers when the stack runs."""
     settings = config.load()
     restarted = up.tune(settings, profile, lambda m: err_console.log(m))
     flags = tuning.describe(settings, profile)

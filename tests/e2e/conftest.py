@@ -2,8 +2,8 @@
 `lab down --purge`.
 
 All state lives in a tmp LAB_HOME; the binaries come from the shared build cache under the default
-lab home (LAB_BIN_CACHE), which `lab up` fills first when something is missing (cold: ~40 min on
-2 cores; warm: none). Every port is moved to a free block, so the stack never collides with a
+lab home (LAB_BIN_CACHE), which `lab up` fills first when something is missing (cold: ~50 min on
+2 busy cores; warm: none). Every port is moved to a free block, so the stack never collides with a
 user's lab or another test run.
 """
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from lab.config import Settings
-from lab.stack import supervise
+from lab.errors import LabError
+from lab.stack import supervise, up
 
 
 def _sleeper(tag: str) -> list[str]:
@@ -81,3 +82,21 @@ def test_removed_program_stops(sup: supervise.Supervisor) -> None:
     while supervise._pid_alive(pid):
         assert time.monotonic() < deadline, "removed program still alive"
         time.sleep(0.1)
+
+
+def test_a_crash_looping_component_fails_the_wait_with_its_name_last_log_line_and_log(
+    sup: supervise.Supervisor,
+) -> None:
+    crash = [
+        sys.executable,
+        "-c",
+        "print('boom: flag provided but not defined', flush=True); raise SystemExit(3)",
+    ]
+    sup.apply([supervise.Program("capi-manager", crash)])
+    with pytest.raises(LabError) as err:
+        up.wait_healthy(sup.settings, sup, ["capi-manager"], timeout=60, log=lambda _m: None)
+    msg = str(err.value)
+    assert msg.startswith("capi-manager keeps exiting")
+    assert "boom: flag provided but not defined" in msg
+    assert msg.endswith(f"(log: {supervise.log_file(sup.settings, 'capi-manager')})")
+    assert "\n" not in msg
