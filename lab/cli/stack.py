@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import typer
 from rich.table import Table
@@ -38,14 +39,14 @@ def up_cmd(
 
         def log(msg: str) -> None:
             spinner.update(f"lab up: {msg}")
-            err_console.log(msg)
+            err_console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}", highlight=False)
 
         result = up.up(settings, tuning_profile, log)
     what = []
     if result.built:
         what.append(f"built {', '.join(result.built)}")
     if result.changed:
-        what.append(f"(re)started {', '.join(result.changed)}")
+        what.append(f"started {', '.join(result.changed)}")
     if result.applied:
         what.append("applied CRDs and webhooks")
     detail = "; ".join(what) or "nothing to change"
@@ -119,7 +120,7 @@ def tune_cmd(
 ) -> None:
     """Set the concurrency and QPS/burst flags of the managers from a version-aware profile; restarts the affected managers when the stack runs."""
     settings = config.load()
-    restarted = up.tune(settings, profile, lambda m: err_console.log(m))
+    restarted = up.tune(settings, profile, lambda m: err_console.print(m, highlight=False))
     flags = tuning.describe(settings, profile)
     if output == Output.json:
         print_json({"profile": profile, "restarted": restarted, "flags": [list(f) for f in flags]})

@@ -134,6 +134,12 @@ def render_program(settings: Settings, p: Program) -> str:
     return "\n".join(lines) + "\n"
 
 
+def remove_program_files(settings: Settings, names: tuple[str, ...] | list[str]) -> None:
+    """Forget programs while supervisord is down, so its next start does not start them."""
+    for n in names:
+        (programs_dir(settings) / f"{n}.conf").unlink(missing_ok=True)
+
+
 def _fd_limit() -> int:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
@@ -190,8 +196,7 @@ class Supervisor:
         return self.update()
 
     def remove(self, names: list[str]) -> dict[str, list[str]]:
-        for n in names:
-            (programs_dir(self.settings) / f"{n}.conf").unlink(missing_ok=True)
+        remove_program_files(self.settings, names)
         return self.update()
 
     def update(self) -> dict[str, list[str]]:

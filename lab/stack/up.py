@@ -25,7 +25,7 @@ from lab import build, tuning
 from lab.config import Settings
 from lab.errors import LabError, UsageError
 from lab.stack import health, kubectl, managers, mgmt, ports, webhooks
-from lab.stack.supervise import Program, Supervisor, ensure_running, log_file
+from lab.stack.supervise import Program, Supervisor, ensure_running, log_file, remove_program_files
 
 Log = Callable[[str], None]
 
@@ -304,6 +304,10 @@ def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: Non
     for m in managers.MANAGERS:
         managers.cert_dir(settings, m).mkdir(parents=True, exist_ok=True)
 
+    fresh = not existing.alive()
+    if fresh:
+        # supervisord starts every program file it finds; managers must wait for the apiserver.
+        remove_program_files(settings, managers.NAMES)
     sup = ensure_running(settings)
     core = core_programs(settings)
     changes = sup.apply(core)
@@ -322,6 +326,8 @@ def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: Non
     wait_healthy(settings, sup, [m.name for m in mprogs], MANAGER_TIMEOUT, log)
     write_state(settings, tuning=profile)
     changed = [n for c in (changes, mchanges) for k in ("added", "changed") for n in c[k]]
+    if fresh:
+        changed = [*dict.fromkeys([*(c.name for c in core), *changed])]
     return UpResult(time.monotonic() - started, missing, changed, applied, profile)
 
 
@@ -341,11 +347,17 @@ def tune(settings: Settings, profile: str, log: Log = lambda _m: None) -> list[s
 
 
 def purge_paths(settings: Settings) -> list[Path]:
-    """Everything `down --purge` deletes: the stack's data, not the binary cache, sources or records."""
+    """Everything `down --purge` deletes: the stack's data, not the binary cache, its sources and
+    build logs, or the run records."""
+    logs = (
+        sorted(p for p in settings.log_dir.glob("*") if p.name != "build")
+        if settings.log_dir.is_dir()
+        else []
+    )
     return [
         settings.home / "etcd",
         settings.pki_dir,
-        settings.log_dir,
+        *logs,
         settings.run_dir,
         settings.clusters_dir,
         mgmt.admin_kubeconfig_path(settings),

@@ -179,3 +179,21 @@ def _free_block() -> int:
         if ok:
             return base
     raise RuntimeError("no free port block")
+
+
+def test_purge_keeps_binaries_sources_build_logs_and_records(settings: config.Settings) -> None:
+    keep = [
+        settings.bin_dir / "x",
+        settings.src_dir / "y",
+        settings.log_dir / "build" / "z.log",
+        settings.db_path,
+    ]
+    gone = [settings.log_dir / "kube-apiserver.log", settings.pki_dir / "mgmt" / "ca" / "ca.key"]
+    gone += [settings.run_dir / "supervisor" / "supervisord.conf", mgmt.admin_kubeconfig_path(settings)]
+    gone += [settings.home / "etcd" / "mgmt" / "member", settings.clusters_dir / "test-1" / "pki" / "ca.key"]
+    for f in keep + gone:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("x")
+    assert up.down(settings, purge=True) is False
+    assert all(f.exists() for f in keep)
+    assert not any(f.exists() for f in gone)
