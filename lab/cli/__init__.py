@@ -10,8 +10,15 @@ import importlib
 import pkgutil
 import sys
 
+from typer import Abort
+
 from lab.cli.app import app
 from lab.errors import LabError
+
+try:  # recent typer vendors click; older releases use click itself
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment,no-redef]
 
 
 def _register() -> None:
@@ -21,9 +28,22 @@ def _register() -> None:
 
 
 def main() -> None:
+    """Run the CLI; every error a user can cause ends as one `error:` line and a non-zero exit."""
     _register()
     try:
-        app()
+        # standalone_mode=False: click hands us its usage errors instead of printing a framed box.
+        rv = app(standalone_mode=False)
+    except NoArgsIsHelpError as e:
+        e.show()  # `lab` or `lab etcd` alone: the help text, as click would print it
+        sys.exit(e.exit_code)
+    except UsageError as e:
+        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
+        print(f"error: {e.format_message()}{hint}", file=sys.stderr)
+        sys.exit(2)
+    except Abort:
+        print("error: aborted", file=sys.stderr)
+        sys.exit(130)
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    sys.exit(rv if isinstance(rv, int) else 0)

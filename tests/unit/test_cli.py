@@ -1,0 +1,34 @@
+"""The CLI's error contract: anything a user can get wrong is one `error:` line, exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["nosuch"], "error: No such command 'nosuch'."),
+        (["render"], "error: Missing argument 'INDEX'."),
+        (["render", "1", "-o", "xml"], "error: Invalid value for '--output'"),
+        (["doctor", "--mode", "vm"], "error: Invalid value for --mode"),
+        (["status", "--output", "csv"], "error: Invalid value for '--output'"),
+    ],
+)
+def test_usage_errors_are_one_line(run_lab, args: list[str], expected: str) -> None:
+    r = run_lab(*args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_no_arguments_prints_the_command_list(run_lab) -> None:
+    r = run_lab()
+    assert "Commands" in r.stdout + r.stderr and "doctor" in r.stdout + r.stderr
+
+
+def test_help_and_version_exit_0(run_lab) -> None:
+    assert run_lab("--help").returncode == 0
+    r = run_lab("--version")
+    assert r.returncode == 0 and r.stdout.startswith("lab ")
