@@ -31,10 +31,9 @@ def up_cmd(
     tuning_profile: str = typer.Option(
         None, "--tuning", help=f"manager tuning profile: {', '.join(tuning.PROFILES)}"
     ),
-    mode: str = typer.Option(None, "--mode", help="local (processes; the default) or kind"),
 ) -> None:
     """Start or converge the management stack: build what is missing, start etcd, kube-apiserver, kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs and webhooks, and wait until every component is healthy. Safe to re-run."""
-    settings = config.load(**({"mode": mode} if mode else {}))
+    settings = config.load()
     with err_console.status("lab up: starting") as spinner:
 
         def log(msg: str) -> None:

@@ -282,7 +282,10 @@ class UpResult:
 def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: None) -> UpResult:
     started = time.monotonic()
     if settings.mode != "local":
-        raise UsageError(f"mode {settings.mode!r} is not implemented yet; use mode local")
+        raise UsageError(
+            f"lab up runs the management cluster as local processes (mode local); the setting mode "
+            f"{settings.mode!r} is only understood by lab doctor in this version"
+        )
     profile = profile or current_profile(settings)
     if profile not in tuning.PROFILES:
         raise UsageError(f"unknown tuning profile {profile!r}; use one of {', '.join(tuning.PROFILES)}")
