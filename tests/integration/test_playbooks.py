@@ -241,13 +241,24 @@ def _task_results(output: str, task: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def converged(lab: Lab) -> dict[str, str]:
-    """molecule converge, then its idempotence and verify steps; outputs by step."""
+    """A --check run on the new hosts, then molecule converge, idempotence and verify; outputs by step."""
     out = {}
+    res = _run(lab, "ansible-playbook", "-i", str(lab.inventory), "--check", str(PLAYBOOK))
+    assert res.returncode == 0, "--check on new hosts failed"
+    out["check"] = res.stdout
+    out["check_wrote"] = "\n".join(str(p) for h in lab.hosts for p in h.root.rglob("*"))
     for step in ("converge", "idempotence", "verify"):
         res = _run(lab, "molecule", step)
         assert res.returncode == 0, f"molecule {step} failed"
         out[step] = res.stdout + res.stderr
     return out
+
+
+def test_check_mode_on_new_hosts_predicts_changes_and_writes_nothing(converged: dict[str, str]) -> None:
+    recap = _recap(converged["check"])
+    assert set(recap) == {"labh1", "labh2"}
+    assert all(r["failed"] == 0 and r["changed"] > 0 for r in recap.values())
+    assert converged["check_wrote"] == ""
 
 
 def test_syntax_check_with_example_inventory(tool_env: dict[str, str]) -> None:
