@@ -1,0 +1,503 @@
+"""The node simulator: writes into a workload apiserver what kubeadm and a kubelet would have
+produced once a BareMetalHost is provisioned, so CAPI, KCP and CAPM3 see a live cluster.
+
+Chain followed (all in the management cluster): BareMetalHost (provisioned, consumerRef) ->
+Metal3Machine -> owner Machine -> cluster name (label) -> workload kubeconfig (lab's own admin
+kubeconfig from the cluster's PKI, else the `<cluster>-kubeconfig` secret). Then:
+- a Ready Node named after the Machine, labelled `metal3.io/uuid=<BMH uid>` with spec.providerID
+  left empty: CAPM3 v1.13 (SetProviderIDFromNodeLabel) finds it by that label and patches the
+  providerID itself, which is the path a real Metal3 cluster takes;
+- control plane only: the control-plane label and NoSchedule taint, mirror pods of the three
+  components (no etcd pod: the lab's clusters use external etcd), `kube-system/kubeadm-config`
+  (KCP marks the cluster initialized when it exists and parses it on upgrade), and the KubeadmConfig
+  annotation `machine.cluster.x-k8s.io/certificates-expiry`, so KCP never port-forwards to probe it.
+Objects are created once and never overwritten: after creation CAPI, CAPM3 and KCP own changes to
+them (labels, taints, providerID, kubeadm-config updates). No heartbeats: nothing watches leases.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab import pki
+from lab.config import Settings
+from lab.errors import LabError
+from lab.kube import APPLY_PATCH, Client, Obj
+from lab.naming import CLUSTER_LABEL
+from lab.stack.supervise import Program
+
+log = logging.getLogger("lab.nodesim")
+
+FIELD_MANAGER = "lab-nodesim"
+PROGRAM_NAME = "nodesim"
+BMH_API = "metal3.io/v1alpha1"
+CAPI_API = "cluster.x-k8s.io/v1beta2"
+BOOTSTRAP_API = "bootstrap.cluster.x-k8s.io/v1beta2"
+CLUSTER_NAME_LABEL = "cluster.x-k8s.io/cluster-name"
+CONTROL_PLANE_MACHINE_LABEL = "cluster.x-k8s.io/control-plane"
+CERT_EXPIRY_ANNOTATION = "machine.cluster.x-k8s.io/certificates-expiry"
+UUID_LABEL = "metal3.io/uuid"
+CP_ROLE_LABEL = "node-role.kubernetes.io/control-plane"
+COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+#: what kubeadm's static pods get (scheduling.SystemCriticalPriority + 1000)
+NODE_CRITICAL_PRIORITY = 2000001000
+CONTAINERD = "containerd://2.1.4"
+RETRY_SECONDS = 10.0
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- pure builders ---------------------------------------------------------------------------
+
+
+def node(machine_name: str, bmh_uid: str, version: str, control_plane: bool) -> Obj:
+    """The Node object (metadata + spec) a kubelet registers; status comes from node_status()."""
+    labels = {
+        "kubernetes.io/hostname": machine_name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/arch": "amd64",
+        UUID_LABEL: bmh_uid,
+    }
+    spec: dict[str, Any] = {"podCIDR": "192.168.0.0/24", "podCIDRs": ["192.168.0.0/24"]}
+    if control_plane:
+        # what `kubeadm init` / `join --control-plane` (mark-control-plane phase) set
+        labels[CP_ROLE_LABEL] = ""
+        labels["node.kubernetes.io/exclude-from-external-load-balancers"] = ""
+        spec["taints"] = [{"key": CP_ROLE_LABEL, "effect": "NoSchedule"}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": machine_name,
+            "labels": labels,
+            "annotations": {
+                "kubeadm.alpha.kubernetes.io/cri-socket": "unix:///var/run/containerd/containerd.sock",
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+            },
+        },
+        "spec": spec,
+    }
+
+
+def node_status(machine_name: str, bmh_uid: str, version: str, now: str) -> Obj:
+    """status of a healthy node: Ready, no pressure (what CAPI's MachineNodeHealthy checks)."""
+
+    def cond(type_: str, status: str, reason: str, message: str) -> dict[str, str]:
+        return {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+
+    resources = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    return {
+        "conditions": [
+            cond(
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
+            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ],
+        "addresses": [{"type": "Hostname", "address": machine_name}],
+        "capacity": resources,
+        "allocatable": resources,
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "machineID": bmh_uid.replace("-", ""),
+            "systemUUID": bmh_uid,
+            "bootID": bmh_uid,
+            "kernelVersion": "6.8.0-lab",
+            "osImage": "metal3-scale-lab simulated node",
+            "containerRuntimeVersion": CONTAINERD,
+            "kubeletVersion": version,
+            "operatingSystem": "linux",
+            "architecture": "amd64",
+        },
+    }
+
+
+def mirror_pods(node_name: str, version: str, node_uid: str | None = None) -> list[Obj]:
+    """kube-system/<component>-<node>: what the kubelet mirrors from kubeadm's static pod manifests."""
+    out = []
+    for component in COMPONENTS:
+        name = f"{component}-{node_name}"
+        digest = hashlib.sha256(f"{name}/{version}".encode()).hexdigest()[:32]
+        meta: dict[str, Any] = {
+            "name": name,
+            "namespace": "kube-system",
+            "labels": {"component": component, "tier": "control-plane"},
+            "annotations": {
+                "kubernetes.io/config.mirror": digest,
+                "kubernetes.io/config.hash": digest,
+                "kubernetes.io/config.source": "file",
+                "kubernetes.io/config.seen": "2026-01-01T00:00:00.000000000Z",
+            },
+        }
+        if node_uid:  # the kubelet makes the Node the mirror pod's owner
+            meta["ownerReferences"] = [
+                {"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid, "controller": True}
+            ]
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": meta,
+                "spec": {
+                    "nodeName": node_name,
+                    "hostNetwork": True,
+                    "priorityClassName": "system-node-critical",
+                    "priority": NODE_CRITICAL_PRIORITY,
+                    "enableServiceLinks": True,
+                    "tolerations": [{"operator": "Exists", "effect": "NoExecute"}],
+                    "containers": [
+                        {
+                            "name": component,
+                            "image": f"registry.k8s.io/{component}:{version}",
+                            "command": [component],
+                        }
+                    ],
+                },
+            }
+        )
+    return out
+
+
+def pod_status(component: str, version: str, now: str) -> Obj:
+    """Running and Ready: what KCP's <Component>PodHealthy conditions require."""
+    conds = [
+        {"type": t, "status": "True", "lastTransitionTime": now}
+        for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+    ]
+    return {
+        "phase": "Running",
+        "conditions": conds,
+        "startTime": now,
+        "containerStatuses": [
+            {
+                "name": component,
+                "image": f"registry.k8s.io/{component}:{version}",
+                "imageID": "",
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": now}},
+            }
+        ],
+    }
+
+
+def kubeadm_api_version(version: str) -> str:
+    """kubeadm writes v1beta4 since 1.31 (v1beta3 before); CAPI's UnmarshalClusterConfiguration reads both."""
+    major, minor = (int(x) for x in version.lstrip("v").split(".")[:2])
+    return "kubeadm.k8s.io/v1beta4" if (major, minor) >= (1, 31) else "kubeadm.k8s.io/v1beta3"
+
+
+def cluster_configuration(
+    cluster_name: str,
+    version: str,
+    endpoint: str,
+    service_subnet: str = pki.SERVICE_CIDR,
+    pod_subnet: str = "192.168.0.0/18",
+    etcd_endpoints: tuple[str, ...] = ("https://etcd-server:2379",),
+) -> Obj:
+    """The ClusterConfiguration `kubeadm init` uploads: external etcd (KCP then skips etcd checks)."""
+    return {
+        "apiVersion": kubeadm_api_version(version),
+        "kind": "ClusterConfiguration",
+        "apiServer": {},
+        "caCertificateValidityPeriod": "87600h0m0s",
+        "certificateValidityPeriod": "8760h0m0s",
+        "certificatesDir": "/etc/kubernetes/pki",
+        "clusterName": cluster_name,
+        "controlPlaneEndpoint": endpoint,
+        "controllerManager": {},
+        "dns": {},
+        "encryptionAlgorithm": "ECDSA-P256",
+        "etcd": {
+            "external": {
+                "endpoints": list(etcd_endpoints),
+                "caFile": "/etc/kubernetes/pki/etcd/ca.crt",
+                "certFile": "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+                "keyFile": "/etc/kubernetes/pki/apiserver-etcd-client.key",
+            }
+        },
+        "imageRepository": "registry.k8s.io",
+        "kubernetesVersion": version,
+        "networking": {
+            "dnsDomain": pki.CLUSTER_DOMAIN,
+            "podSubnet": pod_subnet,
+            "serviceSubnet": service_subnet,
+        },
+        "proxy": {},
+        "scheduler": {},
+    }
+
+
+def kubeadm_config(cluster_name: str, version: str, endpoint: str, **kw: Any) -> Obj:
+    """kube-system/kubeadm-config with data.ClusterConfiguration as kubeadm's upload-config writes it."""
+    text = yaml.safe_dump(cluster_configuration(cluster_name, version, endpoint, **kw), sort_keys=True)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+        "data": {"ClusterConfiguration": text},
+    }
+
+
+# --- writing into a workload apiserver --------------------------------------------------------
+
+
+def _apply_status(
+    client: Client, api_version: str, kind: str, name: str, ns: str | None, status: Obj
+) -> None:
+    """Server-side apply on the status subresource (the only way to set a Node's or Pod's status)."""
+    res = client.resource(api_version, kind)
+    body = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "status": status}
+    if ns:
+        body["metadata"]["namespace"] = ns
+    client.request(
+        "PATCH",
+        res.path(ns, name) + "/status",
+        params={"fieldManager": FIELD_MANAGER, "force": "true"},
+        body=body,
+        content_type=APPLY_PATCH,
+    )
+
+
+def write_node(
+    client: Client,
+    machine_name: str,
+    bmh_uid: str,
+    version: str,
+    control_plane: bool,
+    cluster_name: str = "",
+    endpoint: str = "",
+) -> bool:
+    """Create what is missing (Node, mirror pods, kubeadm-config); True when anything was written.
+
+    Present objects are left alone: CAPI, CAPM3 and KCP change them after creation.
+    """
+    now, wrote = _now(), False
+    current = client.get("v1", "Node", machine_name)
+    if current is None:
+        current = client.apply_one(node(machine_name, bmh_uid, version, control_plane), FIELD_MANAGER)
+        wrote = True
+    if _condition(current, "Ready") != "True":
+        _apply_status(
+            client, "v1", "Node", machine_name, None, node_status(machine_name, bmh_uid, version, now)
+        )
+        wrote = True
+    if not control_plane:
+        return wrote
+    for pod in mirror_pods(machine_name, version, current["metadata"]["uid"]):
+        name = pod["metadata"]["name"]
+        got = client.get("v1", "Pod", name, "kube-system")
+        if got is None:
+            client.apply_one(pod, FIELD_MANAGER)
+            wrote = True
+        if got is None or (got.get("status") or {}).get("phase") != "Running":
+            component = pod["metadata"]["labels"]["component"]
+            _apply_status(client, "v1", "Pod", name, "kube-system", pod_status(component, version, now))
+            wrote = True
+    if client.get("v1", "ConfigMap", "kubeadm-config", "kube-system") is None:
+        client.apply_one(kubeadm_config(cluster_name, version, endpoint), FIELD_MANAGER)
+        wrote = True
+    return wrote
+
+
+def _condition(obj: Mapping[str, Any], type_: str) -> str | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return str(c.get("status"))
+    return None
+
+
+# --- following the management cluster ----------------------------------------------------------
+
+
+def workload_kubeconfig(settings: Settings, mgmt: Client, namespace: str, cluster: str) -> bytes:
+    """lab's own admin kubeconfig when lab made the cluster's PKI, else CAPI's <cluster>-kubeconfig."""
+    path = pki.cluster_pki_dir(settings, cluster) / "admin.kubeconfig"
+    if path.is_file():
+        return path.read_bytes()
+    secret = mgmt.get("v1", "Secret", f"{cluster}-kubeconfig", namespace)
+    if secret is None or "value" not in (secret.get("data") or {}):
+        raise LabError(f"no kubeconfig for cluster {namespace}/{cluster} yet")
+    return base64.b64decode(secret["data"]["value"])
+
+
+def _owner(obj: Mapping[str, Any], kind: str) -> str | None:
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == kind:
+            return str(ref["name"])
+    return None
+
+
+def _endpoint(cluster: Mapping[str, Any] | None) -> str:
+    ep = ((cluster or {}).get("spec") or {}).get("controlPlaneEndpoint") or {}
+    return f"{ep['host']}:{ep.get('port', 6443)}" if ep.get("host") else ""
+
+
+def reconcile_host(
+    settings: Settings, mgmt: Client, bmh: Mapping[str, Any], clients: dict[str, Client] | None = None
+) -> bool:
+    """Write the objects for one BMH when it is provisioned and consumed; True when it is done (and
+    need not be looked at again), False when it is not there yet. Raises on errors worth a retry."""
+    status = bmh.get("status") or {}
+    ref = (bmh.get("spec") or {}).get("consumerRef") or {}
+    if (status.get("provisioning") or {}).get("state") != "provisioned" or ref.get("kind") != "Metal3Machine":
+        return False
+    ns = ref.get("namespace") or bmh["metadata"]["namespace"]
+    m3m = mgmt.get(ref["apiVersion"], "Metal3Machine", ref["name"], ns)
+    machine_name = _owner(m3m, "Machine") if m3m else None
+    machine = mgmt.get(CAPI_API, "Machine", machine_name, ns) if machine_name else None
+    if machine is None:
+        return False
+    spec = machine.get("spec") or {}
+    cluster_name = machine["metadata"].get("labels", {}).get(CLUSTER_NAME_LABEL) or spec.get("clusterName")
+    version = spec.get("version") or settings.versions.kubernetes
+    control_plane = CONTROL_PLANE_MACHINE_LABEL in (machine["metadata"].get("labels") or {})
+    cluster = mgmt.get(CAPI_API, "Cluster", cluster_name, ns)
+    clients = {} if clients is None else clients
+    key = f"{ns}/{cluster_name}"
+    if key not in clients:
+        clients[key] = Client.from_kubeconfig(
+            workload_kubeconfig(settings, mgmt, ns, cluster_name), qps=20, burst=40
+        )
+    wrote = write_node(
+        clients[key],
+        machine["metadata"]["name"],
+        bmh["metadata"]["uid"],
+        version,
+        control_plane,
+        cluster_name,
+        _endpoint(cluster),
+    )
+    if control_plane:
+        annotate_certificates_expiry(settings, mgmt, machine, cluster_name)
+    if wrote:
+        log.info("wrote node %s into %s", machine["metadata"]["name"], key)
+    return True
+
+
+def annotate_certificates_expiry(
+    settings: Settings, mgmt: Client, machine: Mapping[str, Any], cluster_name: str
+) -> None:
+    """Put the serving cert's NotAfter on the Machine's KubeadmConfig, as KCP's probe would."""
+    ref = ((machine.get("spec") or {}).get("bootstrap") or {}).get("configRef") or {}
+    if ref.get("kind") != "KubeadmConfig":
+        return
+    ns = machine["metadata"]["namespace"]
+    cfg = mgmt.get(BOOTSTRAP_API, "KubeadmConfig", ref["name"], ns)
+    if cfg is None or CERT_EXPIRY_ANNOTATION in (cfg["metadata"].get("annotations") or {}):
+        return
+    res = mgmt.resource(BOOTSTRAP_API, "KubeadmConfig")
+    patch = {
+        "metadata": {"annotations": {CERT_EXPIRY_ANNOTATION: serving_cert_expiry(settings, cluster_name)}}
+    }
+    mgmt.request("PATCH", res.path(ns, ref["name"]), body=patch, content_type="application/merge-patch+json")
+
+
+def serving_cert_expiry(settings: Settings, cluster_name: str) -> str:
+    """RFC 3339 NotAfter of the cluster's apiserver serving cert (lab.pki's files)."""
+    kp = pki.load_keypair(pki.cluster_pki_dir(settings, cluster_name), "apiserver")
+    if kp is None:
+        raise LabError(f"cluster {cluster_name} has no serving certificate under {settings.clusters_dir}")
+    return kp.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run(settings: Settings, mgmt: Client, stop_after: float | None = None) -> None:
+    """Watch BMHs in every lab cluster namespace; write nodes as they get provisioned.
+
+    Done hosts (uid + consumer) are remembered in memory only: a restart lists everything again and
+    converges, since writes skip what exists. Failures are retried every RETRY_SECONDS.
+    """
+    done: set[tuple[str, str]] = set()
+    clients: dict[str, Client] = {}
+    pending: dict[str, Obj] = {}
+    deadline = None if stop_after is None else time.monotonic() + stop_after
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            lab_ns = {
+                n["metadata"]["name"] for n in mgmt.list("v1", "Namespace", label_selector=CLUSTER_LABEL)
+            }
+            for uid, bmh in list(pending.items()):
+                pending.pop(uid)
+                _handle(settings, mgmt, bmh, lab_ns, done, pending, clients)
+            left = (
+                RETRY_SECONDS
+                if deadline is None
+                else max(0.1, min(RETRY_SECONDS, deadline - time.monotonic()))
+            )
+            for ev in mgmt.watch(BMH_API, "BareMetalHost", timeout=left if pending else left * 30):
+                if ev.type != "DELETED":
+                    _handle(settings, mgmt, ev.object, lab_ns, done, pending, clients)
+    finally:
+        for c in clients.values():
+            c.close()
+
+
+def _handle(
+    settings: Settings,
+    mgmt: Client,
+    bmh: Obj,
+    lab_ns: set[str],
+    done: set[tuple[str, str]],
+    pending: dict[str, Obj],
+    clients: dict[str, Client],
+) -> None:
+    meta = bmh["metadata"]
+    key = (meta["uid"], ((bmh.get("spec") or {}).get("consumerRef") or {}).get("name", ""))
+    if key in done or meta["namespace"] not in lab_ns:
+        return
+    try:
+        if reconcile_host(settings, mgmt, bmh, clients):
+            done.add(key)
+    except (LabError, OSError) as e:
+        log.warning("%s/%s: %s (retrying)", meta["namespace"], meta["name"], e)
+        pending[meta["uid"]] = bmh
+
+
+def nodesim_program(settings: Settings) -> Program:
+    """The supervised simulator; it reads the management cluster through the lab's admin kubeconfig."""
+    env = {"LAB_HOME": str(settings.home)}
+    if settings.bin_cache:
+        env["LAB_BIN_CACHE"] = str(settings.bin_cache)
+    return Program(name=PROGRAM_NAME, argv=[sys.executable, "-m", "lab.nodesim"], env=env, priority=700)
+
+
+def main() -> None:
+    from lab import config
+    from lab.stack import mgmt
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = config.load()
+    kubeconfig: Path = mgmt.admin_kubeconfig_path(settings)
+    with Client.from_kubeconfig(kubeconfig) as client:
+        run(settings, client)
+
+
+if __name__ == "__main__":
+    main()

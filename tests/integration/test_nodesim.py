@@ -1,0 +1,314 @@
+"""The node simulator against real processes: a real kube-apiserver with the upstream CAPI, CAPM3
+and BMO CRDs stands in for the management cluster; the workload cluster is a real supervised
+kube-apiserver on its tenant (lab.backing.local). The objects the controllers would have made
+(Machine, Metal3Machine, KubeadmConfig, a provisioned BMH) are made by hand."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from apiserver_fixture import RunningApiserver, apiserver  # noqa: F401  (apiserver: the fixture)
+
+from lab import build, crds, naming, nodesim, pki
+from lab.backing import local
+from lab.config import Settings, default_home
+from lab.etcd import local as etcd_local
+from lab.kube import Client
+from lab.stack.supervise import ensure_running
+
+M3_API = "infrastructure.cluster.x-k8s.io/v1beta2"
+
+
+def _free_index() -> int:
+    """An index whose 127.1.x.y:6443 is free, away from test_backing_local's range."""
+    i = 56000 + (os.getpid() % 2000) * 4
+    while True:
+        with socket.socket() as s:
+            try:
+                s.bind((naming.local_endpoint(i)[0], naming.APISERVER_PORT))
+                return i
+            except OSError:
+                i += 1
+
+
+@pytest.fixture(scope="module")
+def settings(tenant_etcd: etcd_local.RunningEtcd) -> Iterator[Settings]:
+    build.ensure(Settings(home=default_home()), ["kube-apiserver"], log=print)
+    s = tenant_etcd.settings.model_copy(update={"bin_cache": default_home() / "bin"})
+    sup = ensure_running(s)
+    yield s
+    sup.shutdown()
+
+
+@pytest.fixture(scope="module")
+def workload(settings: Settings) -> Iterator[tuple[str, int]]:
+    index = _free_index()
+    [name] = local.ensure(settings, [index])
+    local.wait_ready(settings, [name])
+    yield name, index
+    local.remove(settings, [name])
+
+
+@pytest.fixture(scope="module")
+def mgmt(apiserver: RunningApiserver, settings: Settings) -> Iterator[Client]:  # noqa: F811
+    with Client.from_kubeconfig(apiserver.kubeconfig) as c:
+        c.apply(crds.crd_documents(settings, components=["capi", "capm3", "bmo"]))
+        deadline = time.monotonic() + 90
+        while True:  # CRDs are served a moment after they are Established
+            try:
+                c.discover()
+                for api, kind in ((M3_API, "Metal3Machine"), (nodesim.BMH_API, "BareMetalHost")):
+                    c.resource(api, kind)
+                c.resource(nodesim.BOOTSTRAP_API, "KubeadmConfig")
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        yield c
+
+
+def _host(mgmt: Client, ns: str, cluster: str, machine: str, control_plane: bool) -> dict[str, Any]:
+    """Machine -> Metal3Machine -> provisioned BMH (+ KubeadmConfig for control planes); the BMH."""
+    labels = {nodesim.CLUSTER_NAME_LABEL: cluster}
+    if control_plane:
+        labels[nodesim.CONTROL_PLANE_MACHINE_LABEL] = ""
+    kc_name = f"{machine}-kc"
+    m = mgmt.apply_one(
+        {
+            "apiVersion": nodesim.CAPI_API,
+            "kind": "Machine",
+            "metadata": {"name": machine, "namespace": ns, "labels": labels},
+            "spec": {
+                "clusterName": cluster,
+                "version": "v1.35.4",
+                "bootstrap": {
+                    "configRef": {
+                        "apiGroup": "bootstrap.cluster.x-k8s.io",
+                        "kind": "KubeadmConfig",
+                        "name": kc_name,
+                    }
+                },
+                "infrastructureRef": {
+                    "apiGroup": "infrastructure.cluster.x-k8s.io",
+                    "kind": "Metal3Machine",
+                    "name": machine,
+                },
+            },
+        }
+    )
+    owner = {"apiVersion": nodesim.CAPI_API, "kind": "Machine", "name": machine, "uid": m["metadata"]["uid"]}
+    mgmt.apply_one(
+        {
+            "apiVersion": nodesim.BOOTSTRAP_API,
+            "kind": "KubeadmConfig",
+            "metadata": {"name": kc_name, "namespace": ns, "ownerReferences": [owner]},
+            "spec": {"initConfiguration": {"nodeRegistration": {"name": "{{ ds.meta_data.name }}"}}},
+        }
+    )
+    mgmt.apply_one(
+        {
+            "apiVersion": M3_API,
+            "kind": "Metal3Machine",
+            "metadata": {"name": machine, "namespace": ns, "labels": labels, "ownerReferences": [owner]},
+            "spec": {"image": {"url": "http://172.22.0.1/images/node.img", "checksum": "abc"}},
+        }
+    )
+    bmh_name = f"bmh-{machine}"
+    bmh = mgmt.apply_one(
+        {
+            "apiVersion": nodesim.BMH_API,
+            "kind": "BareMetalHost",
+            "metadata": {"name": bmh_name, "namespace": ns},
+            "spec": {
+                "online": True,
+                "consumerRef": {
+                    "apiVersion": M3_API,
+                    "kind": "Metal3Machine",
+                    "name": machine,
+                    "namespace": ns,
+                },
+            },
+        }
+    )
+    res = mgmt.resource(nodesim.BMH_API, "BareMetalHost")
+    status = {
+        "apiVersion": nodesim.BMH_API,
+        "kind": "BareMetalHost",
+        "metadata": {"name": bmh_name, "namespace": ns},
+        "status": {
+            "operationalStatus": "OK",
+            "errorCount": 0,
+            "errorMessage": "",
+            "poweredOn": True,
+            "provisioning": {
+                "state": "provisioned",
+                "ID": str(uuid.uuid4()),
+                "bootMode": "UEFI",
+                "image": {"url": "http://x/i.img"},
+            },
+        },
+    }
+    mgmt.request(
+        "PATCH",
+        res.path(ns, bmh_name) + "/status",
+        params={"fieldManager": "test", "force": "true"},
+        body=status,
+        content_type="application/apply-patch+yaml",
+    )
+    got = mgmt.get(nodesim.BMH_API, "BareMetalHost", bmh_name, ns)
+    assert got is not None and got["status"]["provisioning"]["state"] == "provisioned"
+    assert bmh["metadata"]["uid"] == got["metadata"]["uid"]
+    return got
+
+
+@pytest.fixture(scope="module")
+def cluster_ns(mgmt: Client, workload: tuple[str, int]) -> str:
+    name, index = workload
+    host, port = naming.local_endpoint(index)
+    mgmt.apply_one(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {naming.CLUSTER_LABEL: name}},
+        }
+    )
+    mgmt.apply_one(
+        {
+            "apiVersion": nodesim.CAPI_API,
+            "kind": "Cluster",
+            "metadata": {"name": name, "namespace": name},
+            "spec": {"controlPlaneEndpoint": {"host": host, "port": port}},
+        }
+    )
+    return name
+
+
+def test_builders_are_what_capi_reads() -> None:
+    n = nodesim.node("m-1", "u-1", "v1.35.4", control_plane=True)
+    assert n["metadata"]["labels"][nodesim.UUID_LABEL] == "u-1"
+    assert "providerID" not in n["spec"]
+    assert n["spec"]["taints"] == [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
+    w = nodesim.node("m-2", "u-2", "v1.35.4", control_plane=False)
+    assert nodesim.CP_ROLE_LABEL not in w["metadata"]["labels"] and "taints" not in w["spec"]
+    cc = nodesim.cluster_configuration("c", "v1.35.4", "127.1.0.1:6443")
+    assert cc["apiVersion"] == "kubeadm.k8s.io/v1beta4" and "external" in cc["etcd"]
+    assert nodesim.kubeadm_api_version("v1.30.2") == "kubeadm.k8s.io/v1beta3"
+
+
+def test_control_plane_host_gets_node_pods_config_and_annotation(
+    settings: Settings, mgmt: Client, workload: tuple[str, int], cluster_ns: str
+) -> None:
+    name, index = workload
+    bmh = _host(mgmt, cluster_ns, name, f"{name}-cp-abcde", control_plane=True)
+    assert nodesim.reconcile_host(settings, mgmt, bmh) is True
+
+    with Client.from_kubeconfig(local.admin_kubeconfig(settings, name)) as wc:
+        node = wc.get("v1", "Node", f"{name}-cp-abcde")
+        assert node is not None
+        assert node["metadata"]["labels"]["metal3.io/uuid"] == bmh["metadata"]["uid"]
+        assert node["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] == ""
+        assert node["spec"]["taints"] == [
+            {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
+        ]
+        assert not node["spec"].get("providerID")
+        assert {c["type"]: c["status"] for c in node["status"]["conditions"]} == {
+            "Ready": "True",
+            "MemoryPressure": "False",
+            "DiskPressure": "False",
+            "PIDPressure": "False",
+        }
+        assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.35.4"
+        # what CAPM3 does: find by label, then patch the providerID
+        found = wc.list("v1", "Node", label_selector=f"metal3.io/uuid={bmh['metadata']['uid']}")
+        assert [n["metadata"]["name"] for n in found] == [f"{name}-cp-abcde"]
+
+        # KCP's cached pod selector
+        pods = wc.list(
+            "v1",
+            "Pod",
+            "kube-system",
+            label_selector="tier=control-plane,component in (etcd,kube-apiserver,kube-controller-manager,kube-scheduler)",
+        )
+        assert sorted(p["metadata"]["name"] for p in pods) == sorted(
+            f"{c}-{name}-cp-abcde" for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+        )
+        for p in pods:
+            assert p["status"]["phase"] == "Running"
+            assert {c["type"]: c["status"] for c in p["status"]["conditions"]}["Ready"] == "True"
+            assert p["metadata"]["annotations"]["kubernetes.io/config.mirror"]
+            assert p["spec"]["nodeName"] == f"{name}-cp-abcde"
+
+        cm = wc.get("v1", "ConfigMap", "kubeadm-config", "kube-system")
+        assert cm is not None
+        cc = yaml.safe_load(cm["data"]["ClusterConfiguration"])
+        host, port = naming.local_endpoint(index)
+        assert cc["apiVersion"] == "kubeadm.k8s.io/v1beta4" and cc["kind"] == "ClusterConfiguration"
+        assert cc["kubernetesVersion"] == "v1.35.4" and cc["controlPlaneEndpoint"] == f"{host}:{port}"
+        assert cc["clusterName"] == name
+
+        # a second pass writes nothing and leaves what others changed (CAPM3's providerID) alone
+        res = wc.resource("v1", "Node")
+        wc.request(
+            "PATCH",
+            res.path(None, f"{name}-cp-abcde"),
+            body={"spec": {"providerID": f"metal3://{name}/bmh/{name}-cp-abcde"}},
+            content_type="application/strategic-merge-patch+json",
+        )
+        rv = wc.get("v1", "Node", f"{name}-cp-abcde")["metadata"]["resourceVersion"]  # type: ignore[index]
+        assert nodesim.reconcile_host(settings, mgmt, bmh) is True
+        again = wc.get("v1", "Node", f"{name}-cp-abcde")
+        assert again is not None and again["metadata"]["resourceVersion"] == rv
+
+    kc = mgmt.get(nodesim.BOOTSTRAP_API, "KubeadmConfig", f"{name}-cp-abcde-kc", cluster_ns)
+    assert kc is not None
+    expiry = kc["metadata"]["annotations"][nodesim.CERT_EXPIRY_ANNOTATION]
+    assert expiry == pki.load_keypair(pki.cluster_pki_dir(settings, name), "apiserver").not_after.strftime(  # type: ignore[union-attr]
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+
+
+def test_not_provisioned_is_not_yet(settings: Settings, mgmt: Client) -> None:
+    bmh = {
+        "metadata": {"name": "x", "namespace": "y", "uid": "z"},
+        "spec": {},
+        "status": {"provisioning": {"state": "provisioning"}},
+    }
+    assert nodesim.reconcile_host(settings, mgmt, bmh) is False
+
+
+def test_run_loop_writes_worker_nodes(
+    settings: Settings, mgmt: Client, workload: tuple[str, int], cluster_ns: str
+) -> None:
+    name, _ = workload
+    worker = f"{name}-md-0-xyz"
+    bmh = _host(mgmt, cluster_ns, name, worker, control_plane=False)
+    with Client.from_kubeconfig(local.admin_kubeconfig(settings, name)) as wc:
+        t = threading.Thread(
+            target=nodesim.run, args=(settings, mgmt), kwargs={"stop_after": 20.0}, daemon=True
+        )
+        t.start()
+        deadline = time.monotonic() + 20
+        node = None
+        while node is None and time.monotonic() < deadline:
+            node = wc.get("v1", "Node", worker)
+            time.sleep(0.5)
+        t.join(30)
+        assert node is not None
+        assert node["metadata"]["labels"]["metal3.io/uuid"] == bmh["metadata"]["uid"]
+        assert nodesim.CP_ROLE_LABEL not in node["metadata"]["labels"] and not node["spec"].get("taints")
+        assert wc.list("v1", "Pod", "kube-system", field_selector=f"spec.nodeName={worker}") == []
+
+
+def test_program_runs_the_module(settings: Settings, tmp_path: Path) -> None:
+    p = nodesim.nodesim_program(settings)
+    assert p.argv[-2:] == ["-m", "lab.nodesim"] and p.env["LAB_HOME"] == str(settings.home)
