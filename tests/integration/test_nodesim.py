@@ -5,8 +5,11 @@ kube-apiserver on its tenant (lab.backing.local). The objects the controllers wo
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -26,6 +29,51 @@ from lab.kube import Client
 from lab.stack.supervise import ensure_running
 
 M3_API = "infrastructure.cluster.x-k8s.io/v1beta2"
+
+#: A Go program that parses a ClusterConfiguration with CAPI's own code (what KCP's
+#: UpdateClusterConfiguration calls) and prints what it understood, as JSON.
+CAPI_PARSER = """package main
+
+import (
+	"encoding/json"
+	"io"
+	"os"
+
+	kubeadmtypes "sigs.k8s.io/cluster-api/bootstrap/kubeadm/types"
+)
+
+func main() {
+	in, _ := io.ReadAll(os.Stdin)
+	cc, data, err := kubeadmtypes.UnmarshalClusterConfiguration(string(in))
+	if err != nil {
+		os.Stderr.WriteString(err.Error() + "\\n")
+		os.Exit(1)
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"cc": cc, "data": data})
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def capi_parser(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CAPI's ClusterConfiguration parser at the pinned CAPI version, built with the Go toolchain
+    (module cache and build cache make it a few seconds when warm)."""
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    d = tmp_path_factory.mktemp("capi-parser")
+    capi = Settings(home=d).versions.capi
+    (d / "main.go").write_text(CAPI_PARSER)
+    (d / "go.mod").write_text(f"module labcheck\n\ngo 1.25.0\n\nrequire sigs.k8s.io/cluster-api {capi}\n")
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "GONOSUMDB": "github.com/metal3-io"}
+    for argv in ([go, "mod", "tidy"], [go, "build", "-o", "parse", "."]):
+        proc = subprocess.run(argv, cwd=d, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return d / "parse"
+
+
+def capi_parse(parser: Path, text: str) -> dict[str, Any]:
+    proc = subprocess.run([str(parser)], input=text, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return dict(json.loads(proc.stdout))
 
 
 def _free_index() -> int:
@@ -206,7 +254,7 @@ def test_builders_are_what_capi_reads() -> None:
 
 
 def test_control_plane_host_gets_node_pods_config_and_annotation(
-    settings: Settings, mgmt: Client, workload: tuple[str, int], cluster_ns: str
+    settings: Settings, mgmt: Client, workload: tuple[str, int], cluster_ns: str, capi_parser: Path
 ) -> None:
     name, index = workload
     bmh = _host(mgmt, cluster_ns, name, f"{name}-cp-abcde", control_plane=True)
@@ -255,6 +303,11 @@ def test_control_plane_host_gets_node_pods_config_and_annotation(
         assert cc["apiVersion"] == "kubeadm.k8s.io/v1beta4" and cc["kind"] == "ClusterConfiguration"
         assert cc["kubernetesVersion"] == "v1.35.4" and cc["controlPlaneEndpoint"] == f"{host}:{port}"
         assert cc["clusterName"] == name
+        parsed = capi_parse(capi_parser, cm["data"]["ClusterConfiguration"])
+        assert parsed["cc"]["controlPlaneEndpoint"] == f"{host}:{port}"
+        assert parsed["cc"]["etcd"]["external"]["endpoints"]
+        assert parsed["data"]["KubernetesVersion"] == "v1.35.4" and parsed["data"]["ClusterName"] == name
+        assert parsed["data"]["ServiceSubnet"] == pki.SERVICE_CIDR
 
         # a second pass writes nothing and leaves what others changed (CAPM3's providerID) alone
         res = wc.resource("v1", "Node")
@@ -275,6 +328,14 @@ def test_control_plane_host_gets_node_pods_config_and_annotation(
     assert expiry == pki.load_keypair(pki.cluster_pki_dir(settings, name), "apiserver").not_after.strftime(  # type: ignore[union-attr]
         "%Y-%m-%dT%H:%M:%SZ"
     )
+
+
+def test_capi_rejects_what_is_not_a_cluster_configuration(capi_parser: Path) -> None:
+    """The parser check can fail: a ConfigMap is not a ClusterConfiguration."""
+    proc = subprocess.run(
+        [str(capi_parser)], input="apiVersion: v1\nkind: ConfigMap\n", capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "unknown kubeadm types" in proc.stderr
 
 
 def test_not_provisioned_is_not_yet(settings: Settings, mgmt: Client) -> None:
