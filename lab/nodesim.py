@@ -364,7 +364,8 @@ def reconcile_host(
     settings: Settings, mgmt: Client, bmh: Mapping[str, Any], clients: dict[str, Client] | None = None
 ) -> bool:
     """Write the objects for one BMH when it is provisioned and consumed; True when it is done (and
-    need not be looked at again), False when it is not there yet. Raises on errors worth a retry."""
+    need not be looked at again), False when the host is not provisioned yet. Raises LabError when
+    it is but something on the way is missing or unreachable: worth a retry."""
     status = bmh.get("status") or {}
     ref = (bmh.get("spec") or {}).get("consumerRef") or {}
     if (status.get("provisioning") or {}).get("state") != "provisioned" or ref.get("kind") != "Metal3Machine":
@@ -373,8 +374,8 @@ def reconcile_host(
     m3m = mgmt.get(ref["apiVersion"], "Metal3Machine", ref["name"], ns)
     machine_name = _owner(m3m, "Machine") if m3m else None
     machine = mgmt.get(CAPI_API, "Machine", machine_name, ns) if machine_name else None
-    if machine is None:
-        return False
+    if machine is None:  # provisioned, so the chain must appear: retry
+        raise LabError(f"{ref['kind']} {ns}/{ref['name']} has no Machine owner yet")
     spec = machine.get("spec") or {}
     cluster_name = machine["metadata"].get("labels", {}).get(CLUSTER_NAME_LABEL) or spec.get("clusterName")
     version = spec.get("version") or settings.versions.kubernetes
@@ -429,7 +430,7 @@ def serving_cert_expiry(settings: Settings, cluster_name: str) -> str:
 
 
 def run(settings: Settings, mgmt: Client, stop_after: float | None = None) -> None:
-    """Watch BMHs in every lab cluster namespace; write nodes as they get provisioned.
+    """Watch BMHs; write nodes as hosts in lab cluster namespaces get provisioned.
 
     Done hosts (uid + consumer) are remembered in memory only: a restart lists everything again and
     converges, since writes skip what exists. Failures are retried every RETRY_SECONDS.
@@ -437,21 +438,17 @@ def run(settings: Settings, mgmt: Client, stop_after: float | None = None) -> No
     done: set[tuple[str, str]] = set()
     clients: dict[str, Client] = {}
     pending: dict[str, Obj] = {}
+    lab_ns: dict[str, bool] = {}
     deadline = None if stop_after is None else time.monotonic() + stop_after
     try:
         while deadline is None or time.monotonic() < deadline:
-            lab_ns = {
-                n["metadata"]["name"] for n in mgmt.list("v1", "Namespace", label_selector=CLUSTER_LABEL)
-            }
             for uid, bmh in list(pending.items()):
                 pending.pop(uid)
                 _handle(settings, mgmt, bmh, lab_ns, done, pending, clients)
-            left = (
-                RETRY_SECONDS
-                if deadline is None
-                else max(0.1, min(RETRY_SECONDS, deadline - time.monotonic()))
-            )
-            for ev in mgmt.watch(BMH_API, "BareMetalHost", timeout=left if pending else left * 30):
+            # a short watch while something waits for a retry; a long one otherwise
+            span = RETRY_SECONDS if pending else RETRY_SECONDS * 30
+            left = span if deadline is None else max(0.1, min(span, deadline - time.monotonic()))
+            for ev in mgmt.watch(BMH_API, "BareMetalHost", timeout=left):
                 if ev.type != "DELETED":
                     _handle(settings, mgmt, ev.object, lab_ns, done, pending, clients)
     finally:
@@ -459,21 +456,31 @@ def run(settings: Settings, mgmt: Client, stop_after: float | None = None) -> No
             c.close()
 
 
+def _is_lab_namespace(mgmt: Client, name: str, cache: dict[str, bool]) -> bool:
+    """Namespaces of lab clusters carry CLUSTER_LABEL; looked up once per namespace."""
+    if name not in cache:
+        ns = mgmt.get("v1", "Namespace", name)
+        cache[name] = ns is not None and CLUSTER_LABEL in (ns["metadata"].get("labels") or {})
+    return cache[name]
+
+
 def _handle(
     settings: Settings,
     mgmt: Client,
     bmh: Obj,
-    lab_ns: set[str],
+    lab_ns: dict[str, bool],
     done: set[tuple[str, str]],
     pending: dict[str, Obj],
     clients: dict[str, Client],
 ) -> None:
     meta = bmh["metadata"]
     key = (meta["uid"], ((bmh.get("spec") or {}).get("consumerRef") or {}).get("name", ""))
-    if key in done or meta["namespace"] not in lab_ns:
+    if key in done:
         return
     try:
-        if reconcile_host(settings, mgmt, bmh, clients):
+        if _is_lab_namespace(mgmt, meta["namespace"], lab_ns) and reconcile_host(
+            settings, mgmt, bmh, clients
+        ):
             done.add(key)
     except (LabError, OSError) as e:
         log.warning("%s/%s: %s (retrying)", meta["namespace"], meta["name"], e)

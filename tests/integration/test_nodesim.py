@@ -350,24 +350,32 @@ def test_not_provisioned_is_not_yet(settings: Settings, mgmt: Client) -> None:
 def test_run_loop_writes_worker_nodes(
     settings: Settings, mgmt: Client, workload: tuple[str, int], cluster_ns: str
 ) -> None:
+    """One host exists before the loop starts (the re-sync on start), one is provisioned while it
+    watches (the event path); both workers get a Node and nothing else."""
     name, _ = workload
-    worker = f"{name}-md-0-xyz"
-    bmh = _host(mgmt, cluster_ns, name, worker, control_plane=False)
+    before, during = f"{name}-md-0-before", f"{name}-md-0-during"
+    bmhs = {before: _host(mgmt, cluster_ns, name, before, control_plane=False)}
     with Client.from_kubeconfig(local.admin_kubeconfig(settings, name)) as wc:
         t = threading.Thread(
-            target=nodesim.run, args=(settings, mgmt), kwargs={"stop_after": 20.0}, daemon=True
+            target=nodesim.run, args=(settings, mgmt), kwargs={"stop_after": 30.0}, daemon=True
         )
         t.start()
-        deadline = time.monotonic() + 20
-        node = None
-        while node is None and time.monotonic() < deadline:
-            node = wc.get("v1", "Node", worker)
+        time.sleep(2)
+        bmhs[during] = _host(mgmt, cluster_ns, name, during, control_plane=False)
+        deadline = time.monotonic() + 30
+        nodes: dict[str, Any] = {}
+        while len(nodes) < 2 and time.monotonic() < deadline:
+            # created first, then given its status: wait for both
+            nodes = {m: n for m in bmhs if (n := wc.get("v1", "Node", m)) and nodesim._condition(n, "Ready")}
             time.sleep(0.5)
-        t.join(30)
-        assert node is not None
-        assert node["metadata"]["labels"]["metal3.io/uuid"] == bmh["metadata"]["uid"]
-        assert nodesim.CP_ROLE_LABEL not in node["metadata"]["labels"] and not node["spec"].get("taints")
-        assert wc.list("v1", "Pod", "kube-system", field_selector=f"spec.nodeName={worker}") == []
+        t.join(40)
+        assert not t.is_alive()
+        assert sorted(nodes) == sorted(bmhs)
+        for machine, node in nodes.items():
+            assert node["metadata"]["labels"]["metal3.io/uuid"] == bmhs[machine]["metadata"]["uid"]
+            assert nodesim.CP_ROLE_LABEL not in node["metadata"]["labels"] and not node["spec"].get("taints")
+            assert {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"] == "True"
+            assert wc.list("v1", "Pod", "kube-system", field_selector=f"spec.nodeName={machine}") == []
 
 
 def test_program_runs_the_module(settings: Settings, tmp_path: Path) -> None:
