@@ -24,6 +24,13 @@ load average 9.7-11 throughout, i.e. etcd got well under one core). Two runs of 
     etcdctl, one process    create median 153 / 139 ms, delete 127 / 115 ms
       per call              total 68 / 63 s; etcd CPU per create / delete 19 / 16 and 21 / 17 ms
 
+Re-run later the same day with the machine nearly idle (load average 2.0 -> 2.3), grpc only:
+
+    grpc, one at a time     create median 9.2 ms (p90 14.5), delete 7.9 ms (p90 11.8), total 3.7 s
+                            create median first vs last quarter 6.5 -> 11.7 ms
+    grpc, 8 in flight       create 7.9 ms per tenant, delete 5.2 ms, total 2.6 s
+    grpc, 1000 present      create median 26.3 ms, delete 18.8 ms
+
 Target <= 20 ms median per operation: grpc meets it at 200 tenants even on this overloaded
 machine (etcd itself spends 6-8 ms of CPU per operation); etcdctl misses it 7-10x (a Go process
 start and a TLS handshake per call, 4 calls per create). Sending 8 tenants at once does not help:
