@@ -500,10 +500,14 @@ def main() -> None:
     from lab.stack import mgmt
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = config.load()
-    kubeconfig: Path = mgmt.admin_kubeconfig_path(settings)
-    with Client.from_kubeconfig(kubeconfig) as client:
-        run(settings, client)
+    try:
+        settings = config.load()
+        kubeconfig: Path = mgmt.admin_kubeconfig_path(settings)
+        with Client.from_kubeconfig(kubeconfig) as client:
+            run(settings, client)
+    except LabError as e:  # supervisord restarts it; one line in its log says why
+        log.error("%s", e)
+        sys.exit(e.exit_code or 1)
 
 
 if __name__ == "__main__":
