@@ -130,10 +130,10 @@ def _siblings(component: str, candidates: Callable[[str, str], list[str]]) -> Ca
 
     def lines(s: Settings) -> list[str]:
         version = _version(s, component)
-        text = (gomod.component_dir(component, version) / "go.mod").read_text()
+        upstream = gomod.read_gomod(gomod.component_dir(component, version) / "go.mod")
         out = []
         replaced = set()
-        for old, new in parse_replaces(text):
+        for old, new in upstream.replaces:
             module = old.split()[0]
             replaced.add(module)
             if not new.startswith(("./", "../")):
@@ -142,7 +142,7 @@ def _siblings(component: str, candidates: Callable[[str, str], list[str]]) -> Ca
             out.append(
                 f"replace {module} => {module} {_first_published(module, candidates(module, version))}"
             )
-        for module, wanted in parse_requires(text):
+        for module, wanted in upstream.requires:
             if module in replaced or not module.startswith(versions.NOSUMDB):
                 continue
             # Only these bypass the sum database, and a partial mirror may lack a patch release.
@@ -165,52 +165,6 @@ def _first_published(module: str, tried: list[str]) -> str:
             continue
         return v
     raise LabError(f"no published version of {module} among {', '.join(tried)}")
-
-
-def parse_replaces(gomod_text: str) -> list[tuple[str, str]]:
-    """(left, right) of every replace directive, in single-line and block form."""
-    out: list[tuple[str, str]] = []
-    in_block = False
-    for raw in gomod_text.splitlines():
-        line = raw.split("//", 1)[0].strip()
-        if in_block:
-            if line == ")":
-                in_block = False
-            elif "=>" in line:
-                left, right = (p.strip() for p in line.split("=>", 1))
-                out.append((left, right))
-        elif line.startswith("replace ("):
-            in_block = True
-        elif line.startswith("replace ") and "=>" in line:
-            left, right = (p.strip() for p in line[len("replace ") :].split("=>", 1))
-            out.append((left, right))
-    return out
-
-
-def parse_requires(gomod_text: str) -> list[tuple[str, str]]:
-    """(module, version) of every require directive, in single-line and block form."""
-    out: list[tuple[str, str]] = []
-    in_block = False
-    for raw in gomod_text.splitlines():
-        line = raw.split("//", 1)[0].strip()
-        if in_block:
-            if line == ")":
-                in_block = False
-            elif len(line.split()) == 2:
-                module, version = line.split()
-                out.append((module, version))
-        elif line.startswith("require ("):
-            in_block = True
-        elif line.startswith("require ") and len(line.split()) == 3:
-            _, module, version = line.split()
-            out.append((module, version))
-    return out
-
-
-def go_directives(gomod_text: str) -> list[str]:
-    """The `go` and `godebug` lines of a go.mod: they set the GODEBUG defaults of the binary."""
-    keep = [ln.strip() for ln in gomod_text.splitlines() if re.match(r"^(go|godebug)\s", ln.strip())]
-    return keep or ["go 1.25"]
 
 
 _K8S = _siblings("kubernetes", _k8s_staging_candidates)
@@ -314,7 +268,7 @@ def wrapper_gomod(settings: Settings, t: Target) -> str:
     comp = versions.COMPONENTS[t.component]
     version = _version(settings, t.component)
     upstream = gomod.module_dir(comp.module, version) / "go.mod"
-    lines = [f"module lab.local/build/{t.name}", "", *go_directives(upstream.read_text()), ""]
+    lines = [f"module lab.local/build/{t.name}", "", *gomod.read_gomod(upstream).directives(), ""]
     lines += [f"require {comp.module} {version}", *t.extra_gomod(settings)]
     return "\n".join(lines) + "\n"
 

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab import versions
@@ -58,6 +59,46 @@ def module_dir(module: str, version: str) -> Path:
             f"cannot download {module}@{version}: {detail if isinstance(detail, str) else detail[0]}"
         )
     return Path(info["Dir"])
+
+
+@dataclass(frozen=True)
+class GoMod:
+    """What lab reads from an upstream go.mod, as `go mod edit -json` reports it."""
+
+    go: str | None
+    godebug: list[tuple[str, str]]
+    #: (module, version) of every require directive
+    requires: list[tuple[str, str]]
+    #: (old, new) of every replace directive; each side is "path" or "path version"
+    replaces: list[tuple[str, str]]
+
+    def directives(self) -> list[str]:
+        """The `go` and `godebug` lines: they set the GODEBUG defaults of a binary built from it."""
+        lines = [f"go {self.go or '1.25'}"]
+        return lines + [f"godebug {key}={value}" for key, value in self.godebug]
+
+
+def _side(mod: dict[str, str]) -> str:
+    return " ".join(p for p in (mod["Path"], mod.get("Version")) if p)
+
+
+@functools.cache
+def read_gomod(path: Path) -> GoMod:
+    """Parse a go.mod with Go's own parser rather than by hand."""
+    out = subprocess.run(
+        [go_binary(), "mod", "edit", "-json", str(path)], capture_output=True, text=True, env=go_env()
+    )
+    if out.returncode != 0:
+        raise LabError(
+            f"cannot read {path}: {out.stderr.strip().splitlines()[-1:] or ['go mod edit failed']}"
+        )
+    data = json.loads(out.stdout)
+    return GoMod(
+        go=data.get("Go"),
+        godebug=[(d["Key"], d["Value"]) for d in data.get("GoDebug") or []],
+        requires=[(r["Path"], r["Version"]) for r in data.get("Require") or []],
+        replaces=[(_side(r["Old"]), _side(r["New"])) for r in data.get("Replace") or []],
+    )
 
 
 def component_dir(key: str, version: str) -> Path:

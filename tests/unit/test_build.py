@@ -35,26 +35,31 @@ replace (
 """
 
 
-def test_parse_replaces_reads_single_line_and_block_forms() -> None:
-    assert build.parse_replaces(GOMOD) == [
+def _gomod(tmp_path: Path, text: str) -> gomod.GoMod:
+    path = tmp_path / "go.mod"
+    path.write_text(text)
+    return gomod.read_gomod(path)
+
+
+def test_read_gomod_sees_single_line_and_block_forms(tmp_path: Path) -> None:
+    text = GOMOD + "require (\n\texample.com/d v1.2.3\n\texample.com/e v0.1.0 // indirect\n)\n"
+    mod = _gomod(tmp_path, text)
+    assert mod.replaces == [
         ("example.com/api", "./api"),
         ("example.com/b", "./staging/src/example.com/b"),
         ("example.com/c v1.0.0", "example.com/c v1.0.1"),
     ]
-
-
-def test_parse_requires_reads_single_line_and_block_forms() -> None:
-    text = GOMOD + "require (\n\texample.com/d v1.2.3\n\texample.com/e v0.1.0 // indirect\n)\n"
-    assert build.parse_requires(text) == [
+    assert mod.requires == [
         ("example.com/api", "v0.0.0"),
         ("example.com/d", "v1.2.3"),
         ("example.com/e", "v0.1.0"),
     ]
 
 
-def test_go_directives_keep_go_and_godebug_lines() -> None:
-    assert build.go_directives(GOMOD) == ["go 1.25.0", "godebug default=go1.25"]
-    assert build.go_directives("module x\n") == ["go 1.25"]
+def test_go_directives_keep_go_and_godebug_lines(tmp_path: Path) -> None:
+    assert _gomod(tmp_path, GOMOD).directives() == ["go 1.25.0", "godebug default=go1.25"]
+    (tmp_path / "bare").mkdir()
+    assert _gomod(tmp_path / "bare", "module x\n").directives() == ["go 1.25"]
 
 
 def test_sibling_candidates() -> None:
@@ -85,8 +90,8 @@ def test_kubernetes_wrapper_pins_every_staging_module(lab_env: dict[str, str]) -
     """Reads the real k8s.io/kubernetes go.mod from the module cache (downloads it once if absent)."""
     s = config.load()
     text = build.wrapper_gomod(s, build.TARGETS["kube-apiserver"])
-    upstream = (gomod.component_dir("kubernetes", s.versions.kubernetes) / "go.mod").read_text()
-    staging = [left for left, right in build.parse_replaces(upstream) if right.startswith("./staging/")]
+    upstream = gomod.read_gomod(gomod.component_dir("kubernetes", s.versions.kubernetes) / "go.mod")
+    staging = [left for left, right in upstream.replaces if right.startswith("./staging/")]
     assert len(staging) > 20  # api, apimachinery, client-go, apiserver, ...
     minor = s.versions.kubernetes.removeprefix("v1.")
     for module in staging:
@@ -135,6 +140,7 @@ def test_failed_build_names_the_target_and_its_log(run_lab, fake_go, lab_env, tm
         f"""case "$1 $2" in
   "env GOVERSION") echo go1.26.0 ;;
   "mod download") [ "$3" = "-json" ] && echo '{{"Dir": "{upstream}"}}' ;;
+  "mod edit") echo '{{"Go": "1.25"}}' ;;
   "build -mod=mod") echo "compile error: boom" >&2; exit 1 ;;
 esac
 exit 0
