@@ -13,11 +13,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import certs
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab import etcd, pki
 from lab.errors import LabError
@@ -175,29 +172,14 @@ def test_root_cannot_be_a_tenant(root: EtcdClient) -> None:
 # --- refused certificates ------------------------------------------------------------------------
 
 
-def _cert(ca: pki.KeyPair, cn: str, not_before: dt.datetime, not_after: dt.datetime) -> pki.KeyPair:
-    """A client cert with chosen validity; lab.pki never issues expired ones, so the test does."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca.private_key, hashes.SHA256())
-    )
-    return pki.KeyPair(cert.public_bytes(serialization.Encoding.PEM), pki.key_pem(key))
-
-
 def test_expired_certificate_is_refused_and_named(
     tenant_etcd: RunningEtcd, root: EtcdClient, tmp_path: Path
 ) -> None:
     etcd.create(root, "exp-7")
     now = dt.datetime.now(dt.UTC)
-    expired = _cert(tenant_etcd.certs.ca, "exp-7", now - dt.timedelta(days=30), now - dt.timedelta(days=1))
+    expired = certs.client_cert(
+        tenant_etcd.certs.ca, "exp-7", now - dt.timedelta(days=30), now - dt.timedelta(days=1)
+    )
     with as_tenant(tenant_etcd, expired) as t, pytest.raises(LabError) as err:
         etcd.check_access(t, "exp-7", expired.cert_pem, tenant_etcd.certs.ca.cert_pem)
     assert str(err.value).startswith("etcd refused tenant exp-7's certificate: certificate has expired")

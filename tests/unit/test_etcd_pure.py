@@ -5,11 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import certs
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from lab import pki
 from lab.config import Ports, Settings
@@ -106,18 +104,7 @@ def test_load_pki_never_creates(settings: Settings) -> None:
 
 
 def _cert(ca: pki.KeyPair, cn: str, before: dt.datetime, after: dt.datetime) -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(before)
-        .not_valid_after(after)
-        .sign(ca.private_key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM)
+    return certs.client_cert(ca, cn, before, after).cert_pem
 
 
 def test_diagnose_names_the_cause() -> None:
