@@ -4,7 +4,6 @@ lab.stack can wrap with its own supervision (restart, logs, pid files).
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from lab.config import Ports, Settings
 from lab.errors import LabError
 from lab.etcd.client import EtcdClient, EtcdError
 from lab.etcd.server import EtcdPKI, client_url, ensure_pki, etcd_ca_dir, etcd_command, load_pki
+from lab.stack import ports
 
 READY_TIMEOUT = 60.0
 
@@ -65,11 +65,7 @@ def _tail(log: Path, n: int = 3000) -> str:
         return "(no log)"
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now (for tests and benchmarks)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = ports.free_port
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@ stack by changing one number.
 
 from __future__ import annotations
 
+import random
+import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from lab.config import Settings
 
@@ -48,3 +51,42 @@ def mgmt_etcd_metrics(settings: Settings) -> int:
 
 def tenant_etcd_metrics(settings: Settings) -> int:
     return settings.ports.stack_base + _TENANT_ETCD_METRICS
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux; its default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_block(size: int = 1, floor: int = 20000) -> int:
+    """The first of `size` consecutive free loopback ports, chosen at random below the ephemeral range.
+
+    A listener on an ephemeral port can lose it to any outgoing connection before it binds (seen in
+    CI: a manager's webhook port taken by a client socket), so tests and benchmarks pick from below.
+    """
+    ceiling = ephemeral_range()[0]
+    if ceiling - floor < size * 4:
+        floor = 1024
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(floor, ceiling - size)
+        if all(_bindable(p) for p in range(base, base + size)):
+            return base
+    raise RuntimeError(f"no {size} consecutive free ports on {LOOPBACK} below {ceiling}")
+
+
+def free_port() -> int:
+    return free_block(1)

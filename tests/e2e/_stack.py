@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -13,26 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.config import default_home
-from lab.stack.ports import BLOCK
-
-
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_block(size: int) -> int:
-    """The first port of `size` consecutive free loopback ports."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(30000, 60000 - size)
-        if all(_free(p) for p in range(base, base + size)):
-            return base
-    raise RuntimeError(f"no {size} consecutive free ports on 127.0.0.1")
+from lab.stack.ports import BLOCK, free_block
 
 
 @dataclass
@@ -82,7 +61,7 @@ class Stack:
 
 def stack_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_") and k != "KUBECONFIG"}
-    base = free_port_block(BLOCK + 5)
+    base = free_block(BLOCK + 5)
     env |= {
         "LAB_HOME": str(home),
         "LAB_BIN_CACHE": os.environ.get("LAB_BIN_CACHE") or str(default_home() / "bin"),

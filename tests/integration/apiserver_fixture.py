@@ -7,7 +7,6 @@ and reused); certificates come from lab.pki. Import the `apiserver` fixture into
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import urllib3
 from lab import build, pki
 from lab.config import Settings, default_home
 from lab.kube import Config
+from lab.stack.ports import free_port
 
 READY_TIMEOUT = 180.0  # a cold kube-apiserver on a busy 2-core host takes a while
 
@@ -36,12 +36,6 @@ class RunningApiserver:
     def user_kubeconfig(self, user: str, groups: list[str]) -> bytes:
         client = pki.issue_client_cert(self.ca, user, groups)
         return pki.render_kubeconfig("test", self.url, self.ca.cert_pem, client, user)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _write(path: Path, data: bytes, mode: int = 0o600) -> Path:

@@ -158,27 +158,15 @@ def test_up_refuses_a_port_held_by_another_process_before_starting_anything(
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        env = {"LAB_PORTS__MGMT_APISERVER": str(port), "LAB_PORTS__STACK_BASE": str(_free_block())}
+        env = {
+            "LAB_PORTS__MGMT_APISERVER": str(port),
+            "LAB_PORTS__STACK_BASE": str(ports.free_block(ports.BLOCK)),
+        }
         out = run_lab("up", env=env)
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
     assert lines[-1].startswith(f"error: port {port} (kube-apiserver) is in use by pid "), out.stderr
     assert not (Path(lab_env["LAB_HOME"]) / "run").exists()
-
-
-def _free_block() -> int:
-    for base in range(41000, 60000, 97):
-        ok = True
-        for p in range(base, base + ports.BLOCK):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port block")
 
 
 def test_purge_keeps_binaries_sources_build_logs_and_records(settings: config.Settings) -> None:
