@@ -12,6 +12,10 @@ APISERVER_PORT = 6443
 #: Label on the Namespace of every workload cluster; the management cluster is the source of truth.
 CLUSTER_LABEL = "scale-lab.metal3.io/cluster"
 INDEX_LABEL = "scale-lab.metal3.io/index"
+#: Label on the Namespace naming the backing that carries the cluster's apiserver and etcd tenant.
+BACKING_LABEL = "scale-lab.metal3.io/backing"
+#: The backing of local mode: processes on this machine (lab.backing.local).
+LOCAL_BACKING = "local"
 
 
 def cluster_name(prefix: str, index: int) -> str:

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 __all__ = ["bmc_password", "cluster_objects", "namespace"]
 
 
-def namespace(cluster: str, index: int) -> dict[str, Any]:
-    """The cluster's namespace; its labels are how lab lists the clusters that exist."""
-    return obj("Namespace", names.namespace(cluster), None, lab_labels(cluster, index))
+def namespace(cluster: str, index: int, backing: str = naming.LOCAL_BACKING) -> dict[str, Any]:
+    """The cluster's namespace; its labels are how lab lists the clusters that exist and where each
+    one's apiserver runs, so delete finds it after any crash."""
+    labels = {**lab_labels(cluster, index), naming.BACKING_LABEL: backing}
+    return obj("Namespace", names.namespace(cluster), None, labels)
 
 
 def cluster_objects(
@@ -32,6 +34,7 @@ def cluster_objects(
     pki: ClusterPKI,
     etcd_endpoints: list[str],
     bmc_password: str,
+    backing: str = naming.LOCAL_BACKING,
 ) -> list[dict[str, Any]]:
     """Every object of workload cluster `index`, in apply order.
 
@@ -44,7 +47,7 @@ def cluster_objects(
         raise ValueError(f"PKI of {pki.name} passed for cluster {name}")
     k8s = settings.versions.kubernetes
     return [
-        namespace(name, index),
+        namespace(name, index, backing),
         *pki_secrets(name, index, pki),
         bmc_secret(name, index, bmc_password),
         metal3.baremetal_host(name, index),

@@ -151,7 +151,18 @@ def test_the_validator_rejects_what_the_apiserver_would(
 def test_namespace_lists_the_cluster(render) -> None:
     ns = render(101)[0]
     assert ns["kind"] == "Namespace" and ns["metadata"]["name"] == "test-101"
-    assert ns["metadata"]["labels"] == {naming.CLUSTER_LABEL: "test-101", naming.INDEX_LABEL: "101"}
+    assert ns["metadata"]["labels"] == {
+        naming.CLUSTER_LABEL: "test-101",
+        naming.INDEX_LABEL: "101",
+        naming.BACKING_LABEL: naming.LOCAL_BACKING,
+    }
+
+
+def test_namespace_names_the_backing_that_carries_the_cluster() -> None:
+    from lab import manifests
+
+    ns = manifests.namespace("test-7", 7, "backing-2")
+    assert ns["metadata"]["labels"][naming.BACKING_LABEL] == "backing-2"
 
 
 def test_every_namespaced_object_lives_in_the_cluster_namespace_with_lab_labels(render) -> None:
