@@ -76,6 +76,9 @@ class Settings(BaseModel):
     prefix: str = "test"
     max_index: int = Field(default=9999, ge=1, le=65000)
     mode: Literal["local", "kind"] = "local"
+    #: workload clusters the local backing may carry: each costs one kube-apiserver process
+    #: (~190 MiB RSS, benchmarks/apiserver_rss.py) on this machine
+    local_capacity: int = Field(default=100, ge=1, le=65000)
     versions: Versions = Field(default_factory=Versions)
     ports: Ports = Field(default_factory=Ports)
     #: built binaries, when shared between lab homes (e.g. tests with a tmp LAB_HOME); default <home>/bin

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,3 +270,56 @@ def _last_line(path: Path) -> str:
         return lines[-1] if lines else "(empty log)"
     except OSError:
         return "(no log)"
+
+
+class LocalBacking:
+    """lab.backing.Backing for local mode: the functions above behind the shared contract."""
+
+    name = naming.LOCAL_BACKING
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.capacity = settings.local_capacity
+
+    def endpoint(self, cluster: str, index: int) -> tuple[str, int]:
+        return naming.local_endpoint(index)
+
+    def etcd_servers(self) -> list[str]:
+        from lab.etcd import client_url
+
+        return [client_url(self.settings)]
+
+    def etcd_ca(self) -> pki.KeyPair:
+        from lab import etcd
+
+        return etcd.ensure_pki(self.settings).ca
+
+    def ensure(self, clusters: Sequence[tuple[str, int]]) -> None:
+        ensure(self.settings, [i for _n, i in clusters])
+
+    def wait_ready(self, names: Sequence[str], timeout: float) -> None:
+        wait_ready(self.settings, names, timeout)
+
+    def remove(self, names: Sequence[str]) -> None:
+        remove(self.settings, names)
+
+    def present(self) -> set[str]:
+        """Clusters of this prefix with a program file, an etcd tenant or a directory under lab home."""
+        from lab import etcd
+        from lab.etcd import tenants
+        from lab.stack.supervise import programs_dir
+
+        prefix = self.settings.prefix
+        ours = lambda n: naming.parse_index(prefix, n) is not None  # noqa: E731
+        found = {
+            p.stem.removeprefix(PROGRAM_PREFIX)
+            for p in programs_dir(self.settings).glob(f"{PROGRAM_PREFIX}*.conf")
+        }
+        if self.settings.clusters_dir.is_dir():
+            found |= {d.name for d in self.settings.clusters_dir.iterdir() if d.is_dir()}
+        with etcd.root_client(self.settings) as root:
+            found |= {t.name for t in tenants.list_tenants(root)}
+        return {n for n in found if ours(n)}
+
+    def used(self) -> int:
+        return len(self.present())

@@ -1,0 +1,116 @@
+"""Registered backings (`lab backing add`): one directory per backing under lab home.
+
+<home>/backings/<name>/backing.yaml holds the runtime, capacity and runtime-specific spec; beside it
+the runtime keeps what it needs (a kind cluster's kubeconfig, 0600) and etcd-ca/, the CA this
+machine issues the backing's etcd certificates from. Which cluster sits on which backing is not here:
+that is the label on each cluster's namespace in the management cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from lab import naming, pki
+from lab.backing import Backing, check_name
+from lab.config import Settings
+from lab.errors import LabError
+
+Runtime = Literal["kind", "process"]
+RUNTIMES: tuple[str, ...] = ("kind", "process")
+SPEC_FILE = "backing.yaml"
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    runtime: Runtime
+    capacity: int
+    #: runtime-specific: e.g. kind {kubeconfig, node_address}; process {host, port, user, ...}
+    spec: dict[str, Any] = field(default_factory=dict)
+
+
+def backings_dir(settings: Settings) -> Path:
+    return settings.home / "backings"
+
+
+def backing_dir(settings: Settings, name: str) -> Path:
+    return backings_dir(settings) / check_name(name)
+
+
+def etcd_ca(settings: Settings, name: str) -> pki.KeyPair:
+    """The backing's etcd CA, created on first use; its key never leaves this machine."""
+    return pki.load_or_create_ca(backing_dir(settings, name) / "etcd-ca", f"{name}-etcd-ca")
+
+
+def save(settings: Settings, entry: Entry) -> None:
+    """Write atomically: a crash leaves the old entry or the new one, never half of one."""
+    if entry.name == naming.LOCAL_BACKING:
+        raise LabError(
+            f"{naming.LOCAL_BACKING!r} is the built-in backing of this machine; choose another name"
+        )
+    if entry.runtime not in RUNTIMES:
+        raise LabError(f"unknown backing runtime {entry.runtime!r}: one of {', '.join(RUNTIMES)}")
+    d = backing_dir(settings, entry.name)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = d / f".{SPEC_FILE}.tmp"
+    body = {"name": entry.name, "runtime": entry.runtime, "capacity": entry.capacity, "spec": entry.spec}
+    tmp.write_text(yaml.safe_dump(body, sort_keys=False))
+    tmp.chmod(0o600)
+    os.replace(tmp, d / SPEC_FILE)
+
+
+def load(settings: Settings, name: str) -> Entry | None:
+    path = backing_dir(settings, name) / SPEC_FILE
+    if not path.is_file():
+        return None
+    data = yaml.safe_load(path.read_text()) or {}
+    return Entry(data["name"], data["runtime"], int(data["capacity"]), dict(data.get("spec") or {}))
+
+
+def entries(settings: Settings) -> list[Entry]:
+    d = backings_dir(settings)
+    if not d.is_dir():
+        return []
+    found = (load(settings, p.name) for p in sorted(d.iterdir()) if (p / SPEC_FILE).is_file())
+    return [e for e in found if e is not None]
+
+
+def delete(settings: Settings, name: str) -> bool:
+    """Forget a backing and its files (CA included); False when it was not registered."""
+    d = backing_dir(settings, name)
+    if not d.exists():
+        return False
+    shutil.rmtree(d)
+    return True
+
+
+def open_backing(settings: Settings, name: str) -> Backing:
+    """The Backing of a name: the built-in local one, or a registered kind/process backing."""
+    if name == naming.LOCAL_BACKING:
+        from lab.backing.local import LocalBacking
+
+        return LocalBacking(settings)
+    entry = load(settings, name)
+    if entry is None:
+        known = ", ".join([naming.LOCAL_BACKING, *(e.name for e in entries(settings))])
+        raise LabError(f"no backing named {name!r} (known: {known}); register it with lab backing add")
+    if entry.runtime == "kind":
+        from lab.backing.kind import KindBacking
+
+        return KindBacking(settings, entry)
+    from lab.backing.process import ProcessBacking
+
+    return ProcessBacking(settings, entry)
+
+
+def open_many(settings: Settings, names: Sequence[str]) -> list[Backing]:
+    """Backings named on the command line, in order, each once; [local] when none is named."""
+    unique = list(dict.fromkeys(names)) or [naming.LOCAL_BACKING]
+    return [open_backing(settings, n) for n in unique]
