@@ -8,12 +8,15 @@ local multi-tenant etcd at lab.etcd.server.client_url.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab import manifests, naming, pki
 from lab.config import Settings
 from lab.errors import LabError
 from lab.etcd.server import ETCD_CA_CN, client_url, etcd_ca_dir
+
+if TYPE_CHECKING:
+    from lab.backing import Backing
 
 
 def check_local(settings: Settings) -> None:
@@ -42,4 +45,23 @@ def local_objects(settings: Settings, index: int, ca: pki.KeyPair | None = None)
         cluster_pki,
         [client_url(settings)],
         manifests.bmc_password(cluster_pki),
+    )
+
+
+def backed_objects(
+    settings: Settings, index: int, backing: Backing, ca: pki.KeyPair | None = None
+) -> list[dict[str, Any]]:
+    """Every object of cluster `index` placed on `backing`: its endpoint, etcd and etcd CA (pass
+    `ca`, backing.etcd_ca(), when rendering many). Creates the cluster's PKI on first use."""
+    name = naming.cluster_name(settings.prefix, index)
+    host, port = backing.endpoint(name, index)
+    cluster_pki = pki.cluster_pki(settings, name, host, port, ca or backing.etcd_ca())
+    return manifests.cluster_objects(
+        settings,
+        index,
+        (host, port),
+        cluster_pki,
+        backing.etcd_servers(),
+        manifests.bmc_password(cluster_pki),
+        backing.name,
     )

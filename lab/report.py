@@ -57,8 +57,9 @@ class ComponentRow:
     component: str
     samples: int
     idle: bool  # True: only samples taken after the last cluster was done; False: all samples
-    rss_bytes: int  # median
-    cpu_percent: float  # median, percent of one core
+    rss_bytes: int  # median, per process
+    cpu_percent: float  # median, percent of one core, per process
+    processes: int = 1  # distinct processes behind the row (one per cluster for workload apiservers)
 
 
 @dataclass(frozen=True)
@@ -185,12 +186,23 @@ def build(
     )
 
 
+#: Samples of processes named like this are one row: a hundred rows of one per cluster tell less
+#: than the median of all of them.
+WORKLOAD_PREFIX = "wkl-"
+WORKLOAD_ROW = "workload kube-apiserver (each)"
+
+
+def component_group(name: str) -> str:
+    return WORKLOAD_ROW if name.startswith(WORKLOAD_PREFIX) else name
+
+
 def components(samples: Sequence[Sample], idle_after: float | None) -> list[ComponentRow]:
     """Median RSS/CPU per component: of the samples after `idle_after` when there are any (the
-    idle cost of carrying the clusters), else of all samples (marked not idle)."""
+    idle cost of carrying the clusters), else of all samples (marked not idle). Workload
+    apiservers are one row, medians per process."""
     grouped: dict[str, list[Sample]] = defaultdict(list)
     for s in samples:
-        grouped[s.component].append(s)
+        grouped[component_group(s.component)].append(s)
     rows = []
     for name in sorted(grouped):
         every = grouped[name]
@@ -203,6 +215,7 @@ def components(samples: Sequence[Sample], idle_after: float | None) -> list[Comp
                 bool(idle),
                 int(statistics.median(s.rss_bytes for s in use)),
                 float(statistics.median(s.cpu_percent for s in use)),
+                len({s.component for s in use}),
             )
         )
     return rows
@@ -301,10 +314,11 @@ def to_markdown(r: Report) -> str:
     lines += ["", "## Components (median RSS and CPU)", ""]
     if r.components:
         lines += _table(
-            ["component", "samples", "window", "RSS", "CPU (% of a core)"],
+            ["component", "processes", "samples", "window", "RSS", "CPU (% of a core)"],
             [
                 [
                     c.component,
+                    str(c.processes),
                     str(c.samples),
                     "idle" if c.idle else "whole run",
                     _mib(c.rss_bytes),

@@ -107,7 +107,7 @@ def test_markdown_has_github_tables_and_lists_incomplete_clusters() -> None:
     events = [e for i in range(1, 31) for e in _events(i, i, 5, upto=7 if i < 5 else 3)]
     md = report.to_markdown(report.build(_run(), events, [Sample(T0, "capi-manager", 2**20 * 64, 12.5)]))
     assert "| clusters | Available | cumulative | step |\n|---|---|---|---|\n| 1-10 | 4/10 | - | - |" in md
-    assert "| capi-manager | 1 | whole run | 64 MiB | 12.5 |" in md
+    assert "| capi-manager | 1 | 1 | whole run | 64 MiB | 12.5 |" in md
     assert "26 cluster(s) never reached `cluster_available`" in md
     assert "| test-5 | node_written | kcp_initialized |" in md
     assert "... and 6 more" in md
@@ -174,3 +174,17 @@ def test_report_latest_and_chosen_run_md_json_plot(
     assert res.stdout == ""
     res = run_lab("report", "--run", "77")
     assert (res.returncode, res.stderr.strip()) == (1, f"error: no run 77 in {settings.db_path}")
+
+
+def test_workload_apiservers_are_one_row_of_per_process_medians() -> None:
+    samples = [
+        Sample(T0 + 1, "wkl-test-1", 2**20 * 180, 1.0),
+        Sample(T0 + 1, "wkl-test-2", 2**20 * 190, 3.0),
+        Sample(T0 + 1, "wkl-test-3", 2**20 * 200, 2.0),
+        Sample(T0 + 1, "kube-apiserver", 2**20 * 800, 9.0),
+    ]
+    rows = {c.component: c for c in report.components(samples, None)}
+    assert set(rows) == {report.WORKLOAD_ROW, "kube-apiserver"}
+    w = rows[report.WORKLOAD_ROW]
+    assert (w.processes, w.samples, w.rss_bytes, w.cpu_percent) == (3, 3, 2**20 * 190, 2.0)
+    assert rows["kube-apiserver"].processes == 1

@@ -1,0 +1,98 @@
+"""`lab create-clusters`: thin: parse, check, call lab.clusters.session, show progress, print."""
+
+from __future__ import annotations
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lab import config, naming
+from lab.cli._output import Output, OutputOption, err_console, print_json
+from lab.cli.app import app
+from lab.clusters import create
+from lab.errors import LabError, UsageError
+from lab.records import PHASES, Phase, RunKind
+
+#: Stuck clusters listed by name on a timeout; the rest are counted.
+MAX_LISTED = 20
+
+
+class ProgressDisplay:
+    """One bar per create phase: how many of the clusters have reached it."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.progress = Progress(
+            TextColumn("{task.description:<18}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=not enabled,
+        )
+        self.tasks = {p: self.progress.add_task(p.value, total=total) for p in PHASES[RunKind.create]}
+
+    def planned(self, plan: create.Plan) -> None:
+        err_console.print(
+            f"clusters {plan.names[plan.indexes[0]]}..{plan.names[plan.indexes[-1]]}: {plan.summary()}"
+        )
+
+    def update(self, counts: dict[Phase, int], done: int, total: int) -> None:
+        for p, task in self.tasks.items():
+            self.progress.update(task, completed=counts.get(p, 0))
+
+    def message(self, text: str) -> None:
+        err_console.print(text)
+
+
+@app.command("create-clusters")
+def create_clusters_cmd(
+    count: int = typer.Argument(..., help="how many clusters"),
+    start: int = typer.Option(
+        1, "--start", help="index of the first cluster: --start 101 creates test-101.."
+    ),
+    backing: list[str] = typer.Option(
+        [], "--backing", help="backing to place clusters on (repeat to spread); default: local"
+    ),
+    parallel: int = typer.Option(10, "--parallel", help="clusters converged at once (batch size)"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="wait until every cluster is Available"),
+    timeout: float = typer.Option(1800.0, "--timeout", help="seconds --wait waits in all"),
+    output: Output = OutputOption,
+) -> None:
+    """Create workload clusters <prefix>-<start> .. and wait for them to become Available."""
+    settings = config.load()
+    indexes = naming.check_range(start, count, settings.max_index)
+    if parallel < 1:
+        raise UsageError(f"--parallel must be at least 1, got {parallel}")
+    if timeout <= 0:
+        raise UsageError(f"--timeout must be positive, got {timeout}")
+    if settings.mode != "local" and not backing:
+        raise UsageError(f"mode {settings.mode} has no local backing: name one with --backing")
+    from lab.backing import check_name
+    from lab.clusters.session import create_clusters
+    from lab.kube import Client
+    from lab.stack import mgmt
+
+    for b in backing:
+        check_name(b)
+    kubeconfig = mgmt.admin_kubeconfig_path(settings)
+    if not kubeconfig.is_file():
+        raise LabError("the management cluster is not set up here (no kubeconfig): run lab up")
+    display = ProgressDisplay(count, enabled=output == Output.table)
+    with Client.from_kubeconfig(kubeconfig, parallel=max(parallel, 4)) as client, display.progress:
+        result = create_clusters(
+            settings, client, list(indexes), backing, display, parallel=parallel, wait=wait, timeout=timeout
+        )
+    if output == Output.json:
+        print_json(result.as_dict())
+    else:
+        p = result.plan
+        what = f"{len(result.done)} of {len(p.indexes)} Available" if wait else "objects applied"
+        err_console.print(f"run {result.run_id}: {p.summary()}; {what} after {result.seconds:.0f}s")
+        for name, why in list(result.stuck.items())[:MAX_LISTED]:
+            err_console.print(f"  stuck {name}: {why}")
+        if len(result.stuck) > MAX_LISTED:
+            err_console.print(f"  ... and {len(result.stuck) - MAX_LISTED} more")
+    if result.stuck:
+        raise LabError(
+            f"{len(result.stuck)} cluster(s) not Available within {timeout:.0f}s (see above; lab report --run {result.run_id})"
+        )

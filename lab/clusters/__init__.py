@@ -1,0 +1,1 @@
+"""Workload clusters: create, track, delete and list them across backings."""

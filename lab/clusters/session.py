@@ -1,0 +1,143 @@
+"""One recorded create run: plan, records, resource sampler, tracker, convergence and the wait.
+
+The CLI gives a Display (progress) and gets a Result back; everything a report needs goes into the
+run's records as it happens, so a killed run still leaves its timings up to the kill.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from lab import records
+from lab.clusters import create
+from lab.clusters.tracker import Tracker
+from lab.config import Settings
+from lab.kube import Client
+from lab.records import Phase, RunKind
+
+SAMPLE_INTERVAL = 5.0
+#: After every cluster is Available: samples of what carrying them costs at rest (the report's
+#: idle window), IDLE_SAMPLES ticks IDLE_INTERVAL seconds apart.
+IDLE_SAMPLES, IDLE_INTERVAL = 2, 2.5
+#: lab's own process in the samples (its CPU share is one of the benchmark's questions)
+LAB_COMPONENT = "lab"
+
+
+class Display(Protocol):
+    def planned(self, plan: create.Plan) -> None: ...
+    def update(self, counts: dict[Phase, int], done: int, total: int) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+@dataclass
+class Result:
+    run_id: int
+    plan: create.Plan
+    waited: bool
+    done: list[str] = field(default_factory=list)
+    #: name -> what holds it, for clusters not done when the wait ended
+    stuck: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        p = self.plan
+        return {
+            "run": self.run_id,
+            "clusters": [p.names[i] for i in p.indexes],
+            "new": sorted(p.names[i] for i in p.new),
+            "finished": sorted(p.names[i] for i in p.partial),
+            "unchanged": sorted(p.names[i] for i in p.complete),
+            "placement": {p.names[i]: p.placement[i] for i in p.indexes},
+            "waited": self.waited,
+            "available": self.done,
+            "stuck": self.stuck,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def component_pids(settings: Settings) -> dict[str, int]:
+    """Every supervised process of the stack (workload apiservers as wkl-<cluster>) and lab itself."""
+    from lab.stack.supervise import Supervisor
+
+    out = {LAB_COMPONENT: os.getpid()}
+    sup = Supervisor(settings)
+    try:
+        procs = sup.processes() if sup.alive() else []
+    except OSError:
+        procs = []
+    for p in procs:
+        if p.get("statename") == "RUNNING" and p.get("pid"):
+            out[p["name"]] = int(p["pid"])
+    return out
+
+
+def create_clusters(
+    settings: Settings,
+    mgmt: Client,
+    indexes: Sequence[int],
+    backings: Sequence[str],
+    display: Display,
+    *,
+    parallel: int = 10,
+    wait: bool = True,
+    timeout: float = 1800.0,
+) -> Result:
+    create.check_stack(mgmt)
+    plan, opened = create.make_plan(settings, mgmt, indexes, backings)
+    started = time.monotonic()
+    with records.open_records(settings) as db:
+        run_id = db.start_run(
+            RunKind.create,
+            sys.argv,
+            records.settings_snapshot(
+                settings,
+                start=indexes[0],
+                count=len(indexes),
+                parallel=parallel,
+                backings=sorted({plan.placement[i] for i in indexes}),
+            ),
+        )
+        status = "interrupted"
+        names = {plan.names[i]: i for i in indexes}
+        tracker = Tracker(
+            mgmt,
+            settings.prefix,
+            names,
+            db,
+            run_id,
+            record=[plan.names[i] for i in plan.todo],
+            on_change=lambda: display.update(tracker.counts(), tracker.done(), len(names)),
+        )
+        creator = create.Creator(settings, mgmt, plan, opened, tracker, parallel)
+        sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
+        try:
+            with sampler, tracker:
+                creator.namespaces = create.existing_namespaces(settings, mgmt)
+                stale = creator.confirm_complete()
+                display.planned(plan)
+                if stale:
+                    display.message(
+                        f"{len(stale)} existing cluster(s) render differently now: converging them"
+                    )
+                creator.run()
+                result = Result(run_id, plan, wait)
+                if wait:
+                    if tracker.wait(started + timeout):
+                        for _ in range(IDLE_SAMPLES):
+                            time.sleep(IDLE_INTERVAL)
+                            sampler.tick()
+                    result.stuck = tracker.pending()
+                result.done = [n for n in names if n not in tracker.pending()]
+            status = "ok" if not result.stuck else "timeout"
+            result.seconds = time.monotonic() - started
+            return result
+        except BaseException as e:
+            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            raise
+        finally:
+            db.finish_run(run_id, status)

@@ -1,0 +1,180 @@
+"""Follows clusters through their create phases by watching the management cluster.
+
+One watch per kind the controllers write (lab.phases.WATCHED), all namespaces, filtered to the
+clusters asked for. Each phase is stamped when a watch event first shows it, to the millisecond,
+which is what the report's latencies are made of; `node_written` carries the node simulator's own
+timestamp from the BareMetalHost annotation. Watches, not polling: a phase is seen the moment the
+controller writes it, and the apiserver does the filtering work once for every cluster.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab import phases
+from lab.kube import Client, LabError
+from lab.records import Phase, Records
+
+#: What --wait requires, beyond the phases: the control-plane Machine's own Ready condition.
+MACHINE_READY = "Ready"
+
+
+@dataclass
+class ClusterState:
+    index: int
+    reached: set[Phase] = field(default_factory=set)
+    machine_ready: bool = False
+    #: the Available condition of the Cluster and of the KCP, for the "stuck" list
+    cluster_hold: str | None = "not seen yet"
+    kcp_hold: str | None = "not seen yet"
+
+    @property
+    def done(self) -> bool:
+        return {Phase.cluster_available, Phase.kcp_available, Phase.node_ref} <= self.reached and (
+            self.machine_ready
+        )
+
+    def holding(self) -> str:
+        """The most specific reason this cluster is not done yet."""
+        if Phase.node_ref not in self.reached:
+            last = max(self.reached, key=_ORDER.index, default=None)
+            return f"waiting after {last.value if last else 'nothing'}: no nodeRef yet"
+        if not self.machine_ready:
+            return "control-plane Machine not Ready"
+        return f"KubeadmControlPlane {self.kcp_hold}" if self.kcp_hold else f"Cluster {self.cluster_hold}"
+
+
+_ORDER = list(Phase)
+
+
+class Tracker:
+    """Watches in threads; `record` names the clusters whose phases go into the run's records
+    (clusters that already existed are followed for --wait but not re-timed)."""
+
+    def __init__(
+        self,
+        mgmt: Client,
+        prefix: str,
+        clusters: Mapping[str, int],
+        records: Records | None = None,
+        run_id: int | None = None,
+        record: Iterable[str] = (),
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.mgmt = mgmt
+        self.prefix = prefix
+        self.state = {name: ClusterState(index) for name, index in clusters.items()}
+        self.records = records
+        self.run_id = run_id
+        self.recorded = set(record)
+        self.on_change = on_change
+        self.error: Exception | None = None
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._watches: list[Any] = []
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Tracker:
+        for api_version, kind in phases.WATCHED:
+            w = self.mgmt.watch(api_version, kind)
+            self._watches.append(w)
+            t = threading.Thread(target=self._follow, args=(w, kind), name=f"track-{kind}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        for w in self._watches:
+            w.stop()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def __enter__(self) -> Tracker:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def _follow(self, watch: Any, kind: str) -> None:
+        try:
+            for ev in watch:
+                if ev.type != "DELETED":
+                    self.observe(ev.object)
+        except (LabError, OSError) as e:  # the stack went away: --wait reports it
+            with self._changed:
+                self.error = e
+                self._changed.notify_all()
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def mark(self, name: str, phase: Phase, ts: float | None = None) -> None:
+        """A phase lab itself sees (applied)."""
+        self._reach(name, [(phase, time.time() if ts is None else ts)])
+
+    def observe(self, obj: Mapping[str, Any]) -> None:
+        found = phases.cluster_of(obj, self.prefix)
+        if found is None or found[0] not in self.state:
+            return
+        name = found[0]
+        now = time.time()
+        kind = obj.get("kind")
+        with self._lock:
+            st = self.state[name]
+            if kind == "Cluster":
+                st.cluster_hold = phases.blocking(obj)
+            elif kind == "KubeadmControlPlane":
+                st.kcp_hold = phases.blocking(obj)
+            elif kind == "Machine" and phases.CONTROL_PLANE_LABEL in (obj["metadata"].get("labels") or {}):
+                st.machine_ready = phases.is_true(obj, MACHINE_READY)
+        stamped = []
+        for p in phases.observed(obj):
+            ts = now
+            if p is Phase.node_written:
+                ts = phases.node_written_at(obj) or now
+            stamped.append((p, ts))
+        self._reach(name, stamped)
+
+    def _reach(self, name: str, stamped: list[tuple[Phase, float]]) -> None:
+        with self._changed:
+            st = self.state[name]
+            new = [(p, ts) for p, ts in stamped if p not in st.reached]
+            st.reached.update(p for p, _ in new)
+            self._changed.notify_all()
+        if new and self.records is not None and self.run_id is not None and name in self.recorded:
+            self.records.record_many(self.run_id, [(name, st.index, p, ts) for p, ts in new])
+        if self.on_change is not None:
+            self.on_change()
+
+    def counts(self) -> dict[Phase, int]:
+        with self._lock:
+            return {p: sum(p in s.reached for s in self.state.values()) for p in Phase}
+
+    def done(self) -> int:
+        with self._lock:
+            return sum(s.done for s in self.state.values())
+
+    def pending(self) -> dict[str, str]:
+        """name -> what holds it, for every cluster not done."""
+        with self._lock:
+            return {
+                n: s.holding() for n, s in sorted(self.state.items(), key=lambda x: x[1].index) if not s.done
+            }
+
+    def wait(self, deadline: float) -> bool:
+        """Until every cluster is done (True) or the monotonic deadline passes (False)."""
+        with self._changed:
+            while True:
+                if self.error is not None:
+                    raise LabError(f"lost the watch on the management cluster: {self.error}")
+                if all(s.done for s in self.state.values()):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(min(left, 1.0))
