@@ -121,14 +121,24 @@ def apiserver_argv(
     trims: Iterable[str] = TRIM_FLAGS,
 ) -> list[str]:
     """Pure: the kube-apiserver command line of workload cluster `name` (index `index`)."""
-    from lab.etcd import apiserver_etcd_flags  # lab.etcd.tenants needs grpc; the flags do not
-
     host, port = naming.local_endpoint(index)
     return [
         str(build.binary_path(settings, "kube-apiserver")),
         f"--bind-address={host}",
         f"--advertise-address={host}",
         f"--secure-port={port}",
+        *apiserver_flags(name, paths, etcd_servers, trims),
+    ]
+
+
+def apiserver_flags(
+    name: str, paths: PkiPaths, etcd_servers: str, trims: Iterable[str] = TRIM_FLAGS
+) -> list[str]:
+    """Pure: every flag but the listen address, shared by the local processes and the kind backing's
+    Deployments (lab.manifests.backing_apiserver), so both run the same trimmed apiserver."""
+    from lab.etcd import apiserver_etcd_flags  # lab.etcd.tenants needs grpc; the flags do not
+
+    return [
         f"--tls-cert-file={paths.cert}",
         f"--tls-private-key-file={paths.key}",
         # CAPI's <cluster>-kubeconfig and lab's admin kubeconfig carry client certs of this CA.
