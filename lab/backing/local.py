@@ -119,9 +119,11 @@ def apiserver_argv(
     paths: PkiPaths,
     etcd_servers: str,
     trims: Iterable[str] = TRIM_FLAGS,
+    endpoint: tuple[str, int] | None = None,
 ) -> list[str]:
-    """Pure: the kube-apiserver command line of workload cluster `name` (index `index`)."""
-    host, port = naming.local_endpoint(index)
+    """Pure: the kube-apiserver command line of workload cluster `name` (index `index`), listening on
+    `endpoint`: a process backing host passes its own address and port, local mode its loopback one."""
+    host, port = endpoint or naming.local_endpoint(index)
     return [
         str(build.binary_path(settings, "kube-apiserver")),
         f"--bind-address={host}",
@@ -153,10 +155,11 @@ def apiserver_flags(
     ]
 
 
-def program(settings: Settings, name: str, index: int) -> Program:
+def program(settings: Settings, name: str, index: int, endpoint: tuple[str, int] | None = None) -> Program:
     from lab.etcd import client_url
 
-    argv = apiserver_argv(settings, name, index, PkiPaths.of(settings, name), client_url(settings))
+    paths = PkiPaths.of(settings, name)
+    argv = apiserver_argv(settings, name, index, paths, client_url(settings), endpoint=endpoint)
     return Program(
         name=program_name(name),
         argv=argv,
