@@ -8,6 +8,8 @@ Objects, in apply order: Namespace; Secrets etcd-ca (CA cert only: the CA key ne
 cluster), etcd-server (serving + peer cert), etcd-root-client (CN=root); the headless Service that
 gives members their DNS names; the client Service the workload apiservers dial; the StatefulSet; the
 Job that creates root and enables auth (idempotent: it stops at once when auth is already on).
+external_service() adds a NodePort for the controller (lab.backing.kind), which sits outside the
+cluster and creates tenants; it is not in objects(), which is what runs inside any cluster.
 
 Storage: a PersistentVolumeClaim per member (volumeClaimTemplates; kind's default local-path class),
 not emptyDir. Both sit on the node's disk, but emptyDir dies with the Pod: a rollout, an eviction or
@@ -18,7 +20,9 @@ workload apiserver. A PVC survives all of those. Pass persistent=False for a thr
 from __future__ import annotations
 
 import base64
+import ipaddress
 import shlex
+from collections.abc import Sequence
 from typing import Any
 
 from lab import pki
@@ -28,6 +32,10 @@ from lab.etcd import server as local
 NAMESPACE = "etcd-system"
 NAME = "etcd"  # StatefulSet and headless Service: members are etcd-0.etcd.<ns>.svc
 CLIENT_SERVICE = "etcd-client"
+EXTERNAL_SERVICE = "etcd-external"
+#: The controller reaches etcd on <node address>:EXTERNAL_NODE_PORT: the top of Kubernetes' default
+#: NodePort range, which the workload apiservers' ports (lab.manifests.backing_apiserver) never use.
+EXTERNAL_NODE_PORT = 32767
 CA_SECRET = "etcd-ca"
 SERVER_SECRET = "etcd-server"
 ROOT_SECRET = "etcd-root-client"
@@ -63,9 +71,13 @@ def client_url(namespace: str = NAMESPACE) -> str:
     return f"https://{client_host(namespace)}:{CLIENT_PORT}"
 
 
-def server_sans(namespace: str = NAMESPACE, replicas: int = 1) -> tuple[list[str], list[str]]:
+def server_sans(
+    namespace: str = NAMESPACE, replicas: int = 1, node_addresses: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
     """(DNS names, IPs) the etcd-server certificate must carry: every member's peer/client name, the
-    client Service in its short and long forms, and loopback (probes, the bootstrap via localhost)."""
+    client Service in its short and long forms, loopback (probes, the bootstrap via localhost) and the
+    node addresses the controller dials the external NodePort on (IPs or host names)."""
+    ips = ["127.0.0.1"]
     dns = [
         "localhost",
         CLIENT_SERVICE,
@@ -75,15 +87,21 @@ def server_sans(namespace: str = NAMESPACE, replicas: int = 1) -> tuple[list[str
     ]
     for i in range(replicas):
         dns += [member_host(i, namespace), f"{member_host(i, namespace)}.cluster.local"]
-    return dns, ["127.0.0.1"]
+    for address in node_addresses:
+        try:
+            ips.append(str(ipaddress.ip_address(address)))
+        except ValueError:
+            dns.append(address)
+    return list(dict.fromkeys(dns)), list(dict.fromkeys(ips))
 
 
 def certificates(
-    ca: pki.KeyPair, namespace: str = NAMESPACE, replicas: int = 1
+    ca: pki.KeyPair, namespace: str = NAMESPACE, replicas: int = 1, node_addresses: Sequence[str] = ()
 ) -> tuple[pki.KeyPair, pki.KeyPair]:
     """(server, root) for objects(), signed by the shared etcd CA. The one impure helper here (fresh
     keys): the server cert serves clients and peers under every in-cluster name; root is CN=root."""
-    server = pki.issue_server_cert(ca, NAME, *server_sans(namespace, replicas), client_auth=True)
+    sans = server_sans(namespace, replicas, node_addresses)
+    server = pki.issue_server_cert(ca, NAME, *sans, client_auth=True)
     return server, pki.issue_client_cert(ca, local.ROOT_USER)
 
 
@@ -156,6 +174,35 @@ def services(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
         },
     }
     return [headless, client]
+
+
+def external_service(namespace: str = NAMESPACE, node_port: int = EXTERNAL_NODE_PORT) -> dict[str, Any]:
+    """The client port on every node's address, for the controller outside the cluster.
+
+    Why a NodePort: lab creates tenants from the controller and must not depend on a long-lived
+    `kubectl port-forward` (one more process to supervise, and it funnels every call through the
+    backing's apiserver). What guards it: etcd's own TLS with client certificates required and auth
+    on, the same as in-cluster clients face; only certificates from the backing's etcd CA, whose key
+    never leaves the controller, get a handshake.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(EXTERNAL_SERVICE, namespace),
+        "spec": {
+            "type": "NodePort",
+            "selector": dict(LABELS),
+            "ports": [
+                {
+                    "name": "client",
+                    "port": CLIENT_PORT,
+                    "targetPort": "client",
+                    "nodePort": node_port,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
 
 
 def etcd_args(namespace: str = NAMESPACE, replicas: int = 1) -> list[str]:
