@@ -1,0 +1,178 @@
+"""`lab backing add|list|remove`: register the machines that carry workload apiservers and etcd."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from lab import config, naming
+from lab.cli._output import Output, OutputOption, console, err_console, print_json
+from lab.cli.app import app
+from lab.config import Settings
+from lab.errors import LabError, UsageError
+
+backing_app = typer.Typer(
+    no_args_is_help=True, help="Backings: kind clusters or prepared hosts that carry workload apiservers."
+)
+app.add_typer(backing_app, name="backing")
+
+
+@backing_app.command("add")
+def add_cmd(
+    name: str = typer.Argument(..., help="the backing's name (a DNS label), as --backing takes it"),
+    kubeconfig: Path | None = typer.Option(None, "--kubeconfig", help="kubeconfig of a backing kind cluster"),
+    host: str | None = typer.Option(None, "--host", help="address of a host prepared by the playbook"),
+    capacity: int = typer.Option(100, "--capacity", help="how many workload clusters it may carry"),
+    runtime: str | None = typer.Option(
+        None, "--runtime", help="kind or process (default: kind with --kubeconfig, process with --host)"
+    ),
+    node_address: str | None = typer.Option(
+        None,
+        "--node-address",
+        help="kind: the address NodePorts are reached on (default: the API server's host)",
+    ),
+    wait: bool = typer.Option(
+        False,
+        "--wait/--no-wait",
+        help="kind: wait until the backing's etcd answers (needs a node running Pods)",
+    ),
+    timeout: float = typer.Option(300.0, "--timeout", help="seconds --wait waits"),
+    ssh_port: int = typer.Option(22, "--ssh-port", help="process: SSH port of --host"),
+    user: str | None = typer.Option(None, "--user", help="process: SSH user (default: yours)"),
+    identity: Path | None = typer.Option(None, "--identity", help="process: SSH private key"),
+) -> None:
+    """Register a backing; for a kind cluster, install the multi-tenant etcd into it."""
+    settings = config.load()
+    chosen = _runtime(kubeconfig, host, runtime)
+    if capacity < 1:
+        raise UsageError(f"--capacity must be at least 1, got {capacity}")
+    if timeout <= 0:
+        raise UsageError(f"--timeout must be positive, got {timeout}")
+    if chosen == "kind":
+        from lab.backing import kind
+
+        assert kubeconfig is not None
+        entry = kind.register(
+            settings,
+            name,
+            kubeconfig,
+            capacity=capacity,
+            node_address=node_address,
+            wait=wait,
+            timeout=timeout,
+        )
+        where = entry.spec["node_address"]
+    else:
+        try:
+            from lab.backing import process
+        except ImportError:
+            raise LabError("the process runtime is not part of this lab version yet") from None
+        entry = process.register(
+            settings, name, host=host, ssh_port=ssh_port, user=user, identity=identity, capacity=capacity
+        )
+        where = host or ""
+    err_console.print(f"backing {entry.name} ({entry.runtime}, capacity {entry.capacity}) at {where}")
+
+
+def _runtime(kubeconfig: Path | None, host: str | None, runtime: str | None) -> str:
+    if (kubeconfig is None) == (host is None):
+        raise UsageError("give exactly one of --kubeconfig (a kind cluster) or --host (a prepared host)")
+    implied = "kind" if kubeconfig is not None else "process"
+    if runtime is not None and runtime not in ("kind", "process"):
+        raise UsageError(f"--runtime must be kind or process, got {runtime!r}")
+    if runtime is not None and runtime != implied:
+        flag = "--kubeconfig" if kubeconfig is not None else "--host"
+        raise UsageError(f"--runtime {runtime} does not go with {flag} (that is the {implied} runtime)")
+    return implied
+
+
+def rows(settings: Settings) -> list[dict[str, Any]]:
+    """One row per backing; `used` is None (and `error` says why) when the backing does not answer."""
+    from lab.backing import registry
+
+    found: list[tuple[str, str, int, str, Any]] = []
+    if settings.mode == "local":
+        found.append((naming.LOCAL_BACKING, "local", settings.local_capacity, "127.1.0.0/16", None))
+    for e in registry.entries(settings):
+        address = e.spec.get("node_address") or e.spec.get("host") or ""
+        found.append((e.name, e.runtime, e.capacity, address, e))
+    out = []
+    for name, runtime, capacity, address, _entry in found:
+        row: dict[str, Any] = {"name": name, "runtime": runtime, "capacity": capacity, "used": None}
+        try:
+            row["used"] = registry.open_backing(settings, name).used()
+        except (LabError, OSError, ImportError) as e:
+            row["error"] = str(e)
+        row["address"] = address
+        out.append(row)
+    return out
+
+
+@backing_app.command("list")
+def list_cmd(output: Output = OutputOption) -> None:
+    """Every backing with its capacity and how many clusters it carries now."""
+    settings = config.load()
+    found = rows(settings)
+    if output == Output.json:
+        print_json(found)
+        return
+    table = Table(title="backings")
+    for col, justify in (("name", "left"), ("runtime", "left"), ("capacity", "right"), ("used", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    table.add_column("address")
+    for r in found:
+        used = str(r["used"]) if r["used"] is not None else f"[red]? ({r.get('error', '')})[/]"
+        table.add_row(r["name"], r["runtime"], str(r["capacity"]), used, r["address"])
+    console.print(table)
+
+
+def placed(settings: Settings, name: str) -> int:
+    """Namespaces in the management cluster labelled with the backing: clusters it carries."""
+    from lab.kube import Client
+    from lab.stack import mgmt
+
+    kubeconfig = mgmt.admin_kubeconfig_path(settings)
+    if not kubeconfig.is_file():
+        return 0  # no management cluster here: nothing can be placed
+    with Client.from_kubeconfig(kubeconfig, attempts=2, timeout=10.0, parallel=1) as client:
+        return len(client.list("v1", "Namespace", label_selector=f"{naming.BACKING_LABEL}={name}"))
+
+
+@backing_app.command("remove")
+def remove_cmd(
+    name: str = typer.Argument(..., help="the backing to forget"),
+    force: bool = typer.Option(
+        False, "--force", help="even while clusters are placed on it, or when it does not answer"
+    ),
+) -> None:
+    """Uninstall lab's etcd and apiservers from a backing and forget it."""
+    from lab.backing import check_name, registry
+
+    settings = config.load()
+    check_name(name)
+    if name == naming.LOCAL_BACKING:
+        raise UsageError(f"{naming.LOCAL_BACKING!r} is built in and cannot be removed")
+    entry = registry.load(settings, name)
+    if entry is None:
+        known = ", ".join(e.name for e in registry.entries(settings)) or "none"
+        raise LabError(f"no backing named {name!r} (registered: {known})")
+    if not force:
+        try:
+            count = placed(settings, name)
+        except LabError as e:
+            raise LabError(f"cannot count the clusters on {name} ({e}); --force removes it anyway") from None
+        if count:
+            raise LabError(
+                f"{count} cluster(s) are placed on backing {name}: delete them first (lab delete-clusters), "
+                "or --force"
+            )
+    if entry.runtime == "kind":
+        from lab.backing import kind
+
+        kind.unregister(settings, entry, force=force)
+    else:
+        registry.delete(settings, name)
+    err_console.print(f"backing {name} removed")
