@@ -13,6 +13,8 @@ kubeconfig from the cluster's PKI, else the `<cluster>-kubeconfig` secret). Then
   annotation `machine.cluster.x-k8s.io/certificates-expiry`, so KCP never port-forwards to probe it.
 Objects are created once and never overwritten: after creation CAPI, CAPM3 and KCP own changes to
 them (labels, taints, providerID, kubeadm-config updates). No heartbeats: nothing watches leases.
+Last, the host gets annotation `scale-lab.metal3.io/node-written` (lab.phases) with the time of the
+write, once: the run records take the node_written phase from it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from lab import pki
+from lab import phases, pki
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kube import APPLY_PATCH, Client, Obj
@@ -396,10 +398,37 @@ def reconcile_host(
         cluster_name,
         _endpoint(cluster),
     )
+    written = time.time()
     if control_plane:
         annotate_certificates_expiry(settings, mgmt, machine, cluster_name)
+    mark_node_written(mgmt, bmh, written)
     if wrote:
         log.info("wrote node %s into %s", machine["metadata"]["name"], key)
+    return True
+
+
+def mark_node_written(mgmt: Client, bmh: Mapping[str, Any], epoch: float) -> bool:
+    """Stamp the host with the time its Node was written, for the run records; True when stamped.
+
+    Never moves an existing stamp: after a restart the simulator finds everything already written
+    and must not turn the restart time into a measurement. A merge patch under the simulator's own
+    field manager touches only this annotation (BMO owns the rest of the host)."""
+    meta = bmh["metadata"]
+    if phases.NODE_WRITTEN_ANNOTATION in (meta.get("annotations") or {}):
+        return False
+    # the host in hand may be an old copy (a retry, a watch that lagged): ask the API once more
+    fresh = mgmt.get(BMH_API, "BareMetalHost", meta["name"], meta["namespace"])
+    if fresh is None or phases.NODE_WRITTEN_ANNOTATION in (fresh["metadata"].get("annotations") or {}):
+        return False
+    res = mgmt.resource(BMH_API, "BareMetalHost")
+    patch = {"metadata": {"annotations": {phases.NODE_WRITTEN_ANNOTATION: phases.format_timestamp(epoch)}}}
+    mgmt.request(
+        "PATCH",
+        res.path(meta["namespace"], meta["name"]),
+        params={"fieldManager": FIELD_MANAGER},
+        body=patch,
+        content_type="application/merge-patch+json",
+    )
     return True
 
 

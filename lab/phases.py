@@ -2,7 +2,10 @@
 tests) read the same fields the same way.
 
 Fields, as served at the pinned versions (CAPI v1beta2, BMO v1alpha1):
-- BareMetalHost: status.provisioning.state == "provisioned" (BMO's StateProvisioned)
+- BareMetalHost: status.provisioning.state == "provisioned" (BMO's StateProvisioned); annotation
+  NODE_WRITTEN_ANNOTATION, set once by the node simulator when it has written the host's Node (and,
+  for a control-plane host, the mirror pods and kubeadm-config): its value is the time of that write,
+  so the record does not depend on when a watcher happens to see the annotation
 - Machine (control plane only, label cluster.x-k8s.io/control-plane): status.nodeRef.name set
 - KubeadmControlPlane: status.initialization.controlPlaneInitialized true (set once KCP finds
   kube-system/kubeadm-config in the workload cluster), and condition Available=True
@@ -13,6 +16,7 @@ in the namespace of its own name, so the namespace names the cluster.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +25,8 @@ from lab.manifests.kinds import API_VERSIONS
 from lab.records import Phase
 
 CONTROL_PLANE_LABEL = "cluster.x-k8s.io/control-plane"
+#: On a BareMetalHost: when the node simulator finished writing its Node (RFC 3339 UTC, milliseconds).
+NODE_WRITTEN_ANNOTATION = "scale-lab.metal3.io/node-written"
 
 #: The kinds to watch (apiVersion, kind) to see every create phase that the controllers drive;
 #: `applied` is lab's own and `node_written` is the node simulator's.
@@ -52,6 +58,8 @@ def observed(obj: Mapping[str, Any]) -> list[Phase]:
     if kind == "BareMetalHost":
         if (status.get("provisioning") or {}).get("state") == "provisioned":
             out.append(Phase.bmh_provisioned)
+        if node_written_at(obj) is not None:
+            out.append(Phase.node_written)
     elif kind == "Machine":
         labels = (obj.get("metadata") or {}).get("labels") or {}
         if CONTROL_PLANE_LABEL in labels and (status.get("nodeRef") or {}).get("name"):
@@ -64,6 +72,27 @@ def observed(obj: Mapping[str, Any]) -> list[Phase]:
     elif kind == "Cluster" and is_true(obj, "Available"):
         out.append(Phase.cluster_available)
     return out
+
+
+def format_timestamp(epoch: float) -> str:
+    """RFC 3339 UTC with milliseconds, e.g. 2026-11-21T19:30:01.123Z (NODE_WRITTEN_ANNOTATION's format)."""
+    t = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def node_written_at(bmh: Mapping[str, Any]) -> float | None:
+    """Epoch seconds of the node simulator's write for this host; None when not written (or the
+    value is not a timestamp: a hand-edited annotation must not become a measurement)."""
+    value = ((bmh.get("metadata") or {}).get("annotations") or {}).get(NODE_WRITTEN_ANNOTATION)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        return None
+    return t.timestamp()
 
 
 def cluster_of(obj: Mapping[str, Any], prefix: str) -> tuple[str, int] | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,11 +22,12 @@ import pytest
 import yaml
 from apiserver_fixture import RunningApiserver, apiserver  # noqa: F401  (apiserver: the fixture)
 
-from lab import build, crds, naming, nodesim, pki
+from lab import build, crds, naming, nodesim, phases, pki
 from lab.backing import local
 from lab.config import Settings, default_home
 from lab.etcd import local as etcd_local
 from lab.kube import Client
+from lab.records import Phase
 from lab.stack.supervise import ensure_running
 
 M3_API = "infrastructure.cluster.x-k8s.io/v1beta2"
@@ -258,7 +260,16 @@ def test_control_plane_host_gets_node_pods_config_and_annotation(
 ) -> None:
     name, index = workload
     bmh = _host(mgmt, cluster_ns, name, f"{name}-cp-abcde", control_plane=True)
+    before = time.time()
     assert nodesim.reconcile_host(settings, mgmt, bmh) is True
+    after = time.time()
+    stamped = mgmt.get(nodesim.BMH_API, "BareMetalHost", bmh["metadata"]["name"], cluster_ns)
+    assert stamped is not None
+    stamp = stamped["metadata"]["annotations"][phases.NODE_WRITTEN_ANNOTATION]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp), stamp
+    written_at = phases.node_written_at(stamped)
+    assert written_at is not None and before - 0.001 <= written_at <= after
+    assert Phase.node_written in phases.observed(stamped)
 
     with Client.from_kubeconfig(local.admin_kubeconfig(settings, name)) as wc:
         node = wc.get("v1", "Node", f"{name}-cp-abcde")
@@ -321,6 +332,11 @@ def test_control_plane_host_gets_node_pods_config_and_annotation(
         assert nodesim.reconcile_host(settings, mgmt, bmh) is True
         again = wc.get("v1", "Node", f"{name}-cp-abcde")
         assert again is not None and again["metadata"]["resourceVersion"] == rv
+        # ... and never moves the stamp, even when handed the host as it was before the first pass
+        host = mgmt.get(nodesim.BMH_API, "BareMetalHost", bmh["metadata"]["name"], cluster_ns)
+        assert host is not None
+        assert host["metadata"]["annotations"][phases.NODE_WRITTEN_ANNOTATION] == stamp
+        assert host["metadata"]["resourceVersion"] == stamped["metadata"]["resourceVersion"]
 
     kc = mgmt.get(nodesim.BOOTSTRAP_API, "KubeadmConfig", f"{name}-cp-abcde-kc", cluster_ns)
     assert kc is not None
@@ -376,6 +392,8 @@ def test_run_loop_writes_worker_nodes(
             assert nodesim.CP_ROLE_LABEL not in node["metadata"]["labels"] and not node["spec"].get("taints")
             assert {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"] == "True"
             assert wc.list("v1", "Pod", "kube-system", field_selector=f"spec.nodeName={machine}") == []
+            host = mgmt.get(nodesim.BMH_API, "BareMetalHost", bmhs[machine]["metadata"]["name"], cluster_ns)
+            assert host is not None and phases.node_written_at(host) is not None
 
 
 def test_program_runs_the_module(settings: Settings, tmp_path: Path) -> None:

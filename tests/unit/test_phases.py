@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.phases import WATCHED, blocking, cluster_of, observed
+from lab.phases import (
+    NODE_WRITTEN_ANNOTATION,
+    WATCHED,
+    blocking,
+    cluster_of,
+    format_timestamp,
+    node_written_at,
+    observed,
+)
 from lab.records import PHASES, Phase, RunKind
 
 
@@ -27,6 +35,28 @@ def test_bmh_provisioned_only_in_that_state() -> None:
         Phase.bmh_provisioned
     ]
     assert observed(_obj("BareMetalHost", {})) == []
+
+
+def _written(value: str, state: str = "provisioned") -> dict[str, Any]:
+    bmh = _obj("BareMetalHost", {"provisioning": {"state": state}})
+    bmh["metadata"]["annotations"] = {NODE_WRITTEN_ANNOTATION: value}
+    return bmh
+
+
+def test_node_written_is_read_from_the_simulators_annotation() -> None:
+    bmh = _written("2026-11-21T19:30:01.123Z")
+    assert observed(bmh) == [Phase.bmh_provisioned, Phase.node_written]
+    assert node_written_at(bmh) == 1795289401.123
+    assert node_written_at(_obj("BareMetalHost", {})) is None
+    for bad in ("", "yesterday", "2026-11-21T19:30:01"):  # no zone: not a measurement
+        assert node_written_at(_written(bad)) is None
+        assert observed(_written(bad)) == [Phase.bmh_provisioned]
+
+
+def test_format_timestamp_is_rfc3339_utc_with_milliseconds_and_round_trips() -> None:
+    assert format_timestamp(1795289401.123456) == "2026-11-21T19:30:01.123Z"
+    assert format_timestamp(1795289401.0) == "2026-11-21T19:30:01.000Z"
+    assert node_written_at(_written(format_timestamp(1795289401.5))) == 1795289401.5
 
 
 def test_node_ref_only_for_control_plane_machines() -> None:
@@ -60,9 +90,9 @@ def test_cluster_of_reads_the_namespace() -> None:
 
 
 def test_every_controller_driven_create_phase_has_a_watched_kind() -> None:
-    driven = set(PHASES[RunKind.create]) - {Phase.applied, Phase.node_written}
+    driven = set(PHASES[RunKind.create]) - {Phase.applied}
     samples = [
-        _obj("BareMetalHost", {"provisioning": {"state": "provisioned"}}),
+        _written("2026-11-21T19:30:01.123Z"),
         _obj("Machine", {"nodeRef": {"name": "n"}}, **{"cluster.x-k8s.io/control-plane": ""}),
         _obj(
             "KubeadmControlPlane",
