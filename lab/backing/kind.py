@@ -405,7 +405,7 @@ class KindBacking:
     def present(self) -> set[str]:
         """Clusters of this prefix with any labelled object in the backing's apiserver namespace."""
         found: set[str] = set()
-        with self.client(attempts=3) as client:
+        with self.client(attempts=3, timeout=REACH_TIMEOUT) as client:
             for api, kind in _REMOVE_ORDER:
                 for o in client.list(
                     api, kind, apiserver_manifests.NAMESPACE, label_selector=naming.CLUSTER_LABEL
