@@ -32,7 +32,8 @@ def add_cmd(
     node_address: str | None = typer.Option(
         None,
         "--node-address",
-        help="kind: the address NodePorts are reached on (default: the API server's host)",
+        help="where the management cluster reaches the backing's apiservers "
+        "(default: the kubeconfig server's host, or --host)",
     ),
     wait: bool = typer.Option(
         False,
@@ -41,7 +42,7 @@ def add_cmd(
     ),
     timeout: float = typer.Option(300.0, "--timeout", help="seconds --wait waits"),
     ssh_port: int = typer.Option(22, "--ssh-port", help="process: SSH port of --host"),
-    user: str | None = typer.Option(None, "--user", help="process: SSH user (default: yours)"),
+    user: str | None = typer.Option(None, "--user", help="process: SSH user (default: root)"),
     identity: Path | None = typer.Option(None, "--identity", help="process: SSH private key"),
 ) -> None:
     """Register a backing; for a kind cluster, install the multi-tenant etcd into it."""
@@ -70,10 +71,13 @@ def add_cmd(
             from lab.backing import process
         except ImportError:
             raise LabError("the process runtime is not part of this lab version yet") from None
+        extra: dict[str, Any] = {"user": user} if user else {}
+        if node_address:
+            extra["address"] = node_address
         entry = process.register(
-            settings, name, host=host, ssh_port=ssh_port, user=user, identity=identity, capacity=capacity
+            settings, name, host=host or "", ssh_port=ssh_port, identity=identity, capacity=capacity, **extra
         )
-        where = host or ""
+        where = node_address or host or ""
     err_console.print(f"backing {entry.name} ({entry.runtime}, capacity {entry.capacity}) at {where}")
 
 
@@ -174,5 +178,20 @@ def remove_cmd(
 
         kind.unregister(settings, entry, force=force)
     else:
-        registry.delete(settings, name)
+        _remove_process(settings, entry, force)
     err_console.print(f"backing {name} removed")
+
+
+def _remove_process(settings: Settings, entry: Any, force: bool) -> None:
+    """Refuse while the host still carries clusters (their etcd CA goes with the entry), stop what
+    lab runs there, forget it; --force skips the checks and forgets a host that does not answer."""
+    from lab.backing import process, registry
+
+    if not force:
+        process.unregister_check(settings, entry.name)
+    try:
+        process.ProcessBacking(settings, entry).down()
+    except LabError:
+        if not force:
+            raise
+    registry.delete(settings, entry.name)
