@@ -107,12 +107,25 @@ def rows(settings: Settings) -> list[dict[str, Any]]:
     for name, runtime, capacity, address, _entry in found:
         row: dict[str, Any] = {"name": name, "runtime": runtime, "capacity": capacity, "used": None}
         try:
-            row["used"] = registry.open_backing(settings, name).used()
+            if runtime == "local" and not _local_started(settings):
+                row["used"] = 0  # never started here: used() would create the etcd CA as a side effect
+            else:
+                row["used"] = registry.open_backing(settings, name).used()
         except (LabError, OSError, ImportError) as e:
             row["error"] = str(e)
         row["address"] = address
         out.append(row)
     return out
+
+
+def _local_started(settings: Settings) -> bool:
+    from lab.etcd import server
+
+    try:
+        server.load_pki(settings)
+    except LabError:
+        return False
+    return True
 
 
 @backing_app.command("list")

@@ -319,3 +319,12 @@ def test_register_checks_before_writing(settings: Settings, tmp_path: Path) -> N
         (tmp_path / "bad").write_text("clusters: []\n")
         kind.register(settings, "b1", tmp_path / "bad", capacity=1)
     assert not (settings.home / "backings").exists()
+
+
+def test_list_in_a_fresh_home_shows_local_and_writes_nothing(run_lab, lab_env: dict[str, str]) -> None:
+    r = run_lab("backing", "list", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load(r.stdout) == [
+        {"name": "local", "runtime": "local", "capacity": 100, "used": 0, "address": "127.1.0.0/16"}
+    ]
+    assert not Path(lab_env["LAB_HOME"]).exists()
