@@ -20,16 +20,21 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 SSHD = Path("/usr/sbin/sshd")
 POOL = ipaddress.ip_network("198.18.0.0/15")
@@ -141,6 +146,9 @@ def _sshd_config(d: Path, address: str) -> str:
             "StrictModes no",
             "UseDNS no",
             "Subsystem sftp internal-sftp",
+            # The host's filesystem root is a directory here: tell lab where the playbook put its
+            # environment, as an operator with a non-standard layout would (lab.backing.process).
+            f"SetEnv LAB_ENV_FILE={d / 'root' / 'etc' / 'metal3-scale-lab' / 'lab.env'}",
             "",
         ]
     )
@@ -263,3 +271,119 @@ def namespace_hosts(count: int, base: Path) -> Iterator[list[NsHost]]:
             _start_host(stack, i, token, net, base) for i, net in enumerate(_free_subnets(count), start=1)
         ]
         yield hosts
+
+
+# --- provisioning process-runtime hosts with the real playbook -------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+PLAYBOOK = REPO / "playbooks" / "backing-cluster.yml"
+#: the ansible-core the playbook tests were written against (Python 3.11 controllers)
+ANSIBLE_CORE = "ansible-core==2.19.14"
+_RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def ansible_playbook() -> str:
+    """ansible-playbook beside this Python, installed from PyPI by the test setup when missing."""
+    path = Path(sys.executable).parent / "ansible-playbook"
+    if not path.exists() and shutil.which("ansible-playbook") is None:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", ANSIBLE_CORE],
+            check=True,
+            timeout=900,
+        )
+    return str(path) if path.exists() else str(shutil.which("ansible-playbook"))
+
+
+def build_lab_wheels(work: Path) -> tuple[Path, Path]:
+    """lab's wheel and a tar of every dependency's wheel (the offline install: hosts have no index).
+    Built from a copy of the checkout: an in-tree build would write build/ into it."""
+    src = work / "src"
+    shutil.copytree(REPO / "lab", src / "lab", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "pyproject.toml", src)
+    wheels = work / "wheels"
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, str(src), "-w", str(wheels)], check=True, timeout=900)
+    (wheel,) = wheels.glob("metal3_scale_lab-*.whl")
+    artifacts = work / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with tarfile.open(artifacts / "wheels.tar", "w") as tar:
+        for whl in sorted(wheels.glob("*.whl")):
+            tar.add(whl, arcname=whl.name)
+    return wheel, artifacts
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    seconds: float
+    recap: dict[str, tuple[int, int, int, int]]  # host -> ok, changed, unreachable, failed
+    output: str
+
+
+def provision_process_hosts(
+    hosts: list[NsHost], work: Path, wheel: Path, artifacts: Path, bin_cache: Path, binaries: list[str]
+) -> Provisioned:
+    """Run playbooks/backing-cluster.yml with backing_runtime=process on `hosts` (offline: wheels and
+    kubectl from `artifacts`, the given binaries from `bin_cache`). Package, container-runtime and
+    sysctl tasks would change this machine, which the hosts share: off, as in test_playbooks."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise RuntimeError("kubectl must be on PATH (the playbook installs a copy on each host)")
+    if not (artifacts / "kubectl").exists():
+        (artifacts / "kubectl").symlink_to(Path(kubectl).resolve())
+    members = {
+        h.name: {
+            "ansible_host": h.address,
+            "internal_ip": h.address,
+            "backing_runtime": "process",
+            "backing_root": str(h.root),
+            "ansible_ssh_private_key_file": str(h.client_key),
+            "ansible_ssh_common_args": " ".join(h.ssh_args()[:-2]),
+            "ansible_remote_tmp": str(h.workdir / "ansible-tmp"),
+        }
+        for h in hosts
+    }
+    lab_vars = {
+        "ansible_user": "root",
+        "ansible_become": False,
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "backing_offline": True,
+        "backing_artifacts_dir": str(artifacts),
+        "backing_host_install_packages": False,
+        "backing_host_container_runtime": False,
+        "backing_host_apply_sysctl": False,
+        "backing_process_wheel": str(wheel),
+        "backing_process_bin_cache": str(bin_cache),
+        "backing_process_binaries": binaries,
+    }
+    inventory = work / "inventory.yml"
+    body = {"all": {"vars": lab_vars, "children": {"backing": {"hosts": members}}}}
+    inventory.write_text(yaml.safe_dump(body, sort_keys=False))
+    env = {
+        **os.environ,
+        "ANSIBLE_HOME": str(work / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(work / "ansible-local"),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(work / "cp"),
+        "ANSIBLE_PIPELINING": "true",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "false",
+    }
+    started = time.monotonic()
+    try:
+        res = subprocess.run(
+            [ansible_playbook(), "-i", str(inventory), str(PLAYBOOK)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
+    finally:
+        # Close Ansible's persistent SSH masters: they would outlive the hosts.
+        for sock in (work / "cp").glob("*") if (work / "cp").is_dir() else []:
+            _quiet("ssh", "-O", "exit", "-o", f"ControlPath={sock}", "x")
+    seconds = time.monotonic() - started
+    if res.returncode != 0:
+        raise RuntimeError(f"backing playbook failed:\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}")
+    recap = {m[1]: (int(m[2]), int(m[3]), int(m[4]), int(m[5])) for m in _RECAP.finditer(res.stdout)}
+    return Provisioned(seconds, recap, res.stdout)

@@ -1,0 +1,171 @@
+"""The host side of the process backing: what `lab host ...` does on a backing host when the
+controller calls it over SSH.
+
+The host runs the same code as local mode (lab.backing.local, lab.etcd): a supervisord of its own
+with the multi-tenant etcd on the host's loopback (only its own apiservers use it) and one
+kube-apiserver per cluster on the host's address. The controller issues every certificate: it
+sends the backing's etcd CA once (`lab host up`) and each cluster's PKI with the batch that starts it
+(`lab host ensure`), as a tar on stdin, so one SSH connection carries a whole batch.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from lab import naming, pki
+from lab.backing import local
+from lab.config import Settings
+from lab.errors import LabError, UsageError
+from lab.stack.supervise import Program, Supervisor, ensure_running, log_file
+
+TENANT_ETCD = "tenant-etcd"
+#: What the controller may write into the host's lab home; anything else in its tar is refused.
+WRITABLE = ("pki/etcd-ca", "src", "clusters")
+
+
+def unpack(settings: Settings, stream: IO[bytes]) -> list[str]:
+    """Extract the controller's tar into lab home; returns the member names. Refused as a whole,
+    before anything is written, unless every member is a plain file or directory under WRITABLE.
+    By hand rather than extractall(filter="data"): Debian 12's Python 3.11.2 predates the filter."""
+    data = stream.read()
+    if not data:
+        return []
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        members = tar.getmembers()
+        for m in members:
+            if not _writable(m):
+                raise UsageError(
+                    f"refusing {m.name!r}: the controller may only send files and directories under "
+                    f"{', '.join(WRITABLE)}"
+                )
+        settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for m in members:
+            dst = settings.home / m.name
+            if m.isdir():
+                dst.mkdir(parents=True, exist_ok=True, mode=0o700)
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            src = tar.extractfile(m)
+            assert src is not None
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            # created with its final mode: a key is never readable by others, not even for a moment
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, m.mode & 0o755)
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(src, out)
+            os.chmod(tmp, m.mode & 0o755)
+            os.replace(tmp, dst)
+    return [m.name for m in members]
+
+
+def _writable(m: tarfile.TarInfo) -> bool:
+    path = PurePosixPath(m.name)
+    if not (m.isfile() or m.isdir()) or path.is_absolute() or ".." in path.parts:
+        return False
+    return any(path.parts[: len(PurePosixPath(w).parts)] == PurePosixPath(w).parts for w in WRITABLE)
+
+
+def etcd_program(settings: Settings) -> Program:
+    from lab.etcd import etcd_command
+
+    return Program(name=TENANT_ETCD, argv=etcd_command(settings), priority=100)
+
+
+def up(settings: Settings, timeout: float = 60.0) -> Supervisor:
+    """supervisord and a bootstrapped tenant etcd (server and root certs issued here from the CA the
+    controller sent); idempotent and cheap when all is running, so every host command starts with it
+    and a rebooted host comes back on the controller's next call."""
+    from lab import etcd
+    from lab.etcd import local as local_etcd
+    from lab.etcd import server, tenants
+
+    ca = server.etcd_ca_dir(settings)
+    if not (ca / "ca.crt").is_file() or not (ca / "ca.key").is_file():
+        raise LabError(f"no etcd CA under {ca}: register this host from the controller (lab backing add)")
+    etcd.ensure_pki(settings)
+    sup = ensure_running(settings)
+    sup.apply([etcd_program(settings)])
+    sup.start_if_dead(TENANT_ETCD)
+    local_etcd.wait_ready(settings, None, log_file(settings, TENANT_ETCD), timeout)
+    with etcd.root_client(settings) as root:
+        tenants.bootstrap(root)
+    return sup
+
+
+def parse_cluster(spec: str) -> tuple[str, int]:
+    """NAME:PORT as the controller passes it."""
+    name, sep, port = spec.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"expected NAME:PORT, got {spec!r}")
+    return pki.check_cluster_name(name), int(port)
+
+
+def ensure(settings: Settings, address: str, clusters: Sequence[tuple[str, int]]) -> list[str]:
+    """Tenant and a running supervised apiserver on address:port for each (name, port); the
+    cluster's PKI must be in lab home already (sent with the same call). Returns the names."""
+    from lab import build, etcd
+    from lab.etcd import tenants
+
+    if not clusters:
+        return []
+    exe = build.binary_path(settings, "kube-apiserver")
+    if not exe.is_file():
+        raise LabError(f"kube-apiserver is not installed at {exe}: run the backing playbook on this host")
+    missing = [n for n, _p in clusters if not local.PkiPaths.of(settings, n).cert.is_file()]
+    if missing:
+        raise LabError(f"no PKI for {', '.join(missing)} under {settings.clusters_dir}")
+    sup = up(settings)
+    names = [n for n, _p in clusters]
+    with etcd.root_client(settings) as root:
+        tenants.create_many(root, names)
+    programs = [
+        local.program(settings, n, naming.parse_index(settings.prefix, n) or 0, endpoint=(address, p))
+        for n, p in clusters
+    ]
+    sup.apply(programs)
+    for p in programs:  # a program left FATAL by an earlier failure would not restart by itself
+        sup.start_if_dead(p.name)
+    return names
+
+
+def remove(settings: Settings, names: Sequence[str]) -> None:
+    """Program, tenant and files of each cluster (local mode's own removal); gone is fine."""
+    if names:
+        local.remove(settings, names, up(settings))
+
+
+def present(settings: Settings) -> list[str]:
+    """Clusters of the controller's prefix of which anything is on this host."""
+    return sorted(
+        local.LocalBacking(settings).present(), key=lambda n: naming.parse_index(settings.prefix, n)
+    )
+
+
+def down(settings: Settings) -> bool:
+    """Stop supervisord and everything it runs (the host's data stays); False if it was not running."""
+    sup = Supervisor(settings)
+    if not sup.alive():
+        return False
+    sup.shutdown()
+    return True
+
+
+def last_log_line(settings: Settings, name: str) -> str:
+    """Last line of a cluster apiserver's log: what the controller shows when it is not ready."""
+    from lab.backing.local import _last_line
+
+    return _last_line(log_file(settings, local.program_name(name)))
+
+
+def tar_files(files: Sequence[tuple[Path, str]]) -> bytes:
+    """A tar of (local path, name in the host's lab home), modes kept (keys stay 0600)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:") as tar:
+        for path, arcname in files:
+            tar.add(path, arcname=arcname, recursive=True)
+    return buf.getvalue()
