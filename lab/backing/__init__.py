@@ -5,9 +5,10 @@ Three runtimes share one contract, so create, delete and status never ask which 
 - `kind`: a backing kind cluster on a VM, apiservers as Deployments behind NodePort Services;
 - `process`: a host prepared by the playbook, running lab's own supervised processes over SSH.
 
-The controller (this machine) issues every certificate: each backing has an etcd CA whose key stays
-here, so the cluster's secrets in the management cluster and the apiserver's etcd client cert come
-from one place and a backing can be rebuilt from the management cluster and lab home alone.
+The controller (this machine) issues every certificate: each backing has an etcd CA of its own kept
+here (a process host gets a copy of it, see lab.backing.process), so the cluster's secrets in the
+management cluster and the apiserver's etcd client cert come from one place and a backing can be
+rebuilt from the management cluster and lab home alone.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Registered backings (`lab backing add`): one directory per backing under lab home.
 
 <home>/backings/<name>/backing.yaml holds the runtime, capacity and runtime-specific spec; beside it
-the runtime keeps what it needs (a kind cluster's kubeconfig, 0600) and etcd-ca/, the CA this
-machine issues the backing's etcd certificates from. Which cluster sits on which backing is not here:
+the runtime keeps what it needs (a kind cluster's kubeconfig, 0600; a process host's known_hosts)
+and etcd-ca/, the CA this machine issues the backing's etcd certificates from. Which cluster sits on which backing is not here:
 that is the label on each cluster's namespace in the management cluster.
 """
 
@@ -45,7 +45,9 @@ def backing_dir(settings: Settings, name: str) -> Path:
 
 
 def etcd_ca(settings: Settings, name: str) -> pki.KeyPair:
-    """The backing's etcd CA, created on first use; its key never leaves this machine."""
+    """The backing's etcd CA, created on first use. Each backing has its own, trusted by nothing but
+    that backing's etcd: a kind backing gets only leaf certs; a process host also gets the key, so
+    its lab issues its etcd's server and root certs (root there can read the etcd data anyway)."""
     return pki.load_or_create_ca(backing_dir(settings, name) / "etcd-ca", f"{name}-etcd-ca")
 
 
