@@ -193,8 +193,11 @@ def test_ensure_and_remove_a_cluster_on_the_backing(
     )
     b = kind.KindBacking(settings, entry)
     ns = apiserver_manifests.NAMESPACE
+    with pytest.raises(LabError, match="auth is not enabled yet"):
+        b.wait_etcd(3)  # what `lab backing add --wait` waits for: the bootstrap Job has not run
     try:
         b.ensure([("test-5", 5)])
+        b.wait_etcd(10)
         b.ensure([("test-5", 5)])  # idempotent
         dep = stack.kubectl_json("get", "deployment", "test-5", "-n", ns)
         args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
