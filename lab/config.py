@@ -39,6 +39,8 @@ class Versions(BaseModel):
     bmo: str = versions.COMPONENTS["bmo"].default
     kubernetes: str = versions.COMPONENTS["kubernetes"].default
     etcd: str = versions.COMPONENTS["etcd"].default
+    kind: str = versions.COMPONENTS["kind"].default
+    cert_manager: str = versions.COMPONENTS["cert_manager"].default
 
     @field_validator("*", mode="before")
     @classmethod
@@ -81,6 +83,10 @@ class Settings(BaseModel):
     local_capacity: int = Field(default=100, ge=1, le=65000)
     versions: Versions = Field(default_factory=Versions)
     ports: Ports = Field(default_factory=Ports)
+    #: kind mode: control-plane nodes of the management kind cluster (3, as the Metal3 1000-cluster runs)
+    kind_nodes: int = Field(default=3, ge=1, le=7)
+    #: kind mode: node image of the management cluster; default kindest/node:<versions.kubernetes>
+    kind_node_image: str | None = None
     #: built binaries, when shared between lab homes (e.g. tests with a tmp LAB_HOME); default <home>/bin
     bin_cache: Path | None = None
 

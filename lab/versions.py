@@ -27,6 +27,17 @@ COMPONENTS: dict[str, Component] = {
         Component("bmo", "github.com/metal3-io/baremetal-operator", "v0.13.2", "Bare Metal Operator"),
         Component("kubernetes", "k8s.io/kubernetes", "v1.35.4", "kube-apiserver, kube-controller-manager"),
         Component("etcd", "go.etcd.io/etcd/server/v3", "v3.6.5", "etcd (the release Kubernetes pins)"),
+        # kind mode only. kind: the newest release on the Go module proxy when pinned (2026-11); its
+        # node-image tooling builds kindest/node for the pinned Kubernetes (kind supports the
+        # last minors, v1.35 among them). clusterctl has no row: it is part of the CAPI release and
+        # must be the capi version above (lab.kindmgmt.preflight checks).
+        Component("kind", "sigs.k8s.io/kind", "v0.33.0", "kind (management and backing clusters)"),
+        # The cert-manager clusterctl v1.13.6 installs by default (CertManagerDefaultVersion in
+        # cmd/clusterctl/client/config/cert_manager_client.go); pinned so another clusterctl build
+        # cannot change it underneath a run.
+        Component(
+            "cert_manager", "github.com/cert-manager/cert-manager", "v1.21.1", "cert-manager (kind mode)"
+        ),
     )
 }
 

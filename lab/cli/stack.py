@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -31,9 +32,21 @@ def up_cmd(
     tuning_profile: str = typer.Option(
         None, "--tuning", help=f"manager tuning profile: {', '.join(tuning.PROFILES)}"
     ),
+    mode: str = typer.Option(None, "--mode", help="local or kind; default: the configured mode"),
+    bmo_source: Path = typer.Option(
+        None,
+        "--bmo-source",
+        help="kind mode: a local BMO source tree at the pinned version (default: GitHub)",
+    ),
 ) -> None:
-    """Start or converge the management stack: build what is missing, start etcd, kube-apiserver, kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs and webhooks, and wait until every component is healthy. Safe to re-run."""
+    """Start or converge the management stack: build what is missing, start etcd, kube-apiserver, kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs and webhooks, and wait until every component is healthy. Safe to re-run. --mode kind: a kind cluster, clusterctl init, BMO in test mode, tuning patches."""
     settings = config.load()
+    if (mode or settings.mode) not in ("local", "kind"):
+        raise typer.BadParameter("must be local or kind", param_hint="--mode")
+    if (mode or settings.mode) == "kind":
+        from lab.cli.kindmgmt import up_kind
+
+        return up_kind(settings, tuning_profile, bmo_source)
     with err_console.status("lab up: starting") as spinner:
 
         def log(msg: str) -> None:

@@ -1,0 +1,23 @@
+"""kind mode: the management cluster as a kind cluster, CAPI/CAPM3/IPAM from `clusterctl init`, BMO
+from a test-mode kustomize overlay, and the managers tuned by JSON patches from lab.tuning.
+
+Each concern is a module: `cluster` (kind config and the kind CLI), `clusterctl` (init command and the
+provider inventory), `bmo` (the overlay), `patches` (tuning patches), `preflight` (tools), `up` (the
+order of the steps). Everything that can be a pure function is one, so the tests check it without
+Docker; only `up` and the `ensure_*` functions run tools.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.config import Settings
+
+
+def kind_dir(settings: Settings) -> Path:
+    """Where kind mode keeps what it rendered and applied: configs, the BMO build, patches, kubeconfig."""
+    return settings.home / "kind"
+
+
+def kubeconfig_path(settings: Settings) -> Path:
+    return kind_dir(settings) / "kubeconfig"

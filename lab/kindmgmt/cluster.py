@@ -1,0 +1,139 @@
+"""The kind management cluster: its config (pure), and creating or reusing it with the kind CLI.
+
+The config follows the Metal3 1000-cluster runs (reference/research/seed-scripts.md §2): only
+control-plane nodes, three by default (settings.kind_nodes), and no apiserver flags, because the seed
+ran kind's defaults. Unlike the seed, the node image is pinned to the configured Kubernetes version:
+kind's default image moves with every kind release.
+
+With more than one node kind keeps the control-plane NoSchedule taint (it only removes it for a
+single node), and cert-manager does not tolerate it, so `untaint` removes it as the seed did.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.config import Settings
+from lab.errors import LabError
+from lab.kindmgmt import kind_dir, kubeconfig_path, proc
+
+CLUSTER_NAME = "lab-mgmt"
+CONFIG_API = "kind.x-k8s.io/v1alpha4"
+CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
+
+Log = Callable[[str], None]
+
+
+def node_image(settings: Settings) -> str:
+    return settings.kind_node_image or f"kindest/node:{settings.versions.kubernetes}"
+
+
+def render_config(settings: Settings) -> dict[str, Any]:
+    """The kind Cluster config: N control-plane nodes on the pinned node image."""
+    image = node_image(settings)
+    return {
+        "kind": "Cluster",
+        "apiVersion": CONFIG_API,
+        "name": CLUSTER_NAME,
+        "nodes": [{"role": "control-plane", "image": image} for _ in range(settings.kind_nodes)],
+    }
+
+
+def config_yaml(settings: Settings) -> str:
+    return yaml.safe_dump(render_config(settings), sort_keys=False)
+
+
+def config_path(settings: Settings) -> Path:
+    """The config the existing cluster was created with: kind cannot report it, so lab keeps it."""
+    return kind_dir(settings) / "kind-config.yaml"
+
+
+def config_change(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """What differs between the config a cluster was created with and the wanted one, or None."""
+    if old == new:
+        return None
+    old_nodes, new_nodes = old.get("nodes") or [], new.get("nodes") or []
+    if len(old_nodes) != len(new_nodes):
+        return f"{len(old_nodes)} node(s) now, {len(new_nodes)} wanted"
+    old_images = sorted({str(n.get("image")) for n in old_nodes})
+    new_images = sorted({str(n.get("image")) for n in new_nodes})
+    if old_images != new_images:
+        return f"node image {', '.join(old_images)} now, {', '.join(new_images)} wanted"
+    return "the kind config differs"
+
+
+def existing_clusters(kind: str) -> list[str]:
+    out = proc.run([kind, "get", "clusters"], timeout=60)
+    # "No kind clusters found." goes to stderr; stdout has one name per line.
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def plan(settings: Settings, existing: list[str]) -> str:
+    """'create' or 'reuse'; a LabError when a cluster of that name exists with another config."""
+    if CLUSTER_NAME not in existing:
+        return "create"
+    path = config_path(settings)
+    if not path.is_file():
+        raise LabError(
+            f"a kind cluster named {CLUSTER_NAME} exists but this lab home ({settings.home}) did not create "
+            f"it; delete it (kind delete cluster --name {CLUSTER_NAME}) or use its own lab home"
+        )
+    change = config_change(yaml.safe_load(path.read_text()) or {}, render_config(settings))
+    if change:
+        raise LabError(
+            f"kind cluster {CLUSTER_NAME} was created with another config ({change}); lab does not "
+            f"rebuild a management cluster: kind delete cluster --name {CLUSTER_NAME}, then lab up again"
+        )
+    return "reuse"
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
+
+def ensure(settings: Settings, kind: str, action: str, log: Log) -> Path:
+    """Create the cluster (action 'create') or reuse it; write its kubeconfig (0600) either way."""
+    if action == "create":
+        path = config_path(settings)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(config_yaml(settings))
+        log(f"creating kind cluster {CLUSTER_NAME} ({settings.kind_nodes} nodes, {node_image(settings)})")
+        try:
+            proc.run([kind, "create", "cluster", "--config", str(path), "--wait", "5m"], timeout=900)
+        except LabError:
+            path.unlink(missing_ok=True)  # kind removed its half-made cluster: do not claim it
+            raise
+    else:
+        log(f"kind cluster {CLUSTER_NAME} exists with the same config: reusing it")
+    kubeconfig = proc.run([kind, "get", "kubeconfig", "--name", CLUSTER_NAME], timeout=60).stdout
+    _write_private(kubeconfig_path(settings), kubeconfig)
+    return kubeconfig_path(settings)
+
+
+def untaint_argv(kubectl: str, kubeconfig: Path) -> list[str]:
+    """Remove the control-plane taint from every node that has it (the selector makes a re-run a no-op)."""
+    return [
+        kubectl,
+        f"--kubeconfig={kubeconfig}",
+        "taint",
+        "nodes",
+        "--selector",
+        f"{CONTROL_PLANE_TAINT}",
+        f"{CONTROL_PLANE_TAINT}:NoSchedule-",
+    ]
+
+
+def untaint(kubectl: str, kubeconfig: Path) -> None:
+    out = proc.run(untaint_argv(kubectl, kubeconfig), timeout=60, check=False)
+    # kubectl fails with "not found" when a node no longer has the taint: that is the goal.
+    if out.returncode != 0 and "not found" not in out.stderr:
+        raise LabError(f"kubectl taint nodes failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")

@@ -1,0 +1,56 @@
+"""Tuning patches for the managers in the kind management cluster, rendered from lab.tuning.
+
+Why at run time and not committed files: a patch that is right for every re-run must replace the
+manager's args with the profile applied to the args it has now (lab.tuning.apply_profile drops every
+flag the table manages, so switching back to `default` really restores upstream defaults). Those args
+are clusterctl's rendering of the provider components (variables substituted), known only from the
+live Deployment. A static `add .../args/-` patch would pile up duplicates on each run and could never
+remove a flag. So the one fact stays in lab.tuning's table; lab writes every patch it applies to
+<lab home>/kind/patches/<component>.json, which is what you would commit if you wanted a record.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from lab import tuning
+from lab.config import Settings
+from lab.errors import LabError
+
+#: tuning component -> (namespace, Deployment): the five managers lab tunes
+DEPLOYMENTS = tuning.DEPLOYMENTS
+MANAGER_CONTAINER = "manager"
+
+
+def manager_args(deployment: dict[str, Any]) -> list[str]:
+    """Args of container 0, which tuning.ARGS_PATH patches; it must be the manager container."""
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    name = deployment["metadata"]["name"]
+    if not containers or containers[0].get("name") != MANAGER_CONTAINER:
+        raise LabError(f"Deployment {name}: container 0 is not {MANAGER_CONTAINER!r}; refusing to patch it")
+    return list(containers[0].get("args") or [])
+
+
+def render(
+    settings: Settings, component: str, deployment: dict[str, Any], profile: str
+) -> list[dict[str, Any]]:
+    """The JSON patch that brings this Deployment to the profile; [] when it is there already."""
+    args = manager_args(deployment)
+    patch = tuning.deployment_patch(args, settings, component, profile)
+    return [] if patch[1]["value"] == args else patch
+
+
+def tuned(settings: Settings, component: str, deployment: dict[str, Any], profile: str) -> dict[str, Any]:
+    """A copy of the Deployment with the profile applied (for manifests lab applies itself, BMO's,
+    so that re-applying them never undoes the tuning)."""
+    out = copy.deepcopy(deployment)
+    container = out["spec"]["template"]["spec"]["containers"][0]
+    container["args"] = tuning.apply_profile(manager_args(deployment), settings, component, profile)
+    return out
+
+
+def component_of(deployment: dict[str, Any]) -> str | None:
+    """The tuning component a Deployment is, by namespace and name, or None."""
+    key = (deployment["metadata"].get("namespace"), deployment["metadata"]["name"])
+    return next((c for c, where in DEPLOYMENTS.items() if where == key), None)
