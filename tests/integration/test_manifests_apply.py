@@ -97,7 +97,7 @@ def test_rendered_clusters_are_stored_exactly_as_written(
         with_crds, "apply", "--server-side", "--field-manager=lab", "--validate=strict", "-f", "-", input=text
     )
     stored = json.loads(kubectl(with_crds, "get", "-f", "-", "-o", "json", input=text).stdout)["items"]
-    assert len(stored) == len(sent) == 3 * 17
+    assert len(stored) == len(sent) == 3 * 18
     problems = []
     for s, g in zip(sent, stored, strict=True):
         assert (s["kind"], s["metadata"]["name"]) == (g["kind"], g["metadata"]["name"])

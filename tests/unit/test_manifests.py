@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from lab import crds, gomod, manifests, naming, pki
 from lab.config import Settings
@@ -90,7 +91,7 @@ def test_every_object_is_valid_against_the_real_schemas(
     objs = render(index)
     assert Counter(o["kind"] for o in objs) == {
         "Namespace": 1,
-        "Secret": 6,
+        "Secret": 7,
         "BareMetalHost": 1,
         "Metal3DataTemplate": 2,
         "Metal3MachineTemplate": 2,
@@ -184,6 +185,8 @@ def test_pki_secrets_are_what_capi_looks_up(render) -> None:
         "test-101-sa": {"tls.crt", "tls.key"},
         "test-101-etcd": {"tls.crt"},  # the etcd CA key never leaves lab
         "test-101-apiserver-etcd-client": {"tls.crt", "tls.key"},
+        # there before KCP's first reconcile, so CAPI's ClusterCache connects at its first try
+        "test-101-kubeconfig": {"value"},
     }
     for name, keys in expected_keys.items():
         assert got[name]["type"] == "cluster.x-k8s.io/secret"
@@ -193,7 +196,14 @@ def test_pki_secrets_are_what_capi_looks_up(render) -> None:
     assert decode(got["test-101-etcd"]["data"]["tls.crt"]) == cp.etcd_ca_cert_pem
     assert decode(got["test-101-sa"]["data"]["tls.crt"]) == cp.sa.cert_pem
     assert decode(got["test-101-apiserver-etcd-client"]["data"]["tls.key"]) == cp.etcd_client.key_pem
-    assert [s["metadata"]["name"] for s in by_kind(objs, "Secret")][:5] == list(expected_keys)
+    assert decode(got["test-101-kubeconfig"]["data"]["value"]) == cp.admin_kubeconfig
+    kubeconfig = yaml.safe_load(cp.admin_kubeconfig)
+    # KCP's rotation finds the cluster entry by the cluster's name; the server is the endpoint
+    assert [c["name"] for c in kubeconfig["clusters"]] == ["test-101"]
+    host, port = naming.local_endpoint(101)
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{host}:{port}"
+    assert got["test-101-kubeconfig"]["metadata"]["labels"]["cluster.x-k8s.io/cluster-name"] == "test-101"
+    assert [s["metadata"]["name"] for s in by_kind(objs, "Secret")][:6] == list(expected_keys)
 
 
 def test_bmc_secret_and_password(render) -> None:

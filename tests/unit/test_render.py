@@ -22,7 +22,7 @@ def test_render_yaml_prints_valid_objects_of_each_cluster(
     docs = list(yaml.safe_load_all(out.stdout))
     namespaces = [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"]
     assert namespaces == ["test-101", "test-102", "test-103"]
-    assert len(docs) == 3 * 17
+    assert len(docs) == 3 * 18
     assert [e for d in docs for e in schema_validator(d)] == []
     # The lab home now holds the PKI the objects embed; a second render reuses it byte for byte.
     assert (Path(lab_env["LAB_HOME"]) / "clusters/test-102/pki/ca.key").is_file()
