@@ -18,6 +18,7 @@ ORDER = (
     "kube-apiserver",
     "kube-controller-manager",
     *managers.NAMES,
+    "nodesim",  # lab.nodesim.PROGRAM_NAME
 )
 #: CPU% is measured over this window (psutil needs two samples).
 CPU_WINDOW = 0.5

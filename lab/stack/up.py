@@ -2,7 +2,9 @@
 
 Order: build what is missing -> refuse ports held by strangers -> PKI -> supervisord -> etcd(s),
 kube-apiserver, kube-controller-manager (wait healthy) -> namespaces, RBAC, CRDs, webhook
-configurations (server-side apply, skipped when their digest is unchanged) -> managers (wait healthy).
+configurations (server-side apply, skipped when their digest is unchanged) -> managers (wait healthy)
+-> the node simulator (it reads the management API and writes into workload apiservers; it has no
+health endpoint, so RUNNING past supervisord's startsecs is what "up" means for it).
 Every step is idempotent, so a second `lab up` on a healthy stack only reads: no build, no restart,
 no apply.
 """
@@ -86,6 +88,12 @@ def manager_programs(settings: Settings, profile: str) -> list[Program]:
         env = tuning.env(settings, m.name, profile) if m.name in tuning.COMPONENTS else {}
         out.append(managers.program(settings, m, flags, env))
     return out
+
+
+def simulator_programs(settings: Settings) -> list[Program]:
+    from lab import nodesim  # imports lab.kube and lab.pki: only when the stack starts
+
+    return [nodesim.nodesim_program(settings)]
 
 
 def build_targets(settings: Settings) -> list[str]:
@@ -208,7 +216,8 @@ def wait_healthy(settings: Settings, sup: Supervisor, names: list[str], timeout:
                 starts[name].add(int(info["start"]))
             if len(starts[name]) >= MAX_STARTS:
                 raise component_error(settings, name, f"keeps exiting ({len(starts[name])} starts)")
-            if info["statename"] == "RUNNING" and health.check(probes[name])[0]:
+            probe = probes.get(name)
+            if info["statename"] == "RUNNING" and (probe is None or health.check(probe)[0]):
                 pending.remove(name)
                 log(f"{name} healthy (pid {info['pid']})")
         if not pending:
@@ -216,7 +225,8 @@ def wait_healthy(settings: Settings, sup: Supervisor, names: list[str], timeout:
         if time.monotonic() > deadline:
             name = pending[0]
             info = sup.process(name) or {}
-            reason = health.check(probes[name])[1]
+            probe = probes.get(name)
+            reason = health.check(probe)[1] if probe else "no probe"
             raise component_error(
                 settings,
                 name,
@@ -310,7 +320,7 @@ def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: Non
     fresh = not existing.alive()
     if fresh:
         # supervisord starts every program file it finds; managers must wait for the apiserver.
-        remove_program_files(settings, managers.NAMES)
+        remove_program_files(settings, [*managers.NAMES, *(p.name for p in simulator_programs(settings))])
     sup = ensure_running(settings)
     core = core_programs(settings)
     changes = sup.apply(core)
@@ -327,8 +337,14 @@ def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: Non
     for prog in mprogs:
         sup.start_if_dead(prog.name)
     wait_healthy(settings, sup, [m.name for m in mprogs], MANAGER_TIMEOUT, log)
+
+    sims = simulator_programs(settings)
+    schanges = sup.apply(sims)
+    for prog in sims:
+        sup.start_if_dead(prog.name)
+    wait_healthy(settings, sup, [s.name for s in sims], MANAGER_TIMEOUT, log)
     write_state(settings, tuning=profile)
-    changed = [n for c in (changes, mchanges) for k in ("added", "changed") for n in c[k]]
+    changed = [n for c in (changes, mchanges, schanges) for k in ("added", "changed") for n in c[k]]
     if fresh:
         changed = [*dict.fromkeys([*(c.name for c in core), *changed])]
     return UpResult(time.monotonic() - started, missing, changed, applied, profile)

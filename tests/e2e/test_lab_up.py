@@ -25,7 +25,10 @@ COMPONENTS = {
     "capm3-manager",
     "ipam-manager",
     "bmo-manager",
+    "nodesim",
 }
+#: no health endpoint: RUNNING past supervisord's startsecs is what "up" means for these
+NO_PROBE = {"nodesim"}
 
 
 def _wait(what: str, timeout: float, fn, interval: float = 1.0):  # type: ignore[no-untyped-def]
@@ -45,7 +48,7 @@ def test_up_prints_healthy_and_every_component_is_up(stack: Stack) -> None:
     assert set(status) >= COMPONENTS, f"missing: {COMPONENTS - set(status)}"
     for name, c in status.items():
         assert c["state"] == "RUNNING", (name, c)
-        assert c["healthy"] is True, (name, c)
+        assert c["healthy"] is (None if name in NO_PROBE else True), (name, c)
         assert c["pid"] and c["rss_bytes"] > 0, (name, c)
 
 

@@ -185,3 +185,17 @@ def test_purge_keeps_binaries_sources_build_logs_and_records(settings: config.Se
     assert up.down(settings, purge=True) is False
     assert all(f.exists() for f in keep)
     assert not any(f.exists() for f in gone)
+
+
+def test_node_simulator_is_a_stack_program_started_after_the_managers(settings: config.Settings) -> None:
+    from lab import nodesim
+    from lab.stack import health, status
+
+    [sim] = up.simulator_programs(settings)
+    assert sim.name == nodesim.PROGRAM_NAME
+    assert sim.argv[-2:] == ["-m", "lab.nodesim"] and sim.env["LAB_HOME"] == str(settings.home)
+    # listed by `lab status` after the managers; no probe, so status says "-" rather than "no"
+    assert status.ORDER.index(sim.name) > max(status.ORDER.index(n) for n in managers.NAMES)
+    assert sim.name not in health.probes(settings)
+    # when supervisord itself starts everything, the simulator comes after the managers too
+    assert sim.priority > max(p.priority for p in up.manager_programs(settings, "default"))
