@@ -51,6 +51,8 @@ def tuned(settings: Settings, component: str, deployment: dict[str, Any], profil
 
 
 def component_of(deployment: dict[str, Any]) -> str | None:
-    """The tuning component a Deployment is, by namespace and name, or None."""
+    """The tuning component an object is (a Deployment, by namespace and name), or None."""
+    if deployment.get("kind") != "Deployment":
+        return None
     key = (deployment["metadata"].get("namespace"), deployment["metadata"]["name"])
     return next((c for c, where in DEPLOYMENTS.items() if where == key), None)

@@ -97,9 +97,7 @@ def _check_profile(settings: Settings, profile: str) -> None:
 
 def _tune_bmo(settings: Settings, objects: list[dict[str, Any]], profile: str) -> list[dict[str, Any]]:
     return [
-        patches.tuned(settings, "bmo-manager", o, profile)
-        if o.get("kind") == "Deployment" and patches.component_of(o) == "bmo-manager"
-        else o
+        patches.tuned(settings, "bmo-manager", o, profile) if patches.component_of(o) == "bmo-manager" else o
         for o in objects
     ]
 

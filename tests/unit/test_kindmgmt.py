@@ -218,7 +218,9 @@ def test_patch_refuses_a_deployment_whose_first_container_is_not_the_manager(set
 def test_component_of_knows_the_five_managers() -> None:
     for component in tuning.COMPONENTS:
         assert patches.component_of(_deployment(component, [])) == component
-    assert patches.component_of({"metadata": {"namespace": "x", "name": "y"}}) is None
+    assert patches.component_of({"kind": "Deployment", "metadata": {"namespace": "x", "name": "y"}}) is None
+    service_account = {"kind": "ServiceAccount", "metadata": dict(_deployment("bmo-manager", [])["metadata"])}
+    assert patches.component_of(service_account) is None
 
 
 # --- preflight ------------------------------------------------------------------------------------
