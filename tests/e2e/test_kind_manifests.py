@@ -28,7 +28,7 @@ import yaml
 from _stack import Stack
 
 from lab import build, config, gomod, tuning
-from lab.kindmgmt import bmo, cluster, clusterctl, patches
+from lab.kindmgmt import bmo, cluster, clusterctl, patches, up
 
 #: tuning component -> (lab.versions key, the kustomize dir of its config/default in that module)
 UPSTREAM = {
@@ -249,3 +249,12 @@ def test_untaint_removes_only_the_control_plane_taint(stack: Stack) -> None:
         assert {"key": "example.com/keep", "effect": "NoSchedule"} in kept
     finally:
         stack.kubectl("delete", "node", *names, "--wait=false", check=False)
+
+
+def test_no_clusterctl_inventory_means_nothing_installed(stack: Stack) -> None:
+    """This apiserver has no clusterctl Provider CRD, like a fresh kind cluster before clusterctl init."""
+    raw = stack.kubectl("get", up.PROVIDER_RESOURCE, "-A", check=False)
+    assert raw.returncode != 0 and "doesn't have a resource type" in raw.stderr
+    inventory = up.Kubectl(_kubectl(), stack.kubeconfig).providers()
+    missing, drifted = clusterctl.plan(config.Settings(home=stack.home), clusterctl.installed(inventory))
+    assert len(missing) == len(clusterctl.PROVIDERS) and not drifted

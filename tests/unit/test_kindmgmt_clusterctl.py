@@ -9,14 +9,15 @@ wrapper-module machinery; cold: a few minutes on 2 cores, warm: nothing.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from lab import build, config
-from lab.kindmgmt import clusterctl
+from lab import build, config, doctor
+from lab.kindmgmt import clusterctl, preflight
 
 TARGET = build.Target(
     "clusterctl", "capi", "sigs.k8s.io/cluster-api/cmd/clusterctl", stamp=build._capi_stamp, what="clusterctl"
@@ -68,3 +69,13 @@ def _providers(text: str) -> list[dict[str, str]]:
     import yaml
 
     return list(yaml.safe_load(text) or [])
+
+
+def test_doctor_and_preflight_read_the_real_clusterctl(
+    binary: Path, settings: config.Settings, monkeypatch
+) -> None:
+    monkeypatch.setenv("PATH", f"{binary.parent}:{os.environ['PATH']}")
+    spec = next(s for s in doctor.TOOLS if s.name == "clusterctl")
+    result = doctor.probe_tool(spec, "kind", settings)
+    assert (result.status, result.version) == ("ok", settings.versions.capi.lstrip("v"))
+    assert preflight.problems([result], settings) == []

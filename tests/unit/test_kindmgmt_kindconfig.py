@@ -1,0 +1,103 @@
+"""lab's kind config, read by kind's own loader and validator at the pinned kind version.
+
+kind cannot create a cluster here (no Docker engine), and `kind create cluster` checks for a
+container runtime before it reads the config. So the test builds a small program inside a temporary
+copy of the kind module (from the Go module proxy, never committed) that calls kind's internal
+`encoding.Load` (strict YAML decoding of v1alpha4, defaulting, conversion) and `Cluster.Validate`,
+exactly what `kind create cluster --config` runs first. Cold: a minute or two to fetch kind's
+dependencies and build; warm: seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab import config, gomod
+from lab.kindmgmt import cluster
+
+PROGRAM = """package main
+
+import (
+	"fmt"
+	"os"
+
+	"sigs.k8s.io/kind/pkg/internal/apis/config/encoding"
+)
+
+func main() {
+	cfg, err := encoding.Load(os.Args[1])
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, n := range cfg.Nodes {
+		fmt.Println(cfg.Name, n.Role, n.Image)
+	}
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def validate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    version = config.Settings(home=Path("/nonexistent")).versions.kind
+    src = tmp_path_factory.mktemp("kind") / "src"
+    shutil.copytree(gomod.component_dir("kind", version), src)
+    for root, dirs, _files in os.walk(src):  # the module cache is read-only
+        for d in [root, *(os.path.join(root, d) for d in dirs)]:
+            os.chmod(d, os.stat(d).st_mode | stat.S_IWUSR)
+    (src / "pkg" / "labvalidate").mkdir()  # pkg/internal is importable from pkg/ only
+    (src / "pkg" / "labvalidate" / "main.go").write_text(PROGRAM)
+    out = src.parent / "validate"
+    run = subprocess.run(
+        [gomod.go_binary(), "build", "-o", str(out), "./pkg/labvalidate"],
+        cwd=src,
+        env=gomod.go_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out
+
+
+def _check(validate: Path, text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "kind-config.yaml"
+    path.write_text(text)
+    return subprocess.run([str(validate), str(path)], capture_output=True, text=True, timeout=60)
+
+
+def test_kind_accepts_the_default_config(validate: Path, lab_env, tmp_path: Path) -> None:
+    run = _check(validate, cluster.config_yaml(config.load()), tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["lab-mgmt control-plane kindest/node:v1.35.4"] * 3
+
+
+def test_kind_accepts_one_node_and_another_image(
+    validate: Path, lab_env, monkeypatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LAB_KIND_NODES", "1")
+    monkeypatch.setenv("LAB_KIND_NODE_IMAGE", "registry.local:5000/kindest/node:v1.35.4")
+    run = _check(validate, cluster.config_yaml(config.load()), tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["lab-mgmt control-plane registry.local:5000/kindest/node:v1.35.4"]
+
+
+def test_the_validator_can_fail(validate: Path, lab_env, tmp_path: Path) -> None:
+    """A misspelt field and a bad name are refused, so the passes above mean something."""
+    cfg = cluster.render_config(config.load())
+    cfg["node"] = cfg.pop("nodes")
+    assert _check(validate, yaml.safe_dump(cfg), tmp_path).returncode == 1
+    cfg = cluster.render_config(config.load())
+    cfg["name"] = "Lab_Mgmt"
+    run = _check(validate, yaml.safe_dump(cfg), tmp_path)
+    assert run.returncode == 1 and "not a valid cluster name" in run.stderr
