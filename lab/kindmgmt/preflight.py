@@ -56,5 +56,18 @@ def check(settings: Settings) -> Tools:
     bad = problems(results, settings)
     if bad:
         raise LabError(f"lab up --mode kind needs: {'; '.join(bad)} (lab doctor --mode kind shows all)")
+    _no_local_stack(settings)
     paths = {r.name: r.path for r in results}
     return Tools(**{name: str(paths[name]) for name in ("docker", "kind", "kubectl", "clusterctl")})
+
+
+def _no_local_stack(settings: Settings) -> None:
+    """One lab home holds one management cluster: kind mode's kubeconfig goes where the local stack's
+    is, so a running local stack must be stopped first."""
+    from lab.stack.supervise import Supervisor
+
+    if Supervisor(settings).alive():
+        raise LabError(
+            f"the local stack runs in this lab home ({settings.home}); run lab down first, "
+            "or give kind mode its own LAB_HOME"
+        )

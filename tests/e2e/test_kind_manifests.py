@@ -20,6 +20,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +259,33 @@ def test_no_clusterctl_inventory_means_nothing_installed(stack: Stack) -> None:
     inventory = up.Kubectl(_kubectl(), stack.kubeconfig).providers()
     missing, drifted = clusterctl.plan(config.Settings(home=stack.home), clusterctl.installed(inventory))
     assert len(missing) == len(clusterctl.PROVIDERS) and not drifted
+
+
+def test_kind_up_refuses_while_the_local_stack_runs(stack: Stack, tmp_path: Path) -> None:
+    """Tools present (docker, kind and clusterctl stand-ins that answer like the real ones; no engine
+    exists here), but this lab home runs the local stack: refused before anything, kubeconfig kept."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name, script in {
+        "docker": "[ \"$1\" = info ] && exit 0\necho 'Docker version 28.2.2, build x'",
+        "kind": "echo 'kind v0.33.0 go1.25.0 linux/amd64'",
+        "clusterctl": "echo 'v1.13.6'",
+    }.items():
+        (bindir / name).write_text(f"#!/bin/sh\n{script}\n")
+        (bindir / name).chmod(0o755)
+    before = stack.kubeconfig.read_bytes()
+    env = {**stack.env, "PATH": f"{bindir}:{Path(_kubectl()).parent}:/usr/bin:/bin"}
+    run = subprocess.run(
+        [sys.executable, "-m", "lab", "up", "--mode", "kind"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        f"error: the local stack runs in this lab home ({stack.home}); run lab down first, "
+        "or give kind mode its own LAB_HOME"
+    ]
+    assert stack.kubeconfig.read_bytes() == before
+    assert not (stack.home / "kind").exists()
