@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from lab import config, tuning
+from lab import config, naming, tuning
 from lab.cli._output import Output, OutputOption, console, err_console, print_json
 from lab.cli.app import app
 from lab.errors import LabError
@@ -79,13 +81,81 @@ def down_cmd(
     console.print(f"stack {state}" + ("; data purged" if purge else ""))
 
 
+#: supervisord programs of workload apiservers (lab.backing.local.PROGRAM_PREFIX): one table row for all
+_WORKLOAD_PREFIX = "wkl-"
+
+
+def _clusters(settings: config.Settings) -> tuple[list[Any] | None, str | None]:
+    """(clusters, None), or (None, why) when the management API does not answer."""
+    from lab.clusters.inventory import list_clusters
+    from lab.kube import Client
+
+    kubeconfig = mgmt.admin_kubeconfig_path(settings)
+    if not kubeconfig.is_file():
+        return None, f"no management kubeconfig at {kubeconfig}"
+    try:
+        with Client.from_kubeconfig(kubeconfig, attempts=2, timeout=10.0, parallel=1) as client:
+            return list_clusters(settings, client), None
+    except LabError as e:
+        return None, str(e)
+
+
+def _component_rows(rows: list[status.Row]) -> list[tuple[str, ...]]:
+    """Table rows: one per component; the workload apiservers (wkl-<cluster>) in one row, RSS and CPU summed."""
+    out = []
+    workload = [r for r in rows if r.name.startswith(_WORKLOAD_PREFIX)]
+    for r in rows:
+        if r.name.startswith(_WORKLOAD_PREFIX):
+            continue
+        healthy = "-" if r.healthy is None else ("[green]yes[/green]" if r.healthy else "[red]no[/red]")
+        cpu = "-" if r.cpu_percent is None else f"{r.cpu_percent:.1f}"
+        out.append(
+            (
+                r.name,
+                r.state,
+                str(r.pid or "-"),
+                _human_secs(r.uptime_s),
+                _human_bytes(r.rss_bytes),
+                cpu,
+                healthy,
+            )
+        )
+    if workload:
+        states = Counter(r.state for r in workload)
+        rss = sum(r.rss_bytes or 0 for r in workload)
+        cpu_total = sum(r.cpu_percent or 0.0 for r in workload)
+        out.append(
+            (
+                f"wkl-* x{len(workload)}",
+                ", ".join(f"{n} {s}" for s, n in sorted(states.items())),
+                "-",
+                "-",
+                _human_bytes(rss),
+                f"{cpu_total:.1f}",
+                "-",
+            )
+        )
+    return out
+
+
 @app.command("status")
 def status_cmd(output: Output = OutputOption) -> None:
-    """Each component: supervisor state, pid, uptime, RSS, CPU and health."""
+    """Each component (supervisor state, pid, uptime, RSS, CPU, health) and the workload clusters by phase."""
+    from lab.clusters.inventory import by_phase
+
     settings = config.load()
     rows = status.rows(settings)
+    clusters, why = _clusters(settings) if rows else (None, "stack is not running")
     if output == Output.json:
-        print_json({"running": bool(rows), "components": [r.as_dict() for r in rows]})
+        print_json(
+            {
+                "running": bool(rows),
+                "components": [r.as_dict() for r in rows],
+                "clusters": None if clusters is None else [c.as_dict() for c in clusters],
+                "clusters_by_phase": None if clusters is None else by_phase(clusters),
+                "clusters_error": None if clusters is not None or not rows else why,
+            }
+        )
         return
     if not rows:
         console.print("stack is not running (lab up starts it)")
@@ -93,18 +163,17 @@ def status_cmd(output: Output = OutputOption) -> None:
     table = Table(title=f"lab stack ({settings.home})")
     for col in ("component", "state", "pid", "uptime", "RSS", "CPU %", "healthy"):
         table.add_column(col, no_wrap=True)
-    for r in rows:
-        healthy = "-" if r.healthy is None else ("[green]yes[/green]" if r.healthy else "[red]no[/red]")
-        table.add_row(
-            r.name,
-            r.state,
-            str(r.pid or "-"),
-            _human_secs(r.uptime_s),
-            _human_bytes(r.rss_bytes),
-            "-" if r.cpu_percent is None else f"{r.cpu_percent:.1f}",
-            healthy,
-        )
+    for row in _component_rows(rows):
+        table.add_row(*row)
     console.print(table)
+    if clusters is None:
+        console.print(f"[red]clusters: unknown[/red] ({why})")
+        return
+    counts = {p: n for p, n in by_phase(clusters).items() if n}
+    detail = ", ".join(f"{n} {p}" for p, n in counts.items())
+    console.print(f"clusters: {len(clusters)}" + (f" ({detail})" if detail else ""))
+    local = sum(c.backing == naming.LOCAL_BACKING for c in clusters)
+    console.print(f"local backing: {local} of {settings.local_capacity} cluster(s)")
 
 
 @app.command("kubeconfig")

@@ -101,8 +101,10 @@ def processes(
             continue
         for name in match_names(any_name, text):
             markers = process_markers(settings, name)
-            if any(m in arg for m in markers for arg in cmdline):
-                _add(found, name, f"process {pid}: {' '.join(cmdline)[:200]}")
+            hit = next((arg for arg in cmdline for m in markers if m in arg), None)
+            if hit is not None:
+                exe = Path(cmdline[0]).name if cmdline else "?"
+                _add(found, name, f"process {pid} ({exe} {hit})")
     return found
 
 

@@ -77,7 +77,8 @@ def test_processes_of_this_home_only(settings: config.Settings) -> None:
     ]
     found = r.processes(settings, ["test-1"], procs)
     assert sorted(found) == ["test-1"]
-    assert [w.split(":")[0] for w in found["test-1"]] == ["process 10", "process 13"]
+    assert [w.split(" (")[0] for w in found["test-1"]] == ["process 10", "process 13"]
+    assert found["test-1"][0] == f"process 10 (kube-apiserver --tls-cert-file={pki}/apiserver.crt)"
     assert sorted(r.processes(settings, None, procs)) == ["test-1", "test-10"]
 
 
