@@ -24,6 +24,8 @@ def up_kind(settings: Settings, profile: str | None, bmo_source: Path | None) ->
         what.append(f"installed {', '.join(result.installed)}")
     if result.patched:
         what.append(f"tuned {', '.join(result.patched)}")
+    if result.started:
+        what.append(f"started {', '.join(result.started)}")
     console.print(
         f"[green]ready[/green] in {result.seconds:.1f}s (tuning {result.profile}; {'; '.join(what)}); "
         f"kubeconfig: {result.kubeconfig}"

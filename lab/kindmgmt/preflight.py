@@ -64,9 +64,12 @@ def check(settings: Settings) -> Tools:
 def _no_local_stack(settings: Settings) -> None:
     """One lab home holds one management cluster: kind mode's kubeconfig goes where the local stack's
     is, so a running local stack must be stopped first."""
+    from lab.nodesim import PROGRAM_NAME
     from lab.stack.supervise import Supervisor
 
-    if Supervisor(settings).alive():
+    sup = Supervisor(settings)
+    # kind mode's own supervisord runs the node simulator alone
+    if sup.alive() and any(p["name"] != PROGRAM_NAME for p in sup.processes()):
         raise LabError(
             f"the local stack runs in this lab home ({settings.home}); run lab down first, "
             "or give kind mode its own LAB_HOME"

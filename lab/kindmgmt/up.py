@@ -3,7 +3,8 @@
 preflight (tools; nothing is written before it passes) -> BMO overlay built (a wrong base or no
 network fails here, still before any cluster exists) -> kind cluster created or reused -> control-
 plane taint removed -> BMO CRDs -> clusterctl init of the providers not yet installed -> BMO -> wait
-for every manager -> tuning patches -> wait for the patched ones.
+for every manager -> tuning patches -> wait for the patched ones -> the node simulator (a local
+supervised process as in local mode: it writes the Nodes when hosts are provisioned).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from lab import tuning
 from lab.config import Settings
 from lab.errors import LabError
-from lab.kindmgmt import bmo, cluster, clusterctl, kind_dir, patches, preflight, proc
+from lab.kindmgmt import bmo, cluster, clusterctl, kind_dir, patches, preflight, proc, simulator
 
 Log = Callable[[str], None]
 FIELD_MANAGER = "lab"
@@ -36,6 +37,7 @@ class KindUpResult:
     cluster: str  # "created" | "reused"
     installed: list[str] = field(default_factory=list)
     patched: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
 
 
 def state_path(settings: Settings) -> Path:
@@ -169,6 +171,8 @@ def up(
     for component in result.patched:
         kubectl.rollout(*patches.DEPLOYMENTS[component])
 
+    log("starting the node simulator")
+    result.started = simulator.ensure(settings, log)
     state_path(settings).write_text(json.dumps({"profile": profile, "cluster": cluster.CLUSTER_NAME}))
     result.seconds = time.monotonic() - started
     return result

@@ -28,8 +28,8 @@ import pytest
 import yaml
 from _stack import Stack
 
-from lab import build, config, gomod, tuning
-from lab.kindmgmt import bmo, cluster, clusterctl, patches, up
+from lab import build, config, gomod, kindmgmt, tuning
+from lab.kindmgmt import bmo, cluster, clusterctl, patches, simulator, up
 
 #: tuning component -> (lab.versions key, the kustomize dir of its config/default in that module)
 UPSTREAM = {
@@ -289,3 +289,42 @@ def test_kind_up_refuses_while_the_local_stack_runs(stack: Stack, tmp_path: Path
     ]
     assert stack.kubeconfig.read_bytes() == before
     assert not (stack.home / "kind").exists()
+
+
+def test_simulator_runs_alone_against_a_management_kubeconfig(stack: Stack, tmp_path: Path) -> None:
+    """kind mode's node simulator: a lab home whose admin kubeconfig points at a real management API
+    (the stack's, standing in for the kind cluster) gets supervisord with the simulator and nothing
+    else, even when a stopped local stack left its program files; a re-run changes nothing; lab down
+    stops it."""
+    from lab import nodesim
+    from lab.stack import supervise
+
+    home = tmp_path / "h"
+    settings = config.Settings(home=home, bin_cache=Path(stack.env["LAB_BIN_CACHE"]))
+    cluster._write_private(kindmgmt.kubeconfig_path(settings), stack.kubeconfig.read_text())
+    supervise.programs_dir(settings).mkdir(parents=True)
+    (supervise.programs_dir(settings) / "kube-apiserver.conf").write_text(
+        "[program:kube-apiserver]\ncommand=/bin/false\n"
+    )
+    env = {**stack.env, "LAB_HOME": str(home)}
+    try:
+        assert simulator.ensure(settings, print) == [nodesim.PROGRAM_NAME]
+        names = [p["name"] for p in supervise.Supervisor(settings).processes()]
+        assert names == [nodesim.PROGRAM_NAME]
+        assert simulator.ensure(settings, print) == []
+        status = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "lab", "status", "-o", "json"],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+            ).stdout
+        )
+        assert [(c["name"], c["state"]) for c in status["components"]] == [(nodesim.PROGRAM_NAME, "RUNNING")]
+    finally:
+        down = subprocess.run(
+            [sys.executable, "-m", "lab", "down"], capture_output=True, text=True, env=env, timeout=120
+        )
+    assert down.returncode == 0 and "stack stopped" in down.stdout
+    assert not supervise.Supervisor(settings).alive()

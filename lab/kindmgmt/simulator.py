@@ -1,0 +1,37 @@
+"""The node simulator for kind mode: the same supervised `python -m lab.nodesim` as the local stack,
+reading the management cluster through the lab home's admin kubeconfig (the kind cluster's here), so
+`lab status` shows it and `lab down` stops it.
+
+Nothing else of the local stack runs in kind mode: supervisord starts every program file it finds,
+so a fresh start first forgets any program but the simulator (a local stack that ran in this home
+before and was stopped leaves its files behind).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lab.config import Settings
+
+Log = Callable[[str], None]
+
+
+def ensure(settings: Settings, log: Log) -> list[str]:
+    """Start (or keep) the simulator; the names of programs that were added or restarted."""
+    from lab import nodesim
+    from lab.stack import supervise
+    from lab.stack.up import MANAGER_TIMEOUT, wait_healthy
+
+    if not supervise.Supervisor(settings).alive():
+        pdir = supervise.programs_dir(settings)
+        stale = (
+            [p.stem for p in pdir.glob("*.conf") if p.stem != nodesim.PROGRAM_NAME] if pdir.is_dir() else []
+        )
+        supervise.remove_program_files(settings, stale)
+    sup = supervise.ensure_running(settings)
+    programs = [nodesim.nodesim_program(settings)]
+    changes = sup.apply(programs)
+    for p in programs:
+        sup.start_if_dead(p.name)
+    wait_healthy(settings, sup, [p.name for p in programs], MANAGER_TIMEOUT, log)
+    return [*changes["added"], *changes["changed"]]
