@@ -100,6 +100,22 @@ def _write_private(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
+def create_argv(kind: str, config: Path, kubeconfig: Path) -> list[str]:
+    """kind create, writing the kubeconfig into the lab home: without --kubeconfig kind would add a
+    context to the user's ~/.kube/config and switch its current context."""
+    return [
+        kind,
+        "create",
+        "cluster",
+        "--config",
+        str(config),
+        "--kubeconfig",
+        str(kubeconfig),
+        "--wait",
+        "5m",
+    ]
+
+
 def ensure(settings: Settings, kind: str, action: str, log: Log) -> Path:
     """Create the cluster (action 'create') or reuse it; write its kubeconfig (0600) either way."""
     if action == "create":
@@ -108,7 +124,7 @@ def ensure(settings: Settings, kind: str, action: str, log: Log) -> Path:
         path.write_text(config_yaml(settings))
         log(f"creating kind cluster {CLUSTER_NAME} ({settings.kind_nodes} nodes, {node_image(settings)})")
         try:
-            proc.run([kind, "create", "cluster", "--config", str(path), "--wait", "5m"], timeout=900)
+            proc.run(create_argv(kind, path, kubeconfig_path(settings)), timeout=900)
         except LabError:
             path.unlink(missing_ok=True)  # kind removed its half-made cluster: do not claim it
             raise

@@ -63,6 +63,21 @@ def test_cluster_plan_creates_reuses_and_refuses(settings: config.Settings) -> N
         cluster.plan(settings, [cluster.CLUSTER_NAME])
 
 
+def test_kind_create_keeps_the_users_kubeconfig(settings: config.Settings) -> None:
+    argv = cluster.create_argv("kind", cluster.config_path(settings), settings.home / "kubeconfig")
+    assert argv == [
+        "kind",
+        "create",
+        "cluster",
+        "--config",
+        str(settings.home / "kind" / "kind-config.yaml"),
+        "--kubeconfig",
+        str(settings.home / "kubeconfig"),
+        "--wait",
+        "5m",
+    ]
+
+
 def test_config_change_names_the_image() -> None:
     old = {"nodes": [{"role": "control-plane", "image": "kindest/node:v1.35.3"}]}
     new = {"nodes": [{"role": "control-plane", "image": "kindest/node:v1.35.4"}]}

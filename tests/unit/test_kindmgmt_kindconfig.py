@@ -4,13 +4,15 @@ kind cannot create a cluster here (no Docker engine), and `kind create cluster` 
 container runtime before it reads the config. So the test builds a small program inside a temporary
 copy of the kind module (from the Go module proxy, never committed) that calls kind's internal
 `encoding.Load` (strict YAML decoding of v1alpha4, defaulting, conversion) and `Cluster.Validate`,
-exactly what `kind create cluster --config` runs first. Cold: a minute or two to fetch kind's
+exactly what `kind create cluster --config` runs first. The real kind CLI, built the same way, shows
+that every flag lab passes exists and that lab doctor reads its version. Cold: a minute or two to fetch kind's
 dependencies and build; warm: seconds.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import config, gomod
+from lab import config, doctor, gomod
 from lab.kindmgmt import cluster
 
 PROGRAM = """package main
@@ -101,3 +103,40 @@ def test_the_validator_can_fail(validate: Path, lab_env, tmp_path: Path) -> None
     cfg["name"] = "Lab_Mgmt"
     run = _check(validate, yaml.safe_dump(cfg), tmp_path)
     assert run.returncode == 1 and "not a valid cluster name" in run.stderr
+
+
+@pytest.fixture(scope="module")
+def kind_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real kind CLI at the pinned version, built from the Go module proxy (no release download)."""
+    version = config.Settings(home=Path("/nonexistent")).versions.kind
+    gobin = tmp_path_factory.mktemp("kindbin")
+    run = subprocess.run(
+        [gomod.go_binary(), "install", f"sigs.k8s.io/kind@{version}"],
+        env={**gomod.go_env(), "GOBIN": str(gobin), "GOFLAGS": ""},
+        cwd=gobin,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return gobin / "kind"
+
+
+def _flags(binary: Path, *cmd: str) -> set[str]:
+    out = subprocess.run([str(binary), *cmd, "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return set(re.findall(r"--([a-z][a-z0-9-]*)", out.stdout))
+
+
+def test_kind_commands_lab_runs_exist(kind_binary: Path, lab_env, tmp_path: Path) -> None:
+    create = cluster.create_argv(str(kind_binary), tmp_path / "c.yaml", tmp_path / "kc")
+    assert {a[2:] for a in create if a.startswith("--")} <= _flags(kind_binary, "create", "cluster")
+    assert "name" in _flags(kind_binary, "get", "kubeconfig")
+    assert _flags(kind_binary, "get", "clusters")  # the subcommand exists
+
+
+def test_doctor_reads_the_real_kind_version(kind_binary: Path, lab_env, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", f"{kind_binary.parent}:{os.environ['PATH']}")
+    spec = next(s for s in doctor.TOOLS if s.name == "kind")
+    result = doctor.probe_tool(spec, "kind", config.load())
+    assert (result.status, result.version) == ("ok", config.load().versions.kind.lstrip("v"))
