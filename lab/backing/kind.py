@@ -3,7 +3,14 @@
 `lab backing add NAME --kubeconfig F` (register) checks the cluster answers, keeps a private copy of
 its kubeconfig and installs the multi-tenant etcd (lab.manifests.etcd) plus a NodePort for it.
 create-clusters then calls KindBacking.ensure: each cluster's apiserver runs as a Deployment behind a
-NodePort Service (lab.manifests.backing_apiserver); its endpoint is `<node address>:<nodePort>`.
+NodePort Service (lab.manifests.backing_apiserver); its endpoint is `<node address>:<nodePort>`, the
+port handed out from the block the playbook publishes on the VM (lab.backing.node_ports).
+
+Ports: create-clusters asks endpoint() first (to issue the cluster's certificates and render its
+objects), from several threads, then ensure() for the batch. One LIST of the backing's Services
+serves every endpoint() call of a run; each port handed out is remembered (per backing object, under
+a lock), so endpoint() and ensure() agree and no port goes out twice. ensure() lists again and
+refuses, before it changes anything, a port that a concurrent run took meanwhile.
 
 The controller (this machine) talks to two things on the backing: its kube-apiserver (server-side
 apply, field manager "lab") and its etcd, through etcd's external NodePort (why a NodePort: see
@@ -22,6 +29,7 @@ import base64
 import contextlib
 import ipaddress
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -32,7 +40,7 @@ import yaml
 from cryptography import x509
 
 from lab import naming, pki
-from lab.backing import check_name, local, registry
+from lab.backing import check_name, local, node_ports, registry
 from lab.backing.registry import Entry
 from lab.config import Settings
 from lab.errors import LabError, UsageError
@@ -122,8 +130,13 @@ def check_dns_name(name: str) -> bool:
     )
 
 
-def etcd_endpoint(node_address: str) -> str:
-    return pki.endpoint_url(node_address, etcd_manifests.EXTERNAL_NODE_PORT)
+def etcd_endpoint(node_address: str, node_port: int = node_ports.DEFAULT_ETCD_NODE_PORT) -> str:
+    return pki.endpoint_url(node_address, node_port)
+
+
+def list_services(client: Client) -> node_ports.InUse:
+    """One LIST of every Service in the backing cluster: lab's by cluster, and every port taken."""
+    return node_ports.in_use(client.list("v1", "Service"), apiserver_manifests.NAMESPACE)
 
 
 def _reach(cfg: Config, source: str) -> None:
@@ -167,7 +180,11 @@ def _root_pair(directory: Path, ca: pki.KeyPair) -> pki.KeyPair:
 
 
 def etcd_objects(
-    settings: Settings, ca: pki.KeyPair, server: pki.KeyPair, root: pki.KeyPair
+    settings: Settings,
+    ca: pki.KeyPair,
+    server: pki.KeyPair,
+    root: pki.KeyPair,
+    etcd_node_port: int = node_ports.DEFAULT_ETCD_NODE_PORT,
 ) -> list[dict[str, Any]]:
     """Pure: what register applies: the multi-tenant etcd, its external NodePort and the namespace
     the workload apiservers share."""
@@ -175,9 +192,20 @@ def etcd_objects(
         *etcd_manifests.objects(
             settings, ca.cert_pem, (server.cert_pem, server.key_pem), (root.cert_pem, root.key_pem)
         ),
-        etcd_manifests.external_service(),
+        etcd_manifests.external_service(node_port=etcd_node_port),
         apiserver_manifests.namespace_obj(),
     ]
+
+
+def _check_held(client: Client, name: str, block: node_ports.PortBlock) -> None:
+    """Re-registering with a narrower block: refuse while an apiserver holds a port outside it."""
+    outside = sorted((p, c) for c, p in list_services(client).held.items() if p not in block)
+    if outside:
+        some = ", ".join(f"{c} on {p}" for p, c in outside[:3])
+        raise UsageError(
+            f"backing {name}: {len(outside)} apiserver Service(s) hold NodePorts outside {block} ({some}): "
+            "delete those clusters first, or give a block that covers them"
+        )
 
 
 def register(
@@ -187,14 +215,19 @@ def register(
     *,
     capacity: int,
     node_address: str | None = None,
+    node_port_block: str | None = None,
+    etcd_node_port: int | None = None,
     wait: bool = False,
     timeout: float = ETCD_READY_TIMEOUT,
 ) -> Entry:
     """Check, copy, install, record. Every check runs before anything is written or applied.
 
+    node_port_block: `FIRST-LAST`, the NodePorts the playbook publishes on the VM for apiservers
+    (default node_ports.DEFAULT_BLOCK, the playbook's default); capacity may not exceed it.
+    etcd_node_port: the one published for etcd, outside the block.
     wait: until the etcd answers root on its NodePort. Optional because it needs a node that runs
     Pods; the tests here use a bare kube-apiserver (no kubelet) as the backing cluster.
-    Re-running with the same name updates capacity and re-applies (same CA, same certificates).
+    Re-running with the same name updates capacity and ports and re-applies (same CA, same certificates).
     """
     check_name(name)
     if name == naming.LOCAL_BACKING:
@@ -203,6 +236,9 @@ def register(
         )
     if capacity < 1:
         raise UsageError(f"capacity must be at least 1, got {capacity}")
+    block = node_ports.parse_block(node_port_block) if node_port_block else node_ports.DEFAULT_BLOCK
+    etcd_port = node_ports.DEFAULT_ETCD_NODE_PORT if etcd_node_port is None else etcd_node_port
+    node_ports.check(block, etcd_port, capacity)
     old = registry.load(settings, name)
     if old is not None and old.runtime != "kind":
         raise UsageError(f"backing {name!r} is a {old.runtime} backing; remove it first")
@@ -214,16 +250,23 @@ def register(
         raise UsageError(f"kubeconfig {kubeconfig}: {e}") from None
     address = check_node_address(node_address or default_node_address(cfg.server))
     _reach(cfg, str(kubeconfig))
+    with Client(cfg) as client:
+        _check_held(client, name, block)
 
     directory = registry.backing_dir(settings, name)
     write_private(directory / KUBECONFIG, private_kubeconfig(cfg, name))
     ca = registry.etcd_ca(settings, name)
-    objs = etcd_objects(settings, ca, _server_pair(directory, ca, address), _root_pair(directory, ca))
+    server, root = _server_pair(directory, ca, address), _root_pair(directory, ca)
     with Client(cfg) as client:
-        client.apply(objs)
-    entry = Entry(
-        name, "kind", capacity, {"kubeconfig": KUBECONFIG, "node_address": address, "server": cfg.server}
-    )
+        client.apply(etcd_objects(settings, ca, server, root, etcd_port))
+    spec = {
+        "kubeconfig": KUBECONFIG,
+        "node_address": address,
+        "server": cfg.server,
+        "node_ports": str(block),
+        "etcd_node_port": etcd_port,
+    }
+    entry = Entry(name, "kind", capacity, spec)
     registry.save(settings, entry)
     if wait:
         KindBacking(settings, entry).wait_etcd(timeout)
@@ -255,8 +298,14 @@ class KindBacking:
         self.name = entry.name
         self.capacity = entry.capacity
         self.node_address: str = entry.spec["node_address"]
+        # Entries from before the block was recorded: the playbook's defaults.
+        self.block = node_ports.parse_block(entry.spec.get("node_ports") or str(node_ports.DEFAULT_BLOCK))
+        self.etcd_node_port = int(entry.spec.get("etcd_node_port") or node_ports.DEFAULT_ETCD_NODE_PORT)
         self.directory = registry.backing_dir(settings, entry.name)
         self._ca: pki.KeyPair | None = None
+        self._lock = threading.Lock()
+        self._in_use: node_ports.InUse | None = None  # the LIST endpoint() hands ports out from
+        self._given: dict[str, int] = {}  # cluster -> port handed out by this object
 
     # --- connections ------------------------------------------------------------------------
 
@@ -267,7 +316,7 @@ class KindBacking:
             yield c
 
     def etcd_endpoint(self) -> str:
-        return self.entry.spec.get("etcd_endpoint") or etcd_endpoint(self.node_address)
+        return self.entry.spec.get("etcd_endpoint") or etcd_endpoint(self.node_address, self.etcd_node_port)
 
     def root_etcd(self) -> Any:
         """An EtcdClient as root on the backing's etcd (external NodePort)."""
@@ -279,7 +328,34 @@ class KindBacking:
     # --- the contract -----------------------------------------------------------------------
 
     def endpoint(self, cluster: str, index: int) -> tuple[str, int]:
-        return self.node_address, apiserver_manifests.node_port(index)
+        """The port of the cluster's Service if it has one, else the lowest free port of the block,
+        the same for every later call on this object (and in ensure). Thread-safe."""
+        with self._lock:
+            if cluster not in self._given:
+                if self._in_use is None:
+                    with self.client() as client:
+                        self._in_use = list_services(client)
+                self._given |= node_ports.allocate(
+                    self.block, self.name, [cluster], self._in_use, self._given
+                )
+            return self.node_address, self._given[cluster]
+
+    def _assign(self, client: Client, names: Sequence[str]) -> dict[str, int]:
+        """The ports of a batch under one fresh LIST; raises before anything is changed when a port
+        handed out earlier no longer holds or the block is full."""
+        with self._lock:
+            in_use = list_services(client)
+            moved = node_ports.moved({n: p for n, p in self._given.items() if n in names}, in_use)
+            if moved:
+                n, why = next(iter(moved.items()))
+                raise LabError(
+                    f"backing {self.name}: {len(moved)} cluster(s) lost the NodePort handed out to them, "
+                    f"first {n}: {why} (another lab run on this backing?); run create-clusters again"
+                )
+            ports = node_ports.allocate(self.block, self.name, names, in_use, self._given)
+            self._given |= ports
+            self._in_use = in_use
+            return ports
 
     def etcd_servers(self) -> list[str]:
         return [etcd_manifests.client_url()]
@@ -291,15 +367,16 @@ class KindBacking:
 
     def ensure(self, clusters: Sequence[tuple[str, int]]) -> None:
         """Secret, tenant, then Deployment and Service of each cluster (the order the module docstring
-        explains). Refuses, before changing anything, a cluster whose nodePort another one holds."""
+        explains), each on the port endpoint() gave it. Refuses, before changing anything, a batch
+        the block cannot hold or a port that moved (lab.backing.node_ports)."""
         from lab.etcd import tenants
 
         if not clusters:
             return
         with self.client() as client:
-            self._check_ports(client, clusters)
+            ports = self._assign(client, [n for n, _i in clusters])
             pkis = [
-                (pki.cluster_pki(self.settings, n, *self.endpoint(n, i), self.etcd_ca()), i)
+                (pki.cluster_pki(self.settings, n, self.node_address, ports[n], self.etcd_ca()), i)
                 for n, i in clusters
             ]
             servers = ",".join(self.etcd_servers())
@@ -309,27 +386,11 @@ class KindBacking:
                 tenants.bootstrap(root)
                 tenants.create_many(root, [n for n, _i in clusters])
             rest = [
-                o for cp, i in pkis for o in apiserver_manifests.objects(self.settings, cp, i, servers)[1:]
+                o
+                for cp, i in pkis
+                for o in apiserver_manifests.objects(self.settings, cp, i, ports[cp.name], servers)[1:]
             ]
             client.apply(rest)
-
-    def _check_ports(self, client: Client, clusters: Sequence[tuple[str, int]]) -> None:
-        held = {
-            s["spec"]["ports"][0].get("nodePort"): s["metadata"]["name"]
-            for s in client.list(
-                "v1", "Service", apiserver_manifests.NAMESPACE, label_selector=naming.CLUSTER_LABEL
-            )
-        }
-        wanted: dict[int, str] = {}
-        for n, i in clusters:
-            port = apiserver_manifests.node_port(i)
-            other = held.get(port) or wanted.get(port)
-            if other is not None and other != n:
-                raise LabError(
-                    f"{n} and {other} both need nodePort {port} on backing {self.name} "
-                    f"(indexes {apiserver_manifests.NODE_PORT_SPAN} apart): place one on another backing"
-                )
-            wanted[port] = n
 
     def wait_ready(self, names: Sequence[str], timeout: float) -> None:
         """/readyz through each cluster's NodePort with its admin kubeconfig (local.is_ready), as CAPI
@@ -399,6 +460,10 @@ class KindBacking:
                         tenants.delete_keys(root, n)
             for n in names:
                 client.delete("v1", "Secret", apiserver_manifests.secret_name(n), ns)
+        with self._lock:  # their ports are free again: the next hand-out lists afresh
+            for n in names:
+                self._given.pop(n, None)
+            self._in_use = None
         for n in names:
             pki.remove_cluster_pki(self.settings, n)
 

@@ -41,6 +41,15 @@ def add_cmd(
         help="kind: wait until the backing's etcd answers (needs a node running Pods)",
     ),
     timeout: float = typer.Option(300.0, "--timeout", help="seconds --wait waits"),
+    node_ports: str | None = typer.Option(
+        None,
+        "--node-ports",
+        help="kind: FIRST-LAST, the NodePorts the VM publishes for apiservers, at least --capacity of "
+        "them (default 30000-30099, the playbook's)",
+    ),
+    etcd_node_port: int | None = typer.Option(
+        None, "--etcd-node-port", help="kind: the NodePort the VM publishes for etcd (default 32767)"
+    ),
     ssh_port: int = typer.Option(22, "--ssh-port", help="process: SSH port of --host"),
     user: str | None = typer.Option(None, "--user", help="process: SSH user (default: root)"),
     identity: Path | None = typer.Option(None, "--identity", help="process: SSH private key"),
@@ -52,6 +61,8 @@ def add_cmd(
         raise UsageError(f"--capacity must be at least 1, got {capacity}")
     if timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {timeout}")
+    if chosen != "kind" and (node_ports is not None or etcd_node_port is not None):
+        raise UsageError("--node-ports and --etcd-node-port go with --kubeconfig (a kind cluster)")
     if chosen == "kind":
         from lab.backing import kind
 
@@ -62,10 +73,12 @@ def add_cmd(
             kubeconfig,
             capacity=capacity,
             node_address=node_address,
+            node_port_block=node_ports,
+            etcd_node_port=etcd_node_port,
             wait=wait,
             timeout=timeout,
         )
-        where = entry.spec["node_address"]
+        where = f"{entry.spec['node_address']}, NodePorts {entry.spec['node_ports']}"
     else:
         try:
             from lab.backing import process

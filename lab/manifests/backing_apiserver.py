@@ -3,8 +3,9 @@
 Per cluster, in apply order: a Secret `<cluster>-pki` (the files the apiserver reads), a Deployment
 `<cluster>` (one replica of registry.k8s.io/kube-apiserver at the pinned Kubernetes version, with
 exactly the flags of local mode: lab.backing.local.apiserver_flags) and a NodePort Service
-`<cluster>` whose nodePort lab chooses from the index, so the controlPlaneEndpoint
-`<node address>:<nodePort>` and the serving certificate's SAN are known before anything is applied.
+`<cluster>` on the nodePort lab handed out from the backing's published block
+(lab.backing.node_ports), so the controlPlaneEndpoint `<node address>:<nodePort>` and the serving
+certificate's SAN are known before anything is applied.
 
 One shared namespace (NAMESPACE), not one per cluster: deleting a namespace is asynchronous (its
 finalizer empties it first), so delete-then-create of the same cluster would be refused while the
@@ -35,11 +36,6 @@ SECURE_PORT = naming.APISERVER_PORT
 COMPONENT = "kube-apiserver"
 LABELS = {"app.kubernetes.io/name": COMPONENT, "app.kubernetes.io/part-of": "metal3-scale-lab"}
 
-#: Kubernetes' default --service-node-port-range is 30000-32767; the top port is etcd's external one.
-NODE_PORT_MIN = 30000
-NODE_PORT_MAX = 32767
-NODE_PORT_SPAN = etcd_manifests.EXTERNAL_NODE_PORT - NODE_PORT_MIN  # 2767 ports for apiservers
-
 #: Requests from the measured idle RSS (benchmarks/apiserver_rss.py: 191.7 MiB median with GOGC=25,
 #: 7 mCPU idle): the scheduler then refuses to overcommit the node. No memory limit: the apiserver's
 #: start-up peak is above its idle RSS and an OOM kill would loop it through CrashLoopBackOff.
@@ -57,17 +53,6 @@ ETCD_CRT, ETCD_KEY = "apiserver-etcd-client.crt", "apiserver-etcd-client.key"
 
 def image(settings: Settings) -> str:
     return f"{IMAGE_REPOSITORY}:{settings.versions.kubernetes}"
-
-
-def node_port(index: int) -> int:
-    """The cluster's nodePort: fixed by its index, so the endpoint is known before anything exists.
-
-    Indexes 2767 apart share a port; lab.backing.kind refuses to put two such clusters on one backing
-    (a backing carries a few hundred clusters at most, so a range never wraps onto itself).
-    """
-    if index < 1:
-        raise ValueError(f"index must be at least 1, got {index}")
-    return NODE_PORT_MIN + (index - 1) % NODE_PORT_SPAN
 
 
 def secret_name(cluster: str) -> str:
@@ -192,7 +177,7 @@ def deployment(settings: Settings, cluster: str, index: int, etcd_servers: str) 
     }
 
 
-def service(cluster: str, index: int) -> dict[str, Any]:
+def service(cluster: str, index: int, node_port: int) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -205,7 +190,7 @@ def service(cluster: str, index: int) -> dict[str, Any]:
                     "name": "https",
                     "port": SECURE_PORT,
                     "targetPort": "https",
-                    "nodePort": node_port(index),
+                    "nodePort": node_port,
                     "protocol": "TCP",
                 }
             ],
@@ -214,7 +199,15 @@ def service(cluster: str, index: int) -> dict[str, Any]:
 
 
 def objects(
-    settings: Settings, cp: pki.ClusterPKI, index: int, etcd_servers: str = etcd_manifests.client_url()
+    settings: Settings,
+    cp: pki.ClusterPKI,
+    index: int,
+    node_port: int,
+    etcd_servers: str = etcd_manifests.client_url(),
 ) -> list[dict[str, Any]]:
     """Secret, Deployment, Service of one cluster (the shared Namespace is namespace_obj())."""
-    return [secret(cp, index), deployment(settings, cp.name, index, etcd_servers), service(cp.name, index)]
+    return [
+        secret(cp, index),
+        deployment(settings, cp.name, index, etcd_servers),
+        service(cp.name, index, node_port),
+    ]

@@ -33,8 +33,9 @@ NAMESPACE = "etcd-system"
 NAME = "etcd"  # StatefulSet and headless Service: members are etcd-0.etcd.<ns>.svc
 CLIENT_SERVICE = "etcd-client"
 EXTERNAL_SERVICE = "etcd-external"
-#: The controller reaches etcd on <node address>:EXTERNAL_NODE_PORT: the top of Kubernetes' default
-#: NodePort range, which the workload apiservers' ports (lab.manifests.backing_apiserver) never use.
+#: The default port the controller reaches etcd on, <node address>:<port>: the top of Kubernetes'
+#: default NodePort range, outside any apiserver block (a backing's own is its entry's
+#: etcd_node_port, which the playbook publishes: lab.backing.node_ports).
 EXTERNAL_NODE_PORT = 32767
 CA_SECRET = "etcd-ca"
 SERVER_SECRET = "etcd-server"

@@ -4,8 +4,11 @@ No kind cluster, no Docker and no kubelet here: the local stack's management kub
 in for the backing kind cluster. Objects are created and validated for real (schema, defaulting,
 NodePort allocation, namespace lifecycle), but no Pod ever runs: the stack's controller manager
 runs no StatefulSet, Job or Deployment controller, so the etcd and the workload apiservers are never
-started and nothing here waits for a Pod. What needs a running etcd Pod (tenants through the
-NodePort, ensure, remove) is checked in tests/unit and by the process runtime's end to end.
+started and nothing here waits for a Pod. Where ensure needs the backing's etcd, a real etcd process
+trusting the backing's etcd CA stands in for the etcd Pod behind its NodePort (fixture backing_etcd).
+NodePorts are really held by the Services lab creates (the apiserver refuses a second Service on a
+port), which is what lab's port hand-out rests on; that kind publishes them on the VM is the
+playbook's part (tests/integration/test_playbooks.py checks the rendered kind config).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import stat
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,7 @@ import yaml
 from _stack import Stack
 
 from lab import naming, pki
-from lab.backing import kind, registry
+from lab.backing import kind, node_ports, registry
 from lab.config import Settings
 from lab.errors import LabError
 from lab.manifests import backing_apiserver as apiserver_manifests
@@ -33,6 +37,8 @@ pytestmark = pytest.mark.slow
 
 BACKING = "b1"
 LAB_NAMESPACES = (etcd_manifests.NAMESPACE, apiserver_manifests.NAMESPACE)
+#: Ports of the dry run and the hand-out tests: far from the default block the other tests use.
+DRY_RUN_PORT = 30099
 
 
 def _wait_gone(stack: Stack, *namespaces: str, timeout: float = 90) -> None:
@@ -70,6 +76,8 @@ def test_add_installs_the_etcd_and_keeps_every_secret_file_private(
 ) -> None:
     assert added.runtime == "kind" and added.capacity == 3
     assert added.spec["node_address"] == "127.0.0.1"
+    # the playbook's default block and etcd port, recorded in the entry
+    assert (added.spec["node_ports"], added.spec["etcd_node_port"]) == ("30000-30099", 32767)
     sts = stack.kubectl_json("get", "statefulset", etcd_manifests.NAME, "-n", etcd_manifests.NAMESPACE)
     assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.k8s.io/etcd:3.6.5-0"
     ext = stack.kubectl_json(
@@ -99,10 +107,10 @@ def test_every_backing_manifest_passes_server_dry_run(
     settings = _settings(stack)
     ca = pki.new_ca("dry-run-etcd-ca")
     server, root = etcd_manifests.certificates(ca, node_addresses=["127.0.0.1"])
-    cp = pki.generate_cluster_pki("test-4242", "127.0.0.1", apiserver_manifests.node_port(4242), ca)
+    cp = pki.generate_cluster_pki("test-4242", "127.0.0.1", DRY_RUN_PORT, ca)
     objs: list[dict[str, Any]] = [
         *kind.etcd_objects(settings, ca, server, root),
-        *apiserver_manifests.objects(settings, cp, 4242),
+        *apiserver_manifests.objects(settings, cp, 4242, DRY_RUN_PORT),
     ]
     doc = {"apiVersion": "v1", "kind": "List", "items": objs}
     out = stack.kubectl("apply", "--dry-run=server", "-o", "name", "-f", "-", input_text=json.dumps(doc))
@@ -129,33 +137,68 @@ def test_list_shows_capacity_use_and_address(stack: Stack, added: registry.Entry
     assert BACKING in table and "127.0.0.1" in table
 
 
-def test_present_counts_clusters_by_label_and_ensure_refuses_a_port_collision(
+def _with_block(entry: registry.Entry, block: str) -> registry.Entry:
+    return registry.Entry(entry.name, entry.runtime, entry.capacity, {**entry.spec, "node_ports": block})
+
+
+def _foreign_service(name: str, port: int) -> dict[str, Any]:
+    """A NodePort Service that is not lab's (no cluster label, another namespace)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"type": "NodePort", "ports": [{"port": 443, "nodePort": port, "protocol": "TCP"}]},
+    }
+
+
+def _taken(stack: Stack) -> set[int]:
+    items = stack.kubectl_json("get", "services", "--all-namespaces")["items"]
+    return {p["nodePort"] for s in items for p in s["spec"].get("ports", []) if p.get("nodePort")}
+
+
+def test_ports_come_from_the_block_and_a_full_block_is_refused_before_any_change(
     stack: Stack, added: registry.Entry
 ) -> None:
-    """A Service of test-1 on the backing: used() sees it; test-2768 needs the same nodePort, so ensure
-    refuses it before anything is created (no PKI, no object)."""
+    """Block 32000-32005 of b1. A Service of test-1 holds 32001 and someone else's 32000: test-1
+    keeps 32001; test-2..5, asked from four threads at once, get the four other ports, each once;
+    test-6 finds the block full. ensure refuses, before creating anything, a cluster on a full block
+    and a cluster whose handed-out port another Service took meanwhile."""
     settings = _settings(stack)
-    svc = apiserver_manifests.service("test-1", 1)
-    stack.kubectl("apply", "-f", "-", input_text=json.dumps(svc))
+    ns = apiserver_manifests.NAMESPACE
+    held = apiserver_manifests.service("test-1", 1, 32001)
+    foreign = _foreign_service("np-foreign", 32000)
+    for o in (held, foreign):
+        stack.kubectl("apply", "-f", "-", input_text=json.dumps(o))
     try:
-        b = kind.KindBacking(settings, added)
+        b = kind.KindBacking(settings, _with_block(added, "32000-32005"))
         assert b.present() == {"test-1"} and b.used() == 1
         rows = json.loads(stack.lab("backing", "list", "-o", "json").stdout)
         assert [r["used"] for r in rows if r["name"] == BACKING] == [1]
-        assert apiserver_manifests.node_port(2768) == apiserver_manifests.node_port(1)
-        with pytest.raises(LabError, match="test-2768 and test-1 both need nodePort 30000"):
-            b.ensure([("test-2768", 2768)])
-        assert not pki.cluster_pki_dir(settings, "test-2768").exists()
-        assert (
-            stack.kubectl(
-                "get", "secret", "test-2768-pki", "-n", apiserver_manifests.NAMESPACE, check=False
-            ).returncode
-            != 0
-        )
+        assert b.endpoint("test-1", 1) == ("127.0.0.1", 32001)
+        names = [(f"test-{i}", i) for i in range(2, 6)]
+        with ThreadPoolExecutor(4) as pool:
+            got = dict(zip([n for n, _ in names], pool.map(lambda c: b.endpoint(*c)[1], names), strict=True))
+        assert sorted(got.values()) == [32002, 32003, 32004, 32005]
+        assert {n: b.endpoint(n, i)[1] for n, i in names} == got  # the same answer every time
+        with pytest.raises(
+            LabError, match=r"^backing b1: NodePort block 32000-32005 is full .* no port for test-6"
+        ):
+            b.endpoint("test-6", 6)
+
+        # someone takes test-2's port before its Service exists: ensure refuses, nothing created
+        stack.kubectl("apply", "-f", "-", input_text=json.dumps(_foreign_service("np-late", got["test-2"])))
+        with pytest.raises(LabError, match="lost the NodePort handed out to them, first test-2"):
+            b.ensure([("test-2", 2), ("test-3", 3)])
+        full = kind.KindBacking(settings, _with_block(added, "32000-32001"))
+        assert full.endpoint("test-1", 1)[1] == 32001
+        with pytest.raises(LabError, match="NodePort block 32000-32001 is full"):
+            full.ensure([("test-7", 7)])
+        for n in ("test-2", "test-3", "test-7"):
+            assert not pki.cluster_pki_dir(settings, n).exists()
+            assert stack.kubectl("get", "secret", f"{n}-pki", "-n", ns, check=False).returncode != 0
     finally:
-        stack.kubectl(
-            "delete", "service", "test-1", "-n", apiserver_manifests.NAMESPACE, "--ignore-not-found"
-        )
+        stack.kubectl("delete", "service", "test-1", "-n", ns, "--ignore-not-found")
+        stack.kubectl("delete", "service", "np-foreign", "np-late", "-n", "default", "--ignore-not-found")
     assert kind.KindBacking(settings, added).used() == 0
 
 
@@ -195,7 +238,9 @@ def test_ensure_and_remove_a_cluster_on_the_backing(
     ns = apiserver_manifests.NAMESPACE
     with pytest.raises(LabError, match="auth is not enabled yet"):
         b.wait_etcd(3)  # what `lab backing add --wait` waits for: the bootstrap Job has not run
+    lowest = min(p for p in node_ports.DEFAULT_BLOCK if p not in _taken(stack))
     try:
+        assert b.endpoint("test-5", 5) == ("127.0.0.1", lowest)  # asked first, as create-clusters does
         b.ensure([("test-5", 5)])
         b.wait_etcd(10)
         b.ensure([("test-5", 5)])  # idempotent
@@ -203,7 +248,18 @@ def test_ensure_and_remove_a_cluster_on_the_backing(
         args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
         assert "--etcd-prefix=/test-5" in args
         svc = stack.kubectl_json("get", "service", "test-5", "-n", ns)
-        assert svc["spec"]["ports"][0]["nodePort"] == b.endpoint("test-5", 5)[1] == 30004
+        assert svc["spec"]["ports"][0]["nodePort"] == b.endpoint("test-5", 5)[1] == lowest
+        # a later run (a new backing object, as after a crash) finds the port its Service holds
+        again = kind.KindBacking(settings, entry)
+        assert again.endpoint("test-5", 5) == ("127.0.0.1", lowest)
+        assert again.endpoint("test-6", 6)[1] == min(
+            p for p in node_ports.DEFAULT_BLOCK if p not in _taken(stack)
+        )
+        kubeconfig = yaml.safe_load(
+            (pki.cluster_pki_dir(settings, "test-5") / "admin.kubeconfig").read_text()
+        )
+        [c] = kubeconfig["clusters"]
+        assert c["cluster"]["server"] == f"https://127.0.0.1:{lowest}"  # what CAPI dials
         stack.kubectl("get", "secret", "test-5-pki", "-n", ns)
         with b.root_etcd() as root:
             assert root.auth_enabled()

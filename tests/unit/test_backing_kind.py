@@ -24,7 +24,7 @@ from lab.kube import Config
 from lab.manifests import backing_apiserver as m
 from lab.manifests import etcd as etcd_manifests
 
-NAME, INDEX = "test-7", 7
+NAME, INDEX, PORT = "test-7", 7, 30042
 NODE = "192.168.111.20"
 
 
@@ -40,12 +40,12 @@ def etcd_ca() -> pki.KeyPair:
 
 @pytest.fixture(scope="module")
 def cluster(etcd_ca: pki.KeyPair) -> pki.ClusterPKI:
-    return pki.generate_cluster_pki(NAME, NODE, m.node_port(INDEX), etcd_ca)
+    return pki.generate_cluster_pki(NAME, NODE, PORT, etcd_ca)
 
 
 @pytest.fixture(scope="module")
 def objs(settings: Settings, cluster: pki.ClusterPKI) -> list[dict[str, Any]]:
-    return m.objects(settings, cluster, INDEX)
+    return m.objects(settings, cluster, INDEX, PORT)
 
 
 def one(objs: list[dict[str, Any]], kind_: str) -> dict[str, Any]:
@@ -113,37 +113,31 @@ def test_service_selects_the_pod_and_targets_its_port(objs: list[dict[str, Any]]
     assert dep["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     assert svc["spec"]["selector"].items() <= pod_labels.items()
     [port] = svc["spec"]["ports"]
-    assert svc["spec"]["type"] == "NodePort" and port["nodePort"] == m.node_port(INDEX)
+    assert svc["spec"]["type"] == "NodePort" and port["nodePort"] == PORT
     assert port["targetPort"] == "https"
     for o in objs:
         assert o["metadata"]["namespace"] == m.NAMESPACE
         assert o["metadata"]["labels"][naming.CLUSTER_LABEL] == NAME
 
 
-def test_endpoint_matches_the_serving_certificate(
-    settings: Settings, etcd_ca: pki.KeyPair, cluster: pki.ClusterPKI
+def test_serving_certificate_names_the_node_and_etcd_is_in_cluster(
+    settings: Settings, cluster: pki.ClusterPKI
 ) -> None:
+    """endpoint() itself hands out ports from a real backing: tests/e2e/test_backing_manifests.py."""
     b = kind.KindBacking(settings, kind.Entry("b1", "kind", 3, {"node_address": NODE}))
-    host, port = b.endpoint(NAME, INDEX)
-    assert (host, port) == (NODE, m.node_port(INDEX))
     san = cluster.apiserver.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert NODE in {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
     assert b.etcd_servers() == [etcd_manifests.client_url()]
-
-
-# --- nodePorts -----------------------------------------------------------------------------
-
-
-def test_node_ports_are_deterministic_in_range_and_never_etcds() -> None:
-    ports = [m.node_port(i) for i in range(1, 10000)]
-    assert ports == [m.node_port(i) for i in range(1, 10000)]
-    assert min(ports) == 30000 and max(ports) == 32766
-    assert etcd_manifests.EXTERNAL_NODE_PORT == 32767 not in ports
-    span = m.NODE_PORT_SPAN
-    assert len(set(ports[:span])) == span  # any run of 2767 consecutive indexes is collision-free
-    assert m.node_port(1) == m.node_port(1 + span)
-    with pytest.raises(ValueError):
-        m.node_port(0)
+    # an entry from before the block was recorded gets the playbook's defaults
+    assert (str(b.block), b.etcd_node_port) == ("30000-30099", 32767)
+    assert b.etcd_endpoint() == f"https://{NODE}:32767"
+    b2 = kind.KindBacking(
+        settings,
+        kind.Entry(
+            "b2", "kind", 3, {"node_address": NODE, "node_ports": "31000-31002", "etcd_node_port": 31003}
+        ),
+    )
+    assert (str(b2.block), b2.etcd_endpoint()) == ("31000-31002", f"https://{NODE}:31003")
 
 
 # --- secrets and files ---------------------------------------------------------------------
@@ -180,7 +174,10 @@ def test_etcd_objects_carry_no_ca_key_and_name_the_node(
     san = server.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert NODE in {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
     [ext] = [o for o in objs if o["metadata"]["name"] == etcd_manifests.EXTERNAL_SERVICE]
-    assert ext["spec"]["ports"][0]["nodePort"] == etcd_manifests.EXTERNAL_NODE_PORT
+    assert ext["spec"]["ports"][0]["nodePort"] == etcd_manifests.EXTERNAL_NODE_PORT == 32767
+    other = kind.etcd_objects(settings, etcd_ca, server, root, 31500)
+    [ext] = [o for o in other if o["metadata"]["name"] == etcd_manifests.EXTERNAL_SERVICE]
+    assert ext["spec"]["ports"][0]["nodePort"] == 31500
     assert {o["metadata"].get("namespace") for o in objs} == {None, etcd_manifests.NAMESPACE}
     assert {o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"} == {
         etcd_manifests.NAMESPACE,
@@ -272,6 +269,30 @@ def test_pod_reason_names_the_cause() -> None:
         (
             ["backing", "add", "b1", "--kubeconfig", "k", "--capacity", "0"],
             "error: --capacity must be at least 1",
+        ),
+        (
+            ["backing", "add", "b1", "--kubeconfig", "k", "--capacity", "101"],
+            "error: capacity 101 exceeds the 100 NodePorts of block 30000-30099",
+        ),
+        (
+            ["backing", "add", "b1", "--kubeconfig", "k", "--node-ports", "30000-30009", "--capacity", "11"],
+            "error: capacity 11 exceeds the 10 NodePorts of block 30000-30009",
+        ),
+        (
+            ["backing", "add", "b1", "--kubeconfig", "k", "--node-ports", "30100"],
+            "error: invalid NodePort block '30100': FIRST-LAST",
+        ),
+        (
+            ["backing", "add", "b1", "--kubeconfig", "k", "--node-ports", "29990-30089"],
+            "error: NodePort block 29990-30089 is outside Kubernetes' NodePort range 30000-32767",
+        ),
+        (
+            ["backing", "add", "b1", "--kubeconfig", "k", "--etcd-node-port", "30050"],
+            "error: etcd NodePort 30050 lies inside the apiservers' NodePort block 30000-30099",
+        ),
+        (
+            ["backing", "add", "b1", "--host", "h", "--node-ports", "30000-30099"],
+            "error: --node-ports and --etcd-node-port go with --kubeconfig",
         ),
         (["backing", "add", "B_1", "--kubeconfig", "k"], "error: invalid backing name 'B_1'"),
         (["backing", "add", "local", "--kubeconfig", "k"], "error: 'local' is the built-in backing"),
