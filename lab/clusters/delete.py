@@ -176,7 +176,10 @@ class Snapshot:
     hosts: dict[str, list[Obj]]  # namespace -> BareMetalHosts
 
     @classmethod
-    def take(cls, mgmt: Client, wanted: set[str]) -> Snapshot:
+    def take(cls, mgmt: Client, wanted: set[str], capi: bool = True, hosts: bool = True) -> Snapshot:
+        """`capi`/`hosts` False: no cluster waits on that step any more, so its kinds are not listed
+        (what is not listed reads as gone, which is what those clusters already saw)."""
+
         def by_ns(items: list[Obj]) -> dict[str, list[Obj]]:
             out: dict[str, list[Obj]] = {}
             for o in items:
@@ -188,14 +191,26 @@ class Snapshot:
         namespaces = {
             ns["metadata"]["name"]: ns for ns in cluster_namespaces(mgmt) if ns["metadata"]["name"] in wanted
         }
-        clusters = {
-            o["metadata"]["namespace"]: o
-            for o in mgmt.list(API_VERSIONS["Cluster"], "Cluster", label_selector=naming.CLUSTER_LABEL)
-            if o["metadata"]["namespace"] in wanted and o["metadata"]["name"] == o["metadata"]["namespace"]
-        }
-        machines = mgmt.list(API_VERSIONS["Cluster"], "Machine", label_selector=CAPI_CLUSTER_LABEL)
-        hosts = mgmt.list(API_VERSIONS["BareMetalHost"], "BareMetalHost", label_selector=naming.CLUSTER_LABEL)
-        return cls(namespaces, clusters, by_ns(machines), by_ns(hosts))
+        clusters: dict[str, Obj] = {}
+        machines: list[Obj] = []
+        if capi:
+            for o in mgmt.list(API_VERSIONS["Cluster"], "Cluster", label_selector=naming.CLUSTER_LABEL):
+                meta = o["metadata"]
+                if meta["namespace"] in wanted and meta["name"] == meta["namespace"]:
+                    clusters[meta["namespace"]] = o
+            machines = mgmt.list(API_VERSIONS["Cluster"], "Machine", label_selector=CAPI_CLUSTER_LABEL)
+        bmhs: list[Obj] = []
+        if capi or hosts:
+            bmhs = mgmt.list(
+                API_VERSIONS["BareMetalHost"], "BareMetalHost", label_selector=naming.CLUSTER_LABEL
+            )
+        return cls(namespaces, clusters, by_ns(machines), by_ns(bmhs))
+
+
+def poll_interval(waiting: int) -> float:
+    """Seconds between passes: POLL, longer with many clusters so the LISTs stay cheap for the
+    management apiserver (1000 clusters: a pass every 5 s)."""
+    return max(POLL, waiting / 200)
 
 
 def _deleting(obj: Mapping[str, Any]) -> bool:
@@ -257,6 +272,8 @@ class Deleter:
     reached: dict[str, set[Phase]] = field(default_factory=dict)
     requested: list[str] = field(default_factory=list)
     _secrets_done: set[str] = field(default_factory=set)
+    #: name -> the step it waits on after the last pass: "capi", "hosts" or "namespace"
+    stage: dict[str, str] = field(default_factory=dict)
     _index: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -360,6 +377,7 @@ class Deleter:
                 if not _deleting(cluster):  # created again behind our back, or a request was lost
                     calls.append(lambda n=name: self.mgmt.delete(API_VERSIONS["Cluster"], "Cluster", n, n))
                 waiting[name] = cluster_hold(cluster, machines)
+                self.stage[name] = "capi"
                 continue
             self.mark_all(name, Phase.cluster_deleted)
             hosts = snap.hosts.get(name, [])
@@ -375,12 +393,14 @@ class Deleter:
                             )
                         )
                 waiting[name] = hosts_hold(hosts)
+                self.stage[name] = "hosts"
                 continue
             if name not in self._secrets_done:
                 calls.append(lambda n=name: self._delete_secrets(n))
             if not _deleting(ns):
                 calls.append(lambda n=name: self.mgmt.delete("v1", "Namespace", n))
             waiting[name] = namespace_hold(ns)
+            self.stage[name] = "namespace"
         self._parallel(calls)
         for backing, names in gone.items():
             self._remove(backing, names)
@@ -412,8 +432,10 @@ class Deleter:
             }
         waiting = self.step(snap)
         while waiting and time.monotonic() < deadline:
-            time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
-            waiting = self.step(Snapshot.take(self.mgmt, set(waiting)))
+            time.sleep(min(poll_interval(len(waiting)), max(0.0, deadline - time.monotonic())))
+            stages = {self.stage[n] for n in waiting}
+            snap = Snapshot.take(self.mgmt, set(waiting), capi="capi" in stages, hosts="hosts" in stages)
+            waiting = self.step(snap)
         return waiting
 
 
