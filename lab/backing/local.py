@@ -308,7 +308,26 @@ class LocalBacking:
         return etcd.ensure_pki(self.settings).ca
 
     def ensure(self, clusters: Sequence[tuple[str, int]]) -> None:
+        self.check_addresses(clusters)
         ensure(self.settings, [i for _n, i in clusters])
+
+    def check_addresses(self, clusters: Sequence[tuple[str, int]]) -> None:
+        """Each new apiserver's loopback address is free: it is fixed by the index, so another lab
+        home on this machine with the same cluster would otherwise cost a 300 s readiness timeout."""
+        from lab.stack.ports import bindable, listener_pid
+
+        mine = running(self.settings)
+        for name, index in clusters:
+            if name in mine:
+                continue
+            host, port = naming.local_endpoint(index)
+            if not bindable(port, host, reuse=True):
+                pid = listener_pid(port, host)
+                owner = f"pid {pid}" if pid else "another process"
+                raise LabError(
+                    f"{host}:{port} for {name} is in use by {owner}: is a cluster of the same index "
+                    "running from another lab home?"
+                )
 
     def wait_ready(self, names: Sequence[str], timeout: float) -> None:
         wait_ready(self.settings, names, timeout)

@@ -35,6 +35,7 @@ class ProgressDisplay:
         err_console.print(
             f"clusters {plan.names[plan.indexes[0]]}..{plan.names[plan.indexes[-1]]}: {plan.summary()}"
         )
+        self.progress.start()  # only now: an error in planning stays one line
 
     def update(self, counts: dict[Phase, int], done: int, total: int) -> None:
         for p, task in self.tasks.items():
@@ -78,10 +79,20 @@ def create_clusters_cmd(
     if not kubeconfig.is_file():
         raise LabError("the management cluster is not set up here (no kubeconfig): run lab up")
     display = ProgressDisplay(count, enabled=output == Output.table)
-    with Client.from_kubeconfig(kubeconfig, parallel=max(parallel, 4)) as client, display.progress:
-        result = create_clusters(
-            settings, client, list(indexes), backing, display, parallel=parallel, wait=wait, timeout=timeout
-        )
+    with Client.from_kubeconfig(kubeconfig, parallel=max(parallel, 4)) as client:
+        try:
+            result = create_clusters(
+                settings,
+                client,
+                list(indexes),
+                backing,
+                display,
+                parallel=parallel,
+                wait=wait,
+                timeout=timeout,
+            )
+        finally:
+            display.progress.stop()
     if output == Output.json:
         print_json(result.as_dict())
     else:

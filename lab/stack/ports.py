@@ -12,6 +12,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from lab.config import Settings
 
 LOOPBACK = "127.0.0.1"
@@ -62,13 +64,29 @@ def ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int, host: str = LOOPBACK, reuse: bool = False) -> bool:
+    """Whether a listener could bind host:port now (reuse: ignore sockets in TIME_WAIT, as servers do)."""
     with socket.socket() as s:
+        if reuse:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((LOOPBACK, port))
+            s.bind((host, port))
         except OSError:
             return False
     return True
+
+
+def listener_pid(port: int, host: str | None = None) -> int | None:
+    """Pid of the process listening on port (on host, when given); None if unknown or not visible."""
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return None
+    for c in conns:
+        listening = c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+        if listening and (host is None or c.laddr.ip in (host, "0.0.0.0", "::")):
+            return c.pid
+    return None
 
 
 def free_block(size: int = 1, floor: int = 20000) -> int:
@@ -83,7 +101,7 @@ def free_block(size: int = 1, floor: int = 20000) -> int:
     rng = random.Random()
     for _ in range(500):
         base = rng.randrange(floor, ceiling - size)
-        if all(_bindable(p) for p in range(base, base + size)):
+        if all(bindable(p) for p in range(base, base + size)):
             return base
     raise RuntimeError(f"no {size} consecutive free ports on {LOOPBACK} below {ceiling}")
 
