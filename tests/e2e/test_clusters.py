@@ -83,7 +83,7 @@ def test_bad_input_is_one_line_and_creates_nothing(stack: Stack) -> None:
     assert stack.kubectl("get", "ns", "-l", "scale-lab.metal3.io/cluster", "-o", "name").stdout == ""
 
 
-def test_create_three_until_available_then_report(stack: Stack) -> None:
+def test_create_three_until_available_then_report(stack: Stack, tmp_path: Path) -> None:
     res = _create(stack, "3", "--start", "1", "--wait")
     names = ["test-1", "test-2", "test-3"]
     assert res["available"] == names and res["stuck"] == {} and res["new"] == names
@@ -96,7 +96,7 @@ def test_create_three_until_available_then_report(stack: Stack) -> None:
             assert m["status"]["nodeRef"]["name"] == m["metadata"]["name"]
     # the workload cluster's own API has the Node the simulator wrote, named after the Machine
     kc = stack.lab("kubeconfig", "test-2").stdout
-    path = stack.home / "test-2.kubeconfig"
+    path = tmp_path / "test-2.kubeconfig"
     path.write_text(kc)
     path.chmod(0o600)
     nodes = json.loads(
