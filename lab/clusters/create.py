@@ -100,6 +100,11 @@ def make_plan(
     rooms = [Room(n, backings[n].capacity, backings[n].used()) for n in chosen]
     new = [i for i in indexes if i not in existing]
     placement = place(new, rooms, existing)
+    for name, b in backings.items():  # e.g. the local backing's fixed loopback addresses
+        check = getattr(b, "check_addresses", None)
+        mine = [(naming.cluster_name(settings.prefix, i), i) for i in new if placement[i] == name]
+        if check is not None and mine:
+            check(mine)
     complete, partial = set(), set()
     for i in existing:
         annotations = namespaces[i]["metadata"].get("annotations") or {}
