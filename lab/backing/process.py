@@ -290,9 +290,9 @@ def register(
         env_file=env_file,
     )
     check_port_range(spec, settings.max_index)
-    existed = registry.load(settings, name) is not None
-    if existed and registry.load(settings, name).runtime != "process":  # type: ignore[union-attr]
-        raise LabError(f"backing {name!r} is registered with another runtime; remove it first")
+    previous = registry.load(settings, name)
+    if previous is not None and previous.runtime != "process":
+        raise LabError(f"backing {name!r} is registered with runtime {previous.runtime}; remove it first")
 
     with tempfile.TemporaryDirectory(prefix="lab-ssh-") as tmp:
         known = registry.backing_dir(settings, name) / KNOWN_HOSTS
@@ -313,7 +313,7 @@ def register(
     try:
         ProcessBacking(settings, entry).up()
     except LabError:
-        if not existed:
+        if previous is None:  # a first registration leaves nothing behind; a CA in use stays
             registry.delete(settings, name)
         raise
     return entry

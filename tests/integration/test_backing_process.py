@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,9 @@ def process_host() -> Iterator[ProcessHost]:
 @pytest.fixture(scope="module")
 def backing(process_host: ProcessHost) -> ProcessBacking:
     h = process_host.host
+    started = time.monotonic()
     entry = register(process_host.settings, "h1", host=h.address, identity=h.client_key, capacity=5)
+    print(f"register (ssh lab --version, then lab host up: etcd started): {time.monotonic() - started:.2f}s")
     b = registry.open_backing(process_host.settings, "h1")
     assert isinstance(b, ProcessBacking) and entry.runtime == "process"
     return b
