@@ -320,11 +320,21 @@ class Provisioned:
 
 
 def provision_process_hosts(
-    hosts: list[NsHost], work: Path, wheel: Path, artifacts: Path, bin_cache: Path, binaries: list[str]
+    hosts: list[NsHost],
+    work: Path,
+    wheel: Path,
+    artifacts: Path,
+    bin_cache: Path,
+    binaries: list[str],
+    *,
+    host_vars: dict[str, dict[str, object]] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Provisioned:
     """Run playbooks/backing-cluster.yml with backing_runtime=process on `hosts` (offline: wheels and
     kubectl from `artifacts`, the given binaries from `bin_cache`). Package, container-runtime and
-    sysctl tasks would change this machine, which the hosts share: off, as in test_playbooks."""
+    sysctl tasks would change this machine, which the hosts share: off, as in test_playbooks.
+    `host_vars` adds variables per host name; `env` is the environment of the controller's tasks
+    (e.g. the LAB_* of a test stack for the registration task)."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise RuntimeError("kubectl must be on PATH (the playbook installs a copy on each host)")
@@ -339,6 +349,7 @@ def provision_process_hosts(
             "ansible_ssh_private_key_file": str(h.client_key),
             "ansible_ssh_common_args": " ".join(h.ssh_args()[:-2]),
             "ansible_remote_tmp": str(h.workdir / "ansible-tmp"),
+            **(host_vars or {}).get(h.name, {}),
         }
         for h in hosts
     }
@@ -358,8 +369,8 @@ def provision_process_hosts(
     inventory = work / "inventory.yml"
     body = {"all": {"vars": lab_vars, "children": {"backing": {"hosts": members}}}}
     inventory.write_text(yaml.safe_dump(body, sort_keys=False))
-    env = {
-        **os.environ,
+    ansible_env = {
+        **(os.environ if env is None else env),
         "ANSIBLE_HOME": str(work / "ansible-home"),
         "ANSIBLE_LOCAL_TEMP": str(work / "ansible-local"),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(work / "cp"),
@@ -372,7 +383,7 @@ def provision_process_hosts(
         res = subprocess.run(
             [ansible_playbook(), "-i", str(inventory), str(PLAYBOOK)],
             cwd=REPO,
-            env=env,
+            env=ansible_env,
             capture_output=True,
             text=True,
             timeout=1200,

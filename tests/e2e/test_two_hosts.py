@@ -1,7 +1,8 @@
 """Scale-out with the `process` runtime, end to end: the session's local management stack, two
-network-namespace SSH hosts (tests/netns_hosts.py) provisioned by playbooks/backing-cluster.yml,
-registered with `lab backing add NAME --host ...`, four clusters created across both and brought to
-Available by the real controllers, then deleted leaving nothing on either host.
+network-namespace SSH hosts (tests/netns_hosts.py) provisioned by playbooks/backing-cluster.yml and
+registered (h1 with `lab backing add NAME --host ...`, h2 by the playbook's own registration task,
+backing_register), four clusters created across both and brought to Available by the real
+controllers, then deleted leaving nothing on either host.
 
 Issue 6 says `--start 1`; indexes are shared by every e2e test of one session (one management
 cluster), and test_clusters.py owns 1-6, so this module uses 960-963. Its `delete-clusters --all`
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -77,8 +79,19 @@ def hosts(stack: Stack) -> Iterator[list[Host]]:
         wheels_s = time.monotonic() - started
         with namespace_hosts(2, work / "h") as ns:
             made = [Host(f"h{i}", h) for i, h in enumerate(ns, start=1)]
-            cold = provision_process_hosts(ns, work, wheel, artifacts, settings.bin_dir, binaries)
-            warm = provision_process_hosts(ns, work, wheel, artifacts, settings.bin_dir, binaries)
+            # h2 is registered by the playbook's own task (on the controller, with the stack's
+            # LAB_* environment); h1 by `lab backing add` in the first test.
+            register = {
+                ns[1].name: {
+                    "backing_register": True,
+                    "backing_name": "h2",
+                    "backing_capacity": 4,
+                    "backing_lab_command": [sys.executable, "-m", "lab"],
+                }
+            }
+            args = (ns, work, wheel, artifacts, settings.bin_dir, binaries)
+            cold = provision_process_hosts(*args, host_vars=register, env=stack.env)
+            warm = provision_process_hosts(*args, host_vars=register, env=stack.env)
             print(
                 f"two hosts: lab wheels {wheels_s:.1f}s, playbook cold {cold.seconds:.1f}s {cold.recap}, "
                 f"warm {warm.seconds:.1f}s {warm.recap}"
@@ -119,7 +132,10 @@ def _backing(stack: Stack, h: Host) -> ProcessBacking:
 
 
 def test_register_both_hosts(stack: Stack, hosts: list[Host]) -> None:
-    for h in hosts:
+    h1, h2 = hosts
+    # the playbook registered h2 (its registration task ran in the cold run, was skipped in the warm)
+    assert registry.load(_settings(stack), h2.name) is not None
+    for h in [h1]:
         stack.lab(
             "backing",
             "add",
