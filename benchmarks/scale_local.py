@@ -77,6 +77,9 @@ def main() -> int:
     ap.add_argument("--parallel", type=int, default=10)
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--out", type=Path, default=Path("scale_local.json"))
+    ap.add_argument(
+        "--first", type=int, default=1, help="index of the first cluster (local addresses follow the index)"
+    )
     args = ap.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
 
@@ -93,7 +96,7 @@ def main() -> int:
     if up.returncode != 0:
         print(up.stderr, file=sys.stderr)
         return 1
-    have, rss = 0, DEFAULT_APISERVER_RSS
+    have, rss, base = 0, DEFAULT_APISERVER_RSS, args.first - 1
     try:
         for target in steps:
             new = target - have
@@ -110,7 +113,7 @@ def main() -> int:
                 "create-clusters",
                 str(new),
                 "--start",
-                str(have + 1),
+                str(base + have + 1),
                 "--parallel",
                 str(args.parallel),
                 "--timeout",
