@@ -21,6 +21,7 @@ binary cache holds two small files the test writes in lab's cache layout, only c
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -36,6 +37,7 @@ import yaml
 from netns_hosts import NsHost, namespace_hosts, unavailable_reason
 
 from lab import versions
+from lab.backing import node_ports
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "backing-cluster.yml"
@@ -295,11 +297,19 @@ def test_rendered_kind_config(lab: Lab, converged: dict[str, str]) -> None:
     assert "image" not in node  # the kind release's default node image unless one is pinned
     (patch,) = node["kubeadmConfigPatches"]
     assert yaml.safe_load(patch) == {"kind": "KubeletConfiguration", "maxPods": 250}
+    # kind opens NodePorts on its node container only: the VM gets what is published, the block
+    # lab hands apiserver ports out of (lab backing add's default) and etcd's port
     ports = node["extraPortMappings"]
-    assert [p["containerPort"] for p in ports] == list(range(30000, 30100))
+    block = node_ports.DEFAULT_BLOCK
+    assert [p["containerPort"] for p in ports] == [*block, node_ports.DEFAULT_ETCD_NODE_PORT]
     assert all(p["hostPort"] == p["containerPort"] and p["listenAddress"] == kind_host.address for p in ports)
-    # runtime process renders no kind config
+    assert {p["protocol"] for p in ports} == {"TCP"}
+    # docker publishes them by iptables DNAT, not one docker-proxy process each; merged, not replaced
+    daemon = json.loads((kind_host.root / "etc/docker/daemon.json").read_text())
+    assert daemon == {"userland-proxy": False}
+    # runtime process renders no kind config and leaves docker alone
     assert not (process_host.root / "etc/metal3-scale-lab/kind-config.yaml").exists()
+    assert not (process_host.root / "etc/docker").exists()
 
 
 def test_host_files_land_under_each_host_root(lab: Lab, converged: dict[str, str]) -> None:
@@ -375,6 +385,9 @@ def test_container_runtime_and_kind_cluster_in_check_mode(lab: Lab, converged: d
         _task_results(out, "backing_host : Start the container runtime at boot and now")["labh1"]
         == "skipping"
     )
+    # docker's daemon.json was written by converge: check mode predicts no change, restarts nothing
+    assert _task_results(out, "backing_kind : Turn docker's userland proxy off")["labh1"] == "ok"
+    assert "RUNNING HANDLER [backing_kind : Restart docker]" not in out
     # kind is never executed in check mode; the create/kubeconfig tasks are gated, not failing
     assert _task_results(out, "backing_kind : List the kind clusters on the host")["labh1"] == "skipping"
     assert _task_results(out, "backing_kind : Create the kind cluster")["labh1"] == "skipping"
@@ -389,6 +402,18 @@ def test_container_runtime_and_kind_cluster_in_check_mode(lab: Lab, converged: d
             "labh1: internal_ip must be the host's IP address on the network the management cluster reaches, got not-an-ip",
         ),
         ('{"backing_runtime": "vm"}', "labh1: backing_runtime must be kind or process, got vm"),
+        (
+            '{"backing_kind_node_port_count": 2800}',
+            "labh1: NodePorts 30000-32799 for apiservers and 32767 for etcd must lie in 30000-32767",
+        ),
+        (
+            '{"backing_kind_node_port_count": 99}',
+            "the block must hold backing_capacity (100) apiservers",
+        ),
+        (
+            '{"backing_kind_etcd_node_port": 30050}',
+            "labh1: NodePorts 30000-30099 for apiservers and 30050 for etcd must lie",
+        ),
         (
             '{"backing_offline": false, "backing_kind_version": ""}',
             "online installs download kubectl and kind by version: set backing_kubernetes_version",
