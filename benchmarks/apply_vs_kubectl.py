@@ -4,7 +4,7 @@
 
 One fresh etcd + kube-apiserver (the integration tests' fixture; binaries from the shared build
 cache), every CAPI/CAPM3/IPAM/BMO CRD installed, then the real objects of N workload clusters
-(lab.manifests: 17 objects each) submitted twice over, to the same apiserver:
+(lab.manifests, every object of each cluster) submitted twice over, to the same apiserver:
 
 - kubectl: one `kubectl apply --server-side -f -` per cluster, clusters one after another (one
   process per cluster is already kinder to kubectl than the seed scripts' several calls per cluster);
