@@ -147,8 +147,10 @@ def leftovers(
 
 
 def known_backings(settings: Settings, targets: Sequence[Target]) -> dict[str, Backing]:
-    """Every backing a cluster may live on: local, the registered ones, and those the namespaces name."""
-    names = [naming.LOCAL_BACKING, *(e.name for e in entries(settings)), *(t.backing for t in targets)]
+    """Every backing a cluster may live on: local (in local mode), the registered ones, and those the
+    namespaces name. A registered backing that cannot be reached fails the delete before it starts."""
+    local = [naming.LOCAL_BACKING] if settings.mode == "local" else []
+    names = [*local, *(e.name for e in entries(settings)), *(t.backing for t in targets)]
     return {n: open_backing(settings, n) for n in dict.fromkeys(names)}
 
 

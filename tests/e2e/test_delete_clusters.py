@@ -147,6 +147,7 @@ def test_deleting_again_is_nothing_to_do(stack: Stack, clusters: config.Settings
 def test_delete_all_sweeps_the_leftover(stack: Stack, clusters: config.Settings) -> None:
     res = _delete(stack, "--all", "--wait")
     assert "test-902" in res["leftovers"] and "test-902" in res["deleted"] and res["pending"] == {}
-    assert residue(clusters, None) == {}
+    assert residue(clusters, NAMES) == {}
+    assert residue(clusters, None) == {}  # --all: nothing of any cluster of this stack either
     data = json.loads(stack.lab("status", "-o", "json").stdout)
     assert data["clusters"] == [] and sum(data["clusters_by_phase"].values()) == 0
