@@ -6,7 +6,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -16,6 +16,9 @@ from lab.cli._output import Output, OutputOption, console, err_console, print_js
 from lab.cli.app import app
 from lab.errors import LabError
 from lab.stack import mgmt, status, up
+
+if TYPE_CHECKING:
+    from lab.clusters.inventory import ClusterInfo
 
 
 def _human_bytes(n: int | None) -> str:
@@ -85,7 +88,7 @@ def down_cmd(
 _WORKLOAD_PREFIX = "wkl-"
 
 
-def _clusters(settings: config.Settings) -> tuple[list[Any] | None, str | None]:
+def _clusters(settings: config.Settings) -> tuple[list[ClusterInfo] | None, str | None]:
     """(clusters, None), or (None, why) when the management API does not answer."""
     from lab.clusters.inventory import list_clusters
     from lab.kube import Client

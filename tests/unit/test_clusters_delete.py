@@ -247,3 +247,46 @@ def test_rerun_after_a_crash_picks_up_from_what_it_sees(settings: config.Setting
     assert mgmt.calls == [] and deleter.requested == []
     assert backing.removed == [["test-4"]] and deleter.done() == ["test-4"]
     assert Phase.delete_requested in deleter.reached["test-1"]
+
+
+class ListingMgmt:
+    """Answers LISTs from canned items and remembers which kinds were asked for."""
+
+    def __init__(self, items: dict[str, list[Obj]]) -> None:
+        self.items = items
+        self.listed: list[str] = []
+
+    def list(self, api_version: str, kind: str, **_kw: Any) -> list[Obj]:
+        self.listed.append(kind)
+        return self.items.get(kind, [])
+
+
+def test_a_pass_lists_only_the_kinds_some_cluster_still_waits_on() -> None:
+    items = {
+        "Namespace": [_ns("test-1"), _ns("test-2")],
+        "Cluster": [
+            {"metadata": {"name": "test-1", "namespace": "test-1"}},
+            {"metadata": {"name": "other", "namespace": "test-1"}},
+        ],
+        "Machine": [
+            {"metadata": {"name": "m", "namespace": "test-1"}},
+            {"metadata": {"name": "m", "namespace": "x"}},
+        ],
+        "BareMetalHost": [{"metadata": {"name": "h", "namespace": "test-2"}}],
+    }
+    mgmt = ListingMgmt(items)
+    snap = d.Snapshot.take(mgmt, {"test-1", "test-2"})  # type: ignore[arg-type]
+    assert mgmt.listed == ["Namespace", "Cluster", "Machine", "BareMetalHost"]
+    assert list(snap.clusters) == ["test-1"] and snap.clusters["test-1"]["metadata"]["name"] == "test-1"
+    assert list(snap.machines) == ["test-1"] and list(snap.hosts) == ["test-2"]
+    mgmt.listed.clear()
+    snap = d.Snapshot.take(mgmt, {"test-2"}, capi=False, hosts=True)  # type: ignore[arg-type]
+    assert mgmt.listed == ["Namespace", "BareMetalHost"] and snap.clusters == {}
+    mgmt.listed.clear()
+    d.Snapshot.take(mgmt, {"test-2"}, capi=False, hosts=False)  # type: ignore[arg-type]
+    assert mgmt.listed == ["Namespace"]
+
+
+def test_passes_slow_down_with_many_clusters() -> None:
+    assert d.poll_interval(3) == d.POLL
+    assert d.poll_interval(1000) == 5.0
