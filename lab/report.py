@@ -48,7 +48,9 @@ class BatchRow:
     last: int
     clusters: int
     done: int  # clusters of this batch that reached the final phase
-    done_at: float | None  # seconds from run start when the batch's last cluster was done; None if not all
+    #: seconds from run start until every cluster of this batch AND the batches before it was done
+    #: ("clusters 1-30 in M minutes"); None while any is not
+    done_at: float | None
     step: float | None  # seconds from the previous batch's done_at (from run start for the first)
 
 
@@ -153,6 +155,10 @@ def build(
         chunk = by_index[start : start + batch_size]
         finals = [ts[final] for _n, (_i, ts) in chunk if final in ts]
         done_at = max(finals) - run.started if len(finals) == len(chunk) else None
+        if done_at is not None and previous_done is not None:
+            done_at = max(done_at, previous_done)  # a later batch that finished first waited for none
+        elif previous_done is None:
+            done_at = None
         step = done_at - previous_done if done_at is not None and previous_done is not None else None
         batches.append(BatchRow(chunk[0][1][0], chunk[-1][1][0], len(chunk), len(finals), done_at, step))
         previous_done = done_at

@@ -188,3 +188,15 @@ def test_workload_apiservers_are_one_row_of_per_process_medians() -> None:
     w = rows[report.WORKLOAD_ROW]
     assert (w.processes, w.samples, w.rss_bytes, w.cpu_percent) == (3, 3, 2**20 * 190, 2.0)
     assert rows["kube-apiserver"].processes == 1
+
+
+def test_batch_times_are_cumulative_even_when_a_later_batch_finishes_first() -> None:
+    events = []
+    for i, done in [(1, 100.0), (2, 200.0), (3, 150.0), (4, 160.0)]:
+        events += [
+            Event(f"test-{i}", i, Phase.applied, T0),
+            Event(f"test-{i}", i, Phase.cluster_available, T0 + done),
+        ]
+    b1, b2 = report.build(_run(), events, batch_size=2).batches
+    assert (b1.done_at, b1.step) == (200.0, 200.0)
+    assert (b2.done_at, b2.step) == (200.0, 0.0)  # 3-4 were done at 160 s but 1-4 only at 200 s
