@@ -11,7 +11,8 @@ What runs in --check only: the apt and container-runtime tasks (against this mac
 install) and the kind-cluster tasks (kind create, kind get kubeconfig, fetch), which need docker.
 Ansible's command module does not execute in check mode, so those kind tasks are reported skipped:
 this proves they are check-mode safe and correctly gated, not that kind accepts the config; the
-rendered config is checked by parsing it instead.
+rendered config is checked by kind's own loader and validator instead (built from the pinned kind
+module), and by parsing it.
 
 Stand-ins: the artifacts directory's `kind` is a small file the test writes, only ever copied (never
 executed); `kubectl` is this machine's real kubectl, and the verify step runs it on the host. The
@@ -284,9 +285,78 @@ def test_molecule_converges_and_second_run_changes_nothing(lab: Lab, converged: 
     assert {h: r["changed"] for h, r in second.items()} == {"labh1": 0, "labh2": 0}
 
 
-def test_rendered_kind_config(lab: Lab, converged: dict[str, str]) -> None:
+#: kind's own config loader (strict v1alpha4 decoding, defaults) and validator (port mappings: no
+#: duplicate address/port/protocol, valid listen address and port), as `kind create cluster` runs
+#: them first. pkg/internal is importable from inside the kind module only: built in a copy of it.
+_KIND_VALIDATE = """package main
+
+import (
+	"fmt"
+	"os"
+
+	"sigs.k8s.io/kind/pkg/internal/apis/config/encoding"
+)
+
+func main() {
+	cfg, err := encoding.Load(os.Args[1])
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, n := range cfg.Nodes {
+		fmt.Println(n.Role, len(n.ExtraPortMappings))
+	}
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def kind_validate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built from the pinned kind module (Go module proxy, never committed). Cold: a minute or two."""
+    from lab import gomod
+    from lab.config import Settings
+
+    version = Settings(home=Path("/nonexistent")).versions.kind
+    src = tmp_path_factory.mktemp("kind") / "src"
+    shutil.copytree(gomod.component_dir("kind", version), src)
+    for root, dirs, _files in os.walk(src):  # the module cache is read-only
+        for d in [root, *(os.path.join(root, d) for d in dirs)]:
+            os.chmod(d, os.stat(d).st_mode | 0o200)
+    (src / "pkg" / "labvalidate").mkdir()
+    (src / "pkg" / "labvalidate" / "main.go").write_text(_KIND_VALIDATE)
+    out = src.parent / "validate"
+    run = subprocess.run(
+        [gomod.go_binary(), "build", "-o", str(out), "./pkg/labvalidate"],
+        cwd=src,
+        env=gomod.go_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out
+
+
+def test_rendered_kind_config(lab: Lab, converged: dict[str, str], kind_validate: Path) -> None:
     kind_host, process_host = lab.hosts
     path = kind_host.root / "etc/metal3-scale-lab/kind-config.yaml"
+    run = subprocess.run([str(kind_validate), str(path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["control-plane", str(node_ports.DEFAULT_BLOCK.size + 1)]
+    # the validator can fail: the same mapping twice is refused
+    doubled = yaml.safe_load(path.read_text())
+    doubled["nodes"][0]["extraPortMappings"].append(doubled["nodes"][0]["extraPortMappings"][0])
+    (lab.kubeconfigs.parent / "doubled.yaml").write_text(yaml.safe_dump(doubled))
+    run = subprocess.run(
+        [str(kind_validate), str(lab.kubeconfigs.parent / "doubled.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1 and "port mapping with same listen address, port and protocol" in run.stderr
     cfg = yaml.safe_load(path.read_text())
     assert cfg["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     assert cfg["kind"] == "Cluster"
