@@ -335,23 +335,32 @@ class LocalBacking:
     def remove(self, names: Sequence[str]) -> None:
         remove(self.settings, names)
 
-    def present(self) -> set[str]:
-        """Clusters of this prefix with a program file, an etcd tenant or a directory under lab home."""
+    def _running_or_stored(self) -> set[str]:
+        """Clusters with a program file or an etcd tenant here."""
         from lab import etcd
         from lab.etcd import tenants
         from lab.stack.supervise import programs_dir
 
-        prefix = self.settings.prefix
-        ours = lambda n: naming.parse_index(prefix, n) is not None  # noqa: E731
         found = {
             p.stem.removeprefix(PROGRAM_PREFIX)
             for p in programs_dir(self.settings).glob(f"{PROGRAM_PREFIX}*.conf")
         }
-        if self.settings.clusters_dir.is_dir():
-            found |= {d.name for d in self.settings.clusters_dir.iterdir() if d.is_dir()}
         with etcd.root_client(self.settings) as root:
             found |= {t.name for t in tenants.list_tenants(root)}
-        return {n for n in found if ours(n)}
+        return {n for n in found if naming.parse_index(self.settings.prefix, n) is not None}
+
+    def present(self) -> set[str]:
+        """Clusters of this prefix with a program file, an etcd tenant or a directory under lab home
+        (clusters/ holds the PKI of every backing's clusters: delete --all sweeps orphaned ones here)."""
+        found = self._running_or_stored()
+        if self.settings.clusters_dir.is_dir():
+            found |= {
+                d.name
+                for d in self.settings.clusters_dir.iterdir()
+                if d.is_dir() and naming.parse_index(self.settings.prefix, d.name) is not None
+            }
+        return found
 
     def used(self) -> int:
-        return len(self.present())
+        """Programs and tenants only: clusters/ also holds the PKI of clusters on other backings."""
+        return len(self._running_or_stored())
