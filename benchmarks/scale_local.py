@@ -136,6 +136,7 @@ def main() -> int:
             if summary["apiserver_rss_mib"]:
                 rss = int(summary["apiserver_rss_mib"] * 2**20)
             if out.returncode != 0:
+                summary["stderr_tail"] = out.stderr.strip().splitlines()[-3:]
                 results["stopped"] = f"step {target} did not finish: {out.stderr.strip().splitlines()[-1:]}"
                 break
         started = time.monotonic()
@@ -144,6 +145,7 @@ def main() -> int:
             "clusters": have,
             "seconds": round(time.monotonic() - started, 1),
             "exit": d.returncode,
+            "stderr_tail": d.stderr.strip().splitlines()[-3:],
         }
         if d.returncode == 0:
             rep = json.loads(lab(env, "report", "--format", "json").stdout)
@@ -152,7 +154,8 @@ def main() -> int:
                 for p in rep["phases"]
             }
     finally:
-        lab(env, "down", "--purge", timeout=600)
+        down = lab(env, "down", "--purge", timeout=1200)
+        results["down"] = {"exit": down.returncode, "stderr_tail": down.stderr.strip().splitlines()[-2:]}
         args.out.write_text(json.dumps(results, indent=2))
     print(f"\nmachine: {facts}")
     print(
