@@ -389,7 +389,11 @@ def down(settings: Settings, purge: bool = False) -> bool:
     sup = Supervisor(settings)
     was_running = sup.alive()
     if was_running:
-        sup.shutdown()
+        from lab.backing.local import running
+
+        # supervisord stops programs one at a time, ~1 s per workload apiserver (stopping them
+        # together made each wait for its 30 s SIGKILL instead): allow for that
+        sup.shutdown(timeout=60.0 + 2.0 * len(running(settings, sup)))
     if purge:
         for path in purge_paths(settings):
             if path.is_dir() and not path.is_symlink():
