@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab import config
 from lab.config import default_home
 from lab.stack.ports import BLOCK, free_block
 
@@ -36,6 +37,16 @@ class Stack:
         if check and out.returncode != 0:
             raise AssertionError(f"lab {' '.join(args)} exited {out.returncode}: {out.stderr.strip()}")
         return out
+
+    def settings(self) -> config.Settings:
+        """The stack's settings, as lab itself loads them from its LAB_* environment."""
+        import pytest
+
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in self.env.items():
+                if k.startswith("LAB_"):
+                    mp.setenv(k, v)
+            return config.load()
 
     def kubectl(
         self, *args: str, input_text: str | None = None, check: bool = True, timeout: float = 120

@@ -37,14 +37,6 @@ WORKER_TIMEOUT = 240.0
 DELETE_TIMEOUT = 300.0
 
 
-def _settings(stack: Stack) -> config.Settings:
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in stack.env.items():
-            if k.startswith("LAB_"):
-                mp.setenv(k, v)
-        return config.load()
-
-
 def _wait(what: str, check: Any, timeout: float, interval: float = 1.0) -> Any:
     deadline = time.monotonic() + timeout
     last = None
@@ -96,7 +88,7 @@ def _delete_and_wait(settings: config.Settings, client: Client, name: str) -> No
 
 @pytest.fixture(scope="module")
 def made(stack: Stack) -> Iterator[Made]:
-    settings = _settings(stack)
+    settings = stack.settings()
     name = naming.cluster_name(settings.prefix, INDEX)
     client = Client.from_kubeconfig(mgmt.admin_kubeconfig_path(settings), parallel=8)
     try:

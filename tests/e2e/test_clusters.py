@@ -17,22 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import pytest
 from _stack import Stack
 
-from lab import config
 from lab.clusters.residue import residue
 
 CREATE_TIMEOUT = 600
 WAIT = "480"
-
-
-def _settings(stack: Stack) -> config.Settings:
-    env = {k: v for k, v in stack.env.items() if k.startswith("LAB_")}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        return config.load()
 
 
 def _create(stack: Stack, *args: str) -> dict[str, Any]:
@@ -67,7 +57,7 @@ def _apiserver_pids(names: list[str]) -> dict[str, list[int]]:
 
 
 def test_bad_input_is_one_line_and_creates_nothing(stack: Stack) -> None:
-    settings = _settings(stack)
+    settings = stack.settings()
     for args, expected in [
         (("0",), "count must be at least 1"),
         (("1", "--start", "0"), "start index must be at least 1"),
@@ -165,7 +155,7 @@ def test_kill_mid_create_then_rerun_converges_without_leaks(stack: Stack) -> Non
 def test_delete_all_leaves_no_residue(stack: Stack) -> None:
     names = [f"test-{i}" for i in range(1, 7)]
     stack.lab("delete-clusters", "--all", "--wait", timeout=CREATE_TIMEOUT)
-    settings = _settings(stack)
+    settings = stack.settings()
     assert residue(settings, names) == {}
     assert residue(settings, None) == {}
     assert stack.kubectl("get", "ns", "-l", "scale-lab.metal3.io/cluster", "-o", "name").stdout == ""

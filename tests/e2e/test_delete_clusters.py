@@ -30,14 +30,6 @@ AVAILABLE_TIMEOUT = 480.0
 DELETE_TIMEOUT = "420"
 
 
-def _settings(stack: Stack) -> config.Settings:
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in stack.env.items():
-            if k.startswith("LAB_"):
-                mp.setenv(k, v)
-        return config.load()
-
-
 def _wait(what: str, check: Any, timeout: float, interval: float = 1.0, last: object = None) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -54,7 +46,7 @@ def _wait(what: str, check: Any, timeout: float, interval: float = 1.0, last: ob
 @pytest.fixture(scope="module")
 def clusters(stack: Stack) -> Iterator[config.Settings]:
     """test-900..902 created by the library and Available; whatever a test leaves is deleted after."""
-    settings = _settings(stack)
+    settings = stack.settings()
     client = Client.from_kubeconfig(mgmt.admin_kubeconfig_path(settings), parallel=8)
     try:
         ca = render.etcd_ca(settings)

@@ -30,7 +30,7 @@ import pytest
 from _stack import Stack
 from netns_hosts import NsHost, build_lab_wheels, namespace_hosts, provision_process_hosts, unavailable_reason
 
-from lab import build, config
+from lab import build
 from lab.backing import registry
 from lab.backing.process import ProcessBacking
 from lab.clusters.residue import residue
@@ -52,21 +52,13 @@ class Host:
         return self.ns.root / HOST_HOME
 
 
-def _settings(stack: Stack) -> config.Settings:
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in stack.env.items():
-            if k.startswith("LAB_"):
-                mp.setenv(k, v)
-        return config.load()
-
-
 @pytest.fixture(scope="module")
 def hosts(stack: Stack) -> Iterator[list[Host]]:
     reason = unavailable_reason()
     if reason:
         print(f"skipping the two-host end to end: {reason}")
         pytest.skip(reason)
-    settings = _settings(stack)
+    settings = stack.settings()
     targets = ("etcd", "kube-apiserver")
     paths = build.ensure(settings, list(targets), log=print)  # cached by lab up already
     binaries = [str(paths[t].relative_to(settings.bin_dir)) for t in targets]
@@ -125,7 +117,7 @@ def _apiservers(h: Host) -> dict[str, str]:
 
 
 def _backing(stack: Stack, h: Host) -> ProcessBacking:
-    settings = _settings(stack)
+    settings = stack.settings()
     entry = registry.load(settings, h.name)
     assert entry is not None
     return ProcessBacking(settings, entry)
@@ -134,7 +126,7 @@ def _backing(stack: Stack, h: Host) -> ProcessBacking:
 def test_register_both_hosts(stack: Stack, hosts: list[Host]) -> None:
     h1, h2 = hosts
     # the playbook registered h2 (its registration task ran in the cold run, was skipped in the warm)
-    assert registry.load(_settings(stack), h2.name) is not None
+    assert registry.load(stack.settings(), h2.name) is not None
     for h in [h1]:
         stack.lab(
             "backing",
@@ -209,7 +201,7 @@ def test_delete_all_leaves_nothing_on_either_host(stack: Stack, hosts: list[Host
     started = time.monotonic()
     stack.lab("delete-clusters", "--all", "--wait", timeout=CREATE_TIMEOUT)
     print(f"delete-clusters --all on two hosts: {time.monotonic() - started:.1f}s")
-    settings = _settings(stack)
+    settings = stack.settings()
     assert residue(settings, NAMES) == {}
     for h in hosts:
         b = _backing(stack, h)
