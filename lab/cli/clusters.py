@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lab import config, naming
-from lab.cli._output import Output, OutputOption, err_console, print_json
+from lab.cli._output import Output, OutputOption, err_console, phase_progress, print_json
 from lab.cli.app import app
 from lab.clusters import create
 from lab.errors import LabError, UsageError
@@ -21,14 +20,7 @@ class ProgressDisplay:
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.total = total
-        self.progress = Progress(
-            TextColumn("{task.description:<18}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=not enabled,
-        )
+        self.progress = phase_progress(enabled)
         self.tasks = {p: self.progress.add_task(p.value, total=total) for p in PHASES[RunKind.create]}
 
     def planned(self, plan: create.Plan) -> None:

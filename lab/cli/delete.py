@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lab import config, naming
-from lab.cli._output import Output, OutputOption, err_console, print_json
+from lab.cli._output import Output, OutputOption, err_console, phase_progress, print_json
 from lab.cli.app import app
 from lab.errors import LabError, UsageError
 from lab.records import PHASES, Phase, RunKind
@@ -39,14 +38,7 @@ class ProgressDisplay:
     """One bar per delete phase: how many clusters have reached it."""
 
     def __init__(self, enabled: bool) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description:<18}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=not enabled,
-        )
+        self.progress = phase_progress(enabled)
         self.tasks: dict[Phase, int] = {}
 
     def planned(self, plan: Plan) -> None:
