@@ -393,20 +393,11 @@ class KindBacking:
             client.apply(rest)
 
     def wait_ready(self, names: Sequence[str], timeout: float) -> None:
-        """/readyz through each cluster's NodePort with its admin kubeconfig (local.is_ready), as CAPI
-        will reach it; on timeout the Pod's own reason (image pull, crash loop) names the cause."""
-        pending = list(names)
-        deadline = time.monotonic() + timeout
-        while pending:
-            pending = [n for n in pending if not local.is_ready(self.settings, n)]
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                raise LabError(
-                    f"{len(pending)} workload apiserver(s) on backing {self.name} not ready within "
-                    f"{timeout:.0f}s, first {pending[0]}: {self._why(pending[0])}"
-                )
-            time.sleep(1.0)
+        """/readyz through each cluster's NodePort with its admin kubeconfig, as CAPI will reach it;
+        on timeout the Pod's own reason (image pull, crash loop) names the cause."""
+        local.wait_ready(
+            self.settings, names, timeout, why=self._why, where=f" on backing {self.name}", interval=1.0
+        )
 
     def _why(self, cluster: str) -> str:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -258,8 +258,18 @@ def is_ready(settings: Settings, name: str, timeout: float = 5.0) -> bool:
         pool.clear()
 
 
-def wait_ready(settings: Settings, names: Iterable[str], timeout: float = READY_TIMEOUT) -> None:
-    """Until every named apiserver answers /readyz; fails with the log's last line of the first laggard."""
+def wait_ready(
+    settings: Settings,
+    names: Iterable[str],
+    timeout: float = READY_TIMEOUT,
+    *,
+    why: Callable[[str], str] | None = None,
+    where: str = "",
+    interval: float = 0.5,
+) -> None:
+    """Until every named apiserver answers /readyz with its admin kubeconfig, probed from here as the
+    management cluster will. On timeout the error names the first laggard and `why` it lags (default:
+    the last line of its local log); every backing shares this loop and brings its own `why`."""
     pending = list(names)
     deadline = time.monotonic() + timeout
     while pending:
@@ -267,12 +277,17 @@ def wait_ready(settings: Settings, names: Iterable[str], timeout: float = READY_
         if not pending:
             return
         if time.monotonic() > deadline:
-            log = log_file(settings, program_name(pending[0]))
+            reason = (why or (lambda n: _log_reason(settings, n)))(pending[0])
             raise LabError(
-                f"{len(pending)} workload apiserver(s) not ready within {timeout:.0f}s, first {pending[0]}: "
-                f"{_last_line(log)} (log: {log})"
+                f"{len(pending)} workload apiserver(s){where} not ready within {timeout:.0f}s, "
+                f"first {pending[0]}: {reason}"
             )
-        time.sleep(0.5)
+        time.sleep(interval)
+
+
+def _log_reason(settings: Settings, name: str) -> str:
+    log = log_file(settings, program_name(name))
+    return f"{_last_line(log)} (log: {log})"
 
 
 def _last_line(path: Path) -> str:

@@ -179,22 +179,15 @@ class ProcessBacking:
     def wait_ready(self, names: Sequence[str], timeout: float) -> None:
         """Probe /readyz from here, as the management cluster will, with each cluster's admin
         kubeconfig; on timeout one ssh fetches the first laggard's last log line."""
-        pending = list(names)
-        deadline = time.monotonic() + timeout
-        while pending:
-            pending = [n for n in pending if not local.is_ready(self.settings, n)]
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                try:
-                    last = self.run(["host", "log", pending[0]], timeout=60).strip()
-                except LabError as e:
-                    last = f"(log unavailable: {e})"
-                raise LabError(
-                    f"{len(pending)} workload apiserver(s) on backing {self.name} not ready within "
-                    f"{timeout:.0f}s, first {pending[0]}: {last}"
-                )
-            time.sleep(0.5)
+        local.wait_ready(
+            self.settings, names, timeout, why=self._last_log_line, where=f" on backing {self.name}"
+        )
+
+    def _last_log_line(self, cluster: str) -> str:
+        try:
+            return self.run(["host", "log", cluster], timeout=60).strip()
+        except LabError as e:
+            return f"(log unavailable: {e})"
 
     def remove(self, names: Sequence[str]) -> None:
         names = [pki.check_cluster_name(n) for n in names]
