@@ -34,10 +34,13 @@ from pathlib import Path
 
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support import etcd as etcd_local
+
 from lab import build, naming, nodesim, pki
 from lab.backing import local
 from lab.config import Settings, default_home
-from lab.etcd import local as etcd_local
 from lab.kube import Client
 
 SEED = (  # seed-scripts.md §5: the Nordix v2 memory flags

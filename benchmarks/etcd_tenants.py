@@ -56,10 +56,14 @@ from typing import Any
 
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support import etcd as local
+from support.etcd import RunningEtcd
+
 from lab import build, etcd
 from lab.config import Settings, default_home
-from lab.etcd import local, tenants
-from lab.etcd.local import RunningEtcd
+from lab.etcd import tenants
 
 
 def _etcdctl_ops(running: RunningEtcd) -> tuple[Callable[[str], None], Callable[[str], None]]:

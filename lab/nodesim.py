@@ -38,7 +38,7 @@ from lab.config import Settings
 from lab.errors import LabError
 from lab.kube import APPLY_PATCH, Client, Obj
 from lab.naming import CLUSTER_LABEL
-from lab.stack.supervise import Program
+from lab.runtime.supervise import Program
 
 log = logging.getLogger("lab.nodesim")
 

@@ -11,8 +11,6 @@ sends the backing's etcd CA once (`lab host up`) and each cluster's PKI with the
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -22,7 +20,9 @@ from lab import naming, pki
 from lab.backing import local
 from lab.config import Settings
 from lab.errors import LabError, UsageError
-from lab.stack.supervise import Program, Supervisor, ensure_running, log_file
+from lab.runtime import logs
+from lab.runtime.files import write_private
+from lab.runtime.supervise import Program, Supervisor, ensure_running, log_file
 
 TENANT_ETCD = "tenant-etcd"
 #: What the controller may write into the host's lab home; anything else in its tar is refused.
@@ -53,13 +53,8 @@ def unpack(settings: Settings, stream: IO[bytes]) -> list[str]:
             dst.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             src = tar.extractfile(m)
             assert src is not None
-            tmp = dst.with_name(f".{dst.name}.tmp")
             # created with its final mode: a key is never readable by others, not even for a moment
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, m.mode & 0o755)
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(src, out)
-            os.chmod(tmp, m.mode & 0o755)
-            os.replace(tmp, dst)
+            write_private(dst, src.read(), m.mode & 0o755)
     return [m.name for m in members]
 
 
@@ -81,7 +76,6 @@ def up(settings: Settings, timeout: float = 60.0) -> Supervisor:
     controller sent); idempotent and cheap when all is running, so every host command starts with it
     and a rebooted host comes back on the controller's next call."""
     from lab import etcd
-    from lab.etcd import local as local_etcd
     from lab.etcd import server, tenants
 
     ca = server.etcd_ca_dir(settings)
@@ -91,7 +85,7 @@ def up(settings: Settings, timeout: float = 60.0) -> Supervisor:
     sup = ensure_running(settings)
     sup.apply([etcd_program(settings)])
     sup.start_if_dead(TENANT_ETCD)
-    local_etcd.wait_ready(settings, None, log_file(settings, TENANT_ETCD), timeout)
+    etcd.wait_ready(settings, None, log_file(settings, TENANT_ETCD), timeout)
     with etcd.root_client(settings) as root:
         tenants.bootstrap(root)
     return sup
@@ -157,9 +151,7 @@ def down(settings: Settings) -> bool:
 
 def last_log_line(settings: Settings, name: str) -> str:
     """Last line of a cluster apiserver's log: what the controller shows when it is not ready."""
-    from lab.backing.local import _last_line
-
-    return _last_line(log_file(settings, local.program_name(name)))
+    return logs.last_line(log_file(settings, local.program_name(name)))
 
 
 def tar_files(files: Sequence[tuple[Path, str]]) -> bytes:

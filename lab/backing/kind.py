@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import ipaddress
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -47,6 +46,8 @@ from lab.errors import LabError, UsageError
 from lab.kube import ApiError, Client, Config
 from lab.manifests import backing_apiserver as apiserver_manifests
 from lab.manifests import etcd as etcd_manifests
+from lab.runtime import poll
+from lab.runtime.files import write_private
 
 KUBECONFIG = "kubeconfig"
 ROOT_STEM = "etcd-root"  # CN=root client pair under the backing dir
@@ -87,17 +88,6 @@ def private_kubeconfig(cfg: Config, name: str) -> bytes:
         "current-context": name,
     }
     return yaml.safe_dump(doc, sort_keys=False).encode()
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """0600 from the first byte (never world-readable for an instant), replaced atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    tmp.chmod(0o600)
-    os.replace(tmp, path)
 
 
 def default_node_address(server: str) -> str:
@@ -414,20 +404,22 @@ class KindBacking:
 
     def wait_etcd(self, timeout: float) -> None:
         """Until root reads the auth status through the NodePort and auth is on (the bootstrap Job ran)."""
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
+        last = [""]
+
+        def auth_on() -> bool:
             try:
                 with self.root_etcd() as root:
                     if root.auth_enabled():
-                        return
-                    last = "auth is not enabled yet (bootstrap Job pending)"
+                        return True
+                    last[0] = "auth is not enabled yet (bootstrap Job pending)"
             except LabError as e:
-                last = str(e)
-            time.sleep(2.0)
-        raise LabError(
-            f"etcd of backing {self.name} not ready within {timeout:.0f}s at {self.etcd_endpoint()}: {last}"
-        )
+                last[0] = str(e)
+            return False
+
+        if not poll.until(auth_on, timeout, 2.0):
+            raise LabError(
+                f"etcd of backing {self.name} not ready within {timeout:.0f}s at {self.etcd_endpoint()}: {last[0]}"
+            )
 
     def remove(self, names: Sequence[str]) -> None:
         """Deployment and Service, then the tenant, then the Secret, then the PKI under lab home."""

@@ -10,8 +10,6 @@ bodies, watch-list, strategic merge) with no fidelity gap; the price is memory, 
 from __future__ import annotations
 
 import contextlib
-import os
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +20,15 @@ from lab import build, naming, pki
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kube import Config
-from lab.stack.supervise import Program, Supervisor, ensure_running, log_file
+from lab.runtime import logs, poll
+from lab.runtime.ports import bindable, listener_pid
+from lab.runtime.supervise import Program, Supervisor, ensure_running, log_file
 
 PROGRAM_PREFIX = "wkl-"
 #: Workload apiservers start after the stack's core and managers when supervisord starts everything.
 PRIORITY = 800
 READY_TIMEOUT = 180.0
+
 
 #: Admission plugins a fake cluster needs none of: no kubelet, no controllers, no webhooks, no quota.
 #: NamespaceLifecycle stays (it keeps kube-system undeletable, as on a real cluster).
@@ -208,7 +209,7 @@ def remove(settings: Settings, names: Iterable[str], sup: Supervisor | None = No
     if sup.alive():
         sup.remove([program_name(n) for n in names])
     else:
-        from lab.stack.supervise import remove_program_files
+        from lab.runtime.supervise import remove_program_files
 
         remove_program_files(settings, [program_name(n) for n in names])
     with etcd.root_client(settings) as root:
@@ -271,33 +272,22 @@ def wait_ready(
     management cluster will. On timeout the error names the first laggard and `why` it lags (default:
     the last line of its local log); every backing shares this loop and brings its own `why`."""
     pending = list(names)
-    deadline = time.monotonic() + timeout
-    while pending:
-        pending = [n for n in pending if not is_ready(settings, n)]
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            reason = (why or (lambda n: _log_reason(settings, n)))(pending[0])
-            raise LabError(
-                f"{len(pending)} workload apiserver(s){where} not ready within {timeout:.0f}s, "
-                f"first {pending[0]}: {reason}"
-            )
-        time.sleep(interval)
+
+    def all_ready() -> bool:
+        pending[:] = [n for n in pending if not is_ready(settings, n)]
+        return not pending
+
+    if not poll.until(all_ready, timeout, interval):
+        reason = (why or (lambda n: _log_reason(settings, n)))(pending[0])
+        raise LabError(
+            f"{len(pending)} workload apiserver(s){where} not ready within {timeout:.0f}s, "
+            f"first {pending[0]}: {reason}"
+        )
 
 
 def _log_reason(settings: Settings, name: str) -> str:
     log = log_file(settings, program_name(name))
-    return f"{_last_line(log)} (log: {log})"
-
-
-def _last_line(path: Path) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(max(0, os.path.getsize(path) - 4096))
-            lines = fh.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else "(empty log)"
-    except OSError:
-        return "(no log)"
+    return f"{logs.last_line(log)} (log: {log})"
 
 
 class LocalBacking:
@@ -329,8 +319,6 @@ class LocalBacking:
     def check_addresses(self, clusters: Sequence[tuple[str, int]]) -> None:
         """Each new apiserver's loopback address is free: it is fixed by the index, so another lab
         home on this machine with the same cluster would otherwise cost a 300 s readiness timeout."""
-        from lab.stack.ports import bindable, listener_pid
-
         mine = running(self.settings)
         for name, index in clusters:
             if name in mine:
@@ -354,7 +342,7 @@ class LocalBacking:
         """Clusters with a program file or an etcd tenant here."""
         from lab import etcd
         from lab.etcd import tenants
-        from lab.stack.supervise import programs_dir
+        from lab.runtime.supervise import programs_dir
 
         found = {
             p.stem.removeprefix(PROGRAM_PREFIX)

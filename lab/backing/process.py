@@ -31,7 +31,7 @@ from lab.backing import check_name, local, registry
 from lab.backing.host import tar_files
 from lab.config import Ports, Settings
 from lab.errors import LabError, UsageError
-from lab.stack import ports
+from lab.runtime import ports
 
 #: Where the playbook writes lab's environment on the host (backing_config_dir/lab.env); a host laid
 #: out otherwise names its file in LAB_ENV_FILE (e.g. sshd's SetEnv) or at registration.

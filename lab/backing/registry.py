@@ -8,7 +8,6 @@ that is the label on each cluster's namespace in the management cluster.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from lab import naming, pki
 from lab.backing import Backing, check_name
 from lab.config import Settings
 from lab.errors import LabError
+from lab.runtime.files import write_private
 
 Runtime = Literal["kind", "process"]
 RUNTIMES: tuple[str, ...] = ("kind", "process")
@@ -61,11 +61,8 @@ def save(settings: Settings, entry: Entry) -> None:
         raise LabError(f"unknown backing runtime {entry.runtime!r}: one of {', '.join(RUNTIMES)}")
     d = backing_dir(settings, entry.name)
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = d / f".{SPEC_FILE}.tmp"
     body = {"name": entry.name, "runtime": entry.runtime, "capacity": entry.capacity, "spec": entry.spec}
-    tmp.write_text(yaml.safe_dump(body, sort_keys=False))
-    tmp.chmod(0o600)
-    os.replace(tmp, d / SPEC_FILE)
+    write_private(d / SPEC_FILE, yaml.safe_dump(body, sort_keys=False).encode())
 
 
 def load(settings: Settings, name: str) -> Entry | None:

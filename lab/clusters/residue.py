@@ -111,7 +111,7 @@ def processes(
 def programs(settings: Settings, names: Sequence[str] | None) -> Found:
     """Programs supervisord still runs for a cluster (its file may be gone, its process not)."""
     from lab.backing.local import PROGRAM_PREFIX
-    from lab.stack.supervise import Supervisor
+    from lab.runtime.supervise import Supervisor
 
     sup = Supervisor(settings)
     if not sup.alive():

@@ -62,7 +62,7 @@ class Result:
 
 def component_pids(settings: Settings) -> dict[str, int]:
     """Every supervised process of the stack (workload apiservers as wkl-<cluster>) and lab itself."""
-    from lab.stack.supervise import Supervisor
+    from lab.runtime.supervise import Supervisor
 
     out = {LAB_COMPONENT: os.getpid()}
     sup = Supervisor(settings)

@@ -14,11 +14,15 @@ Modules: server (certs, data dir, argv of the local etcd), client (gRPC calls, e
 from __future__ import annotations
 
 import importlib
+import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab import pki
 from lab.config import Settings
+from lab.errors import LabError
 from lab.etcd.server import EtcdPKI, client_url, ensure_pki, etcd_command
+from lab.runtime import logs, poll
 
 if TYPE_CHECKING:
     from lab.etcd.client import EtcdClient, EtcdError
@@ -72,7 +76,11 @@ __all__ = [
     "key_prefix",
     "list_tenants",
     "root_client",
+    "wait_ready",
 ]
+
+#: Seconds a freshly started etcd gets to answer.
+READY_TIMEOUT = 60.0
 
 
 def connect(
@@ -91,3 +99,27 @@ def root_client(settings: Settings, endpoint: str | None = None) -> EtcdClient:
     """The administrator of the local tenant etcd (CN=root)."""
     certs = ensure_pki(settings)
     return connect(settings, certs.ca.cert_pem, certs.root, endpoint)
+
+
+def wait_ready(
+    settings: Settings, proc: subprocess.Popen[bytes] | None, log: Path, timeout: float = READY_TIMEOUT
+) -> None:
+    """Until a root Status call succeeds; fails early, with the log's tail, if `proc` exits."""
+    from lab.etcd.client import EtcdError
+
+    last: list[Exception] = []
+
+    def answers() -> bool:
+        if proc is not None and proc.poll() is not None:
+            raise LabError(f"etcd exited with {proc.returncode}; log {log}:\n{logs.tail(log)}")
+        try:
+            with root_client(settings) as root:
+                root.status()
+            return True
+        except EtcdError as e:
+            last[:] = [e]
+            return False
+
+    if not poll.until(answers, timeout, 0.2):
+        why = last[0] if last else None
+        raise LabError(f"etcd did not answer within {timeout:.0f}s ({why}); log {log}:\n{logs.tail(log)}")

@@ -11,7 +11,6 @@ single node), and cert-manager does not tolerate it, so `untaint` removes it as 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import yaml
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kindmgmt import kind_dir, kubeconfig_path, proc
+from lab.runtime.files import write_private
 
 CLUSTER_NAME = "lab-mgmt"
 CONFIG_API = "kind.x-k8s.io/v1alpha4"
@@ -92,14 +92,6 @@ def plan(settings: Settings, existing: list[str]) -> str:
     return "reuse"
 
 
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
-
-
 def create_argv(kind: str, config: Path, kubeconfig: Path) -> list[str]:
     """kind create, writing the kubeconfig into the lab home: without --kubeconfig kind would add a
     context to the user's ~/.kube/config and switch its current context."""
@@ -131,7 +123,7 @@ def ensure(settings: Settings, kind: str, action: str, log: Log) -> Path:
     else:
         log(f"kind cluster {CLUSTER_NAME} exists with the same config: reusing it")
     kubeconfig = proc.run([kind, "get", "kubeconfig", "--name", CLUSTER_NAME], timeout=60).stdout
-    _write_private(kubeconfig_path(settings), kubeconfig)
+    write_private(kubeconfig_path(settings), kubeconfig.encode())
     return kubeconfig_path(settings)
 
 

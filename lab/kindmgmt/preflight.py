@@ -65,7 +65,7 @@ def _no_local_stack(settings: Settings) -> None:
     """One lab home holds one management cluster: kind mode's kubeconfig goes where the local stack's
     is, so a running local stack must be stopped first."""
     from lab.nodesim import PROGRAM_NAME
-    from lab.stack.supervise import Supervisor
+    from lab.runtime.supervise import Supervisor
 
     sup = Supervisor(settings)
     # kind mode's own supervisord runs the node simulator alone

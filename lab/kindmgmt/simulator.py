@@ -19,7 +19,7 @@ Log = Callable[[str], None]
 def ensure(settings: Settings, log: Log) -> list[str]:
     """Start (or keep) the simulator; the names of programs that were added or restarted."""
     from lab import nodesim
-    from lab.stack import supervise
+    from lab.runtime import supervise
     from lab.stack.up import MANAGER_TIMEOUT, wait_healthy
 
     if not supervise.Supervisor(settings).alive():

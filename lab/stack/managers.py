@@ -23,8 +23,8 @@ from typing import Any
 
 from lab import build
 from lab.config import Settings
+from lab.runtime.supervise import Program
 from lab.stack import mgmt, ports
-from lab.stack.supervise import Program
 
 
 @dataclass(frozen=True)

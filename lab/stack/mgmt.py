@@ -10,7 +10,6 @@ and authorizes with RBAC. No kubelet exists, so nothing here needs the Node auth
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +18,9 @@ from cryptography.x509.oid import NameOID
 
 from lab import build, pki
 from lab.config import Settings
+from lab.runtime.files import write_private
+from lab.runtime.supervise import Program
 from lab.stack import ports
-from lab.stack.supervise import Program
 
 LOOPBACK = ports.LOOPBACK
 #: The management cluster's Service network; nothing routes it (no kube-proxy), the apiserver only
@@ -144,18 +144,6 @@ def ensure_client(directory: Path, stem: str, ca: pki.KeyPair, cn: str, orgs: li
         kp = pki.issue_client_cert(ca, cn, orgs)
         pki.write_keypair(directory, stem, kp)
     return kp
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a secret file 0600 (created with that mode, never wider), replacing atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    tmp.chmod(0o600)
-    tmp.replace(path)
 
 
 def client_files(settings: Settings, kubeconfig: Path) -> tuple[Path, Path]:

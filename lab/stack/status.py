@@ -9,8 +9,8 @@ from typing import Any
 import psutil
 
 from lab.config import Settings
+from lab.runtime.supervise import Supervisor, log_file
 from lab.stack import health, managers
-from lab.stack.supervise import Supervisor, log_file
 
 ORDER = (
     "mgmt-etcd",

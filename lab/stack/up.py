@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,8 +25,10 @@ import psutil
 from lab import build, tuning
 from lab.config import Settings
 from lab.errors import LabError, UsageError
+from lab.runtime.logs import last_line
+from lab.runtime.ports import bindable, listener_pid
+from lab.runtime.supervise import Program, Supervisor, ensure_running, log_file, remove_program_files
 from lab.stack import health, kubectl, managers, mgmt, ports, webhooks
-from lab.stack.supervise import Program, Supervisor, ensure_running, log_file, remove_program_files
 
 Log = Callable[[str], None]
 
@@ -126,27 +127,6 @@ def port_owners(settings: Settings) -> dict[int, str]:
     return out
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((ports.LOOPBACK, port))
-        except OSError:
-            return False
-    return True
-
-
-def _listener_pid(port: int) -> int | None:
-    try:
-        conns = psutil.net_connections(kind="tcp")
-    except psutil.AccessDenied:
-        return None
-    for c in conns:
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
-            return c.pid
-    return None
-
-
 def our_pids(sup: Supervisor | None) -> set[int]:
     if sup is None or not sup.alive():
         return set()
@@ -163,9 +143,9 @@ def check_ports(settings: Settings, sup: Supervisor | None) -> None:
     """One clear error, before anything starts, when a port of ours is held by someone else."""
     mine = our_pids(sup)
     for port, owner in sorted(port_owners(settings).items()):
-        if _bindable(port):
+        if bindable(port, ports.LOOPBACK, reuse=True):
             continue
-        pid = _listener_pid(port)
+        pid = listener_pid(port)
         if pid is not None and pid in mine:
             continue
         who = "another process"
@@ -182,20 +162,9 @@ def check_ports(settings: Settings, sup: Supervisor | None) -> None:
 # --- waiting ---------------------------------------------------------------------------------
 
 
-def _last_log_line(path: Path) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - 4096))
-            lines = [ln for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return lines[-1].strip()[:200] if lines else ""
-
-
 def component_error(settings: Settings, name: str, what: str) -> LabError:
     log = log_file(settings, name)
-    last = _last_log_line(log)
+    last = last_line(log, 200, empty="", missing="")
     tail = f": {last}" if last else ""
     return LabError(f"{name} {what}{tail} (log: {log})")
 

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from support.ports import free_block
+
 from lab import config
 from lab.config import default_home
-from lab.stack.ports import BLOCK, free_block
+from lab.stack.ports import BLOCK
 
 
 @dataclass

@@ -208,9 +208,10 @@ def backing_etcd(stack: Stack, added: registry.Entry, tmp_path: Path) -> Iterato
     lab keeps for b1) and serves on loopback, where KindBacking dials it instead of the NodePort."""
     import shutil
 
+    from support import etcd as etcd_local
+
     from lab import build
     from lab.config import default_home
-    from lab.etcd import local as etcd_local
     from lab.etcd.server import etcd_ca_dir
 
     binary = build.ensure(Settings(home=default_home()), ["etcd"], log=print)["etcd"]

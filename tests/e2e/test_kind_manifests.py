@@ -297,11 +297,12 @@ def test_simulator_runs_alone_against_a_management_kubeconfig(stack: Stack, tmp_
     else, even when a stopped local stack left its program files; a re-run changes nothing; lab down
     stops it."""
     from lab import nodesim
-    from lab.stack import supervise
+    from lab.runtime import supervise
+    from lab.runtime.files import write_private
 
     home = tmp_path / "h"
     settings = config.Settings(home=home, bin_cache=Path(stack.env["LAB_BIN_CACHE"]))
-    cluster._write_private(kindmgmt.kubeconfig_path(settings), stack.kubeconfig.read_text())
+    write_private(kindmgmt.kubeconfig_path(settings), stack.kubeconfig.read_bytes())
     supervise.programs_dir(settings).mkdir(parents=True)
     (supervise.programs_dir(settings) / "kube-apiserver.conf").write_text(
         "[program:kube-apiserver]\ncommand=/bin/false\n"

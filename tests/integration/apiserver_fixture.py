@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import urllib3
+from support.ports import free_port
 
 from lab import build, pki
 from lab.config import Settings, default_home
 from lab.kube import Config
-from lab.stack.ports import free_port
 
 READY_TIMEOUT = 180.0  # a cold kube-apiserver on a busy 2-core host takes a while
 

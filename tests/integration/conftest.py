@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.etcd import RunningEtcd, scratch
 
 from lab import build
 from lab.config import Settings, default_home
-from lab.etcd import local
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +25,8 @@ def etcd_binaries() -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tenant_etcd(
     tmp_path_factory: pytest.TempPathFactory, etcd_binaries: dict[str, Path]
-) -> Iterator[local.RunningEtcd]:
+) -> Iterator[RunningEtcd]:
     """The lab's multi-tenant etcd, started with lab's own argv and bootstrapped (root, auth on)."""
     home = tmp_path_factory.mktemp("etcd-home")
-    with local.scratch(home, etcd_binaries["etcd"], etcd_binaries["etcdctl"]) as running:
+    with scratch(home, etcd_binaries["etcd"], etcd_binaries["etcdctl"]) as running:
         yield running

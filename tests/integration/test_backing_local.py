@@ -12,14 +12,14 @@ from pathlib import Path
 
 import psutil
 import pytest
+from support.etcd import RunningEtcd
 
 from lab import build, naming, pki
 from lab.backing import local
 from lab.config import Settings, default_home
-from lab.etcd import local as etcd_local
 from lab.etcd import tenants
 from lab.kube import ApiError, Client
-from lab.stack.supervise import Supervisor, ensure_running, programs_dir
+from lab.runtime.supervise import Supervisor, ensure_running, programs_dir
 
 
 def _free_indexes(count: int) -> list[int]:
@@ -43,7 +43,7 @@ def apiserver_bin() -> Path:
 
 
 @pytest.fixture(scope="module")
-def settings(tenant_etcd: etcd_local.RunningEtcd, apiserver_bin: Path) -> Iterator[Settings]:
+def settings(tenant_etcd: RunningEtcd, apiserver_bin: Path) -> Iterator[Settings]:
     """The tenant etcd's lab home, with the shared binary cache; supervisord stopped at the end."""
     s = tenant_etcd.settings.model_copy(update={"bin_cache": default_home() / "bin"})
     assert local.apiserver_argv(s, "x", 1, local.PkiPaths.of(s, "x"), "")[0] == str(apiserver_bin)
@@ -120,9 +120,7 @@ def test_ensure_again_changes_nothing(settings: Settings, clusters: list[str]) -
     assert {n: before[n] for n in clusters} == {n: local.running(settings)[n] for n in clusters}
 
 
-def test_tenants_are_isolated(
-    settings: Settings, clusters: list[str], tenant_etcd: etcd_local.RunningEtcd
-) -> None:
+def test_tenants_are_isolated(settings: Settings, clusters: list[str], tenant_etcd: RunningEtcd) -> None:
     a, b = clusters
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "only-a", "namespace": "default"}}
     with Client.from_kubeconfig(local.admin_kubeconfig(settings, a)) as ca:
@@ -146,7 +144,7 @@ def test_a_foreign_client_cert_is_refused(settings: Settings, clusters: list[str
     assert err.value.status == 401
 
 
-def test_remove_leaves_nothing(settings: Settings, tenant_etcd: etcd_local.RunningEtcd) -> None:
+def test_remove_leaves_nothing(settings: Settings, tenant_etcd: RunningEtcd) -> None:
     [index] = _free_indexes(1)
     [name] = local.ensure(settings, [index])
     local.wait_ready(settings, [name])

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import certs
 import pytest
+from support.etcd import RunningEtcd, free_port
 
 from lab import etcd, pki
 from lab.errors import LabError
 from lab.etcd import EtcdClient, EtcdError, tenants
 from lab.etcd.client import PERMISSION_DENIED, prefix_end
-from lab.etcd.local import RunningEtcd, free_port
 
 
 def tenant_cert(running: RunningEtcd, name: str) -> pki.KeyPair:
@@ -275,7 +275,8 @@ def test_in_cluster_bootstrap_script_enables_auth_once(
     tmp_path: Path, etcd_binaries: dict[str, Path]
 ) -> None:
     """The Job's shell script (lab.manifests.etcd), with local paths, against a fresh etcd."""
-    from lab.etcd import local
+    from support import etcd as local
+
     from lab.manifests import etcd as m
 
     with local.scratch(tmp_path, etcd_binaries["etcd"], bootstrap=False) as fresh:

@@ -21,14 +21,14 @@ from typing import Any
 import pytest
 import yaml
 from apiserver_fixture import RunningApiserver, apiserver  # noqa: F401  (apiserver: the fixture)
+from support.etcd import RunningEtcd
 
 from lab import build, crds, naming, nodesim, phases, pki
 from lab.backing import local
 from lab.config import Settings, default_home
-from lab.etcd import local as etcd_local
 from lab.kube import Client
 from lab.records import Phase
-from lab.stack.supervise import ensure_running
+from lab.runtime.supervise import ensure_running
 
 M3_API = "infrastructure.cluster.x-k8s.io/v1beta2"
 
@@ -91,7 +91,7 @@ def _free_index() -> int:
 
 
 @pytest.fixture(scope="module")
-def settings(tenant_etcd: etcd_local.RunningEtcd) -> Iterator[Settings]:
+def settings(tenant_etcd: RunningEtcd) -> Iterator[Settings]:
     build.ensure(Settings(home=default_home()), ["kube-apiserver"], log=print)
     s = tenant_etcd.settings.model_copy(update={"bin_cache": default_home() / "bin"})
     sup = ensure_running(s)

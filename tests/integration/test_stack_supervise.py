@@ -1,4 +1,4 @@
-"""lab.stack.supervise against a real supervisord: add, leave alone, change, restart after kill -9,
+"""lab.runtime.supervise against a real supervisord: add, leave alone, change, restart after kill -9,
 remove, shut down. Programs are tiny Python sleepers, so this runs in seconds."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pytest
 
 from lab.config import Settings
 from lab.errors import LabError
-from lab.stack import supervise, up
+from lab.runtime import supervise
+from lab.stack import up
 
 
 def _sleeper(tag: str) -> list[str]:

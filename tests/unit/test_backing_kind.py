@@ -316,7 +316,7 @@ def test_bad_input_is_one_line(run_lab, lab_env: dict[str, str], args: list[str]
 def test_a_cluster_that_does_not_answer_is_refused_and_nothing_saved(
     run_lab, lab_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from lab.stack.ports import free_port
+    from support.ports import free_port
 
     ca = pki.new_ca("kind-ca")
     admin = pki.issue_client_cert(ca, "kubernetes-admin", ["system:masters"])

@@ -9,9 +9,11 @@ import socket
 from pathlib import Path
 
 import pytest
+from support.ports import free_block
 
 from lab import config, tuning
-from lab.stack import managers, mgmt, ports, supervise, up, webhooks
+from lab.runtime import supervise
+from lab.stack import managers, mgmt, ports, up, webhooks
 
 
 @pytest.fixture
@@ -160,7 +162,7 @@ def test_up_refuses_a_port_held_by_another_process_before_starting_anything(
         port = s.getsockname()[1]
         env = {
             "LAB_PORTS__MGMT_APISERVER": str(port),
-            "LAB_PORTS__STACK_BASE": str(ports.free_block(ports.BLOCK)),
+            "LAB_PORTS__STACK_BASE": str(free_block(ports.BLOCK)),
         }
         out = run_lab("up", env=env)
     assert out.returncode == 1

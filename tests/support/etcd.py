@@ -1,11 +1,9 @@
-"""Start the local tenant etcd and wait until it answers: what tests and benchmarks need, and what
-lab.stack can wrap with its own supervision (restart, logs, pid files).
-"""
+"""A throw-away tenant etcd with lab's own argv (TLS, client-cert auth, auth on) on free loopback
+ports: what integration tests and benchmarks start, stop and hold on to."""
 
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,11 +11,12 @@ from pathlib import Path
 
 from lab.config import Ports, Settings
 from lab.errors import LabError
-from lab.etcd.client import EtcdClient, EtcdError
+from lab.etcd import root_client, wait_ready
+from lab.etcd.client import EtcdClient
 from lab.etcd.server import EtcdPKI, client_url, ensure_pki, etcd_ca_dir, etcd_command, load_pki
-from lab.stack import ports
+from support.ports import free_port
 
-READY_TIMEOUT = 60.0
+__all__ = ["RunningEtcd", "client_url", "free_port", "scratch", "start", "stop"]
 
 
 def start(settings: Settings, binary: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -28,27 +27,6 @@ def start(settings: Settings, binary: Path, log: Path) -> subprocess.Popen[bytes
         return subprocess.Popen(etcd_command(settings, binary), stdout=fh, stderr=subprocess.STDOUT)
 
 
-def wait_ready(
-    settings: Settings, proc: subprocess.Popen[bytes] | None, log: Path, timeout: float = READY_TIMEOUT
-) -> None:
-    """Until a root Status call succeeds; fails early, with the log's tail, if the process exits."""
-    from lab.etcd import root_client  # the package imports this module's siblings
-
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise LabError(f"etcd exited with {proc.returncode}; log {log}:\n{_tail(log)}")
-        try:
-            with root_client(settings) as root:
-                root.status()
-            return
-        except EtcdError as e:
-            last = e
-            time.sleep(0.2)
-    raise LabError(f"etcd did not answer within {timeout:.0f}s ({last}); log {log}:\n{_tail(log)}")
-
-
 def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
     proc.terminate()
     try:
@@ -56,16 +34,6 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-def _tail(log: Path, n: int = 3000) -> str:
-    try:
-        return log.read_text(errors="replace")[-n:]
-    except OSError:
-        return "(no log)"
-
-
-free_port = ports.free_port
 
 
 @dataclass(frozen=True)
@@ -80,8 +48,6 @@ class RunningEtcd:
     pid: int | None = None
 
     def root(self) -> EtcdClient:
-        from lab.etcd import root_client
-
         return root_client(self.settings)
 
     def etcdctl_argv(self, cert: Path, key: Path, *args: str) -> list[str]:
@@ -97,7 +63,7 @@ def scratch(
     home: Path, etcd_binary: Path, etcdctl: Path | None = None, *, bootstrap: bool = True
 ) -> Iterator[RunningEtcd]:
     """A throw-away tenant etcd under `home` on free loopback ports: started, bootstrapped, stopped."""
-    from lab.etcd import root_client, tenants
+    from lab.etcd import tenants
 
     settings = Settings(home=home, ports=Ports(tenant_etcd=free_port(), tenant_etcd_peer=free_port()))
     log = home / "etcd.log"

@@ -6,8 +6,8 @@ Why supervisord (the `supervisor` package) rather than pid files or systemd:
   `lab status` can report as is;
 - programs can be added and removed at runtime: each program is one file in an include dir, and
   `reloadConfig` + `addProcessGroup`/`removeProcessGroup` (what `supervisorctl update` does) touch
-  only the programs whose file changed. Issue 5 adds hundreds of workload kube-apiservers this way
-  without restarting anything else;
+  only the programs whose file changed, so hundreds of workload kube-apiservers come and go this
+  way without restarting anything else;
 - systemd --user needs a user session bus and is absent in containers and CI; supervisord is a
   pip dependency, pure Python, and runs anywhere.
 The socket lives in the 0700 run dir: whoever can reach it owns the lab anyway, so no password.
@@ -21,7 +21,6 @@ import resource
 import shlex
 import subprocess
 import sys
-import time
 import xmlrpc.client
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from lab.config import Settings
 from lab.errors import LabError
+from lab.runtime import poll
 
 #: supervisord's process states (supervisor.states.ProcessStates) that mean "not coming back by itself".
 DEAD_STATES = ("FATAL", "EXITED", "STOPPED", "UNKNOWN")
@@ -228,11 +228,8 @@ class Supervisor:
         pid = self.pid()
         with contextlib.suppress(OSError, xmlrpc.client.Error):
             self.rpc.shutdown()
-        deadline = time.monotonic() + timeout
-        while pid and _pid_alive(pid):
-            if time.monotonic() > deadline:
-                raise LabError(f"supervisord (pid {pid}) did not stop within {timeout:.0f}s")
-            time.sleep(0.2)
+        if pid and not poll.until(lambda: not _pid_alive(pid), timeout, 0.2):
+            raise LabError(f"supervisord (pid {pid}) did not stop within {timeout:.0f}s")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -274,9 +271,6 @@ def ensure_running(settings: Settings, timeout: float = 30.0) -> Supervisor:
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         log = settings.log_dir / "supervisord.log"
         raise LabError(f"supervisord would not start: {detail[0]} (log: {log})")
-    deadline = time.monotonic() + timeout
-    while not sup.alive():
-        if time.monotonic() > deadline:
-            raise LabError(f"supervisord did not answer on {socket_path(settings)} within {timeout:.0f}s")
-        time.sleep(0.1)
+    if not poll.until(sup.alive, timeout, 0.1):
+        raise LabError(f"supervisord did not answer on {socket_path(settings)} within {timeout:.0f}s")
     return sup
