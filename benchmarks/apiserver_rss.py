@@ -14,7 +14,7 @@ CPU milliseconds per second while idle; two runs, rows from the same run side by
     seed           seed-scripts.md section 5 memory flags       250.5       251.0
     lab-gogc100    lab TRIM_FLAGS, Go default GOGC=100          247.2       247.4        6.0
     lab-gogc50     TRIM_FLAGS + GOGC=50                         211.8       211.9        6.0
-    lab-gogc25     TRIM_FLAGS + GOGC=25  (chosen: local.ENV)    191.7       191.9        7.0
+    lab-gogc25     TRIM_FLAGS + GOGC=25  (chosen: workload_apiserver.ENV)    191.7       191.9        7.0
     lab-gogc10     TRIM_FLAGS + GOGC=10                         180.6       181.3        8.7
     lab-memlimit   TRIM_FLAGS + GOMEMLIMIT=150MiB               216.5       216.8
 
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support import etcd as etcd_local
 
-from lab import build, naming, nodesim, pki
+from lab import build, naming, nodesim, pki, workload_apiserver
 from lab.backing import local
 from lab.config import Settings, default_home
 from lab.kube import Client
@@ -56,12 +56,12 @@ SEED = (  # seed-scripts.md §5: the Nordix v2 memory flags
 VARIANTS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "default": (("--endpoint-reconciler-type=none",), {}),
     "seed": (SEED, {}),
-    "lab-gogc100": (local.TRIM_FLAGS, {}),
-    "lab-gogc50": (local.TRIM_FLAGS, {"GOGC": "50"}),
-    "lab-gogc25": (local.TRIM_FLAGS, {"GOGC": "25"}),
-    "lab-gogc10": (local.TRIM_FLAGS, {"GOGC": "10"}),
-    "lab-memlimit": (local.TRIM_FLAGS, {"GOMEMLIMIT": "150MiB"}),
-    "lab": (local.TRIM_FLAGS, local.ENV),
+    "lab-gogc100": (workload_apiserver.TRIM_FLAGS, {}),
+    "lab-gogc50": (workload_apiserver.TRIM_FLAGS, {"GOGC": "50"}),
+    "lab-gogc25": (workload_apiserver.TRIM_FLAGS, {"GOGC": "25"}),
+    "lab-gogc10": (workload_apiserver.TRIM_FLAGS, {"GOGC": "10"}),
+    "lab-memlimit": (workload_apiserver.TRIM_FLAGS, {"GOMEMLIMIT": "150MiB"}),
+    "lab": (workload_apiserver.TRIM_FLAGS, workload_apiserver.ENV),
 }
 BASE_INDEX = 50001
 
@@ -85,7 +85,7 @@ def run_variant(
             settings,
             name,
             BASE_INDEX + i,
-            local.PkiPaths.of(settings, name),
+            workload_apiserver.PkiPaths.of(settings, name),
             etcd_local.client_url(settings),
             trims,
         )

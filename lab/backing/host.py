@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from lab import naming, pki
+from lab import naming, pki, workload_apiserver
 from lab.backing import local
 from lab.config import Settings
 from lab.errors import LabError, UsageError
@@ -110,7 +110,7 @@ def ensure(settings: Settings, address: str, clusters: Sequence[tuple[str, int]]
     exe = build.binary_path(settings, "kube-apiserver")
     if not exe.is_file():
         raise LabError(f"kube-apiserver is not installed at {exe}: run the backing playbook on this host")
-    missing = [n for n, _p in clusters if not local.PkiPaths.of(settings, n).cert.is_file()]
+    missing = [n for n, _p in clusters if not workload_apiserver.PkiPaths.of(settings, n).cert.is_file()]
     if missing:
         raise LabError(f"no PKI for {', '.join(missing)} under {settings.clusters_dir}")
     sup = up(settings)

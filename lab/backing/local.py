@@ -3,16 +3,14 @@
 cluster's tenant in the multi-tenant etcd, supervised by the stack's supervisord as `wkl-<cluster>`.
 
 Why processes and not one fake server: CAPI, KCP and CAPM3 then talk to a real apiserver (protobuf
-bodies, watch-list, strategic merge) with no fidelity gap; the price is memory, which TRIM_FLAGS cuts
-(figures in benchmarks/apiserver_rss.py).
+bodies, watch-list, strategic merge) with no fidelity gap; the price is memory, which
+lab.workload_apiserver's TRIM_FLAGS and ENV cut (figures in benchmarks/apiserver_rss.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import urllib3
 
@@ -23,6 +21,7 @@ from lab.kube import Config
 from lab.runtime import logs, poll
 from lab.runtime.ports import bindable, listener_pid
 from lab.runtime.supervise import Program, Supervisor, ensure_running, log_file
+from lab.workload_apiserver import ENV, TRIM_FLAGS, PkiPaths, apiserver_flags
 
 PROGRAM_PREFIX = "wkl-"
 #: Workload apiservers start after the stack's core and managers when supervisord starts everything.
@@ -30,87 +29,8 @@ PRIORITY = 800
 READY_TIMEOUT = 180.0
 
 
-#: Admission plugins a fake cluster needs none of: no kubelet, no controllers, no webhooks, no quota.
-#: NamespaceLifecycle stays (it keeps kube-system undeletable, as on a real cluster).
-DISABLED_ADMISSION = (
-    "LimitRanger",
-    "ServiceAccount",
-    "TaintNodesByCondition",
-    "PodSecurity",
-    "Priority",
-    "DefaultTolerationSeconds",
-    "DefaultStorageClass",
-    "StorageObjectInUseProtection",
-    "PersistentVolumeClaimResize",
-    "RuntimeClass",
-    "CertificateApproval",
-    "CertificateSigning",
-    "ClusterTrustBundleAttest",
-    "CertificateSubjectRestriction",
-    "DefaultIngressClass",
-    "PodTopologyLabels",
-    "NodeDeclaredFeatureValidator",
-    "MutatingAdmissionPolicy",
-    "MutatingAdmissionWebhook",
-    "ValidatingAdmissionPolicy",
-    "ValidatingAdmissionWebhook",
-    "ResourceQuota",
-)
-
-#: The memory trims (benchmarks/apiserver_rss.py: 266 -> 248 MiB median idle RSS before GOGC; the
-#: seed's set alone gives 251). Groups CAPI, KCP and CAPM3 call (core v1, apps/v1, rbac,
-#: storage.k8s.io/v1, policy/v1, coordination) are GA and stay; alpha and beta groups are off.
-TRIM_FLAGS = (
-    "--profiling=false",
-    "--watch-cache=false",
-    "--enable-priority-and-fairness=false",
-    "--enable-garbage-collector=false",
-    "--etcd-count-metric-poll-period=0",
-    "--etcd-db-metric-poll-interval=0",
-    "--runtime-config=api/alpha=false,api/beta=false",
-    f"--disable-admission-plugins={','.join(DISABLED_ADMISSION)}",
-    # No Service endpoints to keep (no kube-proxy) and no lease churn in the tenant etcd.
-    "--endpoint-reconciler-type=none",
-    "--event-ttl=10m",
-)
-
-#: Go heap target: GOGC=25 cut the median idle RSS 248 -> 190 MiB for ~1 mCPU more per idle apiserver;
-#: GOGC=10 saves 10 MiB more for 45% more idle CPU, GOMEMLIMIT=150MiB less than GOGC=50 (benchmark).
-ENV = {"GOGC": "25"}
-
-
 def program_name(name: str) -> str:
     return f"{PROGRAM_PREFIX}{name}"
-
-
-@dataclass(frozen=True)
-class PkiPaths:
-    """The files lab.pki.cluster_pki writes, as the apiserver reads them."""
-
-    ca: Path
-    cert: Path
-    key: Path
-    sa_pub: Path
-    sa_key: Path
-    etcd_ca: Path
-    etcd_cert: Path
-    etcd_key: Path
-    kubeconfig: Path
-
-    @classmethod
-    def of(cls, settings: Settings, name: str) -> PkiPaths:
-        d = pki.cluster_pki_dir(settings, name)
-        return cls(
-            ca=d / "ca.crt",
-            cert=d / "apiserver.crt",
-            key=d / "apiserver.key",
-            sa_pub=d / "sa.pub",
-            sa_key=d / "sa.key",
-            etcd_ca=d / "etcd-ca.crt",
-            etcd_cert=d / "apiserver-etcd-client.crt",
-            etcd_key=d / "apiserver-etcd-client.key",
-            kubeconfig=d / "admin.kubeconfig",
-        )
 
 
 def apiserver_argv(
@@ -131,28 +51,6 @@ def apiserver_argv(
         f"--advertise-address={host}",
         f"--secure-port={port}",
         *apiserver_flags(name, paths, etcd_servers, trims),
-    ]
-
-
-def apiserver_flags(
-    name: str, paths: PkiPaths, etcd_servers: str, trims: Iterable[str] = TRIM_FLAGS
-) -> list[str]:
-    """Pure: every flag but the listen address, shared by the local processes and the kind backing's
-    Deployments (lab.manifests.backing_apiserver), so both run the same trimmed apiserver."""
-    from lab.etcd import apiserver_etcd_flags  # lab.etcd.tenants needs grpc; the flags do not
-
-    return [
-        f"--tls-cert-file={paths.cert}",
-        f"--tls-private-key-file={paths.key}",
-        # CAPI's <cluster>-kubeconfig and lab's admin kubeconfig carry client certs of this CA.
-        f"--client-ca-file={paths.ca}",
-        "--authorization-mode=RBAC",
-        f"--service-account-issuer=https://kubernetes.default.svc.{pki.CLUSTER_DOMAIN}",
-        f"--service-account-key-file={paths.sa_pub}",
-        f"--service-account-signing-key-file={paths.sa_key}",
-        f"--service-cluster-ip-range={pki.SERVICE_CIDR}",
-        *apiserver_etcd_flags(name, etcd_servers, paths.etcd_ca, paths.etcd_cert, paths.etcd_key),
-        *trims,
     ]
 
 

@@ -2,7 +2,7 @@
 
 Per cluster, in apply order: a Secret `<cluster>-pki` (the files the apiserver reads), a Deployment
 `<cluster>` (one replica of registry.k8s.io/kube-apiserver at the pinned Kubernetes version, with
-exactly the flags of local mode: lab.backing.local.apiserver_flags) and a NodePort Service
+exactly the flags of local mode: lab.workload_apiserver.apiserver_flags) and a NodePort Service
 `<cluster>` on the nodePort lab handed out from the backing's published block
 (lab.backing.node_ports), so the controlPlaneEndpoint `<node address>:<nodePort>` and the serving
 certificate's SAN are known before anything is applied.
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from lab import naming, pki
-from lab.backing import local
 from lab.config import Settings
 from lab.manifests import etcd as etcd_manifests
+from lab.workload_apiserver import ENV, PkiPaths, apiserver_flags
 
 NAMESPACE = "workload-apiservers"
 IMAGE_REPOSITORY = "registry.k8s.io/kube-apiserver"
@@ -67,10 +67,10 @@ def selector(cluster: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": COMPONENT, naming.CLUSTER_LABEL: cluster}
 
 
-def pod_paths() -> local.PkiPaths:
+def pod_paths() -> PkiPaths:
     """Where the apiserver finds its files in the Pod (the kubeconfig is never mounted)."""
     m = PKI_MOUNT
-    return local.PkiPaths(
+    return PkiPaths(
         ca=m / CA_CRT,
         cert=m / TLS_CRT,
         key=m / TLS_KEY,
@@ -90,7 +90,7 @@ def apiserver_args(cluster: str, etcd_servers: str = etcd_manifests.client_url()
         "--bind-address=0.0.0.0",
         "--advertise-address=$(POD_IP)",
         f"--secure-port={SECURE_PORT}",
-        *local.apiserver_flags(cluster, pod_paths(), etcd_servers),
+        *apiserver_flags(cluster, pod_paths(), etcd_servers),
     ]
 
 
@@ -131,7 +131,7 @@ def deployment(settings: Settings, cluster: str, index: int, etcd_servers: str) 
         "command": [COMPONENT],
         "args": apiserver_args(cluster, etcd_servers),
         "env": [
-            *({"name": k, "value": v} for k, v in local.ENV.items()),
+            *({"name": k, "value": v} for k, v in ENV.items()),
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         ],
         "ports": [{"name": "https", "containerPort": SECURE_PORT, "protocol": "TCP"}],

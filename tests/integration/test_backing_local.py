@@ -14,7 +14,7 @@ import psutil
 import pytest
 from support.etcd import RunningEtcd
 
-from lab import build, naming, pki
+from lab import build, naming, pki, workload_apiserver
 from lab.backing import local
 from lab.config import Settings, default_home
 from lab.etcd import tenants
@@ -46,7 +46,9 @@ def apiserver_bin() -> Path:
 def settings(tenant_etcd: RunningEtcd, apiserver_bin: Path) -> Iterator[Settings]:
     """The tenant etcd's lab home, with the shared binary cache; supervisord stopped at the end."""
     s = tenant_etcd.settings.model_copy(update={"bin_cache": default_home() / "bin"})
-    assert local.apiserver_argv(s, "x", 1, local.PkiPaths.of(s, "x"), "")[0] == str(apiserver_bin)
+    assert local.apiserver_argv(s, "x", 1, workload_apiserver.PkiPaths.of(s, "x"), "")[0] == str(
+        apiserver_bin
+    )
     sup = ensure_running(s)
     yield s
     sup.shutdown()
@@ -68,13 +70,15 @@ def _help_flags(binary: Path) -> set[str]:
 
 def test_every_flag_exists_in_the_real_help(apiserver_bin: Path, tmp_path: Path) -> None:
     s = Settings(home=tmp_path)
-    argv = local.apiserver_argv(s, "test-1", 1, local.PkiPaths.of(s, "test-1"), "https://127.0.0.1:2379")
+    argv = local.apiserver_argv(
+        s, "test-1", 1, workload_apiserver.PkiPaths.of(s, "test-1"), "https://127.0.0.1:2379"
+    )
     known = _help_flags(apiserver_bin)
     assert len(known) > 100
     used = {a.split("=", 1)[0] for a in argv[1:]}
     assert used - known == set()
     help_text = subprocess.run([str(apiserver_bin), "--help"], capture_output=True, text=True).stdout
-    for plugin in local.DISABLED_ADMISSION:
+    for plugin in workload_apiserver.DISABLED_ADMISSION:
         assert re.search(rf"\b{plugin}\b", help_text), plugin
 
 

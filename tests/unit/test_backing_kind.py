@@ -16,7 +16,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from lab import naming, pki
+from lab import naming, pki, workload_apiserver
 from lab.backing import kind, local
 from lab.config import Settings
 from lab.errors import LabError, UsageError
@@ -67,7 +67,7 @@ def flags(args: list[str]) -> dict[str, str]:
 
 def test_flags_are_local_modes_trimmed_set(settings: Settings, objs: list[dict[str, Any]]) -> None:
     """Same flag names, same values except the file paths (Pod mounts) and where it listens."""
-    paths = local.PkiPaths.of(settings, NAME)
+    paths = workload_apiserver.PkiPaths.of(settings, NAME)
     here = flags(local.apiserver_argv(settings, NAME, INDEX, paths, "https://127.0.0.1:2379")[1:])
     pod = flags(container(objs)["args"])
     assert set(here) == set(pod)
@@ -75,12 +75,12 @@ def test_flags_are_local_modes_trimmed_set(settings: Settings, objs: list[dict[s
     differ = {k for k in here if here[k] != pod[k]}
     path_flags = {k for k, v in here.items() if v.startswith(str(settings.home))}
     assert differ == listen | path_flags, differ - listen - path_flags
-    for trim in local.TRIM_FLAGS:
+    for trim in workload_apiserver.TRIM_FLAGS:
         assert trim in container(objs)["args"]
     assert pod["etcd-prefix"] == f"/{NAME}" and pod["etcd-compaction-interval"] == "0"
     assert pod["etcd-servers"] == etcd_manifests.client_url()
     env = {e["name"]: e.get("value") for e in container(objs)["env"]}
-    assert {k: env[k] for k in local.ENV} == local.ENV
+    assert {k: env[k] for k in workload_apiserver.ENV} == workload_apiserver.ENV
 
 
 def test_every_file_a_flag_names_is_in_the_mounted_secret(objs: list[dict[str, Any]]) -> None:
