@@ -13,12 +13,17 @@ rebuilt from the management cluster and lab home alone.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
-from lab import pki
-from lab.errors import UsageError
+from lab import naming, pki
+from lab.backing import kind, local, process, store
+from lab.backing.store import Entry, check_name
+from lab.config import Settings
+from lab.errors import LabError
+from lab.kube import Client
+
+__all__ = ["Backing", "Entry", "check_name", "open_all", "open_backing", "placed", "unregister", "usage"]
 
 
 @runtime_checkable
@@ -47,6 +52,11 @@ class Backing(Protocol):
         """The CA the backing's etcd trusts (with its key: it signs each apiserver's etcd client cert)."""
         ...
 
+    def preflight(self, new: Sequence[tuple[str, int]]) -> None:
+        """Refuse, before anything is created anywhere, (name, index) pairs this backing cannot take
+        (e.g. the local backing's fixed loopback address held by another process); most accept all."""
+        ...
+
     def ensure(self, clusters: Sequence[tuple[str, int]]) -> None:
         """Etcd tenant and a running apiserver for each (name, index). The cluster's PKI already
         exists under lab home (lab.pki.cluster_pki with this backing's endpoint and etcd CA)."""
@@ -70,11 +80,56 @@ class Backing(Protocol):
         ...
 
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# --- the factory: the only place that knows every runtime -------------------------------------
 
 
-def check_name(name: str) -> str:
-    """A backing's name is a label value and a directory name: a lowercase DNS label."""
-    if not _NAME.match(name):
-        raise UsageError(f"invalid backing name {name!r}: must be a lowercase DNS label")
-    return name
+def open_backing(settings: Settings, name: str) -> Backing:
+    """The Backing of a name: the built-in local one, or a registered kind/process backing."""
+    if name == naming.LOCAL_BACKING:
+        return local.LocalBacking(settings)
+    entry = store.load(settings, name)
+    if entry is None:
+        known = ", ".join([naming.LOCAL_BACKING, *(e.name for e in store.entries(settings))])
+        raise LabError(f"no backing named {name!r} (known: {known}); register it with lab backing add")
+    if entry.runtime == "kind":
+        return kind.KindBacking(settings, entry)
+    return process.ProcessBacking(settings, entry)
+
+
+def open_all(settings: Settings, names: Iterable[str]) -> dict[str, Backing]:
+    """Each named backing once, in the order first named."""
+    return {n: open_backing(settings, n) for n in dict.fromkeys(names)}
+
+
+def unregister(settings: Settings, entry: Entry, *, force: bool = False) -> None:
+    """Uninstall what lab runs on a registered backing and forget it (the runtime's own unregister)."""
+    {"kind": kind, "process": process}[entry.runtime].unregister(settings, entry, force=force)
+
+
+def usage(settings: Settings) -> list[dict[str, Any]]:
+    """One row per backing (name, runtime, capacity, used, address); `used` is None and `error` says
+    why when the backing does not answer."""
+    found: list[tuple[str, str, int, str]] = []
+    if settings.mode == "local":
+        found.append((naming.LOCAL_BACKING, "local", settings.local_capacity, "127.1.0.0/16"))
+    for e in store.entries(settings):
+        address = e.spec.get("node_address") or e.spec.get("host") or ""
+        found.append((e.name, e.runtime, e.capacity, address))
+    out = []
+    for name, runtime, capacity, address in found:
+        row: dict[str, Any] = {"name": name, "runtime": runtime, "capacity": capacity, "used": None}
+        try:
+            if runtime == "local" and not local.started(settings):
+                row["used"] = 0  # never started here: used() would create the etcd CA as a side effect
+            else:
+                row["used"] = open_backing(settings, name).used()
+        except (LabError, OSError, ImportError) as e:
+            row["error"] = str(e)
+        row["address"] = address
+        out.append(row)
+    return out
+
+
+def placed(mgmt: Client, name: str) -> int:
+    """Namespaces in the management cluster labelled with the backing: the clusters it carries."""
+    return len(mgmt.list("v1", "Namespace", label_selector=f"{naming.BACKING_LABEL}={name}"))

@@ -39,8 +39,8 @@ import yaml
 from cryptography import x509
 
 from lab import naming, pki
-from lab.backing import check_name, local, node_ports, registry
-from lab.backing.registry import Entry
+from lab.backing import node_ports, ready, store
+from lab.backing.store import Entry, check_name
 from lab.config import Settings
 from lab.errors import LabError, UsageError
 from lab.kube import ApiError, Client, Config
@@ -59,7 +59,7 @@ _REMOVE_ORDER = (("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "Secret"))
 
 
 def kubeconfig_path(settings: Settings, name: str) -> Path:
-    return registry.backing_dir(settings, name) / KUBECONFIG
+    return store.backing_dir(settings, name) / KUBECONFIG
 
 
 def private_kubeconfig(cfg: Config, name: str) -> bytes:
@@ -229,7 +229,7 @@ def register(
     block = node_ports.parse_block(node_port_block) if node_port_block else node_ports.DEFAULT_BLOCK
     etcd_port = node_ports.DEFAULT_ETCD_NODE_PORT if etcd_node_port is None else etcd_node_port
     node_ports.check(block, etcd_port, capacity)
-    old = registry.load(settings, name)
+    old = store.load(settings, name)
     if old is not None and old.runtime != "kind":
         raise UsageError(f"backing {name!r} is a {old.runtime} backing; remove it first")
     if not kubeconfig.is_file():
@@ -243,9 +243,9 @@ def register(
     with Client(cfg) as client:
         _check_held(client, name, block)
 
-    directory = registry.backing_dir(settings, name)
+    directory = store.backing_dir(settings, name)
     write_private(directory / KUBECONFIG, private_kubeconfig(cfg, name))
-    ca = registry.etcd_ca(settings, name)
+    ca = store.etcd_ca(settings, name)
     server, root = _server_pair(directory, ca, address), _root_pair(directory, ca)
     with Client(cfg) as client:
         client.apply(etcd_objects(settings, ca, server, root, etcd_port))
@@ -257,7 +257,7 @@ def register(
         "etcd_node_port": etcd_port,
     }
     entry = Entry(name, "kind", capacity, spec)
-    registry.save(settings, entry)
+    store.save(settings, entry)
     if wait:
         KindBacking(settings, entry).wait_etcd(timeout)
     return entry
@@ -276,7 +276,7 @@ def unregister(settings: Settings, entry: Entry, *, force: bool = False) -> None
             raise LabError(
                 f"backing {entry.name}: its cluster does not answer ({e}); --force forgets it anyway"
             ) from None
-    registry.delete(settings, entry.name)
+    store.delete(settings, entry.name)
 
 
 class KindBacking:
@@ -291,7 +291,7 @@ class KindBacking:
         # Entries from before the block was recorded: the playbook's defaults.
         self.block = node_ports.parse_block(entry.spec.get("node_ports") or str(node_ports.DEFAULT_BLOCK))
         self.etcd_node_port = int(entry.spec.get("etcd_node_port") or node_ports.DEFAULT_ETCD_NODE_PORT)
-        self.directory = registry.backing_dir(settings, entry.name)
+        self.directory = store.backing_dir(settings, entry.name)
         self._ca: pki.KeyPair | None = None
         self._lock = threading.Lock()
         self._in_use: node_ports.InUse | None = None  # the LIST endpoint() hands ports out from
@@ -352,8 +352,11 @@ class KindBacking:
 
     def etcd_ca(self) -> pki.KeyPair:
         if self._ca is None:
-            self._ca = registry.etcd_ca(self.settings, self.name)
+            self._ca = store.etcd_ca(self.settings, self.name)
         return self._ca
+
+    def preflight(self, new: Sequence[tuple[str, int]]) -> None:
+        """Nothing to check before create: ensure() refuses a full block or a moved port itself."""
 
     def ensure(self, clusters: Sequence[tuple[str, int]]) -> None:
         """Secret, tenant, then Deployment and Service of each cluster (the order the module docstring
@@ -385,7 +388,7 @@ class KindBacking:
     def wait_ready(self, names: Sequence[str], timeout: float) -> None:
         """/readyz through each cluster's NodePort with its admin kubeconfig, as CAPI will reach it;
         on timeout the Pod's own reason (image pull, crash loop) names the cause."""
-        local.wait_ready(
+        ready.wait_ready(
             self.settings, names, timeout, why=self._why, where=f" on backing {self.name}", interval=1.0
         )
 

@@ -10,15 +10,13 @@ lab.workload_apiserver's TRIM_FLAGS and ENV cut (figures in benchmarks/apiserver
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
-
-import urllib3
+from collections.abc import Iterable, Sequence
 
 from lab import build, naming, pki
+from lab.backing import ready
 from lab.config import Settings
 from lab.errors import LabError
-from lab.kube import Config
-from lab.runtime import logs, poll
+from lab.runtime import logs
 from lab.runtime.ports import bindable, listener_pid
 from lab.runtime.supervise import Program, Supervisor, ensure_running, log_file
 from lab.workload_apiserver import ENV, TRIM_FLAGS, PkiPaths, apiserver_flags
@@ -26,7 +24,7 @@ from lab.workload_apiserver import ENV, TRIM_FLAGS, PkiPaths, apiserver_flags
 PROGRAM_PREFIX = "wkl-"
 #: Workload apiservers start after the stack's core and managers when supervisord starts everything.
 PRIORITY = 800
-READY_TIMEOUT = 180.0
+READY_TIMEOUT = ready.READY_TIMEOUT
 
 
 def program_name(name: str) -> str:
@@ -138,49 +136,25 @@ def running(settings: Settings, sup: Supervisor | None = None) -> dict[str, int]
     }
 
 
+def started(settings: Settings) -> bool:
+    """Whether the local tenant etcd's certificates exist, i.e. lab up ran here."""
+    from lab.etcd import server
+
+    try:
+        server.load_pki(settings)
+    except LabError:
+        return False
+    return True
+
+
 def admin_kubeconfig(settings: Settings, name: str) -> bytes:
     return PkiPaths.of(settings, name).kubeconfig.read_bytes()
 
 
-def is_ready(settings: Settings, name: str, timeout: float = 5.0) -> bool:
-    """GET /readyz with the admin kubeconfig's client cert: 200 means served and etcd reachable."""
-    try:
-        cfg = Config.from_kubeconfig(admin_kubeconfig(settings, name))
-    except (OSError, LabError):
-        return False
-    pool = urllib3.PoolManager(ssl_context=cfg.ssl_context(), retries=False)
-    try:
-        return pool.request("GET", f"{cfg.server}/readyz", timeout=timeout).status == 200
-    except urllib3.exceptions.HTTPError:
-        return False
-    finally:
-        pool.clear()
-
-
-def wait_ready(
-    settings: Settings,
-    names: Iterable[str],
-    timeout: float = READY_TIMEOUT,
-    *,
-    why: Callable[[str], str] | None = None,
-    where: str = "",
-    interval: float = 0.5,
-) -> None:
-    """Until every named apiserver answers /readyz with its admin kubeconfig, probed from here as the
-    management cluster will. On timeout the error names the first laggard and `why` it lags (default:
-    the last line of its local log); every backing shares this loop and brings its own `why`."""
-    pending = list(names)
-
-    def all_ready() -> bool:
-        pending[:] = [n for n in pending if not is_ready(settings, n)]
-        return not pending
-
-    if not poll.until(all_ready, timeout, interval):
-        reason = (why or (lambda n: _log_reason(settings, n)))(pending[0])
-        raise LabError(
-            f"{len(pending)} workload apiserver(s){where} not ready within {timeout:.0f}s, "
-            f"first {pending[0]}: {reason}"
-        )
+def wait_ready(settings: Settings, names: Iterable[str], timeout: float = READY_TIMEOUT) -> None:
+    """Until every named apiserver answers /readyz (lab.backing.ready); on timeout the first
+    laggard's last log line says why."""
+    ready.wait_ready(settings, names, timeout, why=lambda n: _log_reason(settings, n))
 
 
 def _log_reason(settings: Settings, name: str) -> str:
@@ -211,10 +185,10 @@ class LocalBacking:
         return etcd.ensure_pki(self.settings).ca
 
     def ensure(self, clusters: Sequence[tuple[str, int]]) -> None:
-        self.check_addresses(clusters)
+        self.preflight(clusters)
         ensure(self.settings, [i for _n, i in clusters])
 
-    def check_addresses(self, clusters: Sequence[tuple[str, int]]) -> None:
+    def preflight(self, clusters: Sequence[tuple[str, int]]) -> None:
         """Each new apiserver's loopback address is free: it is fixed by the index, so another lab
         home on this machine with the same cluster would otherwise cost a 300 s readiness timeout."""
         mine = running(self.settings)

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from lab import naming, pki
-from lab.backing import check_name, local, registry
+from lab.backing import ready, store
 from lab.backing.host import tar_files
+from lab.backing.store import Entry, check_name
 from lab.config import Ports, Settings
 from lab.errors import LabError, UsageError
 from lab.runtime import ports
@@ -65,7 +66,7 @@ class Spec:
         return self.address or self.host
 
     @classmethod
-    def of(cls, entry: registry.Entry) -> Spec:
+    def of(cls, entry: Entry) -> Spec:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in entry.spec.items() if k in known})
 
@@ -130,7 +131,7 @@ def remote_command(spec: Spec, settings: Settings, args: Sequence[str]) -> str:
 class ProcessBacking:
     """lab.backing.Backing on a process host."""
 
-    def __init__(self, settings: Settings, entry: registry.Entry) -> None:
+    def __init__(self, settings: Settings, entry: Entry) -> None:
         self.settings = settings
         self.entry = entry
         self.name = entry.name
@@ -141,7 +142,7 @@ class ProcessBacking:
 
     @property
     def known_hosts(self) -> Path:
-        return registry.backing_dir(self.settings, self.name) / KNOWN_HOSTS
+        return store.backing_dir(self.settings, self.name) / KNOWN_HOSTS
 
     # --- the contract --------------------------------------------------------------------------
 
@@ -160,7 +161,10 @@ class ProcessBacking:
         return [f"https://127.0.0.1:{self.spec.etcd_port}"]
 
     def etcd_ca(self) -> pki.KeyPair:
-        return registry.etcd_ca(self.settings, self.name)
+        return store.etcd_ca(self.settings, self.name)
+
+    def preflight(self, new: Sequence[tuple[str, int]]) -> None:
+        """Nothing to check before create: each index has its own port (endpoint() range-checks it)."""
 
     def ensure(self, clusters: Sequence[tuple[str, int]]) -> None:
         """One ssh: every cluster's PKI (made here if create did not yet) as a tar, then the host
@@ -179,7 +183,7 @@ class ProcessBacking:
     def wait_ready(self, names: Sequence[str], timeout: float) -> None:
         """Probe /readyz from here, as the management cluster will, with each cluster's admin
         kubeconfig; on timeout one ssh fetches the first laggard's last log line."""
-        local.wait_ready(
+        ready.wait_ready(
             self.settings, names, timeout, why=self._last_log_line, where=f" on backing {self.name}"
         )
 
@@ -209,7 +213,7 @@ class ProcessBacking:
         """Send the etcd CA and the etcd API stubs, start supervisord and the host's etcd."""
         from lab.etcd import proto, server
 
-        ca_dir = registry.backing_dir(self.settings, self.name) / "etcd-ca"
+        ca_dir = store.backing_dir(self.settings, self.name) / "etcd-ca"
         self.etcd_ca()  # created on first use
         stubs = proto.generate(self.settings)  # the host has no Go module cache to make them from
         files = [
@@ -263,7 +267,7 @@ def register(
     address: str | None = None,
     apiserver_base_port: int = APISERVER_BASE_PORT,
     env_file: str | None = None,
-) -> registry.Entry:
+) -> Entry:
     """Check the host answers `lab --version` over ssh (nothing is saved otherwise), record it, and
     start its etcd (`lab host up`). Re-registering updates the entry and keeps the etcd CA."""
     check_name(name)
@@ -283,12 +287,12 @@ def register(
         env_file=env_file,
     )
     check_port_range(spec, settings.max_index)
-    previous = registry.load(settings, name)
+    previous = store.load(settings, name)
     if previous is not None and previous.runtime != "process":
         raise LabError(f"backing {name!r} is registered with runtime {previous.runtime}; remove it first")
 
     with tempfile.TemporaryDirectory(prefix="lab-ssh-") as tmp:
-        known = registry.backing_dir(settings, name) / KNOWN_HOSTS
+        known = store.backing_dir(settings, name) / KNOWN_HOSTS
         probe_known = Path(tmp) / KNOWN_HOSTS
         if known.is_file():
             shutil.copy2(known, probe_known)
@@ -299,22 +303,35 @@ def register(
                 f"{user}@{host}:{ssh_port} does not answer 'lab --version' over ssh ({_last(res)}); "
                 "provision it with playbooks/backing-cluster.yml (backing_runtime: process)"
             )
-        entry = registry.Entry(name, "process", capacity, spec.as_dict())
-        registry.save(settings, entry)
+        entry = Entry(name, "process", capacity, spec.as_dict())
+        store.save(settings, entry)
         shutil.copy2(probe_known, known)
         known.chmod(0o600)
     try:
         ProcessBacking(settings, entry).up()
     except LabError:
         if previous is None:  # a first registration leaves nothing behind; a CA in use stays
-            registry.delete(settings, name)
+            store.delete(settings, name)
         raise
     return entry
 
 
+def unregister(settings: Settings, entry: Entry, *, force: bool = False) -> None:
+    """Refuse while the host still carries clusters (their etcd CA goes with the entry), stop what
+    lab runs there, forget it; `force` skips the checks and forgets a host that does not answer."""
+    if not force:
+        unregister_check(settings, entry.name)
+    try:
+        ProcessBacking(settings, entry).down()
+    except LabError:
+        if not force:
+            raise
+    store.delete(settings, entry.name)
+
+
 def unregister_check(settings: Settings, name: str) -> None:
     """Refuse to forget a host that still carries clusters: their etcd CA would go with it."""
-    entry = registry.load(settings, name)
+    entry = store.load(settings, name)
     if entry is None or entry.runtime != "process":
         return
     carried = ProcessBacking(settings, entry).present()

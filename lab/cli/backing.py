@@ -80,10 +80,8 @@ def add_cmd(
         )
         where = f"{entry.spec['node_address']}, NodePorts {entry.spec['node_ports']}"
     else:
-        try:
-            from lab.backing import process
-        except ImportError:
-            raise LabError("the process runtime is not part of this lab version yet") from None
+        from lab.backing import process
+
         extra: dict[str, Any] = {"user": user} if user else {}
         if node_address:
             extra["address"] = node_address
@@ -106,46 +104,13 @@ def _runtime(kubeconfig: Path | None, host: str | None, runtime: str | None) -> 
     return implied
 
 
-def rows(settings: Settings) -> list[dict[str, Any]]:
-    """One row per backing; `used` is None (and `error` says why) when the backing does not answer."""
-    from lab.backing import registry
-
-    found: list[tuple[str, str, int, str, Any]] = []
-    if settings.mode == "local":
-        found.append((naming.LOCAL_BACKING, "local", settings.local_capacity, "127.1.0.0/16", None))
-    for e in registry.entries(settings):
-        address = e.spec.get("node_address") or e.spec.get("host") or ""
-        found.append((e.name, e.runtime, e.capacity, address, e))
-    out = []
-    for name, runtime, capacity, address, _entry in found:
-        row: dict[str, Any] = {"name": name, "runtime": runtime, "capacity": capacity, "used": None}
-        try:
-            if runtime == "local" and not _local_started(settings):
-                row["used"] = 0  # never started here: used() would create the etcd CA as a side effect
-            else:
-                row["used"] = registry.open_backing(settings, name).used()
-        except (LabError, OSError, ImportError) as e:
-            row["error"] = str(e)
-        row["address"] = address
-        out.append(row)
-    return out
-
-
-def _local_started(settings: Settings) -> bool:
-    from lab.etcd import server
-
-    try:
-        server.load_pki(settings)
-    except LabError:
-        return False
-    return True
-
-
 @backing_app.command("list")
 def list_cmd(output: Output = OutputOption) -> None:
     """Every backing with its capacity and how many clusters it carries now."""
+    from lab import backing
+
     settings = config.load()
-    found = rows(settings)
+    found = backing.usage(settings)
     if output == Output.json:
         print_json(found)
         return
@@ -160,7 +125,8 @@ def list_cmd(output: Output = OutputOption) -> None:
 
 
 def placed(settings: Settings, name: str) -> int:
-    """Namespaces in the management cluster labelled with the backing: clusters it carries."""
+    """Clusters placed on the backing, as the management cluster's namespaces say; 0 without one."""
+    from lab import backing
     from lab.kube import Client
     from lab.stack import mgmt
 
@@ -168,7 +134,7 @@ def placed(settings: Settings, name: str) -> int:
     if not kubeconfig.is_file():
         return 0  # no management cluster here: nothing can be placed
     with Client.from_kubeconfig(kubeconfig, attempts=2, timeout=10.0, parallel=1) as client:
-        return len(client.list("v1", "Namespace", label_selector=f"{naming.BACKING_LABEL}={name}"))
+        return backing.placed(client, name)
 
 
 @backing_app.command("remove")
@@ -179,15 +145,16 @@ def remove_cmd(
     ),
 ) -> None:
     """Uninstall lab's etcd and apiservers from a backing and forget it."""
-    from lab.backing import check_name, registry
+    from lab import backing
+    from lab.backing import store
 
     settings = config.load()
-    check_name(name)
+    store.check_name(name)
     if name == naming.LOCAL_BACKING:
         raise UsageError(f"{naming.LOCAL_BACKING!r} is built in and cannot be removed")
-    entry = registry.load(settings, name)
+    entry = store.load(settings, name)
     if entry is None:
-        known = ", ".join(e.name for e in registry.entries(settings)) or "none"
+        known = ", ".join(e.name for e in store.entries(settings)) or "none"
         raise LabError(f"no backing named {name!r} (registered: {known})")
     if not force:
         try:
@@ -199,25 +166,5 @@ def remove_cmd(
                 f"{count} cluster(s) are placed on backing {name}: delete them first (lab delete-clusters), "
                 "or --force"
             )
-    if entry.runtime == "kind":
-        from lab.backing import kind
-
-        kind.unregister(settings, entry, force=force)
-    else:
-        _remove_process(settings, entry, force)
+    backing.unregister(settings, entry, force=force)
     err_console.print(f"backing {name} removed")
-
-
-def _remove_process(settings: Settings, entry: Any, force: bool) -> None:
-    """Refuse while the host still carries clusters (their etcd CA goes with the entry), stop what
-    lab runs there, forget it; --force skips the checks and forgets a host that does not answer."""
-    from lab.backing import process, registry
-
-    if not force:
-        process.unregister_check(settings, entry.name)
-    try:
-        process.ProcessBacking(settings, entry).down()
-    except LabError:
-        if not force:
-            raise
-    registry.delete(settings, entry.name)

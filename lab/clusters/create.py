@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from lab import naming, render
-from lab.backing import Backing
+from lab.backing import Backing, open_all, open_backing
 from lab.backing.placement import Room, place
-from lab.backing.registry import open_backing
 from lab.clusters.tracker import Tracker
 from lab.config import Settings
 from lab.errors import LabError
@@ -38,7 +37,6 @@ DIGEST_MANAGER = "lab-create"
 APISERVER_READY_TIMEOUT = 300.0
 
 Obj = dict[str, Any]
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -85,9 +83,7 @@ def make_plan(
     settings: Settings, mgmt: Client, indexes: Sequence[int], backing_names: Sequence[str]
 ) -> tuple[Plan, dict[str, Backing]]:
     """Placement and what exists; raises (UsageError, LabError) before anything is created."""
-    backings: dict[str, Backing] = {}
-    for n in dict.fromkeys(backing_names or [naming.LOCAL_BACKING]):
-        backings[n] = open_backing(settings, n)
+    backings = open_all(settings, backing_names or [naming.LOCAL_BACKING])
     namespaces = existing_namespaces(settings, mgmt)
     existing: dict[int, str] = {}
     for i in indexes:
@@ -101,10 +97,9 @@ def make_plan(
     new = [i for i in indexes if i not in existing]
     placement = place(new, rooms, existing)
     for name, b in backings.items():  # e.g. the local backing's fixed loopback addresses
-        check = getattr(b, "check_addresses", None)
         mine = [(naming.cluster_name(settings.prefix, i), i) for i in new if placement[i] == name]
-        if check is not None and mine:
-            check(mine)
+        if mine:
+            b.preflight(mine)
     complete, partial = set(), set()
     for i in existing:
         annotations = namespaces[i]["metadata"].get("annotations") or {}
@@ -135,7 +130,6 @@ class Creator:
     backings: dict[str, Backing]
     tracker: Tracker | None = None
     parallel: int = 10
-    log: Log = lambda _m: None
     namespaces: dict[int, Obj] = field(default_factory=dict)
     _cas: dict[str, Any] = field(default_factory=dict)
 
@@ -200,12 +194,11 @@ class Creator:
         }
         self.mgmt.apply_one(patch, field_manager=DIGEST_MANAGER)
 
-    def run(self, on_batch: Callable[[int], None] = lambda _n: None) -> None:
+    def run(self) -> None:
         todo = self.plan.todo
         with ThreadPoolExecutor(max_workers=max(1, self.parallel), thread_name_prefix="lab-create") as pool:
             for batch in _chunks(todo, max(1, self.parallel)):
                 self.converge_batch(batch, pool)
-                on_batch(len(batch))
         if self.plan.complete:  # nothing to apply; their apiservers must still be up
             self.ensure_backings(sorted(self.plan.complete))
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab import naming, phases, records
-from lab.backing import Backing
-from lab.backing.registry import entries, open_backing
+from lab.backing import Backing, open_all
+from lab.backing.store import entries
 from lab.clusters.inventory import cluster_namespaces
 from lab.config import Settings
 from lab.kube import ApiError, Client
@@ -151,7 +151,7 @@ def known_backings(settings: Settings, targets: Sequence[Target]) -> dict[str, B
     namespaces name. A registered backing that cannot be reached fails the delete before it starts."""
     local = [naming.LOCAL_BACKING] if settings.mode == "local" else []
     names = [*local, *(e.name for e in entries(settings)), *(t.backing for t in targets)]
-    return {n: open_backing(settings, n) for n in dict.fromkeys(names)}
+    return open_all(settings, names)
 
 
 def make_plan(

@@ -258,17 +258,8 @@ class EtcdClient:
     def role_add(self, name: str) -> bool:
         return self.together([self.role_add_call(name)])[0]
 
-    def role_grant(self, role: str, kind: str, key: bytes, range_end: bytes = b"") -> None:
-        self.together([self.role_grant_call(role, kind, key, range_end)])
-
     def user_grant_role(self, user: str, role: str) -> None:
         self.together([self.user_grant_role_call(user, role)])
-
-    def role_delete(self, name: str) -> bool:
-        return self.together([self.role_delete_call(name)])[0]
-
-    def user_delete(self, name: str) -> bool:
-        return self.together([self.user_delete_call(name)])[0]
 
     def auth_enable(self) -> None:
         # etcd ignores a second enable; it refuses the first unless root exists with the root role.

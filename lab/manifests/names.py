@@ -35,8 +35,3 @@ def host(cluster: str) -> str:
 
 def bmc_secret(cluster: str) -> str:
     return f"{host(cluster)}-bmc-secret"
-
-
-def capi_secret(cluster: str, purpose: str) -> str:
-    """CAPI's secret.Name(cluster, purpose): purpose is ca, etcd, proxy, sa, apiserver-etcd-client or kubeconfig."""
-    return f"{cluster}-{purpose}"

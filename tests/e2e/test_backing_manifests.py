@@ -27,7 +27,7 @@ import yaml
 from _stack import Stack
 
 from lab import naming, pki
-from lab.backing import kind, node_ports, registry
+from lab.backing import kind, node_ports, store
 from lab.config import Settings
 from lab.errors import LabError
 from lab.manifests import backing_apiserver as apiserver_manifests
@@ -57,37 +57,35 @@ def _settings(stack: Stack) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def added(stack: Stack) -> Iterator[registry.Entry]:
+def added(stack: Stack) -> Iterator[store.Entry]:
     """`lab backing add b1` with the stack's own admin kubeconfig; removed (and waited for) after."""
     r = stack.lab("backing", "add", BACKING, "--kubeconfig", str(stack.kubeconfig), "--capacity", "3")
     assert f"backing {BACKING} (kind, capacity 3) at 127.0.0.1" in r.stderr, r.stderr
-    entry = registry.load(_settings(stack), BACKING)
+    entry = store.load(_settings(stack), BACKING)
     assert entry is not None
     try:
         yield entry
     finally:
-        if registry.load(_settings(stack), BACKING) is not None:
+        if store.load(_settings(stack), BACKING) is not None:
             stack.lab("backing", "remove", BACKING, "--force", check=False)
         _wait_gone(stack, *LAB_NAMESPACES)
 
 
-def test_add_installs_the_etcd_and_keeps_every_secret_file_private(
-    stack: Stack, added: registry.Entry
-) -> None:
+def test_add_installs_the_etcd_and_keeps_every_secret_file_private(stack: Stack, added: store.Entry) -> None:
     assert added.runtime == "kind" and added.capacity == 3
     assert added.spec["node_address"] == "127.0.0.1"
     # the playbook's default block and etcd port, recorded in the entry
     assert (added.spec["node_ports"], added.spec["etcd_node_port"]) == ("30000-30099", 32767)
     sts = stack.kubectl_json("get", "statefulset", etcd_manifests.NAME, "-n", etcd_manifests.NAMESPACE)
-    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.k8s.io/etcd:3.6.5-0"
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "store.k8s.io/etcd:3.6.5-0"
     ext = stack.kubectl_json(
         "get", "service", etcd_manifests.EXTERNAL_SERVICE, "-n", etcd_manifests.NAMESPACE
     )
     assert ext["spec"]["type"] == "NodePort" and ext["spec"]["ports"][0]["nodePort"] == 32767
     stack.kubectl("get", "namespace", apiserver_manifests.NAMESPACE)
-    d = registry.backing_dir(_settings(stack), BACKING)
+    d = store.backing_dir(_settings(stack), BACKING)
     private = [d / kind.KUBECONFIG, d / "etcd-ca" / "ca.key", d / "etcd-root.key", d / "etcd-server.key"]
-    private += [d / registry.SPEC_FILE]
+    private += [d / store.SPEC_FILE]
     for f in private:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     assert stat.S_IMODE(d.stat().st_mode) == 0o700
@@ -101,7 +99,7 @@ def test_add_installs_the_etcd_and_keeps_every_secret_file_private(
 
 
 def test_every_backing_manifest_passes_server_dry_run(
-    stack: Stack, added: registry.Entry, tmp_path: Path
+    stack: Stack, added: store.Entry, tmp_path: Path
 ) -> None:
     """etcd objects (fresh certificates) and one rendered cluster's apiserver objects."""
     settings = _settings(stack)
@@ -129,7 +127,7 @@ def test_every_backing_manifest_passes_server_dry_run(
     )
 
 
-def test_list_shows_capacity_use_and_address(stack: Stack, added: registry.Entry) -> None:
+def test_list_shows_capacity_use_and_address(stack: Stack, added: store.Entry) -> None:
     rows = json.loads(stack.lab("backing", "list", "-o", "json").stdout)
     [b1] = [r for r in rows if r["name"] == BACKING]
     assert b1 == {"name": BACKING, "runtime": "kind", "capacity": 3, "used": 0, "address": "127.0.0.1"}
@@ -137,8 +135,8 @@ def test_list_shows_capacity_use_and_address(stack: Stack, added: registry.Entry
     assert BACKING in table and "127.0.0.1" in table
 
 
-def _with_block(entry: registry.Entry, block: str) -> registry.Entry:
-    return registry.Entry(entry.name, entry.runtime, entry.capacity, {**entry.spec, "node_ports": block})
+def _with_block(entry: store.Entry, block: str) -> store.Entry:
+    return store.Entry(entry.name, entry.runtime, entry.capacity, {**entry.spec, "node_ports": block})
 
 
 def _foreign_service(name: str, port: int) -> dict[str, Any]:
@@ -157,7 +155,7 @@ def _taken(stack: Stack) -> set[int]:
 
 
 def test_ports_come_from_the_block_and_a_full_block_is_refused_before_any_change(
-    stack: Stack, added: registry.Entry
+    stack: Stack, added: store.Entry
 ) -> None:
     """Block 32000-32005 of b1. A Service of test-1 holds 32001 and someone else's 32000: test-1
     keeps 32001; test-2..5, asked from four threads at once, get the four other ports, each once;
@@ -203,7 +201,7 @@ def test_ports_come_from_the_block_and_a_full_block_is_refused_before_any_change
 
 
 @pytest.fixture
-def backing_etcd(stack: Stack, added: registry.Entry, tmp_path: Path) -> Iterator[str]:
+def backing_etcd(stack: Stack, added: store.Entry, tmp_path: Path) -> Iterator[str]:
     """A real etcd standing in for the backing's etcd Pod: it trusts the backing's etcd CA (the CA
     lab keeps for b1) and serves on loopback, where KindBacking dials it instead of the NodePort."""
     import shutil
@@ -219,20 +217,20 @@ def backing_etcd(stack: Stack, added: registry.Entry, tmp_path: Path) -> Iterato
     ca_dir = etcd_ca_dir(Settings(home=home))
     ca_dir.mkdir(parents=True, mode=0o700)
     for f in ("ca.crt", "ca.key"):
-        shutil.copy2(registry.backing_dir(_settings(stack), BACKING) / "etcd-ca" / f, ca_dir / f)
+        shutil.copy2(store.backing_dir(_settings(stack), BACKING) / "etcd-ca" / f, ca_dir / f)
     with etcd_local.scratch(home, binary, bootstrap=False) as running:
         yield running.endpoint
 
 
 def test_ensure_and_remove_a_cluster_on_the_backing(
-    stack: Stack, added: registry.Entry, backing_etcd: str
+    stack: Stack, added: store.Entry, backing_etcd: str
 ) -> None:
     """ensure: Secret, tenant (bootstrapping auth on a fresh etcd), Deployment, Service; wait_ready
     names why no apiserver answers (no Pod: no ReplicaSet controller here); remove leaves nothing."""
     from lab.etcd import tenants
 
     settings = _settings(stack)
-    entry = registry.Entry(
+    entry = store.Entry(
         added.name, added.runtime, added.capacity, {**added.spec, "etcd_endpoint": backing_etcd}
     )
     b = kind.KindBacking(settings, entry)
@@ -281,7 +279,7 @@ def test_ensure_and_remove_a_cluster_on_the_backing(
 
 
 def test_remove_is_refused_while_a_cluster_is_placed_then_uninstalls(
-    stack: Stack, added: registry.Entry
+    stack: Stack, added: store.Entry
 ) -> None:
     probe = {
         "apiVersion": "v1",
@@ -294,14 +292,14 @@ def test_remove_is_refused_while_a_cluster_is_placed_then_uninstalls(
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 1 and len(lines) == 1, r.stderr
         assert lines[0].startswith(f"error: 1 cluster(s) are placed on backing {BACKING}")
-        assert registry.load(_settings(stack), BACKING) is not None
+        assert store.load(_settings(stack), BACKING) is not None
         stack.kubectl("get", "namespace", etcd_manifests.NAMESPACE)  # nothing uninstalled
     finally:
         stack.kubectl("delete", "namespace", "backing-probe", "--ignore-not-found", "--wait=false")
     _wait_gone(stack, "backing-probe")  # a terminating namespace still counts as placed
     stack.lab("backing", "remove", BACKING)
-    assert registry.load(_settings(stack), BACKING) is None
-    assert not registry.backing_dir(_settings(stack), BACKING).exists()
+    assert store.load(_settings(stack), BACKING) is None
+    assert not store.backing_dir(_settings(stack), BACKING).exists()
     rows = json.loads(stack.lab("backing", "list", "-o", "json").stdout)
     assert BACKING not in [r["name"] for r in rows]
     _wait_gone(stack, *LAB_NAMESPACES)

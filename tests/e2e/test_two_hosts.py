@@ -31,7 +31,7 @@ from _stack import Stack
 from netns_hosts import NsHost, build_lab_wheels, namespace_hosts, provision_process_hosts, unavailable_reason
 
 from lab import build
-from lab.backing import registry
+from lab.backing import store
 from lab.backing.process import ProcessBacking
 from lab.clusters.residue import residue
 
@@ -91,7 +91,7 @@ def hosts(stack: Stack) -> Iterator[list[Host]]:
             assert all(r[1] == 0 for r in warm.recap.values()), warm.recap  # a re-run changes nothing
             yield made
             for h in made:  # leave the stack's registry as it was; sshd and netns go next
-                if registry.load(settings, h.name) is not None:
+                if store.load(settings, h.name) is not None:
                     stack.lab("backing", "remove", h.name, "--force", check=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -118,7 +118,7 @@ def _apiservers(h: Host) -> dict[str, str]:
 
 def _backing(stack: Stack, h: Host) -> ProcessBacking:
     settings = stack.settings()
-    entry = registry.load(settings, h.name)
+    entry = store.load(settings, h.name)
     assert entry is not None
     return ProcessBacking(settings, entry)
 
@@ -126,7 +126,7 @@ def _backing(stack: Stack, h: Host) -> ProcessBacking:
 def test_register_both_hosts(stack: Stack, hosts: list[Host]) -> None:
     h1, h2 = hosts
     # the playbook registered h2 (its registration task ran in the cold run, was skipped in the warm)
-    assert registry.load(stack.settings(), h2.name) is not None
+    assert store.load(stack.settings(), h2.name) is not None
     for h in [h1]:
         stack.lab(
             "backing",

@@ -25,7 +25,7 @@ import urllib3
 from netns_hosts import NsHost, build_lab_wheels, namespace_hosts, provision_process_hosts, unavailable_reason
 
 from lab import build, pki
-from lab.backing import local, registry
+from lab.backing import local, open_backing, store
 from lab.backing.process import ProcessBacking, register
 from lab.config import Settings, default_home
 from lab.errors import LabError
@@ -67,8 +67,8 @@ def process_host() -> Iterator[ProcessHost]:
             settings = Settings(home=work / "ctl", bin_cache=bin_cache)
             home = hosts[0].root / "var/lib/metal3-scale-lab"
             yield ProcessHost(hosts[0], settings, home, prov.seconds)
-            if registry.load(settings, "h1") is not None:
-                ProcessBacking(settings, registry.load(settings, "h1")).down()  # type: ignore[arg-type]
+            if store.load(settings, "h1") is not None:
+                ProcessBacking(settings, store.load(settings, "h1")).down()  # type: ignore[arg-type]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -79,7 +79,7 @@ def backing(process_host: ProcessHost) -> ProcessBacking:
     started = time.monotonic()
     entry = register(process_host.settings, "h1", host=h.address, identity=h.client_key, capacity=5)
     print(f"register (ssh lab --version, then lab host up: etcd started): {time.monotonic() - started:.2f}s")
-    b = registry.open_backing(process_host.settings, "h1")
+    b = open_backing(process_host.settings, "h1")
     assert isinstance(b, ProcessBacking) and entry.runtime == "process"
     return b
 
@@ -107,14 +107,14 @@ def test_register_refuses_a_host_without_lab_and_saves_nothing(process_host: Pro
         )
     msg = str(err.value)
     assert "\n" not in msg and f"root@{h.address}:22 does not answer 'lab --version'" in msg
-    assert registry.load(process_host.settings, "nolab") is None
-    assert not registry.backing_dir(process_host.settings, "nolab").exists()
+    assert store.load(process_host.settings, "nolab") is None
+    assert not store.backing_dir(process_host.settings, "nolab").exists()
 
 
 def test_register_records_the_host_and_starts_its_etcd(
     process_host: ProcessHost, backing: ProcessBacking
 ) -> None:
-    entry = registry.load(process_host.settings, "h1")
+    entry = store.load(process_host.settings, "h1")
     assert entry is not None and entry.capacity == 5
     assert entry.spec["host"] == process_host.host.address and entry.spec["user"] == "root"
     assert entry.spec["identity"] == str(process_host.host.client_key)

@@ -21,5 +21,5 @@ def test_an_address_held_by_another_process_is_refused_naming_it(tmp_path: Path)
         s.bind((host, port))
         s.listen()
         with pytest.raises(LabError, match=rf"{host}:{port} for {name} is in use by pid {os.getpid()}"):
-            backing.check_addresses([(name, index)])
-    backing.check_addresses([(name, index)])  # free again: no error
+            backing.preflight([(name, index)])
+    backing.preflight([(name, index)])  # free again: no error

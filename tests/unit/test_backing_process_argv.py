@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.backing import host, registry
+from lab.backing import host, store
 from lab.backing.process import ProcessBacking, Spec, check_port_range, remote_command, ssh_argv
 from lab.config import Settings
 from lab.errors import LabError, UsageError
@@ -49,8 +49,8 @@ def test_remote_command_loads_the_env_file_and_passes_prefix_and_etcd_ports(tmp_
 def test_spec_round_trips_through_the_registry_entry(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
     spec = Spec(host="10.0.0.5", identity="/k", address="192.168.1.5")
-    registry.save(settings, registry.Entry("h1", "process", 7, spec.as_dict()))
-    entry = registry.load(settings, "h1")
+    store.save(settings, store.Entry("h1", "process", 7, spec.as_dict()))
+    entry = store.load(settings, "h1")
     assert entry is not None and Spec.of(entry) == spec
     b = ProcessBacking(settings, entry)
     assert b.endpoint("test-12", 12) == ("192.168.1.5", 20012)  # the address, not the ssh host
@@ -64,7 +64,7 @@ def test_ports_stay_below_the_ephemeral_range(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="overlap etcd"):
         check_port_range(Spec(host="h", apiserver_base_port=2000, etcd_port=2379), 1000)
     settings = Settings(home=tmp_path, max_index=65000)
-    b = ProcessBacking(settings, registry.Entry("h1", "process", 1, {"host": "h"}))
+    b = ProcessBacking(settings, store.Entry("h1", "process", 1, {"host": "h"}))
     with pytest.raises(LabError, match="not below the ephemeral range"):
         b.endpoint("test-40000", 40000)
 

@@ -1,4 +1,4 @@
-"""Registered backings (`lab backing add`): one directory per backing under lab home.
+"""The store of registered backings (`lab backing add`): one directory per backing under lab home.
 
 <home>/backings/<name>/backing.yaml holds the runtime, capacity and runtime-specific spec; beside it
 the runtime keeps what it needs (a kind cluster's kubeconfig, 0600; a process host's known_hosts)
@@ -8,8 +8,8 @@ that is the label on each cluster's namespace in the management cluster.
 
 from __future__ import annotations
 
+import re
 import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -17,14 +17,22 @@ from typing import Any, Literal
 import yaml
 
 from lab import naming, pki
-from lab.backing import Backing, check_name
 from lab.config import Settings
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 from lab.runtime.files import write_private
 
 Runtime = Literal["kind", "process"]
 RUNTIMES: tuple[str, ...] = ("kind", "process")
 SPEC_FILE = "backing.yaml"
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def check_name(name: str) -> str:
+    """A backing's name is a label value and a directory name: a lowercase DNS label."""
+    if not _NAME.match(name):
+        raise UsageError(f"invalid backing name {name!r}: must be a lowercase DNS label")
+    return name
 
 
 @dataclass(frozen=True)
@@ -88,28 +96,3 @@ def delete(settings: Settings, name: str) -> bool:
         return False
     shutil.rmtree(d)
     return True
-
-
-def open_backing(settings: Settings, name: str) -> Backing:
-    """The Backing of a name: the built-in local one, or a registered kind/process backing."""
-    if name == naming.LOCAL_BACKING:
-        from lab.backing.local import LocalBacking
-
-        return LocalBacking(settings)
-    entry = load(settings, name)
-    if entry is None:
-        known = ", ".join([naming.LOCAL_BACKING, *(e.name for e in entries(settings))])
-        raise LabError(f"no backing named {name!r} (known: {known}); register it with lab backing add")
-    if entry.runtime == "kind":
-        from lab.backing.kind import KindBacking
-
-        return KindBacking(settings, entry)
-    from lab.backing.process import ProcessBacking
-
-    return ProcessBacking(settings, entry)
-
-
-def open_many(settings: Settings, names: Sequence[str]) -> list[Backing]:
-    """Backings named on the command line, in order, each once; [local] when none is named."""
-    unique = list(dict.fromkeys(names)) or [naming.LOCAL_BACKING]
-    return [open_backing(settings, n) for n in unique]
