@@ -83,8 +83,7 @@ def up(settings: Settings, timeout: float = 60.0) -> Supervisor:
         raise LabError(f"no etcd CA under {ca}: register this host from the controller (lab backing add)")
     etcd.ensure_pki(settings)
     sup = ensure_running(settings)
-    sup.apply([etcd_program(settings)])
-    sup.start_if_dead(TENANT_ETCD)
+    sup.converge([etcd_program(settings)])
     etcd.wait_ready(settings, None, log_file(settings, TENANT_ETCD), timeout)
     with etcd.root_client(settings) as root:
         tenants.bootstrap(root)
@@ -121,9 +120,7 @@ def ensure(settings: Settings, address: str, clusters: Sequence[tuple[str, int]]
         local.program(settings, n, naming.parse_index(settings.prefix, n) or 0, endpoint=(address, p))
         for n, p in clusters
     ]
-    sup.apply(programs)
-    for p in programs:  # a program left FATAL by an earlier failure would not restart by itself
-        sup.start_if_dead(p.name)
+    sup.converge(programs)  # a program left FATAL by an earlier failure would not restart by itself
     return names
 
 

@@ -437,13 +437,7 @@ class KindBacking:
                 for n in names:
                     client.delete(api, kind, n, ns)
             with self.root_etcd() as root:
-                present = {t.name for t in tenants.list_tenants(root)}
-                gone = [n for n in names if n in present]
-                if gone:
-                    tenants.delete_many(root, gone)
-                for n in names:
-                    if n not in present:  # keys may outlive a half-done delete
-                        tenants.delete_keys(root, n)
+                tenants.remove(root, names)
             for n in names:
                 client.delete("v1", "Secret", apiserver_manifests.secret_name(n), ns)
         with self._lock:  # their ports are free again: the next hand-out lists afresh

@@ -90,7 +90,8 @@ def ensure(settings: Settings, indexes: Iterable[int], sup: Supervisor | None = 
 
         tenants.create_many(root, names)
     sup = sup or ensure_running(settings)
-    sup.apply([program(settings, n, i) for n, i in zip(names, idx, strict=True)])
+    # converge, not only apply: a program stopped or given up (STOPPED, EXITED, FATAL) starts again
+    sup.converge([program(settings, n, i) for n, i in zip(names, idx, strict=True)])
     return names
 
 
@@ -111,13 +112,7 @@ def remove(settings: Settings, names: Iterable[str], sup: Supervisor | None = No
     with etcd.root_client(settings) as root:
         from lab.etcd import tenants
 
-        present = {t.name for t in tenants.list_tenants(root)}
-        gone = [n for n in names if n in present]
-        if gone:
-            tenants.delete_many(root, gone)
-        else:  # keys may outlive a half-done delete
-            for n in names:
-                tenants.delete_keys(root, n)
+        tenants.remove(root, names)
     for n in names:
         pki.remove_cluster_pki(settings, n)
         with contextlib.suppress(FileNotFoundError):

@@ -115,6 +115,18 @@ def delete_many(root: EtcdClient, names: list[str], parallel: int = 8) -> int:
     return sum(_each(lambda n: delete_keys(root, n), names, parallel))
 
 
+def remove(root: EtcdClient, names: list[str], parallel: int = 8) -> int:
+    """Every trace of each named tenant, whatever a half-done create or delete left: the user and
+    role of every name that still has either are revoked first (as delete_many does), then the keys
+    under every name's prefix go, with or without a tenant record (keys may outlive a half-done
+    delete). Returns the number of keys deleted."""
+    for n in names:
+        check_name(n)  # every name, before anything changes
+    recorded = set(root.users()) | set(root.roles())
+    _each(lambda n: revoke(root, n), [n for n in names if n in recorded], parallel)
+    return sum(_each(lambda n: delete_keys(root, n), names, parallel))
+
+
 def _each(fn: Callable[[str], T], names: list[str], parallel: int) -> list[T]:
     for n in names:
         check_name(n)  # every name, before anything changes

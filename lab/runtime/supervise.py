@@ -215,6 +215,15 @@ class Supervisor:
             self.rpc.stopProcess(name, True)
         self.rpc.startProcess(name, False)
 
+    def converge(self, programs: list[Program]) -> dict[str, list[str]]:
+        """apply(), then start each of these programs that is not coming back by itself (stopped,
+        exited or given up): after it, every one of them runs its current file. Returns apply's
+        changes."""
+        changes = self.apply(programs)
+        for p in programs:
+            self.start_if_dead(p.name)
+        return changes
+
     def start_if_dead(self, name: str) -> bool:
         """Start a program that gave up (FATAL) or was stopped; True when it had to."""
         info = self.process(name)

@@ -292,9 +292,7 @@ def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: Non
         remove_program_files(settings, [*managers.NAMES, *(p.name for p in simulator_programs(settings))])
     sup = ensure_running(settings)
     core = core_programs(settings)
-    changes = sup.apply(core)
-    for prog in core:
-        sup.start_if_dead(prog.name)
+    changes = sup.converge(core)
     wait_healthy(settings, sup, [c.name for c in core], CORE_TIMEOUT, log)
     if server is not None:
         bootstrap_tenant_etcd(settings, log)
@@ -302,15 +300,11 @@ def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: Non
     applied = ensure_objects(settings, p, log)
 
     mprogs = manager_programs(settings, profile)
-    mchanges = sup.apply(mprogs)
-    for prog in mprogs:
-        sup.start_if_dead(prog.name)
+    mchanges = sup.converge(mprogs)
     wait_healthy(settings, sup, [m.name for m in mprogs], MANAGER_TIMEOUT, log)
 
     sims = simulator_programs(settings)
-    schanges = sup.apply(sims)
-    for prog in sims:
-        sup.start_if_dead(prog.name)
+    schanges = sup.converge(sims)
     wait_healthy(settings, sup, [s.name for s in sims], MANAGER_TIMEOUT, log)
     write_state(settings, tuning=profile)
     changed = [n for c in (changes, mchanges, schanges) for k in ("added", "changed") for n in c[k]]

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,3 +170,62 @@ def test_remove_leaves_nothing(settings: Settings, tenant_etcd: RunningEtcd) -> 
         assert name not in {t.name for t in tenants.list_tenants(root)}
         assert root.count(f"/{name}/".encode(), f"/{name}0".encode()) == 0
     local.remove(settings, [name])  # again: nothing left to remove is fine
+
+
+def test_remove_of_a_mixed_batch_leaves_no_orphaned_keys(tenant_etcd: RunningEtcd) -> None:
+    """One batch with a cluster that has its tenant record and one that a half-done delete left as
+    keys only (user and role gone): every key of both goes, and the tenant with it."""
+    with tenant_etcd.root() as root:
+        tenants.create(root, "mixed-1")
+        root.put(b"/mixed-1/registry/configmaps/default/a", b"1")
+        root.put(b"/mixed-2/registry/configmaps/default/b", b"2")  # no user, no role: an orphan
+    local.remove(tenant_etcd.settings, ["mixed-1", "mixed-2"])
+    with tenant_etcd.root() as root:
+        assert root.count(b"/mixed-1/", b"/mixed-10") == 0
+        assert root.count(b"/mixed-2/", b"/mixed-20") == 0
+        assert not tenants.exists(root, "mixed-1")
+
+
+@pytest.fixture
+def stand_in_home(tenant_etcd: RunningEtcd, tmp_path: Path) -> Iterator[Settings]:
+    """A short lab home of its own that reaches the tenant etcd (its PKI copied) and whose
+    kube-apiserver is a stand-in that only sleeps: what supervision does, without the real binary."""
+    home = Path(os.environ.get("TMPDIR", "/tmp")) / f"labwkl-{os.getpid()}-{tmp_path.name[-12:]}"
+    shutil.copytree(tenant_etcd.settings.pki_dir, home / "pki")
+    s = tenant_etcd.settings.model_copy(update={"home": home, "bin_cache": tmp_path / "bin"})
+    exe = build.binary_path(s, "kube-apiserver")
+    exe.parent.mkdir(parents=True)
+    exe.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(600)\n")
+    exe.chmod(0o755)
+    sup = ensure_running(s)
+    try:
+        yield s
+    finally:
+        sup.shutdown()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _pid_when_running(sup: Supervisor, name: str, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = sup.process(name)
+        if info and info["statename"] == "RUNNING" and info["pid"]:
+            return int(info["pid"])
+        time.sleep(0.1)
+    raise AssertionError(f"{name} not RUNNING within {timeout}s: {sup.process(name)}")
+
+
+def test_ensure_again_restarts_a_stopped_apiserver(stand_in_home: Settings) -> None:
+    """create-clusters run again converges: an apiserver program left STOPPED runs again."""
+    [index] = _free_indexes(1)
+    sup = Supervisor(stand_in_home)
+    [name] = local.ensure(stand_in_home, [index], sup)
+    program = local.program_name(name)
+    try:
+        first = _pid_when_running(sup, program)
+        sup.rpc.stopProcess(program, True)
+        assert sup.process(program)["statename"] == "STOPPED"  # type: ignore[index]
+        assert local.ensure(stand_in_home, [index], sup) == [name]
+        assert _pid_when_running(sup, program) != first
+    finally:
+        local.remove(stand_in_home, [name], sup)

@@ -423,3 +423,21 @@ def test_access_check_when_etcd_is_down_blames_etcd_not_the_certificate(tenant_e
         etcd.check_access(t, "down-1", good.cert_pem, tenant_etcd.certs.ca.cert_pem)
     assert str(err.value).startswith(f"tenant down-1: cannot reach etcd at {nowhere}")
     assert "certificate" not in str(err.value)
+
+
+def test_remove_clears_whole_half_deleted_and_keys_only_tenants(
+    tenant_etcd: RunningEtcd, root: EtcdClient
+) -> None:
+    """tenants.remove: a whole tenant, one whose user a crash already deleted (role left), and one
+    with keys only; every user, role and key of the three goes, and a second call finds nothing."""
+    for n in ("rm-1", "rm-2"):
+        etcd.create(root, n)
+    with as_tenant(tenant_etcd, tenant_cert(tenant_etcd, "rm-1")) as t:
+        t.put(b"/rm-1/a", b"1")
+    root.together([root.user_delete_call("rm-2")])
+    root.put(b"/rm-3/b", b"2")
+    assert tenants.remove(root, ["rm-1", "rm-2", "rm-3"]) == 2
+    for n in ("rm-1", "rm-2", "rm-3"):
+        assert not tenants.exists(root, n)
+        assert root.count(f"/{n}/".encode(), prefix_end(f"/{n}/".encode())) == 0
+    assert tenants.remove(root, ["rm-1", "rm-2", "rm-3"]) == 0

@@ -101,3 +101,14 @@ def test_a_crash_looping_component_fails_the_wait_with_its_name_last_log_line_an
     assert "boom: flag provided but not defined" in msg
     assert msg.endswith(f"(log: {supervise.log_file(sup.settings, 'capi-manager')})")
     assert "\n" not in msg
+
+
+def test_converge_starts_a_stopped_program_and_leaves_a_running_one(sup: supervise.Supervisor) -> None:
+    programs = [supervise.Program("s", _sleeper("s")), supervise.Program("t", _sleeper("t"))]
+    assert sorted(sup.converge(programs)["added"]) == ["s", "t"]
+    s1, t1 = _running_pid(sup, "s"), _running_pid(sup, "t")
+    sup.rpc.stopProcess("s", True)
+    assert sup.process("s")["statename"] == "STOPPED"  # type: ignore[index]
+    assert sup.converge(programs) == {"added": [], "changed": [], "removed": []}
+    assert _running_pid(sup, "s", not_pid=s1) != s1
+    assert _running_pid(sup, "t") == t1
