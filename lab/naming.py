@@ -6,6 +6,8 @@ what lets create and delete be re-run and resumed.
 
 from __future__ import annotations
 
+import re
+
 from lab.errors import UsageError
 
 APISERVER_PORT = 6443
@@ -16,6 +18,18 @@ INDEX_LABEL = "scale-lab.metal3.io/index"
 BACKING_LABEL = "scale-lab.metal3.io/backing"
 #: The backing of local mode: processes on this machine (lab.backing.local).
 LOCAL_BACKING = "local"
+#: supervisord program (and log file) of a workload apiserver: wkl-<cluster>.
+WORKLOAD_PROGRAM_PREFIX = "wkl-"
+#: RFC 1123 label: what clusters, tenants and backings are named (a namespace, a label value, an etcd
+#: user and a directory name at once).
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def check_dns_label(what: str, value: str) -> str:
+    """`value` when it is a lowercase DNS label; else one UsageError naming `what` it was to be."""
+    if not DNS_LABEL.match(value):
+        raise UsageError(f"invalid {what} {value!r}: must be a lowercase DNS label")
+    return value
 
 
 def cluster_name(prefix: str, index: int) -> str:

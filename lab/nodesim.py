@@ -33,23 +33,26 @@ from typing import Any
 
 import yaml
 
-from lab import phases, pki
+from lab import components, phases, pki
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kube import APPLY_PATCH, Client, Obj
+from lab.manifests import capi
+from lab.manifests.common import CAPI_CLUSTER_LABEL
+from lab.manifests.kinds import API_VERSIONS
 from lab.naming import CLUSTER_LABEL
 from lab.runtime.supervise import Program
 
 log = logging.getLogger("lab.nodesim")
 
 FIELD_MANAGER = "lab-nodesim"
-PROGRAM_NAME = "nodesim"
-BMH_API = "metal3.io/v1alpha1"
-CAPI_API = "cluster.x-k8s.io/v1beta2"
-BOOTSTRAP_API = "bootstrap.cluster.x-k8s.io/v1beta2"
-CLUSTER_NAME_LABEL = "cluster.x-k8s.io/cluster-name"
-CONTROL_PLANE_MACHINE_LABEL = "cluster.x-k8s.io/control-plane"
-CERT_EXPIRY_ANNOTATION = "machine.cluster.x-k8s.io/certificates-expiry"
+PROGRAM_NAME = components.NODESIM
+BMH_API = API_VERSIONS["BareMetalHost"]
+CAPI_API = API_VERSIONS["Cluster"]  # Machines are CAPI core: the same group/version
+BOOTSTRAP_API = API_VERSIONS["KubeadmConfigTemplate"]  # and KubeadmConfigs the bootstrap provider's
+CLUSTER_NAME_LABEL = CAPI_CLUSTER_LABEL
+CONTROL_PLANE_MACHINE_LABEL = phases.CONTROL_PLANE_LABEL
+CERT_EXPIRY_ANNOTATION = capi.CERT_EXPIRY_ANNOTATION
 UUID_LABEL = "metal3.io/uuid"
 CP_ROLE_LABEL = "node-role.kubernetes.io/control-plane"
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -311,7 +314,7 @@ def write_node(
     if current is None:
         current = client.apply_one(node(machine_name, bmh_uid, version, control_plane), FIELD_MANAGER)
         wrote = True
-    if _condition(current, "Ready") != "True":
+    if not phases.is_true(current, "Ready"):
         _apply_status(
             client, "v1", "Node", machine_name, None, node_status(machine_name, bmh_uid, version, now)
         )
@@ -332,13 +335,6 @@ def write_node(
         client.apply_one(kubeadm_config(cluster_name, version, endpoint), FIELD_MANAGER)
         wrote = True
     return wrote
-
-
-def _condition(obj: Mapping[str, Any], type_: str) -> str | None:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == type_:
-            return str(c.get("status"))
-    return None
 
 
 # --- following the management cluster ----------------------------------------------------------

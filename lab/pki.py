@@ -25,7 +25,6 @@ import errno
 import fcntl
 import ipaddress
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
@@ -41,8 +40,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from lab import naming
 from lab.config import Settings
-from lab.errors import LabError, UsageError
+from lab.errors import LabError
 from lab.runtime.files import write_private
 
 #: The workload clusters' service network (kubeadm's default); the apiserver's Service takes the first IP.
@@ -58,13 +58,11 @@ BACKDATE = dt.timedelta(minutes=5)
 #: What CAPI's own controllers put on the secrets they create (util/secret AsSecret): KCP caches only
 #: secrets with the cluster-name label, and adopts (owns) only secrets of this type.
 SECRET_TYPE = "cluster.x-k8s.io/secret"
-CLUSTER_NAME_LABEL = "cluster.x-k8s.io/cluster-name"
 
 ADMIN_CN = "kubernetes-admin"
 ADMIN_ORG = "system:masters"
 APISERVER_CN = "kube-apiserver"
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -583,9 +581,7 @@ def load_or_create_ca(
 
 
 def check_cluster_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise UsageError(f"invalid cluster name {name!r}: must be a lowercase DNS label")
-    return name
+    return naming.check_dns_label("cluster name", name)
 
 
 def cluster_pki_dir(settings: Settings, name: str) -> Path:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lab.errors import LabError
-from lab.records import RunKind
+from lab.phases import RunKind
 from lab.report import Report
 
 

@@ -20,99 +20,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from lab.errors import LabError
-
-
-class RunKind(StrEnum):
-    create = "create"
-    delete = "delete"
-
-
-class Phase(StrEnum):
-    """What happened to one cluster, in lifecycle order within each kind of run.
-
-    create:
-      applied            lab's server-side apply of all the cluster's objects returned
-      bmh_provisioned    BMO (test mode) moved the BareMetalHost to `provisioned`
-      node_written       the node simulator wrote Node, mirror pods and kubeadm-config
-      kcp_initialized    KCP status.initialization.controlPlaneInitialized (KCP saw kubeadm-config)
-      node_ref           the control-plane Machine got status.nodeRef (CAPM3 set the providerID first)
-      kcp_available      KubeadmControlPlane condition Available=True
-      cluster_available  Cluster condition Available=True: the cluster is done
-    kcp_initialized and node_ref both follow node_written and race each other; PREVIOUS says which
-    phase each one's step is measured from.
-
-    delete:
-      delete_requested   lab's DELETE of the Cluster was accepted
-      machines_deleted   the cluster's Machines are gone
-      cluster_deleted    the Cluster object is gone (finalizers done)
-      namespace_deleted  the cluster's namespace is gone from the management cluster
-      tenant_deleted     the etcd tenant (user, role, keys under /<cluster>/) is gone
-      apiserver_stopped  the workload kube-apiserver is stopped: the cluster is done
-    """
-
-    applied = "applied"
-    bmh_provisioned = "bmh_provisioned"
-    node_written = "node_written"
-    kcp_initialized = "kcp_initialized"
-    node_ref = "node_ref"
-    kcp_available = "kcp_available"
-    cluster_available = "cluster_available"
-
-    delete_requested = "delete_requested"
-    machines_deleted = "machines_deleted"
-    cluster_deleted = "cluster_deleted"
-    namespace_deleted = "namespace_deleted"
-    tenant_deleted = "tenant_deleted"
-    apiserver_stopped = "apiserver_stopped"
-
-
-#: The phases of each kind of run, in order: the first is the origin of every latency, the last
-#: means "this cluster is done".
-PHASES: dict[RunKind, tuple[Phase, ...]] = {
-    RunKind.create: (
-        Phase.applied,
-        Phase.bmh_provisioned,
-        Phase.node_written,
-        Phase.kcp_initialized,
-        Phase.node_ref,
-        Phase.kcp_available,
-        Phase.cluster_available,
-    ),
-    RunKind.delete: (
-        Phase.delete_requested,
-        Phase.machines_deleted,
-        Phase.cluster_deleted,
-        Phase.namespace_deleted,
-        Phase.tenant_deleted,
-        Phase.apiserver_stopped,
-    ),
-}
-
-#: The phase each phase waits for: its step latency is measured from that one.
-PREVIOUS: dict[Phase, Phase] = {
-    Phase.bmh_provisioned: Phase.applied,
-    Phase.node_written: Phase.bmh_provisioned,
-    Phase.kcp_initialized: Phase.node_written,
-    Phase.node_ref: Phase.node_written,
-    Phase.kcp_available: Phase.node_ref,
-    Phase.cluster_available: Phase.kcp_available,
-    Phase.machines_deleted: Phase.delete_requested,
-    Phase.cluster_deleted: Phase.machines_deleted,
-    Phase.namespace_deleted: Phase.cluster_deleted,
-    Phase.tenant_deleted: Phase.namespace_deleted,
-    Phase.apiserver_stopped: Phase.tenant_deleted,
-}
-
-
-def run_kind(phase: Phase) -> RunKind:
-    return next(k for k, phases in PHASES.items() if phase in phases)
+from lab.phases import Phase, RunKind
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 The numbers follow the shape the Metal3 scaling notes kept by hand ("clusters 0-100 in M minutes",
 per 100-cluster step) plus the latency model of kube-burner/clusterloader2: every phase's latency is
 measured from the cluster's first phase (`applied` for create, `delete_requested` for delete), with
-p50/p90/max over clusters, and the step from the phase it waits for (records.PREVIOUS).
+p50/p90/max over clusters, and the step from the phase it waits for (phases.PREVIOUS).
 
 Percentiles interpolate linearly between closest ranks (numpy's default "linear" method), so p50 of
 an even count is the mean of the two middle values.
@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lab.records import PHASES, PREVIOUS, Event, Phase, Run, RunKind, Sample
+from lab import naming
+from lab.phases import PHASES, PREVIOUS, Phase, RunKind
+from lab.records import Event, Run, Sample
 
 DEFAULT_BATCH = 10
 #: How many incomplete clusters the Markdown lists by name before it only counts them.
@@ -194,7 +196,7 @@ def build(
 
 #: Samples of processes named like this are one row: a hundred rows of one per cluster tell less
 #: than the median of all of them.
-WORKLOAD_PREFIX = "wkl-"
+WORKLOAD_PREFIX = naming.WORKLOAD_PROGRAM_PREFIX
 WORKLOAD_ROW = "workload kube-apiserver (each)"
 
 

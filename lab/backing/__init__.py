@@ -9,6 +9,10 @@ The controller (this machine) issues every certificate: each backing has an etcd
 here (a process host gets a copy of it, see lab.backing.process), so the cluster's secrets in the
 management cluster and the apiserver's etcd client cert come from one place and a backing can be
 rebuilt from the management cluster and lab home alone.
+
+Layout (kind's pkg/cluster pattern): this module holds the contract and the factory, the only code
+that knows every runtime; the runtimes (local, kind, process, with host as the process host's side)
+import only store (registered backings) and ready (the shared /readyz wait), never this module.
 """
 
 from __future__ import annotations

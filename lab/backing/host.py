@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from lab import naming, pki, workload_apiserver
+from lab import components, naming, pki, workload_apiserver
 from lab.backing import local
 from lab.config import Settings
 from lab.errors import LabError, UsageError
@@ -24,7 +24,7 @@ from lab.runtime import logs
 from lab.runtime.files import write_private
 from lab.runtime.supervise import Program, Supervisor, ensure_running, log_file
 
-TENANT_ETCD = "tenant-etcd"
+TENANT_ETCD = components.TENANT_ETCD
 #: What the controller may write into the host's lab home; anything else in its tar is refused.
 WRITABLE = ("pki/etcd-ca", "src", "clusters")
 

@@ -21,7 +21,7 @@ from lab.runtime.ports import bindable, listener_pid
 from lab.runtime.supervise import Program, Supervisor, ensure_running, log_file
 from lab.workload_apiserver import ENV, TRIM_FLAGS, PkiPaths, apiserver_flags
 
-PROGRAM_PREFIX = "wkl-"
+PROGRAM_PREFIX = naming.WORKLOAD_PROGRAM_PREFIX
 #: Workload apiservers start after the stack's core and managers when supervisord starts everything.
 PRIORITY = 800
 READY_TIMEOUT = ready.READY_TIMEOUT

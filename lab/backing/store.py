@@ -8,7 +8,6 @@ that is the label on each cluster's namespace in the management cluster.
 
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,21 +17,17 @@ import yaml
 
 from lab import naming, pki
 from lab.config import Settings
-from lab.errors import LabError, UsageError
+from lab.errors import LabError
 from lab.runtime.files import write_private
 
 Runtime = Literal["kind", "process"]
 RUNTIMES: tuple[str, ...] = ("kind", "process")
 SPEC_FILE = "backing.yaml"
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-
 
 def check_name(name: str) -> str:
     """A backing's name is a label value and a directory name: a lowercase DNS label."""
-    if not _NAME.match(name):
-        raise UsageError(f"invalid backing name {name!r}: must be a lowercase DNS label")
-    return name
+    return naming.check_dns_label("backing name", name)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from lab.cli._output import Output, OutputOption, err_console, phase_progress, p
 from lab.cli.app import app
 from lab.clusters import create
 from lab.errors import LabError, UsageError
-from lab.records import PHASES, Phase, RunKind
+from lab.phases import PHASES, Phase, RunKind
 
 #: Stuck clusters listed by name on a timeout; the rest are counted.
 MAX_LISTED = 20

@@ -10,7 +10,7 @@ from lab import config, naming
 from lab.cli._output import Output, OutputOption, err_console, phase_progress, print_json
 from lab.cli.app import app
 from lab.errors import LabError, UsageError
-from lab.records import PHASES, Phase, RunKind
+from lab.phases import PHASES, Phase, RunKind
 
 if TYPE_CHECKING:
     from lab.clusters.delete import Plan

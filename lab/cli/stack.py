@@ -84,8 +84,8 @@ def down_cmd(
     console.print(f"stack {state}" + ("; data purged" if purge else ""))
 
 
-#: supervisord programs of workload apiservers (lab.backing.local.PROGRAM_PREFIX): one table row for all
-_WORKLOAD_PREFIX = "wkl-"
+#: supervisord programs of workload apiservers: one table row for all
+_WORKLOAD_PREFIX = naming.WORKLOAD_PROGRAM_PREFIX
 
 
 def _clusters(settings: config.Settings) -> tuple[list[ClusterInfo] | None, str | None]:

@@ -29,7 +29,7 @@ from lab.clusters.tracker import Tracker
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kube import ApiError, Client
-from lab.records import Phase
+from lab.phases import Phase
 
 DIGEST_ANNOTATION = "scale-lab.metal3.io/applied-digest"
 #: Field manager of the digest annotation: not "lab", whose applies would otherwise remove it.

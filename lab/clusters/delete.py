@@ -36,7 +36,7 @@ from lab.config import Settings
 from lab.kube import ApiError, Client
 from lab.manifests.common import CAPI_CLUSTER_LABEL
 from lab.manifests.kinds import API_VERSIONS
-from lab.records import PHASES, Phase, RunKind
+from lab.phases import PHASES, Phase, RunKind
 
 #: DELETE requests in flight at once (the client's QPS limit still applies).
 PARALLEL = 10

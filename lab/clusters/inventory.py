@@ -16,7 +16,7 @@ from lab import naming, phases
 from lab.config import Settings
 from lab.kube import Client
 from lab.manifests.kinds import API_VERSIONS
-from lab.records import Phase
+from lab.phases import Phase
 
 Obj = Mapping[str, Any]
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from lab import naming
 from lab.config import Settings
 from lab.errors import LabError
 
@@ -77,7 +78,7 @@ def process_markers(settings: Settings, name: str) -> list[str]:
     return [
         f"--etcd-prefix=/{name}",
         str(settings.clusters_dir / name) + os.sep,
-        f"wkl-{name}",
+        f"{naming.WORKLOAD_PROGRAM_PREFIX}{name}",
     ]
 
 
@@ -110,7 +111,6 @@ def processes(
 
 def programs(settings: Settings, names: Sequence[str] | None) -> Found:
     """Programs supervisord still runs for a cluster (its file may be gone, its process not)."""
-    from lab.backing.local import PROGRAM_PREFIX
     from lab.runtime.supervise import Supervisor
 
     sup = Supervisor(settings)
@@ -119,8 +119,8 @@ def programs(settings: Settings, names: Sequence[str] | None) -> Found:
     pattern = _name_pattern(settings.prefix, names)
     found: Found = {}
     for p in sup.processes():
-        if p["name"].startswith(PROGRAM_PREFIX):
-            for name in match_names(pattern, p["name"].removeprefix(PROGRAM_PREFIX)):
+        if p["name"].startswith(naming.WORKLOAD_PROGRAM_PREFIX):
+            for name in match_names(pattern, p["name"].removeprefix(naming.WORKLOAD_PROGRAM_PREFIX)):
                 _add(found, name, f"supervisord program {p['name']} ({p['statename']})")
     return found
 

@@ -18,7 +18,7 @@ from lab.clusters import create
 from lab.clusters.tracker import Tracker
 from lab.config import Settings
 from lab.kube import Client
-from lab.records import Phase, RunKind
+from lab.phases import Phase, RunKind
 
 SAMPLE_INTERVAL = 5.0
 #: After every cluster is Available: samples of what carrying them costs at rest (the report's

@@ -17,7 +17,8 @@ from typing import Any
 
 from lab import phases
 from lab.kube import Client, LabError
-from lab.records import Phase, Records
+from lab.phases import Phase
+from lab.records import Records
 
 #: What --wait requires, beyond the phases: the control-plane Machine's own Ready condition.
 MACHINE_READY = "Ready"

@@ -35,20 +35,17 @@ from typing import Any, TypeVar
 import grpc
 from cryptography import x509
 
-from lab import pki
+from lab import naming, pki
 from lab.errors import LabError, UsageError
 from lab.etcd.client import PERMISSION_DENIED, EtcdClient, EtcdError, prefix_end
 from lab.etcd.server import ROOT_USER, common_name
 
 T = TypeVar("T")
 
-_TENANT = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-
 
 def check_name(name: str) -> str:
     """A tenant is a cluster name: a DNS label, never etcd's root user."""
-    if not _TENANT.match(name):
-        raise UsageError(f"invalid tenant name {name!r}: must be a lowercase DNS label")
+    naming.check_dns_label("tenant name", name)
     if name == ROOT_USER:
         raise UsageError("'root' is etcd's administrator and cannot be a tenant")
     return name
@@ -174,7 +171,7 @@ def list_tenants(root: EtcdClient) -> list[Tenant]:
     """Every etcd user except root that is a valid tenant name, with usage, test-2 before test-10."""
     out = []
     for name in sorted(root.users(), key=_natural):
-        if name == ROOT_USER or not _TENANT.match(name):
+        if name == ROOT_USER or not naming.DNS_LABEL.match(name):
             continue
         keys, size = usage(root, name)
         complete = _complete(root, name, root.user_roles(name))

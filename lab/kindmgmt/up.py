@@ -20,9 +20,9 @@ from lab import tuning
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kindmgmt import bmo, cluster, clusterctl, kind_dir, patches, preflight, proc, simulator
+from lab.kube import FIELD_MANAGER
 
 Log = Callable[[str], None]
-FIELD_MANAGER = "lab"
 ROLLOUT_TIMEOUT = "600s"
 #: clusterctl installs IPAM too; lab waits for it but does not tune it (lab.tuning has no IPAM rows)
 IPAM_DEPLOYMENT = ("metal3-ipam-system", "ipam-controller-manager")

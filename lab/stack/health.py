@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import components
 from lab.config import Settings
 from lab.stack import managers, mgmt, ports
 
@@ -25,13 +26,15 @@ class Probe:
 
 def probes(settings: Settings) -> dict[str, Probe]:
     out = {
-        "mgmt-etcd": Probe(f"http://{ports.LOOPBACK}:{ports.mgmt_etcd_metrics(settings)}/health"),
-        "tenant-etcd": Probe(f"http://{ports.LOOPBACK}:{ports.tenant_etcd_metrics(settings)}/health"),
-        "kube-apiserver": Probe(
+        components.MGMT_ETCD: Probe(f"http://{ports.LOOPBACK}:{ports.mgmt_etcd_metrics(settings)}/health"),
+        components.TENANT_ETCD: Probe(
+            f"http://{ports.LOOPBACK}:{ports.tenant_etcd_metrics(settings)}/health"
+        ),
+        components.KUBE_APISERVER: Probe(
             f"{mgmt.apiserver_url(settings)}/readyz", mgmt.pki_dir(settings) / "ca" / "ca.crt"
         ),
         # kcm serves a self-signed cert from its --cert-dir; the probe only asks "are you there".
-        "kube-controller-manager": Probe(f"https://{ports.LOOPBACK}:{ports.kcm(settings)}/healthz"),
+        components.KUBE_CONTROLLER_MANAGER: Probe(f"https://{ports.LOOPBACK}:{ports.kcm(settings)}/healthz"),
     }
     for m in managers.MANAGERS:
         out[m.name] = Probe(f"http://{ports.LOOPBACK}:{ports.manager(settings, m.name).health}/readyz")

@@ -17,9 +17,8 @@ from typing import Any
 
 from lab.config import Settings
 from lab.errors import LabError
+from lab.kube import FIELD_MANAGER
 from lab.stack import mgmt
-
-FIELD_MANAGER = "lab"
 
 
 def binary() -> str:

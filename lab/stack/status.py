@@ -8,18 +8,12 @@ from typing import Any
 
 import psutil
 
+from lab import components
 from lab.config import Settings
 from lab.runtime.supervise import Supervisor, log_file
 from lab.stack import health, managers
 
-ORDER = (
-    "mgmt-etcd",
-    "tenant-etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    *managers.NAMES,
-    "nodesim",  # lab.nodesim.PROGRAM_NAME
-)
+ORDER = (*components.CORE, *managers.NAMES, components.NODESIM)
 #: CPU% is measured over this window (psutil needs two samples).
 CPU_WINDOW = 0.5
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from lab import build, tuning
+from lab import build, components, tuning
 from lab.config import Settings
 from lab.errors import LabError, UsageError
 from lab.runtime.logs import last_line
@@ -77,7 +77,7 @@ def core_programs(settings: Settings) -> list[Program]:
             *server.etcd_command(settings),
             f"--listen-metrics-urls=http://{ports.LOOPBACK}:{ports.tenant_etcd_metrics(settings)}",
         ]
-        out.append(Program(name="tenant-etcd", argv=argv, priority=100))
+        out.append(Program(name=components.TENANT_ETCD, argv=argv, priority=100))
     out += [mgmt.apiserver_program(settings), mgmt.kcm_program(settings)]
     return out
 
@@ -109,17 +109,17 @@ def port_owners(settings: Settings) -> dict[int, str]:
     """Every port the stack listens on -> the component that owns it."""
     p = settings.ports
     out = {
-        p.mgmt_etcd: "mgmt-etcd",
-        p.mgmt_etcd_peer: "mgmt-etcd",
-        ports.mgmt_etcd_metrics(settings): "mgmt-etcd",
-        p.mgmt_apiserver: "kube-apiserver",
-        ports.kcm(settings): "kube-controller-manager",
+        p.mgmt_etcd: components.MGMT_ETCD,
+        p.mgmt_etcd_peer: components.MGMT_ETCD,
+        ports.mgmt_etcd_metrics(settings): components.MGMT_ETCD,
+        p.mgmt_apiserver: components.KUBE_APISERVER,
+        ports.kcm(settings): components.KUBE_CONTROLLER_MANAGER,
     }
     if _tenant_etcd() is not None:
         out |= {
-            p.tenant_etcd: "tenant-etcd",
-            p.tenant_etcd_peer: "tenant-etcd",
-            ports.tenant_etcd_metrics(settings): "tenant-etcd",
+            p.tenant_etcd: components.TENANT_ETCD,
+            p.tenant_etcd_peer: components.TENANT_ETCD,
+            ports.tenant_etcd_metrics(settings): components.TENANT_ETCD,
         }
     for name in managers.NAMES:
         mp = ports.manager(settings, name)

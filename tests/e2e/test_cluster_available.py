@@ -22,7 +22,7 @@ from _stack import Stack
 from lab import config, naming, nodesim, phases, render
 from lab.backing import local
 from lab.kube import Client
-from lab.records import Phase
+from lab.phases import Phase
 from lab.stack import mgmt
 
 pytestmark = pytest.mark.slow

@@ -27,7 +27,7 @@ from lab import build, crds, naming, nodesim, phases, pki
 from lab.backing import local
 from lab.config import Settings, default_home
 from lab.kube import Client
-from lab.records import Phase
+from lab.phases import Phase
 from lab.runtime.supervise import ensure_running
 
 M3_API = "infrastructure.cluster.x-k8s.io/v1beta2"
@@ -382,7 +382,7 @@ def test_run_loop_writes_worker_nodes(
         nodes: dict[str, Any] = {}
         while len(nodes) < 2 and time.monotonic() < deadline:
             # created first, then given its status: wait for both
-            nodes = {m: n for m in bmhs if (n := wc.get("v1", "Node", m)) and nodesim._condition(n, "Ready")}
+            nodes = {m: n for m in bmhs if (n := wc.get("v1", "Node", m)) and phases.condition(n, "Ready")}
             time.sleep(0.5)
         t.join(40)
         assert not t.is_alive()

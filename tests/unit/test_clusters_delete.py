@@ -11,7 +11,7 @@ from lab import config, naming
 from lab.cli.delete import targets
 from lab.clusters import delete as d
 from lab.errors import UsageError
-from lab.records import Phase
+from lab.phases import Phase
 
 Obj = dict[str, Any]
 

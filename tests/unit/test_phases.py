@@ -6,14 +6,16 @@ from typing import Any
 
 from lab.phases import (
     NODE_WRITTEN_ANNOTATION,
+    PHASES,
     WATCHED,
+    Phase,
+    RunKind,
     blocking,
     cluster_of,
     format_timestamp,
     node_written_at,
     observed,
 )
-from lab.records import PHASES, Phase, RunKind
 
 
 def _obj(kind: str, status: dict[str, Any], ns: str = "test-7", **labels: str) -> dict[str, Any]:

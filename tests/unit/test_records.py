@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import config, records
+from lab import config, phases, records
 from lab.errors import LabError
-from lab.records import PHASES, PREVIOUS, Phase, Records, RunKind
+from lab.phases import PHASES, PREVIOUS, Phase, RunKind
+from lab.records import Records
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def test_phases_are_listed_once_in_lifecycle_order_and_each_waits_for_an_earlier
         assert order[0] not in PREVIOUS
         for phase in order[1:]:
             assert order.index(PREVIOUS[phase]) < order.index(phase)
-            assert records.run_kind(phase) == kind
+            assert phases.run_kind(phase) == kind
 
 
 def test_run_lifecycle_and_snapshot(db: Records, lab_env: dict[str, str]) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from lab import config, records, report
-from lab.records import PHASES, Event, Phase, Run, RunKind, Sample
+from lab.phases import PHASES, Phase, RunKind
+from lab.records import Event, Run, Sample
 
 T0 = 1_700_000_000.0
 CREATE = PHASES[RunKind.create]
