@@ -18,7 +18,14 @@ from lab.config import Settings
 from lab.errors import LabError
 from lab.runtime import logs
 from lab.runtime.ports import bindable, listener_pid
-from lab.runtime.supervise import Program, Supervisor, ensure_running, log_file
+from lab.runtime.supervise import (
+    Program,
+    Supervisor,
+    ensure_running,
+    log_file,
+    programs_dir,
+    remove_program_files,
+)
 from lab.workload_apiserver import ENV, TRIM_FLAGS, PkiPaths, apiserver_flags
 
 PROGRAM_PREFIX = naming.WORKLOAD_PROGRAM_PREFIX
@@ -106,8 +113,6 @@ def remove(settings: Settings, names: Iterable[str], sup: Supervisor | None = No
     if sup.alive():
         sup.remove([program_name(n) for n in names])
     else:
-        from lab.runtime.supervise import remove_program_files
-
         remove_program_files(settings, [program_name(n) for n in names])
     with etcd.root_client(settings) as root:
         from lab.etcd import tenants
@@ -209,7 +214,6 @@ class LocalBacking:
         """Clusters with a program file or an etcd tenant here."""
         from lab import etcd
         from lab.etcd import tenants
-        from lab.runtime.supervise import programs_dir
 
         found = {
             p.stem.removeprefix(PROGRAM_PREFIX)
