@@ -281,7 +281,7 @@ def _apply_status(
 ) -> None:
     """Server-side apply on the status subresource (the only way to set a Node's or Pod's status)."""
     res = client.resource(api_version, kind)
-    body = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "status": status}
+    body: Obj = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "status": status}
     if ns:
         body["metadata"]["namespace"] = ns
     client.request(
@@ -385,6 +385,8 @@ def reconcile_host(
         raise LabError(f"{ref['kind']} {ns}/{ref['name']} has no Machine owner yet")
     spec = machine.get("spec") or {}
     cluster_name = machine["metadata"].get("labels", {}).get(CLUSTER_NAME_LABEL) or spec.get("clusterName")
+    if not cluster_name:  # CAPI sets both on every Machine it makes: retry rather than guess
+        raise LabError(f"Machine {ns}/{machine['metadata']['name']} names no cluster yet")
     version = spec.get("version") or settings.versions.kubernetes
     control_plane = CONTROL_PLANE_MACHINE_LABEL in (machine["metadata"].get("labels") or {})
     cluster = mgmt.get(CAPI_API, "Cluster", cluster_name, ns)

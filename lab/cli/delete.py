@@ -13,6 +13,8 @@ from lab.errors import LabError, UsageError
 from lab.records import PHASES, Phase, RunKind
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from lab.clusters.delete import Plan
 
 #: Clusters still pending listed by name at the end; the rest are counted.
@@ -39,7 +41,7 @@ class ProgressDisplay:
 
     def __init__(self, enabled: bool) -> None:
         self.progress = phase_progress(enabled)
-        self.tasks: dict[Phase, int] = {}
+        self.tasks: dict[Phase, TaskID] = {}
 
     def planned(self, plan: Plan) -> None:
         total = len(plan.names)

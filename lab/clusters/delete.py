@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from lab import naming, phases, records
@@ -332,7 +333,7 @@ class Deleter:
                     t.name, Phase.delete_requested, _timestamp(cluster["metadata"]["deletionTimestamp"])
                 )
             else:
-                calls.append(lambda t=t: self._delete_cluster(t.name))
+                calls.append(partial(self._delete_cluster, t.name))
         self._parallel(calls)
         self.progress()
 
@@ -377,7 +378,7 @@ class Deleter:
                 if not machines:
                     self.mark(name, Phase.machines_deleted)
                 if not _deleting(cluster):  # created again behind our back, or a request was lost
-                    calls.append(lambda n=name: self.mgmt.delete(API_VERSIONS["Cluster"], "Cluster", n, n))
+                    calls.append(partial(self.mgmt.delete, API_VERSIONS["Cluster"], "Cluster", name, name))
                 waiting[name] = cluster_hold(cluster, machines)
                 self.stage[name] = "capi"
                 continue
@@ -387,7 +388,8 @@ class Deleter:
                 for h in hosts:
                     if not _deleting(h):
                         calls.append(
-                            lambda h=h: self.mgmt.delete(
+                            partial(
+                                self.mgmt.delete,
                                 h["apiVersion"],
                                 "BareMetalHost",
                                 h["metadata"]["name"],
@@ -398,9 +400,9 @@ class Deleter:
                 self.stage[name] = "hosts"
                 continue
             if name not in self._secrets_done:
-                calls.append(lambda n=name: self._delete_secrets(n))
+                calls.append(partial(self._delete_secrets, name))
             if not _deleting(ns):
-                calls.append(lambda n=name: self.mgmt.delete("v1", "Namespace", n))
+                calls.append(partial(self.mgmt.delete, "v1", "Namespace", name))
             waiting[name] = namespace_hold(ns)
             self.stage[name] = "namespace"
         self._parallel(calls)

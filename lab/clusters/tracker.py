@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab import phases
-from lab.kube import Client, LabError
+from lab.errors import LabError
+from lab.kube import Client
 from lab.records import Phase, Records
 
 #: What --wait requires, beyond the phases: the control-plane Machine's own Ready condition.
