@@ -69,7 +69,7 @@ def _now() -> str:
 # --- pure builders ---------------------------------------------------------------------------
 
 
-def node(machine_name: str, bmh_uid: str, version: str, control_plane: bool) -> Obj:
+def node(machine_name: str, bmh_uid: str, control_plane: bool) -> Obj:
     """The Node object (metadata + spec) a kubelet registers; status comes from node_status()."""
     labels = {
         "kubernetes.io/hostname": machine_name,
@@ -309,7 +309,7 @@ def write_node(
     now, wrote = _now(), False
     current = client.get("v1", "Node", machine_name)
     if current is None:
-        current = client.apply_one(node(machine_name, bmh_uid, version, control_plane), FIELD_MANAGER)
+        current = client.apply_one(node(machine_name, bmh_uid, control_plane), FIELD_MANAGER)
         wrote = True
     if _condition(current, "Ready") != "True":
         _apply_status(

@@ -327,7 +327,7 @@ class KindBacking:
 
     # --- the contract -----------------------------------------------------------------------
 
-    def endpoint(self, cluster: str, index: int) -> tuple[str, int]:
+    def endpoint(self, cluster: str, _index: int) -> tuple[str, int]:
         """The port of the cluster's Service if it has one, else the lowest free port of the block,
         the same for every later call on this object (and in ensure). Thread-safe."""
         with self._lock:

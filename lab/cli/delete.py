@@ -50,7 +50,7 @@ class ProgressDisplay:
         for p in PHASES[RunKind.delete]:
             self.tasks[p] = self.progress.add_task(p.value, total=total)
 
-    def update(self, counts: dict[Phase, int], done: int, total: int) -> None:
+    def update(self, counts: dict[Phase, int], _done: int, _total: int) -> None:
         for p, task in self.tasks.items():
             self.progress.update(task, completed=counts.get(p, 0))
 
