@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -133,9 +134,10 @@ class Settings(BaseModel):
         return self.home / "records.sqlite"
 
 
-def config_file(env: dict[str, str] | None = None) -> Path | None:
+def config_file(env: Mapping[str, str] | None = None) -> Path | None:
     """lab.yaml: $LAB_CONFIG, else ./lab.yaml, else <home>/lab.yaml; None when there is none."""
-    env = os.environ if env is None else env
+    if env is None:
+        env = os.environ
     if env.get("LAB_CONFIG"):
         path = Path(env["LAB_CONFIG"])
         if not path.is_file():

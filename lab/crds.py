@@ -102,7 +102,7 @@ def served_versions(crd: dict[str, Any]) -> list[str]:
 
 
 def storage_version(crd: dict[str, Any]) -> str:
-    (name,) = [v["name"] for v in crd["spec"]["versions"] if v.get("storage")]
+    (name,) = [str(v["name"]) for v in crd["spec"]["versions"] if v.get("storage")]
     return name
 
 
@@ -123,5 +123,6 @@ def schema_for(settings: Settings, api_version: str, kind: str) -> dict[str, Any
         if v["name"] == version:
             if not v.get("served"):
                 raise LabError(f"{kind}.{group} {version} exists but is not served")
-            return v["schema"]["openAPIV3Schema"]
+            schema: dict[str, Any] = v["schema"]["openAPIV3Schema"]
+            return schema
     raise LabError(f"{kind}.{group} has no version {version}; served: {', '.join(served_versions(crd))}")

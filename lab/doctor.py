@@ -161,7 +161,7 @@ def host_limits() -> list[LimitResult]:
     return out
 
 
-def host_facts() -> dict[str, object]:
+def host_facts() -> dict[str, int | None]:
     return {"cpus": os.cpu_count(), "memory_bytes": psutil.virtual_memory().total}
 
 
@@ -170,7 +170,7 @@ class Report:
     mode: Mode
     tools: list[ToolResult]
     limits: list[LimitResult]
-    host: dict[str, object]
+    host: dict[str, int | None]  # cpus is None where the OS cannot tell
 
     @property
     def ok(self) -> bool:

@@ -102,11 +102,11 @@ class Config:
         """From kubeconfig bytes/text or a path; the current context unless `context` is given."""
         base = Path(".")
         if isinstance(source, Path):
-            base = source.parent
+            path, base = source, source.parent
             try:
-                source = source.read_bytes()
+                source = path.read_bytes()
             except OSError as e:
-                raise LabError(f"cannot read kubeconfig {source}: {e.strerror}") from None
+                raise LabError(f"cannot read kubeconfig {path}: {e.strerror}") from None
         try:
             doc = yaml.safe_load(source) or {}
             ctx_name = context or doc["current-context"]
@@ -120,7 +120,7 @@ class Config:
             if d.get(f"{key}-data"):
                 return base64.b64decode(d[f"{key}-data"])
             if d.get(key):
-                return (base / d[key]).read_bytes()
+                return (base / str(d[key])).read_bytes()
             return None
 
         token = user.get("token")
@@ -640,12 +640,13 @@ class Client:
 
         def one(i: int) -> None:
             try:
-                results[i] = self.apply_one(objs[i], field_manager, force)
+                applied = self.apply_one(objs[i], field_manager, force)
             except LabError as e:
                 errors.append((i, e))
                 return
+            results[i] = applied
             if on_applied is not None:
-                on_applied(results[i])  # type: ignore[arg-type]
+                on_applied(applied)
 
         for wave in (first, rest):
             list(self._executor.map(one, wave))

@@ -72,7 +72,7 @@ def _now() -> str:
 # --- pure builders ---------------------------------------------------------------------------
 
 
-def node(machine_name: str, bmh_uid: str, version: str, control_plane: bool) -> Obj:
+def node(machine_name: str, bmh_uid: str, control_plane: bool) -> Obj:
     """The Node object (metadata + spec) a kubelet registers; status comes from node_status()."""
     labels = {
         "kubernetes.io/hostname": machine_name,
@@ -284,7 +284,7 @@ def _apply_status(
 ) -> None:
     """Server-side apply on the status subresource (the only way to set a Node's or Pod's status)."""
     res = client.resource(api_version, kind)
-    body = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "status": status}
+    body: Obj = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "status": status}
     if ns:
         body["metadata"]["namespace"] = ns
     client.request(
@@ -312,7 +312,7 @@ def write_node(
     now, wrote = _now(), False
     current = client.get("v1", "Node", machine_name)
     if current is None:
-        current = client.apply_one(node(machine_name, bmh_uid, version, control_plane), FIELD_MANAGER)
+        current = client.apply_one(node(machine_name, bmh_uid, control_plane), FIELD_MANAGER)
         wrote = True
     if not phases.is_true(current, "Ready"):
         _apply_status(
@@ -381,6 +381,8 @@ def reconcile_host(
         raise LabError(f"{ref['kind']} {ns}/{ref['name']} has no Machine owner yet")
     spec = machine.get("spec") or {}
     cluster_name = machine["metadata"].get("labels", {}).get(CLUSTER_NAME_LABEL) or spec.get("clusterName")
+    if not cluster_name:  # CAPI sets both on every Machine it makes: retry rather than guess
+        raise LabError(f"Machine {ns}/{machine['metadata']['name']} names no cluster yet")
     version = spec.get("version") or settings.versions.kubernetes
     control_plane = CONTROL_PLANE_MACHINE_LABEL in (machine["metadata"].get("labels") or {})
     cluster = mgmt.get(CAPI_API, "Cluster", cluster_name, ns)

@@ -32,12 +32,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import yaml
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab import naming
@@ -181,8 +183,8 @@ def public_key_pem(key: PrivateKey) -> bytes:
     )
 
 
-def _spki(public_key: object) -> bytes:
-    return public_key.public_bytes(  # type: ignore[attr-defined]
+def _spki(public_key: CertificatePublicKeyTypes) -> bytes:
+    return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
@@ -196,7 +198,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def _signing_hash(key: PrivateKey) -> hashes.HashAlgorithm:
+def _signing_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
     # Go picks SHA-384 for P-384 keys; match it so both sides agree on the signature algorithm.
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size > 256:
         return hashes.SHA384()
@@ -452,7 +454,7 @@ def kubeconfig_client(kubeconfig: bytes) -> tuple[str, bytes, KeyPair]:
     return _kubeconfig_parts(yaml.load(kubeconfig, Loader=_Loader))[1:]
 
 
-def _kubeconfig_parts(doc: dict) -> tuple[str, str, bytes, KeyPair]:
+def _kubeconfig_parts(doc: dict[str, Any]) -> tuple[str, str, bytes, KeyPair]:
     (entry,), (user,) = doc["clusters"], doc["users"]
     cluster, creds = entry["cluster"], user["user"]
     client = KeyPair(

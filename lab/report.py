@@ -146,9 +146,9 @@ def build(
     for phase in order:
         since = since_start[phase.value]
         prev = PREVIOUS.get(phase)
-        step = [ts[phase] - ts[prev] for _i, ts in clusters.values() if prev and phase in ts and prev in ts]
-        reached = sum(1 for _i, ts in clusters.values() if phase in ts)
-        phases.append(PhaseRow(phase.value, reached, stats(since), prev.value if prev else None, stats(step)))
+        steps = [ts[phase] - ts[prev] for _i, ts in clusters.values() if prev and phase in ts and prev in ts]
+        count = sum(1 for _i, ts in clusters.values() if phase in ts)
+        phases.append(PhaseRow(phase.value, count, stats(since), prev.value if prev else None, stats(steps)))
 
     by_index = sorted(clusters.items(), key=lambda kv: kv[1][0])
     batches: list[BatchRow] = []

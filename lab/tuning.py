@@ -161,7 +161,7 @@ def flags(settings: Settings, component: str, profile: str) -> list[str]:
     return [f"--{k.flag}={k.values[profile]}" for k in knobs(settings, component, profile)]
 
 
-def env(settings: Settings, component: str, profile: str) -> dict[str, str]:
+def env(component: str, profile: str) -> dict[str, str]:
     """Environment for one manager. Empty today: BMO v0.5+ takes --controller-concurrency, which wins
     over BMO_CONCURRENCY, so the flag is the one knob."""
     _check(component, profile)

@@ -132,8 +132,9 @@ def remove(settings: Settings, names: Sequence[str]) -> None:
 
 def present(settings: Settings) -> list[str]:
     """Clusters of the controller's prefix of which anything is on this host."""
+    # present() holds only names of the prefix, so every name has an index
     return sorted(
-        local.LocalBacking(settings).present(), key=lambda n: naming.parse_index(settings.prefix, n)
+        local.LocalBacking(settings).present(), key=lambda n: naming.parse_index(settings.prefix, n) or 0
     )
 
 

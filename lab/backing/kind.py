@@ -146,9 +146,9 @@ def _server_pair(directory: Path, ca: pki.KeyPair, node_address: str) -> pki.Key
     if kp is not None:
         try:
             dns, ips = etcd_manifests.server_sans(node_addresses=[node_address])
-            san = kp.cert.extensions.get_extension_for_oid(x509.ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
-            names = {str(v) for v in san.value.get_values_for_type(x509.DNSName)}
-            names |= {str(v) for v in san.value.get_values_for_type(x509.IPAddress)}
+            san = kp.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = {str(v) for v in san.get_values_for_type(x509.DNSName)}
+            names |= {str(v) for v in san.get_values_for_type(x509.IPAddress)}
             fresh = kp.not_after.timestamp() - time.time() > 30 * 86400
             if kp.matches() and pki.signed_by(kp, ca.cert_pem) and {*dns, *ips} <= names and fresh:
                 return kp
@@ -317,7 +317,7 @@ class KindBacking:
 
     # --- the contract -----------------------------------------------------------------------
 
-    def endpoint(self, cluster: str, index: int) -> tuple[str, int]:
+    def endpoint(self, cluster: str, _index: int) -> tuple[str, int]:
         """The port of the cluster's Service if it has one, else the lowest free port of the block,
         the same for every later call on this object (and in ensure). Thread-safe."""
         with self._lock:

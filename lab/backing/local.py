@@ -171,7 +171,7 @@ class LocalBacking:
         self.settings = settings
         self.capacity = settings.local_capacity
 
-    def endpoint(self, cluster: str, index: int) -> tuple[str, int]:
+    def endpoint(self, _cluster: str, index: int) -> tuple[str, int]:
         return naming.local_endpoint(index)
 
     def etcd_servers(self) -> list[str]:

@@ -18,7 +18,7 @@ from lab.errors import LabError
 try:  # recent typer vendors click; older releases use click itself
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
 except ImportError:  # pragma: no cover - depends on the installed typer
-    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment,no-redef]
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment]
 
 
 def _register() -> None:

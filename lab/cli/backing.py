@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import JustifyMethod
 from rich.table import Table
 
 from lab import config, naming
@@ -115,8 +116,14 @@ def list_cmd(output: Output = OutputOption) -> None:
         print_json(found)
         return
     table = Table(title="backings")
-    for col, justify in (("name", "left"), ("runtime", "left"), ("capacity", "right"), ("used", "right")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("name", "left"),
+        ("runtime", "left"),
+        ("capacity", "right"),
+        ("used", "right"),
+    )
+    for col, justify in columns:
+        table.add_column(col, justify=justify)
     table.add_column("address")
     for r in found:
         used = str(r["used"]) if r["used"] is not None else f"[red]? ({r.get('error', '')})[/]"

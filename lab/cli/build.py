@@ -35,6 +35,56 @@ def _listing(settings: config.Settings) -> list[dict[str, object]]:
     return rows
 
 
+def _show_listing(settings: config.Settings, output: Output) -> None:
+    """`lab build --list`: every target, its pinned version and what the cache holds."""
+    rows = _listing(settings)
+    if output == Output.json:
+        print_json(rows)
+        return
+    table = Table(title=f"build targets (cache: {settings.bin_dir})")
+    for col in ("target", "version", "package", "cached", "built in", "size"):
+        table.add_column(col)
+    for r in rows:
+        secs, size = r["build_seconds"], r["bytes"]
+        table.add_row(
+            str(r["name"]),
+            str(r["version"]),
+            str(r["package"]),
+            "[green]yes[/]" if r["cached"] else "[yellow]no[/]",
+            f"{secs:.0f}s" if isinstance(secs, float | int) else "-",
+            f"{size / 2**20:.0f} MiB" if isinstance(size, int) else "-",
+        )
+    console.print(table)
+
+
+def _build_all(settings: config.Settings, todo: list[str], transient: bool) -> list[dict[str, object]]:
+    """Build `todo` one after another under a progress bar; one result row per target."""
+    results: list[dict[str, object]] = []
+    if not todo:
+        return results
+    build.check_go()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=transient,
+    ) as progress:
+        overall = progress.add_task("all targets", total=len(todo))
+        for n in todo:
+            version = getattr(settings.versions, build.TARGETS[n].component)
+            task = progress.add_task(f"{n} {version}", total=1)
+            started = time.monotonic()
+            path = build.build(settings, n)
+            secs = time.monotonic() - started
+            progress.update(task, completed=1, description=f"{n} {version} [green]built[/]")
+            progress.advance(overall)
+            results.append({"name": n, "path": str(path), "seconds": round(secs, 1), "cached": False})
+    return results
+
+
 @app.command("build")
 def build_cmd(
     names: list[str] = typer.Argument(None, help="targets to build; default: all (see --list)"),
@@ -48,24 +98,7 @@ def build_cmd(
     """
     settings = config.load()
     if list_:
-        rows = _listing(settings)
-        if output == Output.json:
-            print_json(rows)
-            return
-        table = Table(title=f"build targets (cache: {settings.bin_dir})")
-        for col in ("target", "version", "package", "cached", "built in", "size"):
-            table.add_column(col)
-        for r in rows:
-            secs, size = r["build_seconds"], r["bytes"]
-            table.add_row(
-                str(r["name"]),
-                str(r["version"]),
-                str(r["package"]),
-                "[green]yes[/]" if r["cached"] else "[yellow]no[/]",
-                f"{secs:.0f}s" if isinstance(secs, float | int) else "-",
-                f"{size / 2**20:.0f} MiB" if isinstance(size, int) else "-",
-            )
-        console.print(table)
+        _show_listing(settings, output)
         return
     wanted = names or list(build.TARGETS)
     unknown = [n for n in wanted if n not in build.TARGETS]
@@ -77,27 +110,7 @@ def build_cmd(
         for n in wanted
         if n not in todo
     ]
-    if todo:
-        build.check_go()
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=output == Output.json,
-        ) as progress:
-            overall = progress.add_task("all targets", total=len(todo))
-            for n in todo:
-                version = getattr(settings.versions, build.TARGETS[n].component)
-                task = progress.add_task(f"{n} {version}", total=1)
-                started = time.monotonic()
-                path = build.build(settings, n)
-                secs = time.monotonic() - started
-                progress.update(task, completed=1, description=f"{n} {version} [green]built[/]")
-                progress.advance(overall)
-                results.append({"name": n, "path": str(path), "seconds": round(secs, 1), "cached": False})
+    results += _build_all(settings, todo, transient=output == Output.json)
     if output == Output.json:
         print_json(results)
         return

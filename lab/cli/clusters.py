@@ -29,7 +29,7 @@ class ProgressDisplay:
         )
         self.progress.start()  # only now: an error in planning stays one line
 
-    def update(self, counts: dict[Phase, int], done: int, total: int) -> None:
+    def update(self, counts: dict[Phase, int], _done: int, _total: int) -> None:
         for p, task in self.tasks.items():
             self.progress.update(task, completed=counts.get(p, 0))
 

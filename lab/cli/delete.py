@@ -13,6 +13,8 @@ from lab.errors import LabError, UsageError
 from lab.phases import PHASES, Phase, RunKind
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from lab.clusters.delete import Plan
 
 #: Clusters still pending listed by name at the end; the rest are counted.
@@ -39,7 +41,7 @@ class ProgressDisplay:
 
     def __init__(self, enabled: bool) -> None:
         self.progress = phase_progress(enabled)
-        self.tasks: dict[Phase, int] = {}
+        self.tasks: dict[Phase, TaskID] = {}
 
     def planned(self, plan: Plan) -> None:
         total = len(plan.names)
@@ -48,7 +50,7 @@ class ProgressDisplay:
         for p in PHASES[RunKind.delete]:
             self.tasks[p] = self.progress.add_task(p.value, total=total)
 
-    def update(self, counts: dict[Phase, int], done: int, total: int) -> None:
+    def update(self, counts: dict[Phase, int], _done: int, _total: int) -> None:
         for p, task in self.tasks.items():
             self.progress.update(task, completed=counts.get(p, 0))
 

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Literal
-
 import typer
 from rich.table import Table
 
@@ -17,7 +15,7 @@ def doctor_cmd(
 ) -> None:
     """Preflight: tools and their versions, host limits that bite at scale, what to change."""
     settings = config.load()
-    chosen: Literal["local", "kind"] = mode or settings.mode  # type: ignore[assignment]
+    chosen: str = mode or settings.mode
     if chosen not in ("local", "kind"):
         raise typer.BadParameter("must be local or kind", param_hint="--mode")
     report = doctor.check(settings, chosen)
@@ -46,7 +44,7 @@ def doctor_cmd(
                 "" if lim.ok else lim.fix,
             )
         console.print(limits)
-        mem = int(report.host["memory_bytes"]) / 2**30  # type: ignore[arg-type]
+        mem = (report.host["memory_bytes"] or 0) / 2**30
         console.print(f"host: {report.host['cpus']} CPUs, {mem:.1f} GiB memory")
         missing = [t.name for t in report.tools if not t.ok]
         if missing:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import typer
+from rich.console import JustifyMethod
 from rich.table import Table
 
 from lab import config, etcd
@@ -29,8 +30,14 @@ def tenants_cmd(output: Output = OutputOption) -> None:
         print_json([t.as_dict() for t in found])
         return
     table = Table(title=f"etcd tenants at {etcd.client_url(settings)}")
-    for col, justify in (("tenant", "left"), ("prefix", "left"), ("keys", "right"), ("bytes", "right")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("tenant", "left"),
+        ("prefix", "left"),
+        ("keys", "right"),
+        ("bytes", "right"),
+    )
+    for col, justify in columns:
+        table.add_column(col, justify=justify)
     table.add_column("state")
     for t in found:
         state = "[green]ok[/]" if t.complete else "[yellow]incomplete (re-run create or delete)[/]"

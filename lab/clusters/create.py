@@ -174,16 +174,16 @@ class Creator:
                 self.tracker.mark(self.plan.names[i], Phase.applied)
             self._set_digest(i, digest(objs))
 
-        errors = []
+        errors: list[tuple[int, LabError]] = []
         for i, fut in [(i, pool.submit(rest, i)) for i in batch]:
             try:
                 fut.result()
             except LabError as e:
                 errors.append((i, e))
         if errors:
-            i, e = errors[0]
+            first, error = errors[0]
             raise LabError(
-                f"{len(errors)} of {len(batch)} clusters failed to apply; first {self.plan.names[i]}: {e}"
+                f"{len(errors)} of {len(batch)} clusters failed to apply; first {self.plan.names[first]}: {error}"
             )
 
     def _set_digest(self, index: int, value: str) -> None:

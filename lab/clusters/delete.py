@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from lab import naming, phases, records
@@ -332,7 +333,7 @@ class Deleter:
                     t.name, Phase.delete_requested, _timestamp(cluster["metadata"]["deletionTimestamp"])
                 )
             else:
-                calls.append(lambda t=t: self._delete_cluster(t.name))
+                calls.append(partial(self._delete_cluster, t.name))
         self._parallel(calls)
         self.progress()
 
@@ -367,47 +368,50 @@ class Deleter:
             if Phase.apiserver_stopped in self.reached[name]:
                 continue
             ns = snap.namespaces.get(name)
-            cluster = snap.clusters.get(name)
-            machines = snap.machines.get(name, [])
             if ns is None:
                 self.mark_all(name, Phase.namespace_deleted)
                 gone.setdefault(t.backing, []).append(name)
                 continue
-            if cluster is not None:
-                if not machines:
-                    self.mark(name, Phase.machines_deleted)
-                if not _deleting(cluster):  # created again behind our back, or a request was lost
-                    calls.append(lambda n=name: self.mgmt.delete(API_VERSIONS["Cluster"], "Cluster", n, n))
-                waiting[name] = cluster_hold(cluster, machines)
-                self.stage[name] = "capi"
-                continue
-            self.mark_all(name, Phase.cluster_deleted)
-            hosts = snap.hosts.get(name, [])
-            if hosts:
-                for h in hosts:
-                    if not _deleting(h):
-                        calls.append(
-                            lambda h=h: self.mgmt.delete(
-                                h["apiVersion"],
-                                "BareMetalHost",
-                                h["metadata"]["name"],
-                                h["metadata"]["namespace"],
-                            )
-                        )
-                waiting[name] = hosts_hold(hosts)
-                self.stage[name] = "hosts"
-                continue
-            if name not in self._secrets_done:
-                calls.append(lambda n=name: self._delete_secrets(n))
-            if not _deleting(ns):
-                calls.append(lambda n=name: self.mgmt.delete("v1", "Namespace", n))
-            waiting[name] = namespace_hold(ns)
-            self.stage[name] = "namespace"
+            self.stage[name], waiting[name] = self._advance(name, ns, snap, calls)
         self._parallel(calls)
         for backing, names in gone.items():
             self._remove(backing, names)
         self.progress()
         return waiting
+
+    def _advance(
+        self, name: str, ns: Obj, snap: Snapshot, calls: list[Callable[[], object]]
+    ) -> tuple[str, str]:
+        """One cluster whose namespace is still there: queue on `calls` the deletes its next step
+        needs; returns (stage, what it waits for)."""
+        cluster = snap.clusters.get(name)
+        machines = snap.machines.get(name, [])
+        if cluster is not None:
+            if not machines:
+                self.mark(name, Phase.machines_deleted)
+            if not _deleting(cluster):  # created again behind our back, or a request was lost
+                calls.append(partial(self.mgmt.delete, API_VERSIONS["Cluster"], "Cluster", name, name))
+            return "capi", cluster_hold(cluster, machines)
+        self.mark_all(name, Phase.cluster_deleted)
+        hosts = snap.hosts.get(name, [])
+        if hosts:
+            calls.extend(
+                partial(
+                    self.mgmt.delete,
+                    h["apiVersion"],
+                    "BareMetalHost",
+                    h["metadata"]["name"],
+                    h["metadata"]["namespace"],
+                )
+                for h in hosts
+                if not _deleting(h)
+            )
+            return "hosts", hosts_hold(hosts)
+        if name not in self._secrets_done:
+            calls.append(partial(self._delete_secrets, name))
+        if not _deleting(ns):
+            calls.append(partial(self.mgmt.delete, "v1", "Namespace", name))
+        return "namespace", namespace_hold(ns)
 
     def _delete_secrets(self, namespace: str) -> None:
         """One deletecollection call: the namespace's secrets go before the namespace itself."""

@@ -90,10 +90,15 @@ def phase_of(namespace: Obj, seen: _Seen) -> tuple[str, str | None]:
         return INITIALIZED, "control-plane Machine has no nodeRef yet"
     if Phase.bmh_provisioned in reached:
         return PROVISIONED, "KubeadmControlPlane not initialized (no kubeadm-config seen yet)"
-    state = ((seen.host or {}).get("status") or {}).get("provisioning", {}).get("state")
+    return _host_phase(seen.host)
+
+
+def _host_phase(host: Obj | None) -> tuple[str, str | None]:
+    """Pure: (display phase, reason) of a cluster whose BareMetalHost is not provisioned yet."""
+    state = ((host or {}).get("status") or {}).get("provisioning", {}).get("state")
     if state in _PROVISIONING_STATES:
         return PROVISIONING, f"BareMetalHost {state}"
-    if seen.host is None:
+    if host is None:
         return APPLIED, "no BareMetalHost"
     return APPLIED, f"BareMetalHost {state or 'has no state yet'}"
 

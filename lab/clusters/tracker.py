@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab import phases
-from lab.kube import Client, LabError
+from lab.errors import LabError
+from lab.kube import Client
 from lab.phases import Phase
 from lab.records import Records
 
@@ -85,7 +86,7 @@ class Tracker:
         for api_version, kind in phases.WATCHED:
             w = self.mgmt.watch(api_version, kind)
             self._watches.append(w)
-            t = threading.Thread(target=self._follow, args=(w, kind), name=f"track-{kind}", daemon=True)
+            t = threading.Thread(target=self._follow, args=(w,), name=f"track-{kind}", daemon=True)
             t.start()
             self._threads.append(t)
         return self
@@ -102,7 +103,7 @@ class Tracker:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
-    def _follow(self, watch: Any, kind: str) -> None:
+    def _follow(self, watch: Any) -> None:
         try:
             for ev in watch:
                 if ev.type != "DELETED":

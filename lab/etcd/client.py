@@ -129,8 +129,8 @@ class EtcdClient:
         return self.together_results([Call(method, request, what)])[0]
 
     def error(self, e: grpc.RpcError, what: str) -> EtcdError:
-        code: grpc.StatusCode = e.code()  # type: ignore[attr-defined]
-        detail: str = e.details() or ""  # type: ignore[attr-defined]
+        code: grpc.StatusCode = e.code()
+        detail: str = e.details() or ""
         if code == grpc.StatusCode.UNAVAILABLE:
             return EtcdError(f"cannot reach etcd at {self.endpoint} ({what}): {_short(detail)}", code, detail)
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:

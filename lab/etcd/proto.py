@@ -76,7 +76,7 @@ def generate(settings: Settings) -> Path:
     if (out / PACKAGE / "etcdserverpb" / "rpc_pb2_grpc.py").is_file():
         return out
     try:
-        from grpc_tools import protoc  # type: ignore[import-untyped]
+        from grpc_tools import protoc
     except ImportError as e:
         raise LabError("generating etcd's gRPC stubs needs grpcio-tools: pip install grpcio-tools") from e
     src = gomod.module_dir(API_MODULE, settings.versions.etcd)

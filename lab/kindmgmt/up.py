@@ -89,7 +89,8 @@ class Kubectl:
             raise LabError(
                 f"kubectl get {PROVIDER_RESOURCE} failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}"
             )
-        return json.loads(out.stdout)
+        inventory: dict[str, Any] = json.loads(out.stdout)
+        return inventory
 
 
 def _check_profile(settings: Settings, profile: str) -> None:

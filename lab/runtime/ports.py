@@ -39,7 +39,8 @@ def listener_pid(port: int, host: str | None = None) -> int | None:
     except psutil.AccessDenied:
         return None
     for c in conns:
-        listening = c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-        if listening and (host is None or c.laddr.ip in (host, "0.0.0.0", "::")):
+        if c.status != psutil.CONN_LISTEN or not c.laddr or c.laddr.port != port:
+            continue
+        if host is None or c.laddr.ip in (host, "0.0.0.0", "::"):
             return c.pid
     return None

@@ -86,7 +86,7 @@ def manager_programs(settings: Settings, profile: str) -> list[Program]:
     out = []
     for m in managers.MANAGERS:
         flags = tuning.flags(settings, m.name, profile) if m.name in tuning.COMPONENTS else []
-        env = tuning.env(settings, m.name, profile) if m.name in tuning.COMPONENTS else {}
+        env = tuning.env(m.name, profile) if m.name in tuning.COMPONENTS else {}
         out.append(managers.program(settings, m, flags, env))
     return out
 

@@ -244,11 +244,11 @@ def cluster_ns(mgmt: Client, workload: tuple[str, int]) -> str:
 
 
 def test_builders_are_what_capi_reads() -> None:
-    n = nodesim.node("m-1", "u-1", "v1.35.4", control_plane=True)
+    n = nodesim.node("m-1", "u-1", control_plane=True)
     assert n["metadata"]["labels"][nodesim.UUID_LABEL] == "u-1"
     assert "providerID" not in n["spec"]
     assert n["spec"]["taints"] == [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
-    w = nodesim.node("m-2", "u-2", "v1.35.4", control_plane=False)
+    w = nodesim.node("m-2", "u-2", control_plane=False)
     assert nodesim.CP_ROLE_LABEL not in w["metadata"]["labels"] and "taints" not in w["spec"]
     cc = nodesim.cluster_configuration("c", "v1.35.4", "127.1.0.1:6443")
     assert cc["apiVersion"] == "kubeadm.k8s.io/v1beta4" and "external" in cc["etcd"]

@@ -24,7 +24,7 @@ def test_default_profile_sets_nothing() -> None:
     s = settings()
     for c in tuning.COMPONENTS:
         assert tuning.flags(s, c, "default") == []
-        assert tuning.env(s, c, "default") == {}
+        assert tuning.env(c, "default") == {}
     assert tuning.describe(s, "default") == []
 
 
