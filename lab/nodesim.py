@@ -551,8 +551,9 @@ class _State:
     """What the workers share: hosts done (uid + consumer), hosts being handled and the newest copy
     seen meanwhile, hosts waiting for a retry, hosts deleted, workload clients, namespace verdicts."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop: threading.Event | None = None) -> None:
         self.lock = threading.Lock()
+        self.stop = stop or threading.Event()
         self.done: set[tuple[str, str]] = set()
         self.inflight: set[tuple[str, str]] = set()
         self.newer: dict[tuple[str, str], Obj] = {}
@@ -565,14 +566,26 @@ class _State:
         #: failure since has set a timer to end it
         self.long_watch: Watch | None = None
         self.wake_set = False
+        self.current: Watch | None = None
 
     def watching(self, watch: Watch, long: bool) -> None:
         """The loop reads `watch` now; a long one ends RETRY_SECONDS after a failure meanwhile."""
         with self.lock:
+            self.current = watch
             self.long_watch, self.wake_set = (watch if long else None), False
             failed_meanwhile = long and bool(self.pending)
+        if self.stop.is_set():
+            watch.stop()
         if failed_meanwhile:
             self._wake()
+
+    def stop_watch(self) -> None:
+        """Wait for the stop event, then end the watch the loop reads (see watching for a later one)."""
+        self.stop.wait()
+        with self.lock:
+            watch = self.current
+        if watch is not None:
+            watch.stop()
 
     def retry_later(self, bmh: Obj) -> None:
         """Queue a failed host for the next pass, which comes RETRY_SECONDS from now at the latest
@@ -607,19 +620,27 @@ class _State:
         self.clients.drop_namespace(ns)
 
 
-def run(settings: Settings, mgmt: Client, stop_after: float | None = None, workers: int = WORKERS) -> None:
-    """Watch BMHs; write nodes as hosts in lab cluster namespaces get provisioned.
+def run(
+    settings: Settings,
+    mgmt: Client,
+    stop_after: float | None = None,
+    workers: int = WORKERS,
+    stop: threading.Event | None = None,
+) -> None:
+    """Watch BMHs; write nodes as hosts in lab cluster namespaces get provisioned, until `stop_after`
+    seconds have passed or `stop` is set (run sets it when it returns).
 
     Done hosts (uid + consumer) are remembered in memory only: a restart lists everything again and
     converges, since writes skip what exists. Up to `workers` hosts are handled at once, one host
     never twice at once; failures are retried every RETRY_SECONDS, each with the host as the API
     has it then (a host deleted meanwhile is forgotten, not retried for ever).
     """
-    st = _State()
+    st = _State(stop)
+    threading.Thread(target=st.stop_watch, name="nodesim-stop", daemon=True).start()
     deadline = None if stop_after is None else time.monotonic() + stop_after
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nodesim") as pool:
-            while deadline is None or time.monotonic() < deadline:
+            while (deadline is None or time.monotonic() < deadline) and not st.stop.is_set():
                 with st.lock:
                     retry, st.pending = list(st.pending.values()), {}
                 for bmh in retry:
@@ -637,6 +658,7 @@ def run(settings: Settings, mgmt: Client, stop_after: float | None = None, worke
                     else:
                         pool.submit(_handle, settings, mgmt, ev.object, st)
     finally:
+        st.stop.set()  # ends the stop_watch thread
         st.clients.close()
 
 
