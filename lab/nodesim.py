@@ -15,6 +15,11 @@ Objects are created once and never overwritten: after creation CAPI, CAPM3 and K
 them (labels, taints, providerID, kubeadm-config updates). No heartbeats: nothing watches leases.
 Last, the host gets annotation `scale-lab.metal3.io/node-written` (lab.phases) with the time of the
 write, once: the run records take the node_written phase from it.
+
+The simulator lives as long as the stack, while clusters come and go under the same names: a cluster
+deleted and created again has a new CA and new client certificates. So nothing per cluster is kept
+by name alone: workload clients are tied to the kubeconfig they were built from (WorkloadClients),
+and a host's DELETED event forgets what was kept for it and its namespace.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import yaml
 from lab import components, phases, pki
 from lab.config import Settings
 from lab.errors import LabError
-from lab.kube import APPLY_PATCH, Client, Obj
+from lab.kube import APPLY_PATCH, ApiError, Client, Obj, Watch
 from lab.manifests import capi
 from lab.manifests.common import CAPI_CLUSTER_LABEL
 from lab.manifests.kinds import API_VERSIONS
@@ -363,12 +368,89 @@ def _endpoint(cluster: Mapping[str, Any] | None) -> str:
     return f"{ep['host']}:{ep.get('port', 6443)}" if ep.get("host") else ""
 
 
+class WorkloadClients:
+    """One client per workload cluster, tied to the kubeconfig it was built from; thread-safe.
+
+    Keyed by `<namespace>/<cluster>` and a digest of the kubeconfig, which every use reads again (a
+    file read, or one GET of the secret): a cluster deleted and created under the same name gets a
+    new CA, and a client kept by name alone would keep the old one for the life of the process,
+    every call failing TLS verification. A client whose calls fail TLS or authentication is dropped
+    too (`drop`), so the next try connects afresh.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[str, tuple[str, Client]] = {}
+
+    def get(self, key: str, kubeconfig: bytes) -> Client:
+        digest = hashlib.sha256(kubeconfig).hexdigest()
+        with self._lock:
+            held = self._clients.get(key)
+            if held is not None and held[0] == digest:
+                return held[1]
+        made = Client.from_kubeconfig(kubeconfig, qps=20, burst=40)
+        stale: Client | None
+        with self._lock:
+            held = self._clients.get(key)
+            if held is not None and held[0] == digest:  # another worker was first
+                stale, chosen = made, held[1]
+            else:
+                self._clients[key] = (digest, made)
+                stale, chosen = (held[1] if held else None), made
+        if stale is not None:
+            if stale is not made:
+                log.info("credentials of %s changed: new client", key)
+            stale.close()  # a call in flight on it still completes; its connection is not reused
+        return chosen
+
+    def drop(self, key: str, client: Client | None = None) -> None:
+        """Forget the client of `key` (only if it is still `client`, when given) and close it."""
+        with self._lock:
+            held = self._clients.get(key)
+            if held is None or (client is not None and held[1] is not client):
+                return
+            del self._clients[key]
+        held[1].close()
+
+    def drop_namespace(self, namespace: str) -> None:
+        """Forget the clients of every cluster in `namespace`."""
+        with self._lock:
+            keys = [k for k in self._clients if k.split("/", 1)[0] == namespace]
+        for k in keys:
+            self.drop(k)
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return sorted(self._clients)
+
+    def close(self) -> None:
+        with self._lock:
+            held, self._clients = list(self._clients.values()), {}
+        for _digest, c in held:
+            c.close()
+
+
+def stale_credentials(e: ApiError) -> bool:
+    """The workload apiserver refused this client's TLS (its CA changed) or its certificate (401)."""
+    return (e.status == 0 and e.reason == "TLS") or e.status == 401
+
+
 def reconcile_host(
-    settings: Settings, mgmt: Client, bmh: Mapping[str, Any], clients: dict[str, Client] | None = None
+    settings: Settings, mgmt: Client, bmh: Mapping[str, Any], clients: WorkloadClients | None = None
 ) -> bool:
     """Write the objects for one BMH when it is provisioned and consumed; True when it is done (and
     need not be looked at again), False when the host is not provisioned yet. Raises LabError when
     it is but something on the way is missing or unreachable: worth a retry."""
+    if clients is not None:
+        return _reconcile(settings, mgmt, bmh, clients)
+    own = WorkloadClients()
+    try:
+        return _reconcile(settings, mgmt, bmh, own)
+    finally:
+        own.close()
+
+
+def _reconcile(settings: Settings, mgmt: Client, bmh: Mapping[str, Any], clients: WorkloadClients) -> bool:
     status = bmh.get("status") or {}
     ref = (bmh.get("spec") or {}).get("consumerRef") or {}
     if (status.get("provisioning") or {}).get("state") != "provisioned" or ref.get("kind") != "Metal3Machine":
@@ -386,21 +468,22 @@ def reconcile_host(
     version = spec.get("version") or settings.versions.kubernetes
     control_plane = CONTROL_PLANE_MACHINE_LABEL in (machine["metadata"].get("labels") or {})
     cluster = mgmt.get(CAPI_API, "Cluster", cluster_name, ns)
-    clients = {} if clients is None else clients
     key = f"{ns}/{cluster_name}"
-    if key not in clients:
-        made = Client.from_kubeconfig(workload_kubeconfig(settings, mgmt, ns, cluster_name), qps=20, burst=40)
-        if clients.setdefault(key, made) is not made:  # another worker was first (setdefault is atomic)
-            made.close()
-    wrote = write_node(
-        clients[key],
-        machine["metadata"]["name"],
-        bmh["metadata"]["uid"],
-        version,
-        control_plane,
-        cluster_name,
-        _endpoint(cluster),
-    )
+    client = clients.get(key, workload_kubeconfig(settings, mgmt, ns, cluster_name))
+    try:
+        wrote = write_node(
+            client,
+            machine["metadata"]["name"],
+            bmh["metadata"]["uid"],
+            version,
+            control_plane,
+            cluster_name,
+            _endpoint(cluster),
+        )
+    except ApiError as e:
+        if stale_credentials(e):
+            clients.drop(key, client)
+        raise
     written = time.time()
     if control_plane:
         annotate_certificates_expiry(settings, mgmt, machine, cluster_name)
@@ -463,53 +546,141 @@ def serving_cert_expiry(settings: Settings, cluster_name: str) -> str:
 
 class _State:
     """What the workers share: hosts done (uid + consumer), hosts being handled and the newest copy
-    seen meanwhile, hosts waiting for a retry, workload clients, namespace verdicts."""
+    seen meanwhile, hosts waiting for a retry, hosts deleted, workload clients, namespace verdicts."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop: threading.Event | None = None) -> None:
         self.lock = threading.Lock()
+        self.stop = stop or threading.Event()
         self.done: set[tuple[str, str]] = set()
         self.inflight: set[tuple[str, str]] = set()
         self.newer: dict[tuple[str, str], Obj] = {}
         self.pending: dict[str, Obj] = {}
-        self.clients: dict[str, Client] = {}
+        #: uids seen DELETED: a copy of such a host still queued in a worker must not come back
+        self.deleted: set[str] = set()
+        self.clients = WorkloadClients()
         self.lab_ns: dict[str, bool] = {}
+        #: the watch the loop reads while nothing waited for a retry (a long one), and whether a
+        #: failure since has set a timer to end it
+        self.long_watch: Watch | None = None
+        self.wake_set = False
+        self.current: Watch | None = None
+
+    def watching(self, watch: Watch, long: bool) -> None:
+        """The loop reads `watch` now; a long one ends RETRY_SECONDS after a failure meanwhile."""
+        with self.lock:
+            self.current = watch
+            self.long_watch, self.wake_set = (watch if long else None), False
+            failed_meanwhile = long and bool(self.pending)
+        if self.stop.is_set():
+            watch.stop()
+        if failed_meanwhile:
+            self._wake()
+
+    def stop_watch(self) -> None:
+        """Wait for the stop event, then end the watch the loop reads (see watching for a later one)."""
+        self.stop.wait()
+        with self.lock:
+            watch = self.current
+        if watch is not None:
+            watch.stop()
+
+    def retry_later(self, bmh: Obj) -> None:
+        """Queue a failed host for the next pass, which comes RETRY_SECONDS from now at the latest
+        (not after a long watch's five minutes)."""
+        uid = bmh["metadata"]["uid"]
+        with self.lock:
+            if uid in self.deleted:
+                return
+            self.pending[uid] = bmh
+        self._wake()
+
+    def _wake(self) -> None:
+        with self.lock:
+            watch = self.long_watch if not self.wake_set else None
+            self.wake_set = self.wake_set or watch is not None
+        if watch is not None:
+            timer = threading.Timer(RETRY_SECONDS, watch.stop)
+            timer.daemon = True
+            timer.start()
+
+    def forget(self, bmh: Mapping[str, Any]) -> None:
+        """A host is gone: drop everything kept for it, and the clients and verdict of its namespace
+        (its cluster is on its way out, or scaled down: a client is rebuilt on the next use)."""
+        meta = bmh["metadata"]
+        uid, ns = meta["uid"], meta["namespace"]
+        with self.lock:
+            self.deleted.add(uid)
+            self.done = {k for k in self.done if k[0] != uid}
+            self.newer = {k: v for k, v in self.newer.items() if k[0] != uid}
+            self.pending.pop(uid, None)
+            self.lab_ns.pop(ns, None)
+        self.clients.drop_namespace(ns)
 
 
-def run(settings: Settings, mgmt: Client, stop_after: float | None = None, workers: int = WORKERS) -> None:
-    """Watch BMHs; write nodes as hosts in lab cluster namespaces get provisioned.
+def run(
+    settings: Settings,
+    mgmt: Client,
+    stop_after: float | None = None,
+    workers: int = WORKERS,
+    stop: threading.Event | None = None,
+) -> None:
+    """Watch BMHs; write nodes as hosts in lab cluster namespaces get provisioned, until `stop_after`
+    seconds have passed or `stop` is set (run sets it when it returns).
 
     Done hosts (uid + consumer) are remembered in memory only: a restart lists everything again and
     converges, since writes skip what exists. Up to `workers` hosts are handled at once, one host
-    never twice at once; failures are retried every RETRY_SECONDS.
+    never twice at once; failures are retried every RETRY_SECONDS, each with the host as the API
+    has it then (a host deleted meanwhile is forgotten, not retried for ever).
     """
-    st = _State()
+    st = _State(stop)
+    threading.Thread(target=st.stop_watch, name="nodesim-stop", daemon=True).start()
     deadline = None if stop_after is None else time.monotonic() + stop_after
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nodesim") as pool:
-            while deadline is None or time.monotonic() < deadline:
+            while (deadline is None or time.monotonic() < deadline) and not st.stop.is_set():
                 with st.lock:
                     retry, st.pending = list(st.pending.values()), {}
                 for bmh in retry:
-                    pool.submit(_handle, settings, mgmt, bmh, st)
+                    pool.submit(_retry, settings, mgmt, bmh, st)
                 # a short watch while something waits for a retry; a long one otherwise
                 with st.lock:
                     waiting = bool(st.pending or st.inflight)
                 span = RETRY_SECONDS if waiting else RETRY_SECONDS * 30
                 left = span if deadline is None else max(0.1, min(span, deadline - time.monotonic()))
-                for ev in mgmt.watch(BMH_API, "BareMetalHost", timeout=left):
-                    if ev.type != "DELETED":
+                watch = mgmt.watch(BMH_API, "BareMetalHost", timeout=left)
+                st.watching(watch, long=not waiting)
+                for ev in watch:
+                    if ev.type == "DELETED":
+                        st.forget(ev.object)
+                    else:
                         pool.submit(_handle, settings, mgmt, ev.object, st)
     finally:
-        for c in st.clients.values():
-            c.close()
+        st.stop.set()  # ends the stop_watch thread
+        st.clients.close()
 
 
 def _is_lab_namespace(mgmt: Client, name: str, cache: dict[str, bool]) -> bool:
-    """Namespaces of lab clusters carry CLUSTER_LABEL; looked up once per namespace."""
+    """Namespaces of lab clusters carry CLUSTER_LABEL; looked up once per namespace (until a host in
+    it is deleted: State.forget)."""
     if name not in cache:
         ns = mgmt.get("v1", "Namespace", name)
         cache[name] = ns is not None and CLUSTER_LABEL in (ns["metadata"].get("labels") or {})
     return cache[name]
+
+
+def _retry(settings: Settings, mgmt: Client, bmh: Obj, st: _State) -> None:
+    """A failed host again, as the API has it now; forgotten when it is gone (or replaced)."""
+    meta = bmh["metadata"]
+    try:
+        fresh = mgmt.get(BMH_API, "BareMetalHost", meta["name"], meta["namespace"])
+    except (LabError, OSError) as e:
+        log.warning("%s/%s: %s (retrying)", meta["namespace"], meta["name"], e)
+        st.retry_later(bmh)
+        return
+    if fresh is None or fresh["metadata"]["uid"] != meta["uid"]:
+        st.forget(bmh)
+        return
+    _handle(settings, mgmt, fresh, st)
 
 
 def _handle(settings: Settings, mgmt: Client, bmh: Obj, st: _State) -> None:
@@ -518,13 +689,14 @@ def _handle(settings: Settings, mgmt: Client, bmh: Obj, st: _State) -> None:
     meta = bmh["metadata"]
     key = (meta["uid"], ((bmh.get("spec") or {}).get("consumerRef") or {}).get("name", ""))
     with st.lock:
-        if key in st.done:
+        if key in st.done or meta["uid"] in st.deleted:
             return
         if key in st.inflight:
             st.newer[key] = bmh
             return
         st.inflight.add(key)
     while True:
+        failed = False
         try:
             if _is_lab_namespace(mgmt, meta["namespace"], st.lab_ns) and reconcile_host(
                 settings, mgmt, bmh, st.clients
@@ -533,15 +705,15 @@ def _handle(settings: Settings, mgmt: Client, bmh: Obj, st: _State) -> None:
                     st.done.add(key)
         except (LabError, OSError) as e:
             log.warning("%s/%s: %s (retrying)", meta["namespace"], meta["name"], e)
-            with st.lock:
-                st.pending[meta["uid"]] = bmh
+            failed = True
         except Exception:  # a worker must not die silently: log it and retry like any failure
             log.exception("%s/%s: unexpected error (retrying)", meta["namespace"], meta["name"])
-            with st.lock:
-                st.pending[meta["uid"]] = bmh
+            failed = True
+        if failed:
+            st.retry_later(bmh)
         with st.lock:
             nxt = st.newer.pop(key, None)
-            if nxt is None or key in st.done:
+            if nxt is None or key in st.done or meta["uid"] in st.deleted:
                 st.inflight.discard(key)
                 return
         bmh = nxt

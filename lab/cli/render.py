@@ -43,7 +43,8 @@ def render_cmd(
 ) -> None:
     """Print the management-cluster objects of clusters INDEX..INDEX+N-1, ready for `kubectl apply -f -`.
 
-    No cluster is touched. The lab home gets the shared etcd CA and each cluster's PKI, which the objects embed.
+    No cluster is touched. The lab home gets the shared etcd CA and each cluster's PKI, which the objects
+    embed; `lab delete-clusters --all` removes the PKI of clusters that no namespace uses.
     """
     settings = config.load()
     indexes = naming.check_range(

@@ -14,7 +14,8 @@ Every step is driven by what the management cluster shows on each pass (a few LI
 namespaces, never a GET per cluster), not by what this process remembers, so a re-run after a
 crash at any point picks up where things are. Deleting what does not exist is not an error.
 Anything a backing still carries for a cluster whose namespace is already gone (a crash after step
-3) is a leftover: it is removed at once. Races with a concurrent create of the same cluster are not
+3) is a leftover: it is removed at once. So are the certificates `lab render` wrote for clusters
+whose objects were never applied (the local backing counts every PKI directory as carried). Races with a concurrent create of the same cluster are not
 handled: create writes PKI before the namespace, so do not delete a range that is being created.
 """
 

@@ -399,3 +399,78 @@ def test_run_loop_writes_worker_nodes(
 def test_program_runs_the_module(settings: Settings, tmp_path: Path) -> None:
     p = nodesim.nodesim_program(settings)
     assert p.argv[-2:] == ["-m", "lab.nodesim"] and p.env["LAB_HOME"] == str(settings.home)
+
+
+def _delete_host(mgmt: Client, ns: str, machine: str) -> None:
+    """What delete-clusters makes of one host: Machine, Metal3Machine, KubeadmConfig and BMH gone."""
+    for api, kind, name in (
+        (nodesim.BMH_API, "BareMetalHost", f"bmh-{machine}"),
+        (M3_API, "Metal3Machine", machine),
+        (nodesim.BOOTSTRAP_API, "KubeadmConfig", f"{machine}-kc"),
+        (nodesim.CAPI_API, "Machine", machine),
+    ):
+        mgmt.delete(api, kind, name, ns)
+
+
+def _wait_node(kubeconfig: bytes, node: str, timeout: float = 60) -> dict[str, Any]:
+    with Client.from_kubeconfig(kubeconfig, attempts=1) as wc:
+        deadline = time.monotonic() + timeout
+        while True:
+            got = wc.get("v1", "Node", node)
+            if got is not None and nodesim._condition(got, "Ready") == "True":
+                return got
+            assert time.monotonic() < deadline, f"no Ready node {node} within {timeout:.0f}s"
+            time.sleep(0.5)
+
+
+def test_a_cluster_created_again_under_its_name_gets_its_node_in_the_new_apiserver(
+    settings: Settings, mgmt: Client, workload: tuple[str, int]
+) -> None:
+    """Same name, new CA: one running simulator writes the first cluster's node, the cluster is
+    deleted (hosts, apiserver, tenant, PKI) and made again, and the simulator writes the second
+    one's node into the new apiserver (before, it kept the first client: TLS verify failures)."""
+    index = _free_index()
+    name = naming.cluster_name(settings.prefix, index)
+    host, port = naming.local_endpoint(index)
+    stop = threading.Event()
+    sim = threading.Thread(target=nodesim.run, args=(settings, mgmt), kwargs={"stop": stop}, daemon=True)
+    try:
+        local.ensure(settings, [index])
+        local.wait_ready(settings, [name])
+        for obj in (
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": name, "labels": {naming.CLUSTER_LABEL: name}},
+            },
+            {
+                "apiVersion": nodesim.CAPI_API,
+                "kind": "Cluster",
+                "metadata": {"name": name, "namespace": name},
+                "spec": {"controlPlaneEndpoint": {"host": host, "port": port}},
+            },
+        ):
+            mgmt.apply_one(obj)
+        first_kubeconfig = local.admin_kubeconfig(settings, name)
+        sim.start()
+        first = _host(mgmt, name, name, f"{name}-md-0-first", control_plane=False)
+        node = _wait_node(first_kubeconfig, f"{name}-md-0-first")
+        assert node["metadata"]["labels"][nodesim.UUID_LABEL] == first["metadata"]["uid"]
+
+        _delete_host(mgmt, name, f"{name}-md-0-first")
+        local.remove(settings, [name])
+        local.ensure(settings, [index])  # a new CA, new client certs, an empty tenant
+        local.wait_ready(settings, [name])
+        second_kubeconfig = local.admin_kubeconfig(settings, name)
+        assert pki.kubeconfig_client(second_kubeconfig)[1] != pki.kubeconfig_client(first_kubeconfig)[1]
+
+        second = _host(mgmt, name, name, f"{name}-md-0-second", control_plane=False)
+        node = _wait_node(second_kubeconfig, f"{name}-md-0-second", timeout=45)
+        assert node["metadata"]["labels"][nodesim.UUID_LABEL] == second["metadata"]["uid"]
+        with Client.from_kubeconfig(second_kubeconfig) as wc:  # the new apiserver has only its own node
+            assert [n["metadata"]["name"] for n in wc.list("v1", "Node")] == [f"{name}-md-0-second"]
+    finally:
+        stop.set()
+        sim.join(60)
+        local.remove(settings, [name])
+    assert not sim.is_alive()
