@@ -20,6 +20,7 @@ handled: create writes PKI before the namespace, so do not delete a range that i
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sys
 import time
@@ -33,7 +34,7 @@ from lab.backing import Backing
 from lab.backing.registry import entries, open_backing
 from lab.clusters.inventory import cluster_namespaces
 from lab.config import Settings
-from lab.kube import ApiError, Client
+from lab.kube import Client, NotFound
 from lab.manifests.common import CAPI_CLUSTER_LABEL
 from lab.manifests.kinds import API_VERSIONS
 from lab.records import PHASES, Phase, RunKind
@@ -412,11 +413,8 @@ class Deleter:
     def _delete_secrets(self, namespace: str) -> None:
         """One deletecollection call: the namespace's secrets go before the namespace itself."""
         res = self.mgmt.resource("v1", "Secret")
-        try:
+        with contextlib.suppress(NotFound):
             self.mgmt.request("DELETE", res.path(namespace))
-        except ApiError as e:
-            if e.status != 404:
-                raise
         self._secrets_done.add(namespace)
 
     def run(self, wait: bool, deadline: float) -> dict[str, str]:
