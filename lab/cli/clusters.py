@@ -62,16 +62,13 @@ def create_clusters_cmd(
         raise UsageError(f"mode {settings.mode} has no local backing: name one with --backing")
     from lab.backing import check_name
     from lab.clusters.session import create_clusters
-    from lab.kube import Client
     from lab.stack import mgmt
 
     for b in backing:
         check_name(b)
-    kubeconfig = mgmt.admin_kubeconfig_path(settings)
-    if not kubeconfig.is_file():
-        raise LabError("the management cluster is not set up here (no kubeconfig): run lab up")
+    client = mgmt.client(settings, parallel=max(parallel, 4))
     display = ProgressDisplay(count, enabled=output == Output.table)
-    with Client.from_kubeconfig(kubeconfig, parallel=max(parallel, 4)) as client:
+    with client:
         try:
             result = create_clusters(
                 settings,

@@ -91,13 +91,9 @@ _WORKLOAD_PREFIX = "wkl-"
 def _clusters(settings: config.Settings) -> tuple[list[ClusterInfo] | None, str | None]:
     """(clusters, None), or (None, why) when the management API does not answer."""
     from lab.clusters.inventory import list_clusters
-    from lab.kube import Client
 
-    kubeconfig = mgmt.admin_kubeconfig_path(settings)
-    if not kubeconfig.is_file():
-        return None, f"no management kubeconfig at {kubeconfig}"
     try:
-        with Client.from_kubeconfig(kubeconfig, attempts=2, timeout=10.0, parallel=1) as client:
+        with mgmt.client(settings, attempts=2, timeout=10.0, parallel=1) as client:
             return list_clusters(settings, client), None
     except LabError as e:
         return None, str(e)

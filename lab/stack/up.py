@@ -26,7 +26,8 @@ import psutil
 from lab import build, tuning
 from lab.config import Settings
 from lab.errors import LabError, UsageError
-from lab.stack import health, kubectl, managers, mgmt, ports, webhooks
+from lab.kube import Client
+from lab.stack import health, managers, mgmt, ports, webhooks
 from lab.stack.supervise import Program, Supervisor, ensure_running, log_file, remove_program_files
 
 Log = Callable[[str], None]
@@ -36,6 +37,8 @@ MANAGER_TIMEOUT = 240.0
 #: A program seen (re)started this many times while we wait is crash-looping: fail early.
 MAX_STARTS = 4
 DIGEST_CONFIGMAP = "lab-stack"
+CRD_API = "apiextensions.k8s.io/v1"
+ESTABLISHED_TIMEOUT = 120.0
 
 
 def state_path(settings: Settings) -> Path:
@@ -253,27 +256,50 @@ def desired_objects(settings: Settings, p: mgmt.MgmtPKI) -> tuple[list[dict[str,
     return webhooks.all_crds(settings, ca), [*managers.rbac_objects(), *webhooks.all_webhooks(settings, ca)]
 
 
-def applied_digest(settings: Settings) -> str | None:
-    cm = kubectl.api_get(settings, f"/api/v1/namespaces/kube-system/configmaps/{DIGEST_CONFIGMAP}")
+def applied_digest(client: Client) -> str | None:
+    cm = client.get("v1", "ConfigMap", DIGEST_CONFIGMAP, "kube-system")
     return None if cm is None else (cm.get("data") or {}).get("digest")
 
 
+def _established(crd: dict[str, Any]) -> bool:
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+def wait_established(client: Client, names: list[str], timeout: float = ESTABLISHED_TIMEOUT) -> None:
+    """Until every named CRD is Established (its kinds are served), watched rather than polled."""
+    pending = set(names)
+    if not pending:
+        return
+    watch = client.watch(CRD_API, "CustomResourceDefinition", timeout=timeout)
+    for event in watch:
+        if event.type != "DELETED" and _established(event.object):
+            pending.discard(event.object["metadata"]["name"])
+        if not pending:
+            watch.stop()
+            return
+    raise LabError(f"CRDs not Established after {timeout:.0f}s: {', '.join(sorted(pending))}")
+
+
 def ensure_objects(settings: Settings, p: mgmt.MgmtPKI, log: Log) -> bool:
-    """Apply CRDs, then RBAC and webhook configurations, unless the same set is already applied."""
+    """Apply CRDs, then RBAC and webhook configurations, unless the same set is already applied.
+    The digest marker goes last, only once everything else is in."""
     crds, rest = desired_objects(settings, p)
     digest = webhooks.digest([*crds, *rest])
-    if applied_digest(settings) == digest:
-        return False
-    log(f"applying {len(crds)} CRDs and {len(rest)} namespaces, bindings and webhook configurations")
-    kubectl.apply(settings, crds, settings.run_dir / "apply" / "crds.json")
-    kubectl.wait_established(settings, [c["metadata"]["name"] for c in crds])
-    marker = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": DIGEST_CONFIGMAP, "namespace": "kube-system"},
-        "data": {"digest": digest},
-    }
-    kubectl.apply(settings, [*rest, marker], settings.run_dir / "apply" / "objects.json")
+    with mgmt.client(settings) as client:
+        if applied_digest(client) == digest:
+            return False
+        log(f"applying {len(crds)} CRDs and {len(rest)} namespaces, bindings and webhook configurations")
+        client.apply(crds)
+        wait_established(client, [c["metadata"]["name"] for c in crds])
+        client.apply(rest)
+        marker = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": DIGEST_CONFIGMAP, "namespace": "kube-system"},
+            "data": {"digest": digest},
+        }
+        client.apply([marker])
     return True
 
 
@@ -299,7 +325,6 @@ def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: Non
     profile = profile or current_profile(settings)
     if profile not in tuning.PROFILES:
         raise UsageError(f"unknown tuning profile {profile!r}; use one of {', '.join(tuning.PROFILES)}")
-    kubectl.binary()
     existing = Supervisor(settings)
     check_ports(settings, existing if existing.alive() else None)
 
