@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from lab import config, naming
+from lab import config, management, naming
 from lab.cli._output import Output, OutputOption, console, err_console, print_json
 from lab.cli.app import app
 from lab.config import Settings
@@ -111,7 +111,7 @@ def rows(settings: Settings) -> list[dict[str, Any]]:
     from lab.backing import registry
 
     found: list[tuple[str, str, int, str, Any]] = []
-    if settings.mode == "local":
+    if management.for_settings(settings).local_backing:
         found.append((naming.LOCAL_BACKING, "local", settings.local_capacity, "127.1.0.0/16", None))
     for e in registry.entries(settings):
         address = e.spec.get("node_address") or e.spec.get("host") or ""

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab import naming, phases, records
+from lab import management, naming, phases, records
 from lab.backing import Backing
 from lab.backing.registry import entries, open_backing
 from lab.clusters.inventory import cluster_namespaces
@@ -150,7 +150,7 @@ def leftovers(
 def known_backings(settings: Settings, targets: Sequence[Target]) -> dict[str, Backing]:
     """Every backing a cluster may live on: local (in local mode), the registered ones, and those the
     namespaces name. A registered backing that cannot be reached fails the delete before it starts."""
-    local = [naming.LOCAL_BACKING] if settings.mode == "local" else []
+    local = [naming.LOCAL_BACKING] if management.for_settings(settings).local_backing else []
     names = [*local, *(e.name for e in entries(settings)), *(t.backing for t in targets)]
     return {n: open_backing(settings, n) for n in dict.fromkeys(names)}
 

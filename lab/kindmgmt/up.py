@@ -19,10 +19,20 @@ from typing import Any
 from lab import tuning
 from lab.config import Settings
 from lab.errors import LabError
-from lab.kindmgmt import bmo, cluster, clusterctl, kind_dir, patches, preflight, proc, simulator
+from lab.kindmgmt import (
+    bmo,
+    cluster,
+    clusterctl,
+    kind_dir,
+    kubeconfig_path,
+    patches,
+    preflight,
+    proc,
+    simulator,
+)
+from lab.kube import FIELD_MANAGER
 
 Log = Callable[[str], None]
-FIELD_MANAGER = "lab"
 ROLLOUT_TIMEOUT = "600s"
 #: clusterctl installs IPAM too; lab waits for it but does not tune it (lab.tuning has no IPAM rows)
 IPAM_DEPLOYMENT = ("metal3-ipam-system", "ipam-controller-manager")
@@ -38,6 +48,17 @@ class KindUpResult:
     installed: list[str] = field(default_factory=list)
     patched: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
+    state = "ready"  # every manager Deployment rolled out
+
+    def done(self) -> list[str]:
+        what = [f"kind cluster {self.cluster}"]
+        if self.installed:
+            what.append(f"installed {', '.join(self.installed)}")
+        if self.patched:
+            what.append(f"tuned {', '.join(self.patched)}")
+        if self.started:
+            what.append(f"started {', '.join(self.started)}")
+        return what
 
 
 def state_path(settings: Settings) -> Path:
@@ -156,8 +177,21 @@ def up(
         log(f"waiting for {namespace}/{name}")
         kubectl.rollout(namespace, name)
 
+    result.patched = apply_tuning(settings, kubectl, profile, log)
+
+    log("starting the node simulator")
+    result.started = simulator.ensure(settings, log)
+    write_state(settings, profile)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def apply_tuning(settings: Settings, kubectl: Kubectl, profile: str, log: Log) -> list[str]:
+    """JSON-patch each tuned manager Deployment whose args differ from the profile, then wait for
+    their rollouts; the components patched."""
     patch_dir = kind_dir(settings) / "patches"
     patch_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    patched = []
     for component, (namespace, name) in patches.DEPLOYMENTS.items():
         deployment = json.loads(kubectl("-n", namespace, "get", "deployment", name, "-o", "json"))
         patch = patches.render(settings, component, deployment, profile)
@@ -167,12 +201,25 @@ def up(
         path.write_text(json.dumps(patch, indent=2) + "\n")
         log(f"tuning {namespace}/{name} to profile {profile}")
         kubectl("-n", namespace, "patch", "deployment", name, "--type=json", f"--patch-file={path}")
-        result.patched.append(component)
-    for component in result.patched:
+        patched.append(component)
+    for component in patched:
         kubectl.rollout(*patches.DEPLOYMENTS[component])
+    return patched
 
-    log("starting the node simulator")
-    result.started = simulator.ensure(settings, log)
+
+def tune(settings: Settings, profile: str, log: Log = lambda _m: None) -> list[str]:
+    """Store the profile; when kind mode's cluster has been brought up here, patch the managers whose
+    flags change and wait for them. The components patched."""
+    _check_profile(settings, profile)
+    if not state_path(settings).is_file():
+        write_state(settings, profile)  # no cluster yet: the next lab up --mode kind uses it
+        return []
+    tools = preflight.check(settings)
+    patched = apply_tuning(settings, Kubectl(tools.kubectl, kubeconfig_path(settings)), profile, log)
+    write_state(settings, profile)
+    return patched
+
+
+def write_state(settings: Settings, profile: str) -> None:
+    kind_dir(settings).mkdir(parents=True, exist_ok=True, mode=0o700)
     state_path(settings).write_text(json.dumps({"profile": profile, "cluster": cluster.CLUSTER_NAME}))
-    result.seconds = time.monotonic() - started
-    return result

@@ -26,6 +26,7 @@ import psutil
 from lab import build, tuning
 from lab.config import Settings
 from lab.errors import LabError, UsageError
+from lab.etcd import server as tenant_etcd
 from lab.kube import Client
 from lab.stack import health, managers, mgmt, ports, webhooks
 from lab.stack.supervise import Program, Supervisor, ensure_running, log_file, remove_program_files
@@ -62,26 +63,17 @@ def current_profile(settings: Settings) -> str:
     return str(read_state(settings).get("tuning", "default"))
 
 
-def _tenant_etcd() -> Any | None:
-    """lab.etcd.server when that module is there (it says how to run the multi-tenant etcd)."""
-    try:
-        from lab.etcd import server
-    except ImportError:
-        return None
-    return server
-
-
 def core_programs(settings: Settings) -> list[Program]:
-    out = [mgmt.etcd_program(settings)]
-    server = _tenant_etcd()
-    if server is not None:
-        argv = [
-            *server.etcd_command(settings),
-            f"--listen-metrics-urls=http://{ports.LOOPBACK}:{ports.tenant_etcd_metrics(settings)}",
-        ]
-        out.append(Program(name="tenant-etcd", argv=argv, priority=100))
-    out += [mgmt.apiserver_program(settings), mgmt.kcm_program(settings)]
-    return out
+    argv = [
+        *tenant_etcd.etcd_command(settings),
+        f"--listen-metrics-urls=http://{ports.LOOPBACK}:{ports.tenant_etcd_metrics(settings)}",
+    ]
+    return [
+        mgmt.etcd_program(settings),
+        Program(name="tenant-etcd", argv=argv, priority=100),
+        mgmt.apiserver_program(settings),
+        mgmt.kcm_program(settings),
+    ]
 
 
 def manager_programs(settings: Settings, profile: str) -> list[Program]:
@@ -116,13 +108,10 @@ def port_owners(settings: Settings) -> dict[int, str]:
         ports.mgmt_etcd_metrics(settings): "mgmt-etcd",
         p.mgmt_apiserver: "kube-apiserver",
         ports.kcm(settings): "kube-controller-manager",
+        p.tenant_etcd: "tenant-etcd",
+        p.tenant_etcd_peer: "tenant-etcd",
+        ports.tenant_etcd_metrics(settings): "tenant-etcd",
     }
-    if _tenant_etcd() is not None:
-        out |= {
-            p.tenant_etcd: "tenant-etcd",
-            p.tenant_etcd_peer: "tenant-etcd",
-            ports.tenant_etcd_metrics(settings): "tenant-etcd",
-        }
     for name in managers.NAMES:
         mp = ports.manager(settings, name)
         out |= {mp.webhook: name, mp.health: name, mp.metrics: name}
@@ -313,63 +302,71 @@ class UpResult:
     changed: list[str] = field(default_factory=list)
     applied: bool = False
     profile: str = "default"
+    state = "healthy"  # every component answers its own health probe
+
+    def done(self) -> list[str]:
+        what = []
+        if self.built:
+            what.append(f"built {', '.join(self.built)}")
+        if self.changed:
+            what.append(f"started {', '.join(self.changed)}")
+        if self.applied:
+            what.append("applied CRDs and webhooks")
+        return what
 
 
-def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: None) -> UpResult:
-    started = time.monotonic()
-    if settings.mode != "local":
-        raise UsageError(
-            f"lab up runs the management cluster as local processes (mode local); the setting mode "
-            f"{settings.mode!r} is only understood by lab doctor in this version"
-        )
-    profile = profile or current_profile(settings)
+def check_profile(profile: str) -> str:
     if profile not in tuning.PROFILES:
         raise UsageError(f"unknown tuning profile {profile!r}; use one of {', '.join(tuning.PROFILES)}")
-    existing = Supervisor(settings)
-    check_ports(settings, existing if existing.alive() else None)
+    return profile
 
-    missing = [t for t in build_targets(settings) if not build.is_cached(settings, t)]
-    build.ensure(settings, build_targets(settings), log)
 
+def prepare(settings: Settings) -> mgmt.MgmtPKI:
+    """Every certificate, key and kubeconfig (issued once, renewed when stale) and the data dirs."""
     p = mgmt.ensure_pki(settings)
     for m in managers.MANAGERS:
         managers.ensure_identity(settings, m, p)
-    server = _tenant_etcd()
-    if server is not None:
-        server.ensure_pki(settings)
+    tenant_etcd.ensure_pki(settings)
     for d in (mgmt.etcd_data_dir(settings).parent, settings.run_dir / "kube-controller-manager"):
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
     for m in managers.MANAGERS:
         managers.cert_dir(settings, m).mkdir(parents=True, exist_ok=True)
+    return p
 
+
+def converge(
+    settings: Settings, sup: Supervisor, programs: list[Program], timeout: float, log: Log
+) -> list[str]:
+    """Programs written, started when dead, waited on until healthy; the names added, then changed."""
+    changes = sup.apply(programs)
+    for prog in programs:
+        sup.start_if_dead(prog.name)
+    wait_healthy(settings, sup, [p.name for p in programs], timeout, log)
+    return [*changes["added"], *changes["changed"]]
+
+
+def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: None) -> UpResult:
+    started = time.monotonic()
+    profile = check_profile(profile or current_profile(settings))
+    existing = Supervisor(settings)
     fresh = not existing.alive()
+    check_ports(settings, None if fresh else existing)
+
+    missing = [t for t in build_targets(settings) if not build.is_cached(settings, t)]
+    build.ensure(settings, build_targets(settings), log)
+    p = prepare(settings)
+
     if fresh:
         # supervisord starts every program file it finds; managers must wait for the apiserver.
         remove_program_files(settings, [*managers.NAMES, *(p.name for p in simulator_programs(settings))])
     sup = ensure_running(settings)
     core = core_programs(settings)
-    changes = sup.apply(core)
-    for prog in core:
-        sup.start_if_dead(prog.name)
-    wait_healthy(settings, sup, [c.name for c in core], CORE_TIMEOUT, log)
-    if server is not None:
-        bootstrap_tenant_etcd(settings, log)
-
+    changed = converge(settings, sup, core, CORE_TIMEOUT, log)
+    bootstrap_tenant_etcd(settings, log)
     applied = ensure_objects(settings, p, log)
-
-    mprogs = manager_programs(settings, profile)
-    mchanges = sup.apply(mprogs)
-    for prog in mprogs:
-        sup.start_if_dead(prog.name)
-    wait_healthy(settings, sup, [m.name for m in mprogs], MANAGER_TIMEOUT, log)
-
-    sims = simulator_programs(settings)
-    schanges = sup.apply(sims)
-    for prog in sims:
-        sup.start_if_dead(prog.name)
-    wait_healthy(settings, sup, [s.name for s in sims], MANAGER_TIMEOUT, log)
+    changed += converge(settings, sup, manager_programs(settings, profile), MANAGER_TIMEOUT, log)
+    changed += converge(settings, sup, simulator_programs(settings), MANAGER_TIMEOUT, log)
     write_state(settings, tuning=profile)
-    changed = [n for c in (changes, mchanges, schanges) for k in ("added", "changed") for n in c[k]]
     if fresh:
         changed = [*dict.fromkeys([*(c.name for c in core), *changed])]
     return UpResult(time.monotonic() - started, missing, changed, applied, profile)
@@ -377,9 +374,7 @@ def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: Non
 
 def tune(settings: Settings, profile: str, log: Log = lambda _m: None) -> list[str]:
     """Store the profile; when the stack runs, restart exactly the managers whose flags changed."""
-    if profile not in tuning.PROFILES:
-        raise UsageError(f"unknown tuning profile {profile!r}; use one of {', '.join(tuning.PROFILES)}")
-    write_state(settings, tuning=profile)
+    write_state(settings, tuning=check_profile(profile))
     sup = Supervisor(settings)
     if not sup.alive():
         return []
