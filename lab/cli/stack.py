@@ -92,7 +92,7 @@ def _clusters(settings: config.Settings) -> tuple[list[ClusterInfo] | None, str 
 
 def _component_rows(rows: list[status.Row]) -> list[tuple[str, ...]]:
     """Table rows: one per component; the workload apiservers (wkl-<cluster>) in one row, RSS and CPU summed."""
-    out = []
+    out: list[tuple[str, ...]] = []
     workload = [r for r in rows if r.name.startswith(_WORKLOAD_PREFIX)]
     for r in rows:
         if r.name.startswith(_WORKLOAD_PREFIX):

@@ -60,11 +60,11 @@ class Config:
         """From kubeconfig bytes/text or a path; the current context unless `context` is given."""
         base = Path(".")
         if isinstance(source, Path):
-            base = source.parent
+            path, base = source, source.parent
             try:
-                source = source.read_bytes()
+                source = path.read_bytes()
             except OSError as e:
-                raise LabError(f"cannot read kubeconfig {source}: {e.strerror}") from None
+                raise LabError(f"cannot read kubeconfig {path}: {e.strerror}") from None
         try:
             doc = yaml.safe_load(source) or {}
             ctx_name = context or doc["current-context"]
