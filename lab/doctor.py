@@ -40,7 +40,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         ("version", "--client"),
         r"Client Version: v?([\w.+-]+)",
         ("kind",),
-        "kind mode: kustomize and rollouts in the kind cluster (local mode talks to the API itself)",
+        "kind mode: builds BMO's overlay (kubectl kustomize); lab talks to the APIs itself",
     ),
     ToolSpec(
         "etcd", ("--version",), r"etcd Version: ([\w.+-]+)", (), "lab builds its own; a system one is unused"

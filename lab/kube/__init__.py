@@ -18,7 +18,8 @@ apiserver, not Python, is the bottleneck, so those features decide. The official
 kubeconfig loader is used where it earns its import: a user's kubeconfig (lab.kube.config).
 
 Modules: config (kubeconfig -> Config), ratelimit (token bucket), discovery (REST mapping), watch
-(list+watch, relist on 410), client (Client), errors (ApiError, NotFound).
+(list+watch, relist on 410), client (Client), errors (ApiError, NotFound, NotServed), waits (CRDs
+Established, Deployments rolled out).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from lab.errors import LabError
 from lab.kube.client import APPLY_PATCH, FIELD_MANAGER, Client, Stats
 from lab.kube.config import Config
 from lab.kube.discovery import Resource, parse_aggregated, parse_resource_list, split_api_version
-from lab.kube.errors import ApiError, NotFound
+from lab.kube.errors import ApiError, NotFound, NotServed
 from lab.kube.ratelimit import TokenBucket
 from lab.kube.watch import Obj, Watch, WatchEvent
 
@@ -39,6 +40,7 @@ __all__ = [
     "Config",
     "LabError",
     "NotFound",
+    "NotServed",
     "Obj",
     "Resource",
     "Stats",

@@ -20,7 +20,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from lab.errors import LabError
 from lab.kube.config import Config
 from lab.kube.discovery import AGGREGATED, Resource, parse_aggregated, parse_resource_list, split_api_version
-from lab.kube.errors import ApiError, NotFound, api_error, retryable
+from lab.kube.errors import ApiError, NotFound, NotServed, api_error, retryable
 from lab.kube.ratelimit import TokenBucket
 from lab.kube.watch import Obj, Watch
 
@@ -235,7 +235,7 @@ class Client:
         try:
             return self._resources[key]
         except KeyError:
-            raise LabError(
+            raise NotServed(
                 f"{self.config.server} serves no kind {kind} in {api_version} (is its CRD installed?)"
             ) from None
 

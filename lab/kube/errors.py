@@ -46,6 +46,10 @@ class NotFound(ApiError):
     """404: the object (or the path) does not exist."""
 
 
+class NotServed(LabError):
+    """The server serves no such kind (its CRD is not installed), even after refreshing discovery."""
+
+
 def api_error(status: int, data: bytes, retry_after: str | None, what: str) -> ApiError:
     """The error for one failed response: its Status reason and message, Retry-After in seconds."""
     try:

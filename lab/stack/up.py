@@ -27,7 +27,7 @@ from lab import build, tuning
 from lab.config import Settings
 from lab.errors import LabError, UsageError
 from lab.etcd import server as tenant_etcd
-from lab.kube import Client
+from lab.kube import Client, waits
 from lab.stack import health, managers, mgmt, ports, webhooks
 from lab.stack.supervise import Program, Supervisor, ensure_running, log_file, remove_program_files
 
@@ -38,8 +38,6 @@ MANAGER_TIMEOUT = 240.0
 #: A program seen (re)started this many times while we wait is crash-looping: fail early.
 MAX_STARTS = 4
 DIGEST_CONFIGMAP = "lab-stack"
-CRD_API = "apiextensions.k8s.io/v1"
-ESTABLISHED_TIMEOUT = 120.0
 
 
 def state_path(settings: Settings) -> Path:
@@ -250,26 +248,6 @@ def applied_digest(client: Client) -> str | None:
     return None if cm is None else (cm.get("data") or {}).get("digest")
 
 
-def _established(crd: dict[str, Any]) -> bool:
-    conditions = (crd.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
-
-
-def wait_established(client: Client, names: list[str], timeout: float = ESTABLISHED_TIMEOUT) -> None:
-    """Until every named CRD is Established (its kinds are served), watched rather than polled."""
-    pending = set(names)
-    if not pending:
-        return
-    watch = client.watch(CRD_API, "CustomResourceDefinition", timeout=timeout)
-    for event in watch:
-        if event.type != "DELETED" and _established(event.object):
-            pending.discard(event.object["metadata"]["name"])
-        if not pending:
-            watch.stop()
-            return
-    raise LabError(f"CRDs not Established after {timeout:.0f}s: {', '.join(sorted(pending))}")
-
-
 def ensure_objects(settings: Settings, p: mgmt.MgmtPKI, log: Log) -> bool:
     """Apply CRDs, then RBAC and webhook configurations, unless the same set is already applied.
     The digest marker goes last, only once everything else is in."""
@@ -280,7 +258,7 @@ def ensure_objects(settings: Settings, p: mgmt.MgmtPKI, log: Log) -> bool:
             return False
         log(f"applying {len(crds)} CRDs and {len(rest)} namespaces, bindings and webhook configurations")
         client.apply(crds)
-        wait_established(client, [c["metadata"]["name"] for c in crds])
+        waits.wait_established(client, [c["metadata"]["name"] for c in crds])
         client.apply(rest)
         marker = {
             "apiVersion": "v1",
