@@ -2,8 +2,8 @@
 
 Limits matter before anything breaks: every workload apiserver and every controller watch costs file
 descriptors and inotify instances, and every connection from the controllers to hundreds of workload
-APIs costs an ephemeral port. The recommended values are the ones the Metal3 scale runs used
-(inotify, reference/research/seed-scripts.md §12) or follow from them.
+APIs costs an ephemeral port. The recommended values are the ones the Metal3 1000-cluster scale runs
+used (inotify) or follow from them.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ TOOLS: tuple[ToolSpec, ...] = (
         "kubectl",
         ("version", "--client"),
         r"Client Version: v?([\w.+-]+)",
-        ("local", "kind"),
-        "talks to clusters",
+        ("kind",),
+        "kind mode: builds BMO's overlay (kubectl kustomize); lab talks to the APIs itself",
     ),
     ToolSpec(
         "etcd", ("--version",), r"etcd Version: ([\w.+-]+)", (), "lab builds its own; a system one is unused"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lab import manifests, naming, pki
+from lab import management, manifests, naming, pki
 from lab.config import Settings
 from lab.errors import LabError
 from lab.etcd.server import ETCD_CA_CN, client_url, etcd_ca_dir
@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 
 
 def check_local(settings: Settings) -> None:
-    if settings.mode != "local":
+    stack = management.for_settings(settings)
+    if not stack.local_backing:
         raise LabError(
-            f"rendering needs mode local: in mode {settings.mode} a cluster's endpoint comes from its "
+            f"rendering needs mode local: in mode {stack.mode} a cluster's endpoint comes from its "
             "backing placement"
         )
 

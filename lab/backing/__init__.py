@@ -110,11 +110,12 @@ def unregister(settings: Settings, entry: Entry, *, force: bool = False) -> None
     {"kind": kind, "process": process}[entry.runtime].unregister(settings, entry, force=force)
 
 
-def usage(settings: Settings) -> list[dict[str, Any]]:
+def usage(settings: Settings, *, local_backing: bool) -> list[dict[str, Any]]:
     """One row per backing (name, runtime, capacity, used, address); `used` is None and `error` says
-    why when the backing does not answer."""
+    why when the backing does not answer. `local_backing`: whether the management mode carries the
+    built-in local backing (the Management provider says)."""
     found: list[tuple[str, str, int, str]] = []
-    if settings.mode == "local":
+    if local_backing:
         found.append((naming.LOCAL_BACKING, "local", settings.local_capacity, "127.1.0.0/16"))
     for e in store.entries(settings):
         address = e.spec.get("node_address") or e.spec.get("host") or ""

@@ -9,7 +9,7 @@ import typer
 from rich.console import JustifyMethod
 from rich.table import Table
 
-from lab import config, naming
+from lab import config, management, naming
 from lab.cli._output import Output, OutputOption, console, err_console, print_json
 from lab.cli.app import app
 from lab.config import Settings
@@ -111,7 +111,7 @@ def list_cmd(output: Output = OutputOption) -> None:
     from lab import backing
 
     settings = config.load()
-    found = backing.usage(settings)
+    found = backing.usage(settings, local_backing=management.for_settings(settings).local_backing)
     if output == Output.json:
         print_json(found)
         return

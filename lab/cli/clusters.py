@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lab import config, naming
+from lab import config, management, naming
 from lab.cli._output import Output, OutputOption, err_console, phase_progress, print_json
 from lab.cli.app import app
 from lab.clusters import create
@@ -58,20 +58,18 @@ def create_clusters_cmd(
         raise UsageError(f"--parallel must be at least 1, got {parallel}")
     if timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {timeout}")
-    if settings.mode != "local" and not backing:
-        raise UsageError(f"mode {settings.mode} has no local backing: name one with --backing")
+    stack = management.for_settings(settings)
+    if not stack.local_backing and not backing:
+        raise UsageError(f"mode {stack.mode} has no local backing: name one with --backing")
     from lab.backing import check_name
     from lab.clusters.session import create_clusters
-    from lab.kube import Client
     from lab.stack import mgmt
 
     for b in backing:
         check_name(b)
-    kubeconfig = mgmt.admin_kubeconfig_path(settings)
-    if not kubeconfig.is_file():
-        raise LabError("the management cluster is not set up here (no kubeconfig): run lab up")
+    client = mgmt.client(settings, parallel=max(parallel, 4))
     display = ProgressDisplay(count, enabled=output == Output.table)
-    with Client.from_kubeconfig(kubeconfig, parallel=max(parallel, 4)) as client:
+    with client:
         try:
             result = create_clusters(
                 settings,

@@ -74,14 +74,11 @@ def delete_clusters_cmd(
     if timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {timeout}")
     from lab.clusters.delete import delete
-    from lab.kube import Client
     from lab.stack import mgmt
 
-    kubeconfig = mgmt.admin_kubeconfig_path(settings)
-    if not kubeconfig.is_file():
-        raise LabError("the management cluster is not set up here (no kubeconfig): run lab up")
+    client = mgmt.client(settings, parallel=8)
     display = ProgressDisplay(enabled=output == Output.table)
-    with Client.from_kubeconfig(kubeconfig, parallel=8) as client, display.progress:
+    with client, display.progress:
         result = delete(
             settings,
             client,

@@ -1,4 +1,5 @@
-"""`lab up`, `lab down`, `lab status`, `lab kubeconfig`, `lab tune`: the local management stack."""
+"""`lab up`, `lab down`, `lab status`, `lab kubeconfig`, `lab tune`: the management cluster, through
+the provider lab.management picks for the mode."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from lab import config, naming, tuning
+from lab import config, management, naming, tuning
 from lab.cli._output import Output, OutputOption, console, err_console, print_json
 from lab.cli.app import app
 from lab.errors import LabError
-from lab.stack import mgmt, status, up
+from lab.stack import mgmt, status
 
 if TYPE_CHECKING:
     from lab.clusters.inventory import ClusterInfo
@@ -46,30 +47,20 @@ def up_cmd(
 ) -> None:
     """Start or converge the management stack: build what is missing, start etcd, kube-apiserver, kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs and webhooks, and wait until every component is healthy. Safe to re-run. --mode kind: a kind cluster, clusterctl init, BMO in test mode, tuning patches."""
     settings = config.load()
-    if (mode or settings.mode) not in ("local", "kind"):
+    if mode is not None and mode not in management.MODES:
         raise typer.BadParameter("must be local or kind", param_hint="--mode")
-    if (mode or settings.mode) == "kind":
-        from lab.cli.kindmgmt import up_kind
-
-        return up_kind(settings, tuning_profile, bmo_source)
+    stack = management.for_settings(settings, mode, bmo_source=bmo_source)
     with err_console.status("lab up: starting") as spinner:
 
         def log(msg: str) -> None:
             spinner.update(f"lab up: {msg}")
             err_console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}", highlight=False)
 
-        result = up.up(settings, tuning_profile, log)
-    what = []
-    if result.built:
-        what.append(f"built {', '.join(result.built)}")
-    if result.changed:
-        what.append(f"started {', '.join(result.changed)}")
-    if result.applied:
-        what.append("applied CRDs and webhooks")
-    detail = "; ".join(what) or "nothing to change"
+        result = stack.up(tuning_profile, log)
+    detail = "; ".join(result.done()) or "nothing to change"
     console.print(
-        f"[green]healthy[/green] in {result.seconds:.1f}s (tuning {result.profile}; {detail}); "
-        f"kubeconfig: {mgmt.admin_kubeconfig_path(settings)}"
+        f"[green]{result.state}[/green] in {result.seconds:.1f}s (tuning {result.profile}; {detail}); "
+        f"kubeconfig: {stack.kubeconfig()}"
     )
 
 
@@ -79,7 +70,7 @@ def down_cmd(
 ) -> None:
     """Stop every component of the stack (and supervisord). The binary cache is always kept."""
     settings = config.load()
-    was = up.down(settings, purge)
+    was = management.for_settings(settings).down(purge)
     state = "stopped" if was else "was not running"
     console.print(f"stack {state}" + ("; data purged" if purge else ""))
 
@@ -91,13 +82,9 @@ _WORKLOAD_PREFIX = naming.WORKLOAD_PROGRAM_PREFIX
 def _clusters(settings: config.Settings) -> tuple[list[ClusterInfo] | None, str | None]:
     """(clusters, None), or (None, why) when the management API does not answer."""
     from lab.clusters.inventory import list_clusters
-    from lab.kube import Client
 
-    kubeconfig = mgmt.admin_kubeconfig_path(settings)
-    if not kubeconfig.is_file():
-        return None, f"no management kubeconfig at {kubeconfig}"
     try:
-        with Client.from_kubeconfig(kubeconfig, attempts=2, timeout=10.0, parallel=1) as client:
+        with mgmt.client(settings, attempts=2, timeout=10.0, parallel=1) as client:
             return list_clusters(settings, client), None
     except LabError as e:
         return None, str(e)
@@ -147,7 +134,7 @@ def status_cmd(output: Output = OutputOption) -> None:
     from lab.clusters.inventory import by_phase
 
     settings = config.load()
-    rows = status.rows(settings)
+    rows = management.for_settings(settings).status()
     clusters, why = _clusters(settings) if rows else (None, "stack is not running")
     if output == Output.json:
         print_json(
@@ -190,7 +177,7 @@ def kubeconfig_cmd(
 
         path = pki.cluster_pki_dir(settings, pki.check_cluster_name(cluster)) / "admin.kubeconfig"
     else:
-        path = mgmt.admin_kubeconfig_path(settings)
+        path = management.for_settings(settings).kubeconfig()
     if not path.is_file():
         what = f"cluster {cluster}" if cluster else "the management cluster (run lab up)"
         raise LabError(f"no kubeconfig for {what}: {path} does not exist")
@@ -204,7 +191,8 @@ def tune_cmd(
 ) -> None:
     """Set the concurrency and QPS/burst flags of the managers from a version-aware profile; restarts the affected managers when the stack runs."""
     settings = config.load()
-    restarted = up.tune(settings, profile, lambda m: err_console.print(m, highlight=False))
+    stack = management.for_settings(settings)
+    restarted = stack.tune(profile, lambda m: err_console.print(m, highlight=False))
     flags = tuning.describe(settings, profile)
     if output == Output.json:
         print_json({"profile": profile, "restarted": restarted, "flags": [list(f) for f in flags]})

@@ -21,6 +21,7 @@ handled: create writes PKI before the namespace, so do not delete a range that i
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sys
 import time
@@ -30,12 +31,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from lab import naming, phases, records
+from lab import management, naming, phases, records
 from lab.backing import Backing, open_all
 from lab.backing.store import entries
 from lab.clusters.inventory import cluster_namespaces
 from lab.config import Settings
-from lab.kube import ApiError, Client
+from lab.kube import Client, NotFound
 from lab.manifests.common import CAPI_CLUSTER_LABEL
 from lab.manifests.kinds import API_VERSIONS
 from lab.phases import PHASES, Phase, RunKind
@@ -151,7 +152,7 @@ def leftovers(
 def known_backings(settings: Settings, targets: Sequence[Target]) -> dict[str, Backing]:
     """Every backing a cluster may live on: local (in local mode), the registered ones, and those the
     namespaces name. A registered backing that cannot be reached fails the delete before it starts."""
-    local = [naming.LOCAL_BACKING] if settings.mode == "local" else []
+    local = [naming.LOCAL_BACKING] if management.for_settings(settings).local_backing else []
     names = [*local, *(e.name for e in entries(settings)), *(t.backing for t in targets)]
     return open_all(settings, names)
 
@@ -417,11 +418,8 @@ class Deleter:
     def _delete_secrets(self, namespace: str) -> None:
         """One deletecollection call: the namespace's secrets go before the namespace itself."""
         res = self.mgmt.resource("v1", "Secret")
-        try:
+        with contextlib.suppress(NotFound):
             self.mgmt.request("DELETE", res.path(namespace))
-        except ApiError as e:
-            if e.status != 404:
-                raise
         self._secrets_done.add(namespace)
 
     def run(self, wait: bool, deadline: float) -> dict[str, str]:

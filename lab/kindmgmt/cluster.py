@@ -20,6 +20,7 @@ import yaml
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kindmgmt import kind_dir, kubeconfig_path, proc
+from lab.kube import Client
 from lab.runtime.files import write_private
 
 CLUSTER_NAME = "lab-mgmt"
@@ -127,21 +128,29 @@ def ensure(settings: Settings, kind: str, action: str, log: Log) -> Path:
     return kubeconfig_path(settings)
 
 
-def untaint_argv(kubectl: str, kubeconfig: Path) -> list[str]:
-    """Remove the control-plane taint from every node that has it (the selector makes a re-run a no-op)."""
+def untainted(taints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pure: the taints without the control-plane NoSchedule one."""
     return [
-        kubectl,
-        f"--kubeconfig={kubeconfig}",
-        "taint",
-        "nodes",
-        "--selector",
-        f"{CONTROL_PLANE_TAINT}",
-        f"{CONTROL_PLANE_TAINT}:NoSchedule-",
+        t for t in taints if not (t.get("key") == CONTROL_PLANE_TAINT and t.get("effect") == "NoSchedule")
     ]
 
 
-def untaint(kubectl: str, kubeconfig: Path) -> None:
-    out = proc.run(untaint_argv(kubectl, kubeconfig), timeout=60, check=False)
-    # kubectl fails with "not found" when a node no longer has the taint: that is the goal.
-    if out.returncode != 0 and "not found" not in out.stderr:
-        raise LabError(f"kubectl taint nodes failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
+def untaint(client: Client) -> list[str]:
+    """Remove the control-plane taint from every control-plane node that has it (what
+    `kubectl taint nodes --selector ... :NoSchedule-` does; a re-run finds nothing); the nodes changed.
+    The JSON patch tests the list it replaces, so a concurrent change fails instead of being lost."""
+    changed = []
+    for node in client.list("v1", "Node", label_selector=CONTROL_PLANE_TAINT):
+        taints = (node.get("spec") or {}).get("taints") or []
+        keep = untainted(taints)
+        if keep == taints:
+            continue
+        patch = [
+            {"op": "test", "path": "/spec/taints", "value": taints},
+            {"op": "replace", "path": "/spec/taints", "value": keep},
+        ]
+        name = node["metadata"]["name"]
+        path = client.resource("v1", "Node").path(None, name)
+        client.request("PATCH", path, body=patch, content_type="application/json-patch+json")
+        changed.append(name)
+    return changed

@@ -19,14 +19,27 @@ from typing import Any
 from lab import tuning
 from lab.config import Settings
 from lab.errors import LabError
-from lab.kindmgmt import bmo, cluster, clusterctl, kind_dir, patches, preflight, proc, simulator
-from lab.kube import FIELD_MANAGER
+from lab.kindmgmt import (
+    bmo,
+    cluster,
+    clusterctl,
+    kind_dir,
+    kubeconfig_path,
+    patches,
+    preflight,
+    proc,
+    simulator,
+)
+from lab.kube import Client, NotServed, waits
 
 Log = Callable[[str], None]
-ROLLOUT_TIMEOUT = "600s"
+#: seconds a manager Deployment may take to roll out (image pulls on a fresh kind cluster included)
+ROLLOUT_TIMEOUT = 600.0
+JSON_PATCH = "application/json-patch+json"
 #: clusterctl installs IPAM too; lab waits for it but does not tune it (lab.tuning has no IPAM rows)
 IPAM_DEPLOYMENT = ("metal3-ipam-system", "ipam-controller-manager")
 PROVIDER_RESOURCE = "providers.clusterctl.cluster.x-k8s.io"
+PROVIDER_API = "clusterctl.cluster.x-k8s.io/v1alpha3"
 
 
 @dataclass
@@ -38,6 +51,17 @@ class KindUpResult:
     installed: list[str] = field(default_factory=list)
     patched: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
+    state = "ready"  # every manager Deployment rolled out
+
+    def done(self) -> list[str]:
+        what = [f"kind cluster {self.cluster}"]
+        if self.installed:
+            what.append(f"installed {', '.join(self.installed)}")
+        if self.patched:
+            what.append(f"tuned {', '.join(self.patched)}")
+        if self.started:
+            what.append(f"started {', '.join(self.started)}")
+        return what
 
 
 def state_path(settings: Settings) -> Path:
@@ -49,48 +73,18 @@ def read_state(settings: Settings) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-class Kubectl:
-    """kubectl against the kind management cluster."""
+def providers(client: Client) -> dict[str, Any]:
+    """clusterctl's inventory (its Provider objects) as a List; empty before clusterctl init has
+    installed the Provider CRD."""
+    try:
+        return {"items": client.list(PROVIDER_API, "Provider")}
+    except NotServed:
+        return {}
 
-    def __init__(self, exe: str, kubeconfig: Path) -> None:
-        self.exe, self.kubeconfig = exe, kubeconfig
 
-    def __call__(self, *args: str, input_text: str | None = None, timeout: float = 300) -> str:
-        return proc.run(
-            [self.exe, f"--kubeconfig={self.kubeconfig}", *args], input_text=input_text, timeout=timeout
-        ).stdout
-
-    def apply(self, objects: list[dict[str, Any]], path: Path) -> None:
-        path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-        self(
-            "apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}", "-f", str(path)
-        )
-
-    def rollout(self, namespace: str, name: str) -> None:
-        self(
-            "-n",
-            namespace,
-            "rollout",
-            "status",
-            f"deployment/{name}",
-            f"--timeout={ROLLOUT_TIMEOUT}",
-            timeout=660,
-        )
-
-    def providers(self) -> dict[str, Any]:
-        out = proc.run(
-            [self.exe, f"--kubeconfig={self.kubeconfig}", "get", PROVIDER_RESOURCE, "-A", "-o", "json"],
-            check=False,
-            timeout=60,
-        )
-        if out.returncode != 0:
-            if "doesn't have a resource type" in out.stderr:
-                return {}  # no clusterctl inventory yet: nothing installed
-            raise LabError(
-                f"kubectl get {PROVIDER_RESOURCE} failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}"
-            )
-        inventory: dict[str, Any] = json.loads(out.stdout)
-        return inventory
+def _record(path: Path, objects: list[dict[str, Any]]) -> None:
+    """Keep what is applied, as a List kubectl can read back, for a look after the fact."""
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
 
 
 def _check_profile(settings: Settings, profile: str) -> None:
@@ -121,59 +115,92 @@ def up(
     bmo.manager(objects)  # the overlay must produce the manager before anything is created
 
     kubeconfig = cluster.ensure(settings, tools.kind, action, log)
-    kubectl = Kubectl(tools.kubectl, kubeconfig)
-    cluster.untaint(tools.kubectl, kubeconfig)
     result = KindUpResult(0.0, kubeconfig, profile, "created" if action == "create" else "reused")
+    with Client.from_kubeconfig(kubeconfig) as client:
+        cluster.untaint(client)
+        result.installed = install(settings, client, tools, objects, log)
+        for namespace, name in (*patches.DEPLOYMENTS.values(), IPAM_DEPLOYMENT):
+            log(f"waiting for {namespace}/{name}")
+            waits.wait_rolled_out(client, namespace, name, ROLLOUT_TIMEOUT)
+        result.patched = apply_tuning(settings, client, profile, log)
 
-    missing, drifted = clusterctl.plan(settings, clusterctl.installed(kubectl.providers()))
+    log("starting the node simulator")
+    result.started = simulator.ensure(settings, log)
+    write_state(settings, profile)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def install(
+    settings: Settings, client: Client, tools: preflight.Tools, objects: list[dict[str, Any]], log: Log
+) -> list[str]:
+    """BMO's CRDs, `clusterctl init` of the providers not installed yet, then BMO; the providers
+    installed. Providers at another version are an error (upgrading is the user's decision)."""
+    missing, drifted = clusterctl.plan(settings, clusterctl.installed(providers(client)))
     if drifted:
         raise LabError(
             f"providers installed at other versions: {'; '.join(drifted)}; run clusterctl upgrade "
             "or recreate the kind cluster"
         )
     log("applying BMO's CRDs (CAPM3 watches BareMetalHosts)")
-    kubectl.apply(bmo.crds(objects), kind_dir(settings) / "bmo-crds.json")
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=120s",
-        *(f"crd/{o['metadata']['name']}" for o in bmo.crds(objects)),
-    )
+    crds = bmo.crds(objects)
+    _record(kind_dir(settings) / "bmo-crds.json", crds)
+    client.apply(crds)
+    waits.wait_established(client, [o["metadata"]["name"] for o in crds])
     if missing:
         log(f"clusterctl init: {', '.join(missing)} (and cert-manager {settings.versions.cert_manager})")
         config_file = clusterctl.write_config(settings)
         proc.run(
-            clusterctl.init_argv(settings, tools.clusterctl, kubeconfig, config_file),
+            clusterctl.init_argv(settings, tools.clusterctl, kubeconfig_path(settings), config_file),
             env=clusterctl.init_env(),
             timeout=clusterctl.WAIT_PROVIDERS_SECONDS + 600,
         )
-        result.installed = missing
     else:
         log("clusterctl providers already installed at the pinned versions")
     log(f"applying BMO {settings.versions.bmo} in test mode")
-    kubectl.apply(objects, kind_dir(settings) / "bmo.json")
+    _record(kind_dir(settings) / "bmo.json", objects)
+    client.apply(objects)
+    return missing
 
-    for namespace, name in (*patches.DEPLOYMENTS.values(), IPAM_DEPLOYMENT):
-        log(f"waiting for {namespace}/{name}")
-        kubectl.rollout(namespace, name)
 
+def apply_tuning(settings: Settings, client: Client, profile: str, log: Log) -> list[str]:
+    """JSON-patch each tuned manager Deployment whose args differ from the profile, then wait for
+    their rollouts; the components patched. Each patch is kept under kind/patches."""
     patch_dir = kind_dir(settings) / "patches"
     patch_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    patched = []
     for component, (namespace, name) in patches.DEPLOYMENTS.items():
-        deployment = json.loads(kubectl("-n", namespace, "get", "deployment", name, "-o", "json"))
+        deployment = client.get("apps/v1", "Deployment", name, namespace)
+        if deployment is None:
+            raise LabError(
+                f"deployment {namespace}/{name} is not in the kind cluster (run lab up --mode kind)"
+            )
         patch = patches.render(settings, component, deployment, profile)
         if not patch:
             continue
-        path = patch_dir / f"{component}.json"
-        path.write_text(json.dumps(patch, indent=2) + "\n")
+        (patch_dir / f"{component}.json").write_text(json.dumps(patch, indent=2) + "\n")
         log(f"tuning {namespace}/{name} to profile {profile}")
-        kubectl("-n", namespace, "patch", "deployment", name, "--type=json", f"--patch-file={path}")
-        result.patched.append(component)
-    for component in result.patched:
-        kubectl.rollout(*patches.DEPLOYMENTS[component])
+        path = client.resource("apps/v1", "Deployment").path(namespace, name)
+        client.request("PATCH", path, body=patch, content_type=JSON_PATCH)
+        patched.append(component)
+    for component in patched:
+        waits.wait_rolled_out(client, *patches.DEPLOYMENTS[component], ROLLOUT_TIMEOUT)
+    return patched
 
-    log("starting the node simulator")
-    result.started = simulator.ensure(settings, log)
+
+def tune(settings: Settings, profile: str, log: Log = lambda _m: None) -> list[str]:
+    """Store the profile; when kind mode's cluster has been brought up here, patch the managers whose
+    flags change and wait for them. The components patched."""
+    _check_profile(settings, profile)
+    if not state_path(settings).is_file():
+        write_state(settings, profile)  # no cluster yet: the next lab up --mode kind uses it
+        return []
+    with Client.from_kubeconfig(kubeconfig_path(settings)) as client:
+        patched = apply_tuning(settings, client, profile, log)
+    write_state(settings, profile)
+    return patched
+
+
+def write_state(settings: Settings, profile: str) -> None:
+    kind_dir(settings).mkdir(parents=True, exist_ok=True, mode=0o700)
     state_path(settings).write_text(json.dumps({"profile": profile, "cluster": cluster.CLUSTER_NAME}))
-    result.seconds = time.monotonic() - started
-    return result

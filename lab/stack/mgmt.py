@@ -12,12 +12,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from lab import build, pki
 from lab.config import Settings
+from lab.errors import LabError
+from lab.kube import Client
 from lab.runtime.files import write_private
 from lab.runtime.supervise import Program
 from lab.stack import ports
@@ -62,6 +65,15 @@ def etcd_data_dir(settings: Settings) -> Path:
 def admin_kubeconfig_path(settings: Settings) -> Path:
     """The management cluster's admin kubeconfig (0600), what `lab kubeconfig` prints."""
     return settings.home / "kubeconfig"
+
+
+def client(settings: Settings, **kw: Any) -> Client:
+    """A client of the management cluster as its admin (Client's keywords pass through); one
+    LabError line when there is no management cluster here yet."""
+    path = admin_kubeconfig_path(settings)
+    if not path.is_file():
+        raise LabError("the management cluster is not set up here (no kubeconfig): run lab up")
+    return Client.from_kubeconfig(path, **kw)
 
 
 def kubeconfig_path(settings: Settings, user: str) -> Path:

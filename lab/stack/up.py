@@ -25,10 +25,12 @@ import psutil
 from lab import build, components, tuning
 from lab.config import Settings
 from lab.errors import LabError, UsageError
+from lab.etcd import server as tenant_etcd
+from lab.kube import Client, waits
 from lab.runtime.logs import last_line
 from lab.runtime.ports import bindable, listener_pid
 from lab.runtime.supervise import Program, Supervisor, ensure_running, log_file, remove_program_files
-from lab.stack import health, kubectl, managers, mgmt, ports, webhooks
+from lab.stack import health, managers, mgmt, ports, webhooks
 
 Log = Callable[[str], None]
 
@@ -60,26 +62,17 @@ def current_profile(settings: Settings) -> str:
     return str(read_state(settings).get("tuning", "default"))
 
 
-def _tenant_etcd() -> Any | None:
-    """lab.etcd.server when that module is there (it says how to run the multi-tenant etcd)."""
-    try:
-        from lab.etcd import server
-    except ImportError:
-        return None
-    return server
-
-
 def core_programs(settings: Settings) -> list[Program]:
-    out = [mgmt.etcd_program(settings)]
-    server = _tenant_etcd()
-    if server is not None:
-        argv = [
-            *server.etcd_command(settings),
-            f"--listen-metrics-urls=http://{ports.LOOPBACK}:{ports.tenant_etcd_metrics(settings)}",
-        ]
-        out.append(Program(name=components.TENANT_ETCD, argv=argv, priority=100))
-    out += [mgmt.apiserver_program(settings), mgmt.kcm_program(settings)]
-    return out
+    argv = [
+        *tenant_etcd.etcd_command(settings),
+        f"--listen-metrics-urls=http://{ports.LOOPBACK}:{ports.tenant_etcd_metrics(settings)}",
+    ]
+    return [
+        mgmt.etcd_program(settings),
+        Program(name=components.TENANT_ETCD, argv=argv, priority=100),
+        mgmt.apiserver_program(settings),
+        mgmt.kcm_program(settings),
+    ]
 
 
 def manager_programs(settings: Settings, profile: str) -> list[Program]:
@@ -114,13 +107,10 @@ def port_owners(settings: Settings) -> dict[int, str]:
         ports.mgmt_etcd_metrics(settings): components.MGMT_ETCD,
         p.mgmt_apiserver: components.KUBE_APISERVER,
         ports.kcm(settings): components.KUBE_CONTROLLER_MANAGER,
+        p.tenant_etcd: components.TENANT_ETCD,
+        p.tenant_etcd_peer: components.TENANT_ETCD,
+        ports.tenant_etcd_metrics(settings): components.TENANT_ETCD,
     }
-    if _tenant_etcd() is not None:
-        out |= {
-            p.tenant_etcd: components.TENANT_ETCD,
-            p.tenant_etcd_peer: components.TENANT_ETCD,
-            ports.tenant_etcd_metrics(settings): components.TENANT_ETCD,
-        }
     for name in managers.NAMES:
         mp = ports.manager(settings, name)
         out |= {mp.webhook: name, mp.health: name, mp.metrics: name}
@@ -222,27 +212,30 @@ def desired_objects(settings: Settings, p: mgmt.MgmtPKI) -> tuple[list[dict[str,
     return webhooks.all_crds(settings, ca), [*managers.rbac_objects(), *webhooks.all_webhooks(settings, ca)]
 
 
-def applied_digest(settings: Settings) -> str | None:
-    cm = kubectl.api_get(settings, f"/api/v1/namespaces/kube-system/configmaps/{DIGEST_CONFIGMAP}")
+def applied_digest(client: Client) -> str | None:
+    cm = client.get("v1", "ConfigMap", DIGEST_CONFIGMAP, "kube-system")
     return None if cm is None else (cm.get("data") or {}).get("digest")
 
 
 def ensure_objects(settings: Settings, p: mgmt.MgmtPKI, log: Log) -> bool:
-    """Apply CRDs, then RBAC and webhook configurations, unless the same set is already applied."""
+    """Apply CRDs, then RBAC and webhook configurations, unless the same set is already applied.
+    The digest marker goes last, only once everything else is in."""
     crds, rest = desired_objects(settings, p)
     digest = webhooks.digest([*crds, *rest])
-    if applied_digest(settings) == digest:
-        return False
-    log(f"applying {len(crds)} CRDs and {len(rest)} namespaces, bindings and webhook configurations")
-    kubectl.apply(settings, crds, settings.run_dir / "apply" / "crds.json")
-    kubectl.wait_established(settings, [c["metadata"]["name"] for c in crds])
-    marker = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": DIGEST_CONFIGMAP, "namespace": "kube-system"},
-        "data": {"digest": digest},
-    }
-    kubectl.apply(settings, [*rest, marker], settings.run_dir / "apply" / "objects.json")
+    with mgmt.client(settings) as client:
+        if applied_digest(client) == digest:
+            return False
+        log(f"applying {len(crds)} CRDs and {len(rest)} namespaces, bindings and webhook configurations")
+        client.apply(crds)
+        waits.wait_established(client, [c["metadata"]["name"] for c in crds])
+        client.apply(rest)
+        marker = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": DIGEST_CONFIGMAP, "namespace": "kube-system"},
+            "data": {"digest": digest},
+        }
+        client.apply([marker])
     return True
 
 
@@ -256,58 +249,69 @@ class UpResult:
     changed: list[str] = field(default_factory=list)
     applied: bool = False
     profile: str = "default"
+    state = "healthy"  # every component answers its own health probe
+
+    def done(self) -> list[str]:
+        what = []
+        if self.built:
+            what.append(f"built {', '.join(self.built)}")
+        if self.changed:
+            what.append(f"started {', '.join(self.changed)}")
+        if self.applied:
+            what.append("applied CRDs and webhooks")
+        return what
 
 
-def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: None) -> UpResult:
-    started = time.monotonic()
-    if settings.mode != "local":
-        raise UsageError(
-            f"lab up runs the management cluster as local processes (mode local); the setting mode "
-            f"{settings.mode!r} is only understood by lab doctor in this version"
-        )
-    profile = profile or current_profile(settings)
+def check_profile(profile: str) -> str:
     if profile not in tuning.PROFILES:
         raise UsageError(f"unknown tuning profile {profile!r}; use one of {', '.join(tuning.PROFILES)}")
-    kubectl.binary()
-    existing = Supervisor(settings)
-    check_ports(settings, existing if existing.alive() else None)
+    return profile
 
-    missing = [t for t in build_targets(settings) if not build.is_cached(settings, t)]
-    build.ensure(settings, build_targets(settings), log)
 
+def prepare(settings: Settings) -> mgmt.MgmtPKI:
+    """Every certificate, key and kubeconfig (issued once, renewed when stale) and the data dirs."""
     p = mgmt.ensure_pki(settings)
     for m in managers.MANAGERS:
         managers.ensure_identity(settings, m, p)
-    server = _tenant_etcd()
-    if server is not None:
-        server.ensure_pki(settings)
+    tenant_etcd.ensure_pki(settings)
     for d in (mgmt.etcd_data_dir(settings).parent, settings.run_dir / "kube-controller-manager"):
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
     for m in managers.MANAGERS:
         managers.cert_dir(settings, m).mkdir(parents=True, exist_ok=True)
+    return p
 
+
+def converge(
+    settings: Settings, sup: Supervisor, programs: list[Program], timeout: float, log: Log
+) -> list[str]:
+    """Programs written, started when dead, waited on until healthy; the names added, then changed."""
+    changes = sup.converge(programs)
+    wait_healthy(settings, sup, [p.name for p in programs], timeout, log)
+    return [*changes["added"], *changes["changed"]]
+
+
+def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: None) -> UpResult:
+    started = time.monotonic()
+    profile = check_profile(profile or current_profile(settings))
+    existing = Supervisor(settings)
     fresh = not existing.alive()
+    check_ports(settings, None if fresh else existing)
+
+    missing = [t for t in build_targets(settings) if not build.is_cached(settings, t)]
+    build.ensure(settings, build_targets(settings), log)
+    p = prepare(settings)
+
     if fresh:
         # supervisord starts every program file it finds; managers must wait for the apiserver.
         remove_program_files(settings, [*managers.NAMES, *(p.name for p in simulator_programs(settings))])
     sup = ensure_running(settings)
     core = core_programs(settings)
-    changes = sup.converge(core)
-    wait_healthy(settings, sup, [c.name for c in core], CORE_TIMEOUT, log)
-    if server is not None:
-        bootstrap_tenant_etcd(settings, log)
-
+    changed = converge(settings, sup, core, CORE_TIMEOUT, log)
+    bootstrap_tenant_etcd(settings, log)
     applied = ensure_objects(settings, p, log)
-
-    mprogs = manager_programs(settings, profile)
-    mchanges = sup.converge(mprogs)
-    wait_healthy(settings, sup, [m.name for m in mprogs], MANAGER_TIMEOUT, log)
-
-    sims = simulator_programs(settings)
-    schanges = sup.converge(sims)
-    wait_healthy(settings, sup, [s.name for s in sims], MANAGER_TIMEOUT, log)
+    changed += converge(settings, sup, manager_programs(settings, profile), MANAGER_TIMEOUT, log)
+    changed += converge(settings, sup, simulator_programs(settings), MANAGER_TIMEOUT, log)
     write_state(settings, tuning=profile)
-    changed = [n for c in (changes, mchanges, schanges) for k in ("added", "changed") for n in c[k]]
     if fresh:
         changed = [*dict.fromkeys([*(c.name for c in core), *changed])]
     return UpResult(time.monotonic() - started, missing, changed, applied, profile)
@@ -315,9 +319,7 @@ def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: Non
 
 def tune(settings: Settings, profile: str, log: Log = lambda _m: None) -> list[str]:
     """Store the profile; when the stack runs, restart exactly the managers whose flags changed."""
-    if profile not in tuning.PROFILES:
-        raise UsageError(f"unknown tuning profile {profile!r}; use one of {', '.join(tuning.PROFILES)}")
-    write_state(settings, tuning=profile)
+    write_state(settings, tuning=check_profile(profile))
     sup = Supervisor(settings)
     if not sup.alive():
         return []

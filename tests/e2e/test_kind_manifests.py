@@ -30,6 +30,7 @@ from _stack import Stack
 
 from lab import build, config, gomod, kindmgmt, tuning
 from lab.kindmgmt import bmo, cluster, clusterctl, patches, simulator, up
+from lab.kube import Client
 
 #: tuning component -> (lab.versions key, the kustomize dir of its config/default in that module)
 UPSTREAM = {
@@ -241,8 +242,9 @@ def test_untaint_removes_only_the_control_plane_taint(stack: Stack) -> None:
         "create", "-f", "-", input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes})
     )
     try:
-        cluster.untaint(_kubectl(), stack.kubeconfig)
-        cluster.untaint(_kubectl(), stack.kubeconfig)  # a re-run finds nothing to remove and is fine
+        with Client.from_kubeconfig(stack.kubeconfig) as client:
+            cluster.untaint(client)
+            cluster.untaint(client)  # a re-run finds nothing to remove and is fine
         for n in names:
             taints = stack.kubectl_json("get", "node", n)["spec"].get("taints") or []
             assert cluster.CONTROL_PLANE_TAINT not in {t["key"] for t in taints}
@@ -256,7 +258,8 @@ def test_no_clusterctl_inventory_means_nothing_installed(stack: Stack) -> None:
     """This apiserver has no clusterctl Provider CRD, like a fresh kind cluster before clusterctl init."""
     raw = stack.kubectl("get", up.PROVIDER_RESOURCE, "-A", check=False)
     assert raw.returncode != 0 and "doesn't have a resource type" in raw.stderr
-    inventory = up.Kubectl(_kubectl(), stack.kubeconfig).providers()
+    with Client.from_kubeconfig(stack.kubeconfig) as client:
+        inventory = up.providers(client)
     missing, drifted = clusterctl.plan(config.Settings(home=stack.home), clusterctl.installed(inventory))
     assert len(missing) == len(clusterctl.PROVIDERS) and not drifted
 

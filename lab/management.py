@@ -1,0 +1,83 @@
+"""The management cluster, whichever way it runs: one Protocol and the factory that picks its provider.
+
+Two providers, as kind has one Provider interface over docker/podman/nerdctl: `LocalStack`
+(lab.stack: etcd, kube-apiserver, kube-controller-manager and the managers as local processes under
+supervisord) and `KindStack` (lab.kindmgmt: a kind cluster, `clusterctl init`, BMO in test mode).
+`for_settings` chooses once, from the settings' mode (or `lab up --mode`); no other module looks at
+the mode. The providers are leaves: they import nothing from here, and satisfy the Protocol by shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from lab.config import Settings
+from lab.errors import UsageError
+from lab.kindmgmt.provider import KindStack
+from lab.stack.provider import LocalStack
+
+if TYPE_CHECKING:
+    from lab.stack.status import Row
+
+Log = Callable[[str], None]
+MODES = ("local", "kind")
+
+
+class Converged(Protocol):
+    """What `up` did, for its one summary line."""
+
+    seconds: float
+    profile: str
+
+    @property
+    def state(self) -> str:
+        """The word for a converged stack: "healthy" (every probe answers) or "ready" (rolled out)."""
+        ...
+
+    def done(self) -> list[str]:
+        """What this run changed, a phrase each; empty when nothing."""
+        ...
+
+
+class Management(Protocol):
+    """One management cluster in one lab home."""
+
+    #: "local" or "kind"
+    mode: str
+    #: Whether this machine's built-in `local` backing (tenant etcd and workload apiservers under the
+    #: stack's supervisord) exists: only next to the local stack.
+    local_backing: bool
+
+    def up(self, profile: str | None, log: Log) -> Converged:
+        """Start or converge; safe to re-run. `profile` None: the one stored by the last up/tune."""
+        ...
+
+    def down(self, purge: bool) -> bool:
+        """Stop what runs on this machine; True when something was running."""
+        ...
+
+    def tune(self, profile: str, log: Log) -> list[str]:
+        """Store the tuning profile and apply it where the stack runs; the components restarted."""
+        ...
+
+    def status(self) -> list[Row]:
+        """One row per supervised local component (none when nothing runs)."""
+        ...
+
+    def kubeconfig(self) -> Path:
+        """The management cluster's admin kubeconfig, what every other command reads."""
+        ...
+
+
+def for_settings(
+    settings: Settings, mode: str | None = None, *, bmo_source: Path | None = None
+) -> Management:
+    """The provider for `mode` (default: the settings' mode). bmo_source: kind mode's local BMO tree."""
+    chosen = mode or settings.mode
+    if chosen == "kind":
+        return KindStack(settings, bmo_source)
+    if chosen == "local":
+        return LocalStack(settings)
+    raise UsageError(f"mode must be one of {', '.join(MODES)}, not {chosen!r}")

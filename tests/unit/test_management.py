@@ -1,0 +1,70 @@
+"""lab.management: the provider is chosen once from the mode, both providers carry the whole Protocol,
+and no other module of lab looks at the mode."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+import lab
+from lab import config, management
+from lab.errors import UsageError
+from lab.kindmgmt import kind_dir
+from lab.kindmgmt.provider import KindStack
+from lab.kindmgmt.up import state_path
+from lab.stack import mgmt
+from lab.stack.provider import LocalStack
+
+PROTOCOL = ("mode", "local_backing", "up", "down", "tune", "status", "kubeconfig")
+
+
+def test_the_mode_picks_the_provider(lab_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = config.load()
+    local = management.for_settings(settings)
+    assert isinstance(local, LocalStack) and (local.mode, local.local_backing) == ("local", True)
+    kind = management.for_settings(settings, "kind", bmo_source=Path("/src/bmo"))
+    assert isinstance(kind, KindStack) and (kind.mode, kind.local_backing) == ("kind", False)
+    assert kind.bmo_source == Path("/src/bmo")
+    monkeypatch.setenv("LAB_MODE", "kind")
+    assert isinstance(management.for_settings(config.load()), KindStack)
+    with pytest.raises(UsageError, match="mode must be one of local, kind"):
+        management.for_settings(settings, "vm")
+    # one management cluster per lab home: both read and write the same admin kubeconfig
+    assert local.kubeconfig() == kind.kubeconfig() == mgmt.admin_kubeconfig_path(settings)
+
+
+@pytest.mark.parametrize("provider", [LocalStack, KindStack])
+def test_each_provider_carries_the_whole_protocol(provider: type) -> None:
+    for member in PROTOCOL:
+        assert hasattr(provider, member), f"{provider.__name__} lacks {member}"
+
+
+def test_only_the_factory_reads_the_mode() -> None:
+    """`settings.mode` is read in lab.management (the choice), lab.records (what a run recorded) and
+    cli/doctor (which tools to check), and compared nowhere."""
+    root = Path(lab.__file__).parent
+    readers = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr == "mode"
+                and getattr(node.value, "id", "") == "settings"
+            ):
+                readers.add(str(path.relative_to(root)))
+    assert readers == {"management.py", "records.py", "cli/doctor.py"}
+
+
+def test_kind_tune_before_any_cluster_only_stores_the_profile(
+    lab_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, run_lab
+) -> None:
+    r = run_lab("tune", "--profile", "seed", "-o", "json", env={"LAB_MODE": "kind"})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["restarted"] == []
+    settings = config.load()
+    assert json.loads(state_path(settings).read_text())["profile"] == "seed"
+    assert kind_dir(settings).stat().st_mode & 0o777 == 0o700
+    assert not (settings.home / "stack.json").exists()  # the local stack's state is not touched
