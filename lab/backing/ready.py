@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-import urllib3
-
 from lab.config import Settings
 from lab.errors import LabError
-from lab.kube import Config
+from lab.kube import Client, Config
 from lab.runtime import poll
 from lab.workload_apiserver import PkiPaths
 
@@ -22,13 +20,8 @@ def is_ready(settings: Settings, name: str, timeout: float = 5.0) -> bool:
         cfg = Config.from_kubeconfig(PkiPaths.of(settings, name).kubeconfig.read_bytes())
     except (OSError, LabError):
         return False
-    pool = urllib3.PoolManager(ssl_context=cfg.ssl_context(), retries=False)
-    try:
-        return pool.request("GET", f"{cfg.server}/readyz", timeout=timeout).status == 200
-    except urllib3.exceptions.HTTPError:
-        return False
-    finally:
-        pool.clear()
+    with Client(cfg, parallel=1, attempts=1, timeout=timeout) as client:
+        return client.probe("/readyz", timeout)[0]
 
 
 def wait_ready(
