@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import certs
 import pytest
+from support import certs
 
 from lab import etcd, pki
 from lab.errors import LabError

@@ -1,0 +1,1 @@
+"""Shared test helpers: real-process fixtures' building blocks, fakes, waits."""
