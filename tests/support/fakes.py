@@ -14,12 +14,14 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from lab import pki
+from lab import phases, pki
 from lab.errors import LabError
 from lab.kube import Resource, WatchEvent
 
 Obj = dict[str, Any]
 Log = list[tuple[str, str, Any]]
+#: when the node simulator wrote a host's Node, as bmh() annotates it
+WRITTEN = "2026-11-21T19:30:01.123Z"
 
 
 def _name(obj: Obj) -> str:
@@ -74,8 +76,10 @@ class FakeMgmt:
         self.objects = objects or {}
         self.log: Log = [] if log is None else log
         self.watches: dict[str, FakeWatch] = {}
-        #: name of an object whose apply raises LabError (an apiserver that refuses it)
-        self.refuse: set[str] = set()
+        #: every object apply_one was given, in order (create's digest patches)
+        self.patches: list[Obj] = []
+        #: (kind, name) of objects whose apply raises LabError (an apiserver that refuses them)
+        self.refuse: set[tuple[str, str]] = set()
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         self.calls.append((kind, name, namespace))
@@ -95,13 +99,14 @@ class FakeMgmt:
 
     def apply(self, objs: Sequence[Obj], **_kw: Any) -> list[Obj]:
         self.log.append(("mgmt", "apply", [(o.get("kind"), _name(o)) for o in objs]))
-        refused = [_name(o) for o in objs if _name(o) in self.refuse]
+        refused = [f"{o.get('kind')} {_name(o)}" for o in objs if (o.get("kind"), _name(o)) in self.refuse]
         if refused:
             raise LabError(f"apply refused: {refused[0]}")
         return list(objs)
 
     def apply_one(self, obj: Obj, field_manager: str = "lab", **_kw: Any) -> Obj:
         self.log.append(("mgmt", "apply_one", (obj.get("kind"), _name(obj), field_manager)))
+        self.patches.append(obj)
         return obj
 
     def watch(self, api_version: str, kind: str, **_kw: Any) -> FakeWatch:
@@ -125,7 +130,7 @@ class FakeBacking:
         self.log: Log = [] if log is None else log
         self.removed: list[list[str]] = []
         self.not_ready: set[str] = set()
-        self._ca: pki.KeyPair | None = None
+        self._ca = pki.new_ca(f"{name}-etcd-ca")  # made once, up front: renders run in threads
 
     def endpoint(self, cluster: str, index: int) -> tuple[str, int]:
         return "127.0.0.1", 20000 + index
@@ -134,8 +139,6 @@ class FakeBacking:
         return ["https://127.0.0.1:2379"]
 
     def etcd_ca(self) -> pki.KeyPair:
-        if self._ca is None:
-            self._ca = pki.new_ca(f"{self.name}-etcd-ca")
         return self._ca
 
     def check_addresses(self, clusters: Sequence[tuple[str, int]]) -> None:
@@ -161,3 +164,44 @@ class FakeBacking:
 
     def used(self) -> int:
         return len(self.carried)
+
+
+# --- what the controllers write: objects a FakeWatch can carry -------------------------------------
+
+
+def _cond(type_: str, status: str = "True", reason: str = "", message: str = "") -> Obj:
+    return {"type": type_, "status": status, "reason": reason, "message": message}
+
+
+def bmh(ns: str, written: str | None = WRITTEN, state: str = "provisioned") -> Obj:
+    meta: Obj = {"name": f"{ns}-host-0", "namespace": ns}
+    if written:
+        meta["annotations"] = {phases.NODE_WRITTEN_ANNOTATION: written}
+    return {"kind": "BareMetalHost", "metadata": meta, "status": {"provisioning": {"state": state}}}
+
+
+def machine(ns: str, node: str | None = "n0", ready: bool = True) -> Obj:
+    status: Obj = {"conditions": [_cond("Ready", "True" if ready else "False")]}
+    if node:
+        status["nodeRef"] = {"name": node}
+    meta = {"name": f"{ns}-cp", "namespace": ns, "labels": {phases.CONTROL_PLANE_LABEL: ""}}
+    return {"kind": "Machine", "metadata": meta, "status": status}
+
+
+def kcp(ns: str, available: bool = True) -> Obj:
+    cond = _cond("Available") if available else _cond("Available", "False", "NotReady", "1 replica")
+    return {
+        "kind": "KubeadmControlPlane",
+        "metadata": {"name": ns, "namespace": ns},
+        "status": {"initialization": {"controlPlaneInitialized": True}, "conditions": [cond]},
+    }
+
+
+def cluster(ns: str, available: bool = True) -> Obj:
+    cond = _cond("Available") if available else _cond("Available", "False", "Waiting", "control plane")
+    return {"kind": "Cluster", "metadata": {"name": ns, "namespace": ns}, "status": {"conditions": [cond]}}
+
+
+def lifecycle(ns: str) -> list[Obj]:
+    """Every object of cluster `ns` in the state that makes it done, in the order they get there."""
+    return [bmh(ns), kcp(ns), machine(ns), cluster(ns)]
