@@ -23,6 +23,8 @@ from support import kindconfig
 from lab import config, doctor, gomod
 from lab.kindmgmt import cluster
 
+pytestmark = pytest.mark.slow  # builds kind's validator and the kind CLI from the module proxy
+
 
 @pytest.fixture(scope="module")
 def validate(tmp_path_factory: pytest.TempPathFactory) -> Path:
