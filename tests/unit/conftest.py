@@ -30,6 +30,15 @@ from lab import crds, gomod
 from lab.config import Settings
 
 _CORE_OPENAPI = "api/openapi-spec/v3/api__v1_openapi.json"
+#: seconds per unit test (pyproject's default is sized for e2e); the slowest take ~20 s, most well under 1
+UNIT_TIMEOUT = 300
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(UNIT_TIMEOUT))
 
 
 # --- fixtures --------------------------------------------------------------------------------------
