@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from apiserver_fixture import running_apiserver
+from support.apiserver import running_apiserver
 
 from lab import build, crds, manifests, naming, pki
 from lab.config import Settings, default_home
