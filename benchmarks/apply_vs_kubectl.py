@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from apiserver_fixture import running_apiserver
+from support.apiserver import running_apiserver
 
 from lab import build, crds, manifests, naming, pki
 from lab.config import Settings, default_home

@@ -30,9 +30,8 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 
-from _stack import stack_env
+from support.stack import stack_env
 
 HEADROOM = 2 * 2**30
 DEFAULT_APISERVER_RSS = 200 * 2**20

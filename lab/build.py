@@ -216,16 +216,22 @@ TARGETS: dict[str, Target] = {
 }
 
 
-def binary_path(settings: Settings, name: str) -> Path:
-    t = TARGETS[name]
-    return settings.bin_dir / t.component / _version(settings, t.component) / name
+def _target(name: str | Target) -> Target:
+    """A table entry by name, or a Target given whole (a tool only the tests build, e.g. clusterctl)."""
+    return name if isinstance(name, Target) else TARGETS[name]
 
 
-def log_path(settings: Settings, name: str) -> Path:
-    return settings.log_dir / "build" / f"{name}-{_version(settings, TARGETS[name].component)}.log"
+def binary_path(settings: Settings, name: str | Target) -> Path:
+    t = _target(name)
+    return settings.bin_dir / t.component / _version(settings, t.component) / t.name
 
 
-def is_cached(settings: Settings, name: str) -> bool:
+def log_path(settings: Settings, name: str | Target) -> Path:
+    t = _target(name)
+    return settings.log_dir / "build" / f"{t.name}-{_version(settings, t.component)}.log"
+
+
+def is_cached(settings: Settings, name: str | Target) -> bool:
     out = binary_path(settings, name)
     return out.is_file() and os.access(out, os.X_OK)
 
@@ -277,17 +283,18 @@ def ldflags(settings: Settings, t: Target) -> str:
     return " ".join(["-s", "-w", *t.stamp(settings)])
 
 
-def build(settings: Settings, name: str, log: Log = lambda _m: None) -> Path:
-    """Build one target if its binary is not cached yet; return the binary's path."""
-    if name not in TARGETS:
+def build(settings: Settings, name: str | Target, log: Log = lambda _m: None) -> Path:
+    """Build one target (a name in TARGETS, or a Target) if its binary is not cached yet; return its path."""
+    if isinstance(name, str) and name not in TARGETS:
         raise LabError(f"unknown build target {name!r}; known: {', '.join(TARGETS)}", exit_code=2)
-    out = binary_path(settings, name)
-    if is_cached(settings, name):
+    t = _target(name)
+    name = t.name
+    out = binary_path(settings, t)
+    if is_cached(settings, t):
         return out
     check_go()
-    t = TARGETS[name]
     version = _version(settings, t.component)
-    logfile = log_path(settings, name)
+    logfile = log_path(settings, t)
     logfile.parent.mkdir(parents=True, exist_ok=True)
     try:
         gomod_text = wrapper_gomod(settings, t)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from _stack import Stack, stack_env
+from support.stack import Stack, stack_env
 
 #: cold builds of every upstream binary on a 2-core machine, then the start itself
 UP_TIMEOUT = 3600

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from _stack import Stack
+from support.stack import Stack
 
 from lab import naming, pki
 from lab.backing import kind, node_ports, store

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from _stack import Stack
+from support.stack import Stack
+from support.wait import wait_for
 
 from lab import config, naming, nodesim, phases, render
 from lab.backing import local
@@ -35,17 +36,6 @@ BMH = "metal3.io/v1alpha1"
 AVAILABLE_TIMEOUT = 300.0
 WORKER_TIMEOUT = 240.0
 DELETE_TIMEOUT = 300.0
-
-
-def _wait(what: str, check: Any, timeout: float, interval: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s")
 
 
 def _true(obj: Any, type_: str) -> bool:
@@ -77,12 +67,14 @@ def _delete_and_wait(settings: config.Settings, client: Client, name: str) -> No
     through BMO), namespace, then apiserver, tenant and files."""
     if client.get(CAPI, "Cluster", name, name) is not None:
         client.delete(CAPI, "Cluster", name, name)
-    _wait(
+    wait_for(
         f"Cluster {name} gone", lambda: client.get(CAPI, "Cluster", name, name) is None, DELETE_TIMEOUT, 2.0
     )
     if client.get("v1", "Namespace", name) is not None:
         client.delete("v1", "Namespace", name)
-    _wait(f"namespace {name} gone", lambda: client.get("v1", "Namespace", name) is None, DELETE_TIMEOUT, 2.0)
+    wait_for(
+        f"namespace {name} gone", lambda: client.get("v1", "Namespace", name) is None, DELETE_TIMEOUT, 2.0
+    )
     local.remove(settings, [name])
 
 
@@ -99,14 +91,14 @@ def made(stack: Stack) -> Iterator[Made]:
         local.wait_ready(settings, [name], timeout=180)
         client.apply(objs[1:])
         applied = time.time()
-        _wait(
+        wait_for(
             f"Cluster {name} Available",
             lambda: _true(client.get(CAPI, "Cluster", name, name), "Available"),
             AVAILABLE_TIMEOUT,
         )
         done = time.time()
         # the Machine's Ready and KCP's replica counts follow Cluster Available by a reconcile or two
-        _wait(f"{name}: control-plane Machine Ready, KCP counting it", lambda: _settled(client, name), 60)
+        wait_for(f"{name}: control-plane Machine Ready, KCP counting it", lambda: _settled(client, name), 60)
         print(f"\n{name}: objects applied {applied - started:.1f}s, Available {done - applied:.1f}s later")
         yield Made(settings, client, name, applied, done)
     finally:
@@ -218,7 +210,7 @@ def test_machine_deployment_scaled_to_one_gets_a_worker_node(made: Made) -> None
         ready = [m for m in ms if _true(m, "Ready") and (m.get("status") or {}).get("nodeRef")]
         return ready[0] if ready else None
 
-    machine = _wait("worker Machine Ready with a nodeRef", worker, WORKER_TIMEOUT, 2.0)
+    machine = wait_for("worker Machine Ready with a nodeRef", worker, WORKER_TIMEOUT, 2.0)
     bmh = _host_of(made, machine)
     assert bmh["status"]["provisioning"]["state"] == "provisioned"
     assert phases.node_written_at(bmh) is not None
@@ -232,7 +224,7 @@ def test_machine_deployment_scaled_to_one_gets_a_worker_node(made: Made) -> None
             wc.list("v1", "Pod", "kube-system", field_selector=f"spec.nodeName={node['metadata']['name']}")
             == []
         )
-    got = _wait(
+    got = wait_for(
         "MachineDeployment available",
         lambda: (
             (d := c.get(CAPI, "MachineDeployment", made.name, made.name))

@@ -10,12 +10,12 @@ in file order on one set of clusters.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _stack import Stack
+from support.stack import Stack
+from support.wait import wait_for
 
 from lab import config, render
 from lab.backing import local
@@ -28,19 +28,6 @@ INDEXES = (900, 901, 902)
 NAMES = [f"test-{i}" for i in INDEXES]
 AVAILABLE_TIMEOUT = 480.0
 DELETE_TIMEOUT = "420"
-
-
-def _wait(what: str, check: Any, timeout: float, interval: float = 1.0, last: object = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{what}: not within {timeout:.0f}s" + (f"; last seen {last}" if last else "")
-            )
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +50,9 @@ def clusters(stack: Stack) -> Iterator[config.Settings]:
             last[:] = [infos.get(n) for n in NAMES]
             return all(n in infos and infos[n].phase == inventory.AVAILABLE for n in NAMES)
 
-        _wait("clusters 900-902 Available", available, AVAILABLE_TIMEOUT, interval=2.0, last=last)
+        wait_for(
+            "clusters 900-902 Available", available, AVAILABLE_TIMEOUT, interval=2.0, detail=lambda: last
+        )
         yield settings
     finally:
         client.close()
@@ -100,7 +89,7 @@ def test_no_wait_only_requests_then_a_crash_leaves_a_backing_without_namespace(
     cluster = stack.kubectl_json("get", "clusters.cluster.x-k8s.io", "-n", "test-902", "test-902")
     assert cluster["metadata"]["deletionTimestamp"]
     # A delete that "crashed" right after the namespace went: done by hand, backing untouched.
-    _wait(
+    wait_for(
         "Cluster test-902 gone",
         lambda: (
             stack.kubectl("get", "clusters.cluster.x-k8s.io", "-n", "test-902", "-o", "name").stdout == ""

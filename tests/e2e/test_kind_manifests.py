@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
-from _stack import Stack
+from support.stack import Stack
 
 from lab import build, config, gomod, kindmgmt, tuning
 from lab.kindmgmt import bmo, cluster, clusterctl, patches, simulator, up

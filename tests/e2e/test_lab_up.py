@@ -11,7 +11,8 @@ import time
 
 import pytest
 import yaml
-from _stack import Stack
+from support.stack import Stack
+from support.wait import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -29,17 +30,6 @@ COMPONENTS = {
 }
 #: no health endpoint: RUNNING past supervisord's startsecs is what "up" means for these
 NO_PROBE = {"nodesim"}
-
-
-def _wait(what: str, timeout: float, fn, interval: float = 1.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout:.0f}s (last: {last!r})")
 
 
 def test_up_prints_healthy_and_every_component_is_up(stack: Stack) -> None:
@@ -94,13 +84,13 @@ def test_kubeconfig_prints_the_admin_kubeconfig(stack: Stack) -> None:
 
 def test_kube_controller_manager_finishes_namespace_deletion(stack: Stack) -> None:
     stack.kubectl("create", "namespace", "e2e-gone")
-    _wait(
+    wait_for(
         "kube-root-ca.crt published",
-        30,
         lambda: (
             stack.kubectl("get", "configmap", "kube-root-ca.crt", "-n", "e2e-gone", check=False).returncode
             == 0
         ),
+        30,
     )
     stack.kubectl("delete", "namespace", "e2e-gone", "--wait=true", "--timeout=60s", timeout=90)
 
@@ -139,7 +129,7 @@ def test_baremetalhost_reaches_provisioned_in_test_mode(stack: Stack) -> None:
         s = (got.get("status") or {}).get("provisioning", {}).get("state")
         return s if s == "provisioned" else None
 
-    _wait("BareMetalHost provisioned", 180, state, interval=2)
+    wait_for("BareMetalHost provisioned", state, 180, interval=2)
 
 
 def test_bmo_webhook_rejects_a_bad_bmc_address(stack: Stack) -> None:
@@ -247,5 +237,5 @@ def test_killed_manager_is_back_and_healthy_within_30s(stack: Stack) -> None:
         c = stack.status()["capi-manager"]
         return c if c["pid"] not in (None, old) and c["state"] == "RUNNING" and c["healthy"] else None
 
-    _wait("capi-manager back and healthy", 30, back, interval=0.5)
+    wait_for("capi-manager back and healthy", back, 30, interval=0.5)
     assert time.monotonic() - killed <= 30

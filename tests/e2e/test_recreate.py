@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _stack import Stack
+from support.stack import Stack
 
 from lab import pki
 from lab.clusters.residue import residue

@@ -11,29 +11,17 @@ itself carries none), and BMO "provisions" it.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _stack import Stack
+from support.stack import Stack
+from support.wait import wait_for
 
 from lab.manifests import capi, metal3, names
 
 pytestmark = pytest.mark.slow
 
 CLUSTER = "test-101"
-
-
-def _wait(what: str, timeout: float, fn: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(2)
-    raise AssertionError(f"{what} not reached within {timeout:.0f}s (last: {last!r})")
 
 
 def _get(stack: Stack, *args: str) -> dict[str, Any]:
@@ -52,20 +40,24 @@ def test_a_rendered_cluster_gets_its_host_claimed_and_provisioned_with_the_templ
         def state() -> str:
             return ((_get(stack, "bmh", host).get("status") or {}).get("provisioning") or {}).get("state", "")
 
-        _wait(
-            "host available or beyond", 600, lambda: state() in ("available", "provisioning", "provisioned")
+        wait_for(
+            "host available or beyond",
+            lambda: state() in ("available", "provisioning", "provisioned"),
+            600,
+            interval=2,
         )
 
-        machines = _wait(
+        machines = wait_for(
             "a control-plane Machine",
-            600,
             lambda: _get(stack, "machines", "-l", "cluster.x-k8s.io/control-plane").get("items"),
+            600,
+            interval=2,
         )
         assert len(machines) == 1
         annotations = machines[0]["metadata"].get("annotations") or {}
         assert capi.CERT_EXPIRY_ANNOTATION in annotations  # copied from the KCP machine template
 
-        _wait("host provisioned for the Metal3Machine", 900, lambda: state() == "provisioned")
+        wait_for("host provisioned for the Metal3Machine", lambda: state() == "provisioned", 900, interval=2)
         bmh = _get(stack, "bmh", host)
         assert bmh["spec"]["consumerRef"]["kind"] == "Metal3Machine"
         assert bmh["spec"]["image"]["url"] == metal3.IMAGE["url"]

@@ -1,5 +1,5 @@
 """Scale-out with the `process` runtime, end to end: the session's local management stack, two
-network-namespace SSH hosts (tests/netns_hosts.py) provisioned by playbooks/backing-cluster.yml and
+network-namespace SSH hosts (tests/support/hosts.py) provisioned by playbooks/backing-cluster.yml and
 registered (h1 with `lab backing add NAME --host ...`, h2 by the playbook's own registration task,
 backing_register), four clusters created across both and brought to Available by the real
 controllers, then deleted leaving nothing on either host.
@@ -27,8 +27,14 @@ from typing import Any
 
 import psutil
 import pytest
-from _stack import Stack
-from netns_hosts import NsHost, build_lab_wheels, namespace_hosts, provision_process_hosts, unavailable_reason
+from support.hosts import (
+    NsHost,
+    build_lab_wheels,
+    namespace_hosts,
+    provision_process_hosts,
+    unavailable_reason,
+)
+from support.stack import Stack
 
 from lab import build
 from lab.backing import store

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.apiserver import RunningApiserver, running_apiserver
 from support.etcd import RunningEtcd, scratch
 
 from lab import build
@@ -29,4 +30,14 @@ def tenant_etcd(
     """The lab's multi-tenant etcd, started with lab's own argv and bootstrapped (root, auth on)."""
     home = tmp_path_factory.mktemp("etcd-home")
     with scratch(home, etcd_binaries["etcd"], etcd_binaries["etcdctl"]) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApiserver]:
+    """A real kube-apiserver on its own etcd, for the whole session."""
+    bins = build.ensure(Settings(home=default_home()), ["etcd", "kube-apiserver"], log=print)
+    with running_apiserver(
+        tmp_path_factory.mktemp("apiserver"), bins["etcd"], bins["kube-apiserver"]
+    ) as running:
         yield running

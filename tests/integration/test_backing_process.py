@@ -1,4 +1,4 @@
-"""The process backing over real SSH: one network-namespace host (tests/netns_hosts.py) provisioned by
+"""The process backing over real SSH: one network-namespace host (tests/support/hosts.py) provisioned by
 playbooks/backing-cluster.yml with backing_runtime=process (lab from a wheel, offline; the real etcd
 and kube-apiserver from the binary cache), registered with lab.backing.process.register, then driven
 through the Backing contract from this machine as the controller.
@@ -22,7 +22,13 @@ from pathlib import Path
 import psutil
 import pytest
 import urllib3
-from netns_hosts import NsHost, build_lab_wheels, namespace_hosts, provision_process_hosts, unavailable_reason
+from support.hosts import (
+    NsHost,
+    build_lab_wheels,
+    namespace_hosts,
+    provision_process_hosts,
+    unavailable_reason,
+)
 
 from lab import build, pki
 from lab.backing import local, open_backing, store

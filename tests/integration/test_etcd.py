@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import certs
 import pytest
+from support import certs
 from support.etcd import RunningEtcd, free_port
 
 from lab import etcd, pki

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import urllib3
-from apiserver_fixture import RunningApiserver, apiserver, free_port  # noqa: F401  (apiserver: the fixture)
+from support.apiserver import RunningApiserver, free_port
 
 from lab import crds, manifests, naming, pki
 from lab.config import Settings
@@ -41,7 +41,7 @@ def _cm(ns: str, name: str, **data: str) -> dict:
 
 
 @pytest.fixture
-def client(apiserver: RunningApiserver) -> Iterator[Client]:  # noqa: F811
+def client(apiserver: RunningApiserver) -> Iterator[Client]:
     with Client.from_kubeconfig(apiserver.kubeconfig, qps=0, parallel=8) as c:
         yield c
 
@@ -223,7 +223,7 @@ def test_watch_sees_added_modified_deleted(client: Client, ns: str) -> None:
 
 
 @pytest.mark.parametrize("expiry", ["http410", "event410"])
-def test_watch_relists_on_expiry_and_emits_the_difference(apiserver: RunningApiserver, expiry: str) -> None:  # noqa: F811
+def test_watch_relists_on_expiry_and_emits_the_difference(apiserver: RunningApiserver, expiry: str) -> None:
     # A fresh apiserver's watch cache still covers every resourceVersion, so the expiry is injected
     # by the proxy in both forms the apiserver uses: an HTTP 410, or an ERROR event with code 410.
     ns = f"t-{uuid.uuid4().hex[:8]}"
@@ -261,7 +261,7 @@ def test_watch_stop_from_another_thread_is_prompt(client: Client, ns: str) -> No
     assert time.monotonic() - started < 10
 
 
-def test_qps_limit_holds_against_the_real_apiserver(apiserver: RunningApiserver) -> None:  # noqa: F811
+def test_qps_limit_holds_against_the_real_apiserver(apiserver: RunningApiserver) -> None:
     with Proxy(apiserver) as proxy, Client(Config(proxy.url), qps=10, burst=2, parallel=8) as c:
         started = time.monotonic()
         c.apply([_cm("default", f"qps-{i}") for i in range(22)])
@@ -275,7 +275,7 @@ def test_qps_limit_holds_against_the_real_apiserver(apiserver: RunningApiserver)
         assert c.limiter.waited > 5  # summed over the 8 waiting threads
 
 
-def test_retries_429_after_retry_after_then_succeeds(apiserver: RunningApiserver) -> None:  # noqa: F811
+def test_retries_429_after_retry_after_then_succeeds(apiserver: RunningApiserver) -> None:
     with Proxy(apiserver) as proxy, Client(Config(proxy.url), qps=0) as c:
         c.discover()
         proxy.fail += [(429, "1")] * 2
@@ -287,7 +287,7 @@ def test_retries_429_after_retry_after_then_succeeds(apiserver: RunningApiserver
         assert proxy.statuses == [200, 200, 429, 429, 201]
 
 
-def test_retries_5xx_and_gives_up_after_the_attempts(apiserver: RunningApiserver) -> None:  # noqa: F811
+def test_retries_5xx_and_gives_up_after_the_attempts(apiserver: RunningApiserver) -> None:
     with (
         Proxy(apiserver, fail=[(503, None)] * 3) as proxy,
         Client(Config(proxy.url), qps=0, max_backoff=0.2) as c,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from apiserver_fixture import RunningApiserver, apiserver  # noqa: F401  (apiserver: the fixture)
+from support.apiserver import RunningApiserver
 
 from lab import pki
 from lab.kube import Client, Config, NotFound
@@ -51,7 +51,7 @@ def _whoami(kubeconfig: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def sa_token(apiserver: RunningApiserver) -> tuple[str, str]:  # noqa: F811
+def sa_token(apiserver: RunningApiserver) -> tuple[str, str]:
     """(username, token) of a fresh ServiceAccount, from the TokenRequest API."""
     ns, sa = f"t-{uuid.uuid4().hex[:8]}", "reader"
     with Client.from_kubeconfig(apiserver.kubeconfig) as admin:
@@ -66,14 +66,14 @@ def sa_token(apiserver: RunningApiserver) -> tuple[str, str]:  # noqa: F811
     return f"system:serviceaccount:{ns}:{sa}", out["status"]["token"]
 
 
-def test_token_file(tmp_path: Path, apiserver: RunningApiserver, sa_token: tuple[str, str]) -> None:  # noqa: F811
+def test_token_file(tmp_path: Path, apiserver: RunningApiserver, sa_token: tuple[str, str]) -> None:
     who, token = sa_token
     (tmp_path / "token").write_text(token + "\n")
     path = _kubeconfig(tmp_path, apiserver.url, apiserver.ca.cert_pem, {"tokenFile": "token"})
     assert _whoami(path) == who
 
 
-def test_client_certificate_by_path(tmp_path: Path, apiserver: RunningApiserver) -> None:  # noqa: F811
+def test_client_certificate_by_path(tmp_path: Path, apiserver: RunningApiserver) -> None:
     kp = pki.issue_client_cert(apiserver.ca, "alice", ["devs"])
     (tmp_path / "alice.crt").write_bytes(kp.cert_pem)
     (tmp_path / "alice.key").write_bytes(kp.key_pem)
@@ -83,7 +83,7 @@ def test_client_certificate_by_path(tmp_path: Path, apiserver: RunningApiserver)
 
 def test_exec_plugin_with_a_token(
     tmp_path: Path,
-    apiserver: RunningApiserver,  # noqa: F811
+    apiserver: RunningApiserver,
     sa_token: tuple[str, str],
 ) -> None:
     who, token = sa_token
@@ -92,7 +92,7 @@ def test_exec_plugin_with_a_token(
     assert _whoami(_kubeconfig(tmp_path, apiserver.url, apiserver.ca.cert_pem, user)) == who
 
 
-def test_exec_plugin_with_a_certificate(tmp_path: Path, apiserver: RunningApiserver) -> None:  # noqa: F811
+def test_exec_plugin_with_a_certificate(tmp_path: Path, apiserver: RunningApiserver) -> None:
     kp = pki.issue_client_cert(apiserver.ca, "bob", [])
     _plugin(
         tmp_path / "plugin",
@@ -102,7 +102,7 @@ def test_exec_plugin_with_a_certificate(tmp_path: Path, apiserver: RunningApiser
     assert _whoami(_kubeconfig(tmp_path, apiserver.url, apiserver.ca.cert_pem, user)) == "bob"
 
 
-def test_probe_and_not_found(apiserver: RunningApiserver) -> None:  # noqa: F811
+def test_probe_and_not_found(apiserver: RunningApiserver) -> None:
     with Client.from_kubeconfig(apiserver.kubeconfig, attempts=1) as c:
         assert c.probe("/readyz") == (True, "HTTP 200")
         ok, why = c.probe("/no-such-path")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from apiserver_fixture import RunningApiserver, apiserver  # noqa: F401  (apiserver: the fixture)
+from support.apiserver import RunningApiserver
 
 from lab import crds
 from lab.config import Settings
@@ -36,7 +36,7 @@ def kubectl(api: RunningApiserver, *args: str, input: str | None = None) -> subp
 
 
 @pytest.fixture(scope="module")
-def with_crds(apiserver: RunningApiserver, tmp_path_factory: pytest.TempPathFactory) -> RunningApiserver:  # noqa: F811
+def with_crds(apiserver: RunningApiserver, tmp_path_factory: pytest.TempPathFactory) -> RunningApiserver:
     settings = Settings(home=tmp_path_factory.mktemp("crd-home"))
     docs = crds.crd_documents(settings)
     kubectl(

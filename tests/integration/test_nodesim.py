@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from apiserver_fixture import RunningApiserver, apiserver  # noqa: F401  (apiserver: the fixture)
+from support.apiserver import RunningApiserver
 from support.etcd import RunningEtcd
 
 from lab import build, crds, naming, nodesim, phases, pki
@@ -109,7 +109,7 @@ def workload(settings: Settings) -> Iterator[tuple[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def mgmt(apiserver: RunningApiserver, settings: Settings) -> Iterator[Client]:  # noqa: F811
+def mgmt(apiserver: RunningApiserver, settings: Settings) -> Iterator[Client]:
     with Client.from_kubeconfig(apiserver.kubeconfig) as c:
         c.apply(crds.crd_documents(settings, components=["capi", "capm3", "bmo"]))
         deadline = time.monotonic() + 90

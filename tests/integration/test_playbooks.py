@@ -1,4 +1,4 @@
-"""playbooks/backing-cluster.yml over real SSH, against network-namespace hosts (tests/netns_hosts.py).
+"""playbooks/backing-cluster.yml over real SSH, against network-namespace hosts (tests/support/hosts.py).
 
 What runs for real: molecule converges the playbook on two hosts (labh1 runtime kind, labh2 runtime
 process), every task that needs no container engine: inputs checked, sysctl.d and limits.d files,
@@ -35,7 +35,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from netns_hosts import NsHost, namespace_hosts, unavailable_reason
+from support import kindconfig
+from support.hosts import NsHost, namespace_hosts, unavailable_reason
 
 from lab import versions
 from lab.backing import node_ports
@@ -285,77 +286,23 @@ def test_molecule_converges_and_second_run_changes_nothing(lab: Lab, converged: 
     assert {h: r["changed"] for h, r in second.items()} == {"labh1": 0, "labh2": 0}
 
 
-#: kind's own config loader (strict v1alpha4 decoding, defaults) and validator (port mappings: no
-#: duplicate address/port/protocol, valid listen address and port), as `kind create cluster` runs
-#: them first. pkg/internal is importable from inside the kind module only: built in a copy of it.
-_KIND_VALIDATE = """package main
-
-import (
-	"fmt"
-	"os"
-
-	"sigs.k8s.io/kind/pkg/internal/apis/config/encoding"
-)
-
-func main() {
-	cfg, err := encoding.Load(os.Args[1])
-	if err == nil {
-		err = cfg.Validate()
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	for _, n := range cfg.Nodes {
-		fmt.Println(n.Role, len(n.ExtraPortMappings))
-	}
-}
-"""
-
-
 @pytest.fixture(scope="module")
 def kind_validate(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Built from the pinned kind module (Go module proxy, never committed). Cold: a minute or two."""
-    from lab import gomod
-    from lab.config import Settings
-
-    version = Settings(home=Path("/nonexistent")).versions.kind
-    src = tmp_path_factory.mktemp("kind") / "src"
-    shutil.copytree(gomod.component_dir("kind", version), src)
-    for root, dirs, _files in os.walk(src):  # the module cache is read-only
-        for d in [root, *(os.path.join(root, d) for d in dirs)]:
-            os.chmod(d, os.stat(d).st_mode | 0o200)
-    (src / "pkg" / "labvalidate").mkdir()
-    (src / "pkg" / "labvalidate" / "main.go").write_text(_KIND_VALIDATE)
-    out = src.parent / "validate"
-    run = subprocess.run(
-        [gomod.go_binary(), "build", "-o", str(out), "./pkg/labvalidate"],
-        cwd=src,
-        env=gomod.go_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return out
+    """kind's own config loader and validator, built from the pinned kind module."""
+    return kindconfig.build(tmp_path_factory.mktemp("kind"))
 
 
 def test_rendered_kind_config(lab: Lab, converged: dict[str, str], kind_validate: Path) -> None:
     kind_host, process_host = lab.hosts
     path = kind_host.root / "etc/metal3-scale-lab/kind-config.yaml"
-    run = subprocess.run([str(kind_validate), str(path)], capture_output=True, text=True, timeout=60)
+    run = kindconfig.check(kind_validate, path, "role", "ports")
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["control-plane", str(node_ports.DEFAULT_BLOCK.size + 1)]
     # the validator can fail: the same mapping twice is refused
     doubled = yaml.safe_load(path.read_text())
     doubled["nodes"][0]["extraPortMappings"].append(doubled["nodes"][0]["extraPortMappings"][0])
     (lab.kubeconfigs.parent / "doubled.yaml").write_text(yaml.safe_dump(doubled))
-    run = subprocess.run(
-        [str(kind_validate), str(lab.kubeconfigs.parent / "doubled.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = kindconfig.check(kind_validate, lab.kubeconfigs.parent / "doubled.yaml", "role", "ports")
     assert run.returncode == 1 and "port mapping with same listen address, port and protocol" in run.stderr
     cfg = yaml.safe_load(path.read_text())
     assert cfg["apiVersion"] == "kind.x-k8s.io/v1alpha4"

@@ -174,6 +174,21 @@ def test_cached_binary_is_reused_without_running_go(run_lab, fake_go, lab_env, t
     assert not marker.exists()
 
 
+def test_a_target_outside_the_table_builds_by_itself(lab_env: dict[str, str]) -> None:
+    """A tool only the tests need (clusterctl) is built from its Target without entering TARGETS."""
+    s = config.load()
+    tool = build.Target("clusterctl", "capi", "sigs.k8s.io/cluster-api/cmd/clusterctl")
+    path = build.binary_path(s, tool)
+    assert path == s.bin_dir / "capi" / s.versions.capi / "clusterctl"
+    assert build.log_path(s, tool).name == f"clusterctl-{s.versions.capi}.log"
+    assert not build.is_cached(s, tool)
+    path.parent.mkdir(parents=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    assert build.is_cached(s, tool) and build.build(s, tool) == path  # cached: no go run
+    assert "clusterctl" not in build.TARGETS
+
+
 def test_unknown_target_is_a_usage_error(run_lab) -> None:  # type: ignore[no-untyped-def]
     r = run_lab("build", "kubelet")
     assert r.returncode == 2

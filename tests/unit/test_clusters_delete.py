@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support.fakes import FakeBacking, FakeMgmt
 
 from lab import config, naming
 from lab.cli.delete import targets
@@ -138,35 +139,6 @@ def test_timestamps_of_the_api_are_epoch_seconds() -> None:
 
 
 # --- the order of the steps ----------------------------------------------------------------
-
-
-class FakeMgmt:
-    """Records the DELETEs the deleter sends; the test plays the controllers by editing snapshots."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, str | None]] = []
-
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
-        self.calls.append((kind, name, namespace))
-        return True
-
-    def resource(self, api_version: str, kind: str) -> Any:
-        from lab.kube import Resource
-
-        return Resource("", "v1", kind, kind.lower() + "s", True)
-
-    def request(self, method: str, path: str, **_kw: Any) -> None:
-        self.calls.append((method, path, None))
-
-
-class FakeBacking:
-    name = "local"
-
-    def __init__(self) -> None:
-        self.removed: list[list[str]] = []
-
-    def remove(self, names: list[str]) -> None:
-        self.removed.append(list(names))
 
 
 def _snap(

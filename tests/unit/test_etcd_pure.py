@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import certs
 import pytest
 from cryptography import x509
+from support import certs
 
 from lab import pki
 from lab.config import Ports, Settings

@@ -1,4 +1,6 @@
-"""Helpers of the e2e tests: free ports, and a handle on a running stack (lab and kubectl)."""
+"""A handle on a running stack for the e2e tests (lab and kubectl against it), and the environment
+that gives a stack its own home and a free block of ports. tests/e2e/conftest.py starts one per
+session."""
 
 from __future__ import annotations
 
@@ -10,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from support.ports import free_block
-
 from lab import config
 from lab.config import default_home
 from lab.stack.ports import BLOCK
+from support.ports import free_block
 
 
 @dataclass

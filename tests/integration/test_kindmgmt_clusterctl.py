@@ -19,6 +19,9 @@ import pytest
 from lab import build, config, doctor
 from lab.kindmgmt import clusterctl, preflight
 
+pytestmark = pytest.mark.slow  # builds clusterctl from the CAPI module when not cached: minutes cold
+
+#: clusterctl is a test tool here, not a stack target: built from this Target, outside build.TARGETS
 TARGET = build.Target(
     "clusterctl", "capi", "sigs.k8s.io/cluster-api/cmd/clusterctl", stamp=build._capi_stamp, what="clusterctl"
 )
@@ -28,8 +31,7 @@ TARGET = build.Target(
 def binary() -> Path:
     # The shared build cache, like tests/integration/test_tuning_flags.py; nothing else of the user's home.
     settings = config.Settings(home=config.default_home())
-    build.TARGETS.setdefault(TARGET.name, TARGET)  # clusterctl is a test tool here, not a stack target
-    return build.build(settings, TARGET.name, print)
+    return build.build(settings, TARGET, print)
 
 
 @pytest.fixture

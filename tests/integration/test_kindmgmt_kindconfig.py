@@ -13,69 +13,28 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from support import kindconfig
 
 from lab import config, doctor, gomod
 from lab.kindmgmt import cluster
 
-PROGRAM = """package main
-
-import (
-	"fmt"
-	"os"
-
-	"sigs.k8s.io/kind/pkg/internal/apis/config/encoding"
-)
-
-func main() {
-	cfg, err := encoding.Load(os.Args[1])
-	if err == nil {
-		err = cfg.Validate()
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	for _, n := range cfg.Nodes {
-		fmt.Println(cfg.Name, n.Role, n.Image)
-	}
-}
-"""
+pytestmark = pytest.mark.slow  # builds kind's validator and the kind CLI from the module proxy
 
 
 @pytest.fixture(scope="module")
 def validate(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    version = config.Settings(home=Path("/nonexistent")).versions.kind
-    src = tmp_path_factory.mktemp("kind") / "src"
-    shutil.copytree(gomod.component_dir("kind", version), src)
-    for root, dirs, _files in os.walk(src):  # the module cache is read-only
-        for d in [root, *(os.path.join(root, d) for d in dirs)]:
-            os.chmod(d, os.stat(d).st_mode | stat.S_IWUSR)
-    (src / "pkg" / "labvalidate").mkdir()  # pkg/internal is importable from pkg/ only
-    (src / "pkg" / "labvalidate" / "main.go").write_text(PROGRAM)
-    out = src.parent / "validate"
-    run = subprocess.run(
-        [gomod.go_binary(), "build", "-o", str(out), "./pkg/labvalidate"],
-        cwd=src,
-        env=gomod.go_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return out
+    return kindconfig.build(tmp_path_factory.mktemp("kind"))
 
 
 def _check(validate: Path, text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "kind-config.yaml"
     path.write_text(text)
-    return subprocess.run([str(validate), str(path)], capture_output=True, text=True, timeout=60)
+    return kindconfig.check(validate, path, "name", "role", "image")
 
 
 def test_kind_accepts_the_default_config(validate: Path, lab_env, tmp_path: Path) -> None:

@@ -275,7 +275,7 @@ def namespace_hosts(count: int, base: Path) -> Iterator[list[NsHost]]:
 
 # --- provisioning process-runtime hosts with the real playbook -------------------------------------
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "backing-cluster.yml"
 #: the ansible-core the playbook tests were written against (Python 3.11 controllers)
 ANSIBLE_CORE = "ansible-core==2.19.14"

@@ -2,7 +2,8 @@
 loopback ports, every file in a tmp dir.
 
 Binaries come from the shared build cache under the default lab home (`lab.build.ensure`, built once
-and reused); certificates come from lab.pki. Import the `apiserver` fixture into a test module.
+and reused); certificates come from lab.pki. tests/integration/conftest.py starts one per session as
+the `apiserver` fixture.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import urllib3
+
+from lab import pki
+from lab.kube import Config
 from support.ports import free_port
 
-from lab import build, pki
-from lab.config import Settings, default_home
-from lab.kube import Config
+__all__ = ["RunningApiserver", "free_port", "running_apiserver"]
 
 READY_TIMEOUT = 180.0  # a cold kube-apiserver on a busy 2-core host takes a while
 
@@ -158,13 +159,3 @@ def running_apiserver(workdir: Path, etcd_bin: Path, apiserver_bin: Path) -> Ite
     finally:
         for _name, proc, _log in reversed(procs):
             _stop(proc)
-
-
-@pytest.fixture(scope="session")
-def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApiserver]:
-    """A real kube-apiserver on its own etcd, for the whole session."""
-    bins = build.ensure(Settings(home=default_home()), ["etcd", "kube-apiserver"], log=print)
-    with running_apiserver(
-        tmp_path_factory.mktemp("apiserver"), bins["etcd"], bins["kube-apiserver"]
-    ) as running:
-        yield running

@@ -1,0 +1,100 @@
+"""One create run end to end over fakes: plan, records, convergence, the tracker's wait and the
+result, with the test playing the controllers on fake watches (no apiserver, no process)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from support.fakes import FakeBacking, FakeMgmt, lifecycle
+from support.wait import wait_for
+
+from lab import config, naming, phases, records
+from lab.clusters import create, session
+from lab.records import Phase
+
+
+class Display:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, Any]] = []
+
+    def planned(self, plan: create.Plan) -> None:
+        self.seen.append(("planned", plan.summary()))
+
+    def update(self, counts: dict[Phase, int], done: int, total: int) -> None:
+        self.seen.append(("update", (done, total)))
+
+    def message(self, text: str) -> None:
+        self.seen.append(("message", text))
+
+
+@pytest.fixture
+def run(lab_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    settings = config.load()
+    backing = FakeBacking(naming.LOCAL_BACKING)
+    monkeypatch.setattr(create, "check_stack", lambda _mgmt: None)
+    monkeypatch.setattr(create, "open_backing", lambda _s, _name: backing)
+    monkeypatch.setattr(create, "open_all", lambda _s, names: dict.fromkeys(names, backing))
+    monkeypatch.setattr(session, "IDLE_INTERVAL", 0.01)
+
+    def go(mgmt: FakeMgmt, indexes: list[int], play: list[str], **kw: Any) -> session.Result:
+        def controllers() -> None:
+            wait_for("the tracker's watches", lambda: len(mgmt.watches) == len(phases.WATCHED), 10, 0.01)
+            wait_for("every cluster applied", lambda: len(mgmt.patches) >= len(indexes), 10, 0.01)
+            for ns in play:
+                for obj in lifecycle(ns):
+                    mgmt.watches[obj["kind"]].push("ADDED", obj)
+
+        player = threading.Thread(target=controllers, daemon=True)
+        player.start()
+        try:
+            return session.create_clusters(settings, mgmt, indexes, [], display, **kw)  # type: ignore[arg-type]
+        finally:
+            player.join(timeout=15)
+
+    display = Display()
+    go.display = display  # type: ignore[attr-defined]
+    go.settings = settings  # type: ignore[attr-defined]
+    return go
+
+
+def _ns(name: str, digest: str) -> dict[str, Any]:
+    labels = {naming.CLUSTER_LABEL: name}
+    meta = {"name": name, "labels": labels, "annotations": {create.DIGEST_ANNOTATION: digest}}
+    return {"kind": "Namespace", "metadata": meta}
+
+
+def test_a_run_converges_waits_and_records_only_what_it_created(run: Any) -> None:
+    # test-1 exists, complete, but rendered by an older lab: converged again and followed, not timed
+    mgmt = FakeMgmt({"Namespace": [_ns("test-1", "older")]})
+    result = run(mgmt, [1, 2], ["test-1", "test-2"], parallel=2, timeout=30)
+    assert result.as_dict()["new"] == ["test-2"] and result.as_dict()["unchanged"] == []
+    assert result.as_dict()["finished"] == ["test-1"]  # stale: moved from complete to partial
+    assert result.waited and result.done == ["test-1", "test-2"] and result.stuck == {}
+    assert ("message", "1 existing cluster(s) render differently now: converging them") in run.display.seen
+    assert run.display.seen[0] == ("planned", "1 new, 1 to finish") and ("update", (2, 2)) in run.display.seen
+    assert sorted(p["metadata"]["name"] for p in mgmt.patches) == ["test-1", "test-2"]
+    with records.open_records(run.settings) as db:
+        [r] = db.runs()
+        events = db.events(r.id)
+    assert r.status == "ok"
+    assert {e.cluster for e in events} == {"test-2"}
+    assert [e.phase for e in events if e.phase is Phase.applied] == [Phase.applied]
+    assert {e.phase for e in events} == {
+        Phase.applied,
+        Phase.bmh_provisioned,
+        Phase.node_written,
+        Phase.kcp_initialized,
+        Phase.node_ref,
+        Phase.kcp_available,
+        Phase.cluster_available,
+    }
+
+
+def test_a_run_that_times_out_says_what_is_stuck(run: Any) -> None:
+    mgmt = FakeMgmt()
+    result = run(mgmt, [1, 2], ["test-1"], timeout=1.5)
+    assert result.done == ["test-1"] and result.stuck == {"test-2": "waiting after applied: no nodeRef yet"}
+    with records.open_records(run.settings) as db:
+        assert db.runs()[0].status == "timeout"
