@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from lab import config, naming
+from lab.cli._lock import mutating
 from lab.cli._output import Output, OutputOption, err_console, phase_progress, print_json
 from lab.cli.app import app
 from lab.clusters import create
@@ -38,6 +39,7 @@ class ProgressDisplay:
 
 
 @app.command("create-clusters")
+@mutating
 def create_clusters_cmd(
     count: int = typer.Argument(..., help="how many clusters"),
     start: int = typer.Option(

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from lab import config, naming, tuning
+from lab import config, lock, naming, tuning
+from lab.cli._lock import mutating
 from lab.cli._output import Output, OutputOption, console, err_console, print_json
 from lab.cli.app import app
 from lab.errors import LabError
@@ -33,6 +34,7 @@ def _human_secs(s: float | None) -> str:
 
 
 @app.command("up")
+@mutating
 def up_cmd(
     tuning_profile: str = typer.Option(
         None, "--tuning", help=f"manager tuning profile: {', '.join(tuning.PROFILES)}"
@@ -74,6 +76,7 @@ def up_cmd(
 
 
 @app.command("down")
+@mutating
 def down_cmd(
     purge: bool = typer.Option(False, "--purge", help="also delete etcd data, PKI, logs and run state"),
 ) -> None:
@@ -149,10 +152,12 @@ def status_cmd(output: Output = OutputOption) -> None:
     settings = config.load()
     rows = status.rows(settings)
     clusters, why = _clusters(settings) if rows else (None, "stack is not running")
+    busy = lock.holder(settings)
     if output == Output.json:
         print_json(
             {
                 "running": bool(rows),
+                "lock": None if busy is None else {"pid": busy.pid, "command": busy.command()},
                 "components": [r.as_dict() for r in rows],
                 "clusters": None if clusters is None else [c.as_dict() for c in clusters],
                 "clusters_by_phase": None if clusters is None else by_phase(clusters),
@@ -160,6 +165,8 @@ def status_cmd(output: Output = OutputOption) -> None:
             }
         )
         return
+    if busy is not None:
+        console.print(f"[yellow]busy:[/yellow] {busy.describe()}", highlight=False)
     if not rows:
         console.print("stack is not running (lab up starts it)")
         return
@@ -191,13 +198,16 @@ def kubeconfig_cmd(
         path = pki.cluster_pki_dir(settings, pki.check_cluster_name(cluster)) / "admin.kubeconfig"
     else:
         path = mgmt.admin_kubeconfig_path(settings)
-    if not path.is_file():
+    try:
+        text = path.read_text()  # not is_file() first: a delete may remove it in between
+    except OSError:
         what = f"cluster {cluster}" if cluster else "the management cluster (run lab up)"
-        raise LabError(f"no kubeconfig for {what}: {path} does not exist")
-    sys.stdout.write(path.read_text())
+        raise LabError(f"no kubeconfig for {what}: {path} does not exist") from None
+    sys.stdout.write(text)
 
 
 @app.command("tune")
+@mutating
 def tune_cmd(
     profile: str = typer.Option(..., "--profile", help=f"one of {', '.join(tuning.PROFILES)}"),
     output: Output = OutputOption,
