@@ -12,8 +12,10 @@ import typer
 from rich.table import Table
 
 from lab import config, lock, naming, tuning
+from lab.cli import _preflight
 from lab.cli._lock import mutating
 from lab.cli._output import Output, OutputOption, console, err_console, print_json
+from lab.cli._preflight import RaiseLimitsOption
 from lab.cli.app import app
 from lab.errors import LabError
 from lab.stack import mgmt, status, up
@@ -45,6 +47,7 @@ def up_cmd(
         "--bmo-source",
         help="kind mode: a local BMO source tree at the pinned version (default: GitHub)",
     ),
+    raise_limits: bool = RaiseLimitsOption,
 ) -> None:
     """Start or converge the management stack: build what is missing, start etcd, kube-apiserver, kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs and webhooks, and wait until every component is healthy. Safe to re-run. --mode kind: a kind cluster, clusterctl init, BMO in test mode, tuning patches."""
     settings = config.load()
@@ -54,6 +57,7 @@ def up_cmd(
         from lab.cli.kindmgmt import up_kind
 
         return up_kind(settings, tuning_profile, bmo_source)
+    _preflight.for_up(settings, raise_limits)
     with err_console.status("lab up: starting") as spinner:
 
         def log(msg: str) -> None:
