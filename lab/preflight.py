@@ -281,6 +281,25 @@ class Usage:
     files: dict[int, int]  # pid -> open descriptors, for the pids asked about
 
 
+def process_usage(pid: int) -> tuple[int, int, int] | None:
+    """(inotify instances, inotify watches, open descriptors) of one process; None once it is gone."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    instances = watches = 0
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:inotify":
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        instances += 1
+        watches += sum(line.startswith("inotify wd:") for line in info.splitlines())
+    return instances, watches, len(fds)
+
+
 def inotify_usage(uid: int, pids: Collection[int] = ()) -> Usage:
     """Count, over every process of `uid`, the inotify descriptors and their watches; the kernel
     charges both to the user (fs.inotify.max_user_*). Processes that exit while we look are skipped."""
@@ -289,24 +308,18 @@ def inotify_usage(uid: int, pids: Collection[int] = ()) -> Usage:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        pid = int(entry.name)
         try:
             if entry.stat().st_uid != uid:
                 continue
-            fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:
             continue
-        if pid in pids:
-            files[pid] = len(fds)
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:inotify":
-                    continue
-                info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
-            except OSError:
-                continue
-            instances += 1
-            watches += sum(line.startswith("inotify wd:") for line in info.splitlines())
+        found = process_usage(int(entry.name))
+        if found is None:
+            continue
+        instances += found[0]
+        watches += found[1]
+        if int(entry.name) in pids:
+            files[int(entry.name)] = found[2]
     return Usage(instances, watches, files)
 
 
