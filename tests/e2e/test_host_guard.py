@@ -98,18 +98,19 @@ def _wait_for_holder(stack: Stack, pid: int, timeout: float = 60.0) -> None:
     raise AssertionError(f"lab (pid {pid}) never took the lock")
 
 
-def test_one_mutating_command_at_a_time(stack: Stack) -> None:
+def test_one_mutating_command_at_a_time(stack: Stack, tmp_path: Path) -> None:
+    err = (tmp_path / "create.err").open("w")
     create = subprocess.Popen(
         [sys.executable, "-m", "lab", "create-clusters", "3", "--start", "9411", "--timeout", "600"],
         env=stack.env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=err,
     )
     try:
         _wait_for_holder(stack, create.pid)
         for args in (("up",), ("delete-clusters", "--all"), ("tune", "--profile", "default")):
             r = stack.lab(*args, check=False, timeout=60)
-            assert r.returncode == lock.BUSY_EXIT, (args, r.stderr)
+            assert r.returncode == lock.BUSY_EXIT, (args, r.stderr, (tmp_path / "create.err").read_text())
             lines = r.stderr.strip().splitlines()
             assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
             assert f"pid {create.pid} runs `lab create-clusters 3 --start 9411" in lines[0], lines[0]
@@ -118,10 +119,14 @@ def test_one_mutating_command_at_a_time(stack: Stack) -> None:
         assert json.loads(status.stdout)["lock"]["pid"] == create.pid
         assert stack.lab("kubeconfig").stdout.startswith("apiVersion")
         stack.lab("report")
-        assert create.poll() is None, "the create must still run for the checks above to mean anything"
+        running = create.poll() is None
+        assert running, (
+            f"the create ended before the checks were done: {(tmp_path / 'create.err').read_text()}"
+        )
     finally:
         create.send_signal(signal.SIGKILL)
         create.wait(timeout=30)
+        err.close()
     # the kernel released the lock with the killed create: the next command runs, and finishes the job
     delete = subprocess.Popen(
         [
