@@ -141,11 +141,9 @@ class Check:
 
     def message(self, demand: Demand) -> str:
         """The one line a refusal prints: limit, value, what is needed (in use + this run), the fix."""
-        u = self.unit
-        detail = f" ({self.used}{u} in use + {self.adds}{u})" if self.used else ""
-        return (
-            f"{self.name} is {self.limit}{u}; {demand.describe()} need {self.needed}{u}{detail}: {self.fix}"
-        )
+        u, what = self.unit, demand.describe()
+        detail = f"{self.used}{u} in use + {self.adds}{u} for {what}" if self.used else f"for {what}"
+        return f"{self.name} is {self.limit}{u}; this run needs {self.needed}{u} ({detail}): {self.fix}"
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self) | {"needed": self.needed, "ok": self.ok}

@@ -60,9 +60,8 @@ def test_create_refuses_when_inotify_instances_run_short(stack: Stack, instances
     assert r.returncode == 1, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
-    assert lines[0].startswith(
-        f"error: fs.inotify.max_user_instances is {limit}; {count} local cluster(s) need "
-    )
+    assert lines[0].startswith(f"error: fs.inotify.max_user_instances is {limit}; this run needs ")
+    assert f" for {count} local cluster(s)): sysctl -w" in lines[0]
     assert "sysctl -w fs.inotify.max_user_instances=" in lines[0]
     assert "Traceback" not in r.stderr
     assert _tree(stack.home) == before, "a refused create left files in the lab home"

@@ -46,7 +46,7 @@ def test_debian_default_inotify_instances_refuse_100_local_clusters() -> None:
     assert short.sysctl == ("fs.inotify.max_user_instances", "512")
     line = short.message(Demand(local_clusters=100))
     assert line == (
-        "fs.inotify.max_user_instances is 128; 100 local cluster(s) need 330 (30 in use + 300): "
+        "fs.inotify.max_user_instances is 128; this run needs 330 (30 in use + 300 for 100 local cluster(s)): "
         "sysctl -w fs.inotify.max_user_instances=512"
     )
 
