@@ -7,20 +7,31 @@ fsnotify watcher: too many open files" (their certificate reload was dead), and 
 once the instances run out. So the run is refused up front, with one line naming the limit, its value,
 what the run needs and the command that raises it.
 
-The figures below were measured on a running stack (binaries built by `lab build`), by counting per
-process the `anon_inode:inotify` descriptors in /proc/<pid>/fd, the `inotify wd:` lines of their
-/proc/<pid>/fdinfo entries (watches), every descriptor (open files), and TCP connections to the tenant
-etcd in /proc/net/tcp, once with the stack alone and again with workload clusters created:
-- a workload kube-apiserver holds 3 inotify instances (its serving cert, client CA and request-header
-  CA reload watchers) and WORKLOAD.inotify_watches watches, WORKLOAD.files descriptors, and
-  ETCD_CONNECTIONS connections to the tenant etcd, all on this host only in the local backing;
-- each workload cluster, wherever it runs, adds descriptors in the stack's busiest process
-  (FILES_PER_CLUSTER_BUSIEST) and in the stack as a whole (FILES_PER_CLUSTER_STACK): the tenant etcd's
-  connections from its apiserver, the managers' and the node simulator's clients of its API;
-- the stack itself (etcds, kube-apiserver, kube-controller-manager, six managers, node simulator,
-  supervisord) is STACK.
-Memory: ~190 MiB RSS per idle workload kube-apiserver with lab's trims and GOGC=25
-(lab.backing.local, benchmarks/apiserver_rss.py); only the local backing's apiservers live here.
+The figures below were measured by benchmarks/host_footprint.py: a stack started by `lab up`, then 10
+clusters on the local backing, counting per process the `anon_inode:inotify` descriptors in
+/proc/<pid>/fd, the `inotify wd:` lines of their /proc/<pid>/fdinfo entries (watches), every descriptor,
+RSS, and TCP connections to the tenant etcd (v1.35.4 / CAPI v1.13.6 / CAPM3 v1.13.2 / BMO v0.13.2, 2
+cores shared with other test runs, load average 5-8):
+
+    per process            inotify  watches  fds alone -> 10 clusters   per cluster
+    kube-apiserver (mgmt)     3        4        139 -> 159                  +2.0
+    capi/kcp/cabpk/capm3      1 each   2 each    12 -> 23                   +1.1 each
+    bmo, ipam, kcm            1 each   2 each    12, 12, 11 (flat)
+    mgmt-etcd, nodesim        0        0        131 -> 143, 4 -> 17     +1.2, +1.3
+    tenant-etcd               0        0         14 -> 614                 +60.0
+    supervisord               0        0         39 -> 69                   +3.0
+    stack alone: 10 inotify instances, 18 watches, 410 descriptors (busiest 139), 1291 MiB RSS
+    workload kube-apiserver (median of 10): 3 instances, 4 watches, 78 descriptors, 187 MiB RSS,
+      60 connections to the tenant etcd (one etcd client per resource type)
+
+So a local cluster costs this host 3 inotify instances (the serving cert, client CA and request-header
+CA reload watchers), 4 watches, 78 + 72 descriptors (its own, and the stack's: 60 of them the tenant
+etcd's end of its connections), 60 ephemeral ports (every connection goes from 127.0.0.1 to the one
+tenant etcd address) and ~190 MiB (lab.backing.local, benchmarks/apiserver_rss.py). A cluster on
+another backing costs none of that here, only the managers' and the node simulator's clients of its
+API: 72 - 60 (tenant etcd) - 3 (supervisord's pipes of the local apiserver) = 9 descriptors, at most 2
+in one process (the management kube-apiserver). With Debian's default of 128 inotify instances the
+stack and (128 - 10) / 3 = 39 local clusters fit: the "from about test-36" above.
 
 What is already in use is read, not estimated: inotify instances and watches of every process of
 this user (the kernel counts them per user, so another lab home or a kind cluster run by the same
@@ -53,20 +64,19 @@ class Footprint:
     memory_bytes: int
 
 
-#: one local-backing workload kube-apiserver, idle after its cluster became Available
-# (inotify_instances=3 is from the issue report; the other figures are estimates until measured)
-WORKLOAD = Footprint(inotify_instances=3, inotify_watches=3, files=40, memory_bytes=190 * MiB)
-#: the whole local stack when `lab up` starts it, no clusters (measured)
-STACK = Footprint(inotify_instances=12, inotify_watches=40, files=600, memory_bytes=1200 * MiB)
-#: descriptors of the stack's busiest process right after `lab up`, no clusters (measured)
-BUSIEST_FILES = 150
-#: descriptors one more workload cluster adds to the stack's busiest process (the tenant etcd)
-FILES_PER_CLUSTER_BUSIEST = 4
-#: descriptors one more workload cluster adds to the stack's processes together
-FILES_PER_CLUSTER_STACK = 10
+#: one local-backing workload kube-apiserver, idle after its cluster became Available (measured)
+WORKLOAD = Footprint(inotify_instances=3, inotify_watches=4, files=78, memory_bytes=190 * MiB)
+#: the whole local stack when `lab up` starts it, no clusters (measured: 10, 18, 410, 1291 MiB)
+STACK = Footprint(inotify_instances=10, inotify_watches=18, files=410, memory_bytes=1300 * MiB)
+#: descriptors of the stack's busiest process right after `lab up`, no clusters (the kube-apiserver)
+BUSIEST_FILES = 140
+#: descriptors a local cluster adds to the stack's processes together, and to the busiest (tenant etcd)
+FILES_PER_LOCAL_CLUSTER_STACK, FILES_PER_LOCAL_CLUSTER_BUSIEST = 72, 60
+#: descriptors a cluster on another backing adds to the stack's processes, and to the busiest one
+FILES_PER_REMOTE_CLUSTER_STACK, FILES_PER_REMOTE_CLUSTER_BUSIEST = 9, 2
 #: TCP connections one local workload apiserver keeps to the tenant etcd; all come from 127.0.0.1
 #: to one address and port, so each takes an ephemeral port of net.ipv4.ip_local_port_range
-ETCD_CONNECTIONS = 2
+ETCD_CONNECTIONS = 60
 #: supervisord raises the soft open-files limit of itself and its children to this (lab.stack.supervise)
 SUPERVISED_FILES = 65536
 #: what doctor has always suggested for the ephemeral port range
@@ -161,7 +171,7 @@ def _sysctl_check(name: str, limit: int | None, used: int, adds: int, floor: int
 
 def checks(host: Host, demand: Demand) -> list[Check]:
     """Pure: every limit this host has against what `demand` adds to what is in use."""
-    local, clusters = demand.local_clusters, demand.local_clusters + demand.remote_clusters
+    local, remote = demand.local_clusters, demand.remote_clusters
     stack = STACK if demand.stack else Footprint(0, 0, 0, 0)
     out = [
         _sysctl_check(
@@ -180,12 +190,18 @@ def checks(host: Host, demand: Demand) -> list[Check]:
             "fs.file-max",
             host.file_max,
             host.files_used,
-            local * WORKLOAD.files + clusters * FILES_PER_CLUSTER_STACK + stack.files,
+            local * (WORKLOAD.files + FILES_PER_LOCAL_CLUSTER_STACK)
+            + remote * FILES_PER_REMOTE_CLUSTER_STACK
+            + stack.files,
         ),
     ]
     # The busiest process grows with every cluster; a stack that starts now starts from STACK's.
     busiest_now = host.process_files_used if host.stack_running else 0
-    busiest_adds = clusters * FILES_PER_CLUSTER_BUSIEST + (0 if host.stack_running else BUSIEST_FILES)
+    busiest_adds = (
+        local * FILES_PER_LOCAL_CLUSTER_BUSIEST
+        + remote * FILES_PER_REMOTE_CLUSTER_BUSIEST
+        + (0 if host.stack_running else BUSIEST_FILES)
+    )
     want = suggested(busiest_now + busiest_adds, SUPERVISED_FILES)
     if host.stack_running:
         fix = f"ulimit -n {want} in the shell that runs `lab down && lab up` (or --raise-limits as root)"

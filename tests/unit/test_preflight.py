@@ -68,10 +68,10 @@ def test_clusters_on_other_backings_cost_no_inotify_or_memory_here() -> None:
     assert checks["fs.inotify.max_user_instances"].adds == 0
     assert checks["available memory (MemAvailable)"].adds == 0
     # ... but their clients' descriptors are this host's
-    assert checks["fs.file-max"].adds == 500 * preflight.FILES_PER_CLUSTER_STACK
+    assert checks["fs.file-max"].adds == 500 * preflight.FILES_PER_REMOTE_CLUSTER_STACK
     assert (
         checks["open files per stack process (RLIMIT_NOFILE)"].adds
-        == 500 * preflight.FILES_PER_CLUSTER_BUSIEST
+        == 500 * preflight.FILES_PER_REMOTE_CLUSTER_BUSIEST
     )
 
 
@@ -91,20 +91,37 @@ def test_the_stack_itself_counts_when_it_starts() -> None:
 
 
 def test_open_files_per_process_grow_with_every_cluster() -> None:
+    # the tenant etcd holds every local apiserver's connections: 60 descriptors per local cluster
     host = replace(ROOMY, process_files_limit=1024, process_files_used=300)
-    fits = (1024 - 300) // preflight.FILES_PER_CLUSTER_BUSIEST
-    assert not preflight.failures(host, Demand(remote_clusters=fits))
-    [short] = preflight.failures(host, Demand(remote_clusters=fits + 1))
+    fits = (1024 - 300) // preflight.FILES_PER_LOCAL_CLUSTER_BUSIEST
+    assert fits == 12
+    assert not preflight.failures(host, Demand(local_clusters=fits))
+    [short] = preflight.failures(host, Demand(local_clusters=fits + 1))
     assert short.name.startswith("open files per stack process")
     assert short.rlimit is not None and short.rlimit >= preflight.SUPERVISED_FILES
     assert "ulimit -n" in short.fix
+    # clusters elsewhere cost only the managers' clients here
+    remote = (1024 - 300) // preflight.FILES_PER_REMOTE_CLUSTER_BUSIEST
+    assert not preflight.failures(host, Demand(remote_clusters=remote))
+
+
+def test_a_fresh_stack_starts_from_its_busiest_process() -> None:
+    host = replace(ROOMY, process_files_limit=1024, process_files_used=0, stack_running=False)
+    check = {c.name: c for c in preflight.checks(host, Demand(local_clusters=10, stack=True))}
+    files = check["open files per stack process (RLIMIT_NOFILE)"]
+    assert files.needed == preflight.BUSIEST_FILES + 10 * preflight.FILES_PER_LOCAL_CLUSTER_BUSIEST
+    assert "ulimit -Hn" in files.fix
 
 
 def test_ephemeral_ports_to_the_tenant_etcd() -> None:
-    host = replace(ROOMY, ephemeral_ports=100, etcd_connections=90)
-    [short] = preflight.failures(host, Demand(local_clusters=10))
-    assert short.name.startswith("ephemeral ports")
-    assert short.sysctl == ("net.ipv4.ip_local_port_range", "1024 65000")
+    # every local apiserver keeps 60 connections from 127.0.0.1 to the one tenant etcd address
+    host = replace(ROOMY, ephemeral_ports=28232, etcd_connections=100)
+    fits = (28232 - 100) // preflight.ETCD_CONNECTIONS
+    name = "ephemeral ports to the tenant etcd (net.ipv4.ip_local_port_range)"
+    assert by_name(preflight.checks(host, Demand(local_clusters=fits)))[name].ok
+    ports = by_name(preflight.checks(host, Demand(local_clusters=fits + 1)))[name]
+    assert not ports.ok and ports.needed == 100 + (fits + 1) * 60
+    assert ports.sysctl == ("net.ipv4.ip_local_port_range", "1024 65000")
 
 
 def test_unknown_limits_never_refuse() -> None:
