@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _stack import Stack
+from _stack import Stack, stack_env
 
 from lab import lock, naming, preflight
 
@@ -66,6 +66,31 @@ def test_create_refuses_when_inotify_instances_run_short(stack: Stack, instances
     assert "Traceback" not in r.stderr
     assert _tree(stack.home) == before, "a refused create left files in the lab home"
     assert _namespaces(stack) == namespaces, "a refused create made namespaces"
+
+
+@needs_root
+def test_up_refuses_on_a_fresh_home_and_creates_nothing(tmp_path: Path, instances_limit: int) -> None:
+    home = tmp_path / "fresh" / "home"
+    used = preflight.inotify_usage(os.getuid()).instances
+    limit = used + preflight.STACK.inotify_instances // 2
+    INSTANCES.write_text(f"{limit}\n")
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "lab", "up"],
+            env=stack_env(home),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        INSTANCES.write_text(f"{instances_limit}\n")
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: fs.inotify.max_user_instances is {limit}; "), (
+        r.stderr
+    )
+    assert "for the stack)" in lines[0]
+    assert not (tmp_path / "fresh").exists(), "a refused lab up left a lab home behind"
 
 
 @needs_root
