@@ -171,10 +171,12 @@ def test_one_mutating_command_at_a_time(stack: Stack, tmp_path: Path) -> None:
         text=True,
     )
     try:
-        # status during the delete: never blocks, never a traceback
-        while delete.poll() is None:
+        # status during the delete (at least once): never blocks, never a traceback
+        while True:
             r = stack.lab("status", check=False, timeout=60)
             assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+            if delete.poll() is not None:
+                break
             time.sleep(1)
         _out, err = delete.communicate(timeout=5)
         assert delete.returncode == 0, err
