@@ -2,8 +2,11 @@
 
 Limits matter before anything breaks: every workload apiserver and every controller watch costs file
 descriptors and inotify instances, and every connection from the controllers to hundreds of workload
-APIs costs an ephemeral port. The recommended values are the ones the Metal3 1000-cluster scale runs
-used (inotify) or follow from them.
+APIs costs an ephemeral port. In local mode the limits are lab.preflight's checks, the same that
+`lab up` and `lab create-clusters` refuse on, for a full local backing (`local_capacity` clusters).
+Kind mode's nodes are containers with their own kubelet and systemd, not measured here: for them the
+recommended values are the ones the Metal3 scale runs used (inotify, the seed scripts) or follow
+from them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from lab import build, versions
+from lab import build, preflight, versions
 from lab.config import Settings
 
 Mode = str  # "local" | "kind"
@@ -127,7 +130,22 @@ def _sysctl(name: str) -> str | None:
         return None
 
 
+def local_limits(host: preflight.Host, demand: preflight.Demand) -> list[LimitResult]:
+    """lab.preflight's checks as doctor rows: what `demand` would need on this host now."""
+    return [
+        LimitResult(
+            c.name,
+            f"{c.limit}{c.unit}" + (f" ({c.used}{c.unit} in use)" if c.used else ""),
+            f">= {c.needed}{c.unit}",
+            c.ok,
+            c.fix,
+        )
+        for c in preflight.checks(host, demand)
+    ]
+
+
 def host_limits() -> list[LimitResult]:
+    """Kind mode: fixed recommendations from the Metal3 scale runs."""
     out: list[LimitResult] = []
     for name, want in (("fs.inotify.max_user_watches", 1048576), ("fs.inotify.max_user_instances", 8192)):
         raw = _sysctl(name)
@@ -171,6 +189,8 @@ class Report:
     tools: list[ToolResult]
     limits: list[LimitResult]
     host: dict[str, int | None]  # cpus is None where the OS cannot tell
+    #: local mode: local clusters this host still has room for, and the limit that stops the next
+    room: tuple[int, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -184,8 +204,22 @@ class Report:
             "tools": [asdict(t) for t in self.tools],
             "limits": [asdict(limit) for limit in self.limits],
             "host": self.host,
+            "room": None if self.room is None else {"clusters": self.room[0], "limit": self.room[1] or None},
         }
 
 
-def check(settings: Settings, mode: Mode) -> Report:
-    return Report(mode, [probe_tool(s, mode, settings) for s in TOOLS], host_limits(), host_facts())
+def check(
+    settings: Settings,
+    mode: Mode,
+    host: preflight.Host | None = None,
+    demand: preflight.Demand | None = None,
+) -> Report:
+    """host and demand: this host's limits and what a full local backing adds (default: read here,
+    as if no stack ran)."""
+    tools = [probe_tool(s, mode, settings) for s in TOOLS]
+    if mode == "kind":
+        return Report(mode, tools, host_limits(), host_facts())
+    host = host or preflight.read_host((), settings.ports.tenant_etcd)
+    demand = demand or preflight.Demand(local_clusters=settings.local_capacity, stack=True)
+    room = preflight.room(host, demand.local_clusters, stack=demand.stack)
+    return Report(mode, tools, local_limits(host, demand), host_facts(), room)

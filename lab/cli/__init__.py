@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+import xmlrpc.client
 
 from typer import Abort
 
@@ -46,4 +47,11 @@ def main() -> None:
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except xmlrpc.client.Fault as e:
+        # supervisord refusing a change, e.g. STILL_RUNNING or BAD_NAME for a program that a lab
+        # command from an older version (which took no lock) or a hand-run supervisorctl is changing
+        print(
+            f"error: supervisord refused: {e.faultString} (re-run once the stack is settled)", file=sys.stderr
+        )
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -10,6 +10,7 @@ from rich.console import JustifyMethod
 from rich.table import Table
 
 from lab import config, management, naming
+from lab.cli._lock import mutating
 from lab.cli._output import Output, OutputOption, console, err_console, print_json
 from lab.cli.app import app
 from lab.config import Settings
@@ -22,6 +23,7 @@ app.add_typer(backing_app, name="backing")
 
 
 @backing_app.command("add")
+@mutating
 def add_cmd(
     name: str = typer.Argument(..., help="the backing's name (a DNS label), as --backing takes it"),
     kubeconfig: Path | None = typer.Option(None, "--kubeconfig", help="kubeconfig of a backing kind cluster"),
@@ -145,6 +147,7 @@ def placed(settings: Settings, name: str) -> int:
 
 
 @backing_app.command("remove")
+@mutating
 def remove_cmd(
     name: str = typer.Argument(..., help="the backing to forget"),
     force: bool = typer.Option(

@@ -8,7 +8,7 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lab import build, config
+from lab import build, config, lock
 from lab.cli._output import Output, OutputOption, console, print_json
 from lab.cli.app import app
 from lab.errors import UsageError
@@ -104,6 +104,11 @@ def build_cmd(
     unknown = [n for n in wanted if n not in build.TARGETS]
     if unknown:
         raise UsageError(f"unknown build target {', '.join(unknown)}; known: {', '.join(build.TARGETS)}")
+    with lock.hold(settings):
+        _build(settings, wanted, output)
+
+
+def _build(settings: config.Settings, wanted: list[str], output: Output) -> None:
     todo = [n for n in wanted if not build.is_cached(settings, n)]
     results: list[dict[str, object]] = [
         {"name": n, "path": str(build.binary_path(settings, n)), "seconds": 0.0, "cached": True}

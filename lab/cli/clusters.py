@@ -5,7 +5,10 @@ from __future__ import annotations
 import typer
 
 from lab import config, management, naming
+from lab.cli import _preflight
+from lab.cli._lock import mutating
 from lab.cli._output import Output, OutputOption, err_console, phase_progress, print_json
+from lab.cli._preflight import RaiseLimitsOption
 from lab.cli.app import app
 from lab.clusters import create
 from lab.errors import LabError, UsageError
@@ -38,6 +41,7 @@ class ProgressDisplay:
 
 
 @app.command("create-clusters")
+@mutating
 def create_clusters_cmd(
     count: int = typer.Argument(..., help="how many clusters"),
     start: int = typer.Option(
@@ -49,6 +53,7 @@ def create_clusters_cmd(
     parallel: int = typer.Option(10, "--parallel", help="clusters converged at once (batch size)"),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="wait until every cluster is Available"),
     timeout: float = typer.Option(1800.0, "--timeout", help="seconds --wait waits in all"),
+    raise_limits: bool = RaiseLimitsOption,
     output: Output = OutputOption,
 ) -> None:
     """Create workload clusters <prefix>-<start> .. and wait for them to become Available."""
@@ -80,6 +85,7 @@ def create_clusters_cmd(
                 parallel=parallel,
                 wait=wait,
                 timeout=timeout,
+                preflight=lambda p: _preflight.for_create(settings, p.placement, p.new, raise_limits),
             )
         finally:
             display.progress.stop()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from lab import config, naming
+from lab.cli._lock import mutating
 from lab.cli._output import Output, OutputOption, err_console, phase_progress, print_json
 from lab.cli.app import app
 from lab.errors import LabError, UsageError
@@ -56,6 +57,7 @@ class ProgressDisplay:
 
 
 @app.command("delete-clusters")
+@mutating
 def delete_clusters_cmd(
     start: int = typer.Option(None, "--start", help="index of the first cluster (with --count)"),
     count: int = typer.Option(None, "--count", help="how many clusters from --start (default start 1)"),

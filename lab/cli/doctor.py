@@ -4,6 +4,7 @@ import typer
 from rich.table import Table
 
 from lab import config, doctor
+from lab.cli import _preflight
 from lab.cli._output import Output, OutputOption, console, print_json
 from lab.cli.app import app
 
@@ -18,7 +19,8 @@ def doctor_cmd(
     chosen: str = mode or settings.mode
     if chosen not in ("local", "kind"):
         raise typer.BadParameter("must be local or kind", param_hint="--mode")
-    report = doctor.check(settings, chosen)
+    host, demand = _preflight.full_backing(settings) if chosen == "local" else (None, None)
+    report = doctor.check(settings, chosen, host, demand)
     if output == Output.json:
         print_json(report.as_dict())
     else:
@@ -46,6 +48,12 @@ def doctor_cmd(
         console.print(limits)
         mem = (report.host["memory_bytes"] or 0) / 2**30
         console.print(f"host: {report.host['cpus']} CPUs, {mem:.1f} GiB memory")
+        if report.room is not None:
+            fit, limit = report.room
+            console.print(
+                f"room for {fit} more local cluster(s)" + (f" (then: {limit})" if limit else ""),
+                highlight=False,
+            )
         missing = [t.name for t in report.tools if not t.ok]
         if missing:
             console.print(f"[red]missing for mode {chosen}:[/] {', '.join(missing)}")

@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from lab import config, management, naming, tuning
+from lab import config, lock, management, naming, tuning
+from lab.cli import _preflight
+from lab.cli._lock import mutating
 from lab.cli._output import Output, OutputOption, console, err_console, print_json
+from lab.cli._preflight import RaiseLimitsOption
 from lab.cli.app import app
 from lab.errors import LabError
 from lab.stack import mgmt, status
@@ -34,6 +37,7 @@ def _human_secs(s: float | None) -> str:
 
 
 @app.command("up")
+@mutating
 def up_cmd(
     tuning_profile: str = typer.Option(
         None, "--tuning", help=f"manager tuning profile: {', '.join(tuning.PROFILES)}"
@@ -44,12 +48,15 @@ def up_cmd(
         "--bmo-source",
         help="kind mode: a local BMO source tree at the pinned version (default: GitHub)",
     ),
+    raise_limits: bool = RaiseLimitsOption,
 ) -> None:
     """Start or converge the management stack: build what is missing, start etcd, kube-apiserver, kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs and webhooks, and wait until every component is healthy. Safe to re-run. --mode kind: a kind cluster, clusterctl init, BMO in test mode, tuning patches."""
     settings = config.load()
     if mode is not None and mode not in management.MODES:
         raise typer.BadParameter("must be local or kind", param_hint="--mode")
     stack = management.for_settings(settings, mode, bmo_source=bmo_source)
+    if stack.local_backing:  # the local stack runs on this host: check its limits first
+        _preflight.for_up(settings, raise_limits)
     with err_console.status("lab up: starting") as spinner:
 
         def log(msg: str) -> None:
@@ -65,6 +72,7 @@ def up_cmd(
 
 
 @app.command("down")
+@mutating
 def down_cmd(
     purge: bool = typer.Option(False, "--purge", help="also delete etcd data, PKI, logs and run state"),
 ) -> None:
@@ -136,10 +144,12 @@ def status_cmd(output: Output = OutputOption) -> None:
     settings = config.load()
     rows = management.for_settings(settings).status()
     clusters, why = _clusters(settings) if rows else (None, "stack is not running")
+    busy = lock.holder(settings)
     if output == Output.json:
         print_json(
             {
                 "running": bool(rows),
+                "lock": None if busy is None else {"pid": busy.pid, "command": busy.command()},
                 "components": [r.as_dict() for r in rows],
                 "clusters": None if clusters is None else [c.as_dict() for c in clusters],
                 "clusters_by_phase": None if clusters is None else by_phase(clusters),
@@ -147,6 +157,8 @@ def status_cmd(output: Output = OutputOption) -> None:
             }
         )
         return
+    if busy is not None:
+        console.print(f"[yellow]busy:[/yellow] {busy.describe()}", highlight=False)
     if not rows:
         console.print("stack is not running (lab up starts it)")
         return
@@ -178,13 +190,16 @@ def kubeconfig_cmd(
         path = pki.cluster_pki_dir(settings, pki.check_cluster_name(cluster)) / "admin.kubeconfig"
     else:
         path = management.for_settings(settings).kubeconfig()
-    if not path.is_file():
+    try:
+        text = path.read_text()  # not is_file() first: a delete may remove it in between
+    except OSError:
         what = f"cluster {cluster}" if cluster else "the management cluster (run lab up)"
-        raise LabError(f"no kubeconfig for {what}: {path} does not exist")
-    sys.stdout.write(path.read_text())
+        raise LabError(f"no kubeconfig for {what}: {path} does not exist") from None
+    sys.stdout.write(text)
 
 
 @app.command("tune")
+@mutating
 def tune_cmd(
     profile: str = typer.Option(..., "--profile", help=f"one of {', '.join(tuning.PROFILES)}"),
     output: Output = OutputOption,

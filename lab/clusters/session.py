@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -86,9 +86,12 @@ def create_clusters(
     parallel: int = 10,
     wait: bool = True,
     timeout: float = 1800.0,
+    preflight: Callable[[create.Plan], None] = lambda _plan: None,
 ) -> Result:
+    """preflight: checks the plan against this host before anything is created (raises to refuse)."""
     create.check_stack(mgmt)
     plan, opened = create.make_plan(settings, mgmt, indexes, backings)
+    preflight(plan)
     started = time.monotonic()
     with records.open_records(settings) as db:
         run_id = db.start_run(

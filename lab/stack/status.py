@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import xmlrpc.client
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -49,7 +50,11 @@ def rows(settings: Settings, window: float = CPU_WINDOW) -> list[Row]:
         return []
     # Start order, then anything else (issue 5's workload apiservers) by name.
     order = {n: i for i, n in enumerate(ORDER)}
-    infos = sorted(sup.processes(), key=lambda i: (order.get(i["name"], len(order)), i["name"]))
+    try:
+        found = sup.processes()
+    except (OSError, xmlrpc.client.Error):
+        return []  # supervisord went away after answering alive(): a `lab down` in progress
+    infos = sorted(found, key=lambda i: (order.get(i["name"], len(order)), i["name"]))
     procs = {i["name"]: _proc(int(i["pid"])) if i["pid"] else None for i in infos}
     time.sleep(window)
     probes = health.probes(settings)

@@ -64,3 +64,15 @@ def test_table_output_says_what_is_missing(run_lab, tmp_path: Path) -> None:
 def test_bad_mode_is_a_usage_error(run_lab) -> None:
     r = run_lab("doctor", "--mode", "vm")
     assert r.returncode == 2
+
+
+def test_local_mode_limits_are_the_preflight_checks_for_a_full_local_backing(run_lab) -> None:
+    data = json.loads(run_lab("doctor", "-o", "json", env={"LAB_LOCAL_CAPACITY": "7"}).stdout)
+    limits = {limit["name"]: limit for limit in data["limits"]}
+    assert "available memory (MemAvailable)" in limits and "fs.file-max" in limits
+    instances = limits["fs.inotify.max_user_instances"]
+    with open("/proc/sys/fs/inotify/max_user_instances") as fh:
+        assert instances["value"].split()[0] == fh.read().strip()
+    room = data["room"]
+    assert 0 <= room["clusters"] <= 7
+    assert (room["limit"] is None) == (room["clusters"] == 7)

@@ -1,0 +1,66 @@
+"""The host-limit preflight of `lab up` and `lab create-clusters` (lab.preflight), with the running
+stack's processes filled in, and the shared `--raise-limits` option."""
+
+from __future__ import annotations
+
+import typer
+
+from lab import naming, preflight
+from lab.cli._output import err_console
+from lab.config import Settings
+
+RaiseLimitsOption = typer.Option(
+    False,
+    "--raise-limits",
+    help="as root: raise the kernel limits (inotify, open files, ports) this run needs instead of refusing",
+)
+
+
+def stack_pids(settings: Settings) -> list[int]:
+    """supervisord and every program it runs now; empty when the stack is not running."""
+    from lab.clusters.session import LAB_COMPONENT, component_pids
+    from lab.runtime.supervise import Supervisor
+
+    pids = [pid for name, pid in component_pids(settings).items() if name != LAB_COMPONENT]
+    sup = Supervisor(settings).pid() if pids else None
+    return [*pids, sup] if sup else pids
+
+
+def check(settings: Settings, demand: preflight.Demand, raise_limits: bool) -> None:
+    """Refuse with one line when this host lacks room for `demand` (or raise the limits, as root)."""
+    pids = stack_pids(settings)
+    preflight.ensure(
+        lambda: preflight.read_host(pids, settings.ports.tenant_etcd),
+        demand,
+        raise_limits,
+        pids,
+        log=lambda m: err_console.print(m, highlight=False),
+    )
+
+
+def full_backing(settings: Settings) -> tuple[preflight.Host, preflight.Demand]:
+    """For lab doctor: this host now, and what filling the local backing up to local_capacity adds
+    (the stack too, when it is not running)."""
+    from lab.clusters.session import component_pids
+
+    pids = stack_pids(settings)
+    running = sum(name.startswith("wkl-") for name in component_pids(settings))
+    demand = preflight.Demand(local_clusters=max(0, settings.local_capacity - running), stack=not pids)
+    return preflight.read_host(pids, settings.ports.tenant_etcd), demand
+
+
+def for_up(settings: Settings, raise_limits: bool) -> None:
+    """A stack that starts now starts the workload apiservers whose program files are there too."""
+    from lab.backing.local import PROGRAM_PREFIX
+    from lab.runtime.supervise import programs_dir
+
+    if stack_pids(settings):
+        return  # converging a running stack adds nothing
+    local = len(list(programs_dir(settings).glob(f"{PROGRAM_PREFIX}*.conf")))
+    check(settings, preflight.Demand(local_clusters=local, stack=True), raise_limits)
+
+
+def for_create(settings: Settings, placement: dict[int, str], new: set[int], raise_limits: bool) -> None:
+    """The new clusters of a create plan: local ones start an apiserver here, the rest only clients."""
+    local = sum(placement[i] == naming.LOCAL_BACKING for i in new)
+    check(settings, preflight.Demand(local_clusters=local, remote_clusters=len(new) - local), raise_limits)
