@@ -161,7 +161,8 @@ class Check:
 
 def suggested(needed: int, floor: int = 0) -> int:
     """Pure: the value to raise a limit to: a power of two with HEADROOM over what is needed."""
-    return max(floor, 2 ** int(math.ceil(math.log2(max(needed * HEADROOM, 1)))))
+    exponent: int = math.ceil(math.log2(max(needed * HEADROOM, 1)))
+    return max(floor, 2**exponent)
 
 
 def _sysctl_check(name: str, limit: int | None, used: int, adds: int, floor: int = 0) -> Check:
