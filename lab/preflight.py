@@ -162,7 +162,7 @@ class Check:
 def suggested(needed: int, floor: int = 0) -> int:
     """Pure: the value to raise a limit to: a power of two with HEADROOM over what is needed."""
     exponent: int = math.ceil(math.log2(max(needed * HEADROOM, 1)))
-    return max(floor, 2**exponent)
+    return max(floor, 1 << max(exponent, 0))
 
 
 def _sysctl_check(name: str, limit: int | None, used: int, adds: int, floor: int = 0) -> Check:
