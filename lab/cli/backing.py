@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from lab import config, naming
-from lab.cli._output import Output, OutputOption, console, err_console, print_json
+from lab.cli._output import Output, OutputOption, check_timeout, console, err_console, print_json
 from lab.cli.app import app
 from lab.config import Settings
 from lab.errors import LabError, UsageError
@@ -59,8 +59,7 @@ def add_cmd(
     chosen = _runtime(kubeconfig, host, runtime)
     if capacity < 1:
         raise UsageError(f"--capacity must be at least 1, got {capacity}")
-    if timeout <= 0:
-        raise UsageError(f"--timeout must be positive, got {timeout}")
+    check_timeout(timeout)
     if chosen != "kind" and (node_ports is not None or etcd_node_port is not None):
         raise UsageError("--node-ports and --etcd-node-port go with --kubeconfig (a kind cluster)")
     if chosen == "kind":

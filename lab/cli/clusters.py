@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from lab import config, naming
-from lab.cli._output import Output, OutputOption, err_console, phase_progress, print_json
+from lab.cli._output import Output, OutputOption, check_timeout, err_console, phase_progress, print_json
 from lab.cli.app import app
 from lab.clusters import create
 from lab.errors import LabError, UsageError
@@ -56,8 +56,7 @@ def create_clusters_cmd(
     indexes = naming.check_range(start, count, settings.max_index)
     if parallel < 1:
         raise UsageError(f"--parallel must be at least 1, got {parallel}")
-    if timeout <= 0:
-        raise UsageError(f"--timeout must be positive, got {timeout}")
+    check_timeout(timeout)
     if settings.mode != "local" and not backing:
         raise UsageError(f"mode {settings.mode} has no local backing: name one with --backing")
     from lab.backing import check_name
