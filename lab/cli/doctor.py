@@ -17,7 +17,8 @@ def doctor_cmd(
 ) -> None:
     """Preflight: tools and their versions, host limits that bite at scale, what to change."""
     settings = config.load()
-    chosen: Literal["local", "kind"] = mode or settings.mode  # type: ignore[assignment]
+    # `is None`, not `or`: an empty --mode is bad input, not "the configured mode".
+    chosen: Literal["local", "kind"] = settings.mode if mode is None else mode  # type: ignore[assignment]
     if chosen not in ("local", "kind"):
         raise typer.BadParameter("must be local or kind", param_hint="--mode")
     report = doctor.check(settings, chosen)

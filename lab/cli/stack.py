@@ -14,7 +14,7 @@ from rich.table import Table
 from lab import config, naming, tuning
 from lab.cli._output import Output, OutputOption, console, err_console, print_json
 from lab.cli.app import app
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 from lab.stack import mgmt, status, up
 
 if TYPE_CHECKING:
@@ -46,9 +46,15 @@ def up_cmd(
 ) -> None:
     """Start or converge the management stack: build what is missing, start etcd, kube-apiserver, kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs and webhooks, and wait until every component is healthy. Safe to re-run. --mode kind: a kind cluster, clusterctl init, BMO in test mode, tuning patches."""
     settings = config.load()
-    if (mode or settings.mode) not in ("local", "kind"):
+    # `is None`, not `or`: an empty --mode or --tuning is bad input, not "the default".
+    chosen = settings.mode if mode is None else mode
+    if chosen not in ("local", "kind"):
         raise typer.BadParameter("must be local or kind", param_hint="--mode")
-    if (mode or settings.mode) == "kind":
+    if tuning_profile is not None and tuning_profile not in tuning.PROFILES:
+        raise UsageError(
+            f"unknown tuning profile {tuning_profile!r}; use one of {', '.join(tuning.PROFILES)}"
+        )
+    if chosen == "kind":
         from lab.cli.kindmgmt import up_kind
 
         return up_kind(settings, tuning_profile, bmo_source)
@@ -185,7 +191,7 @@ def kubeconfig_cmd(
 ) -> None:
     """Print a kubeconfig: the management cluster's, or one workload cluster's."""
     settings = config.load()
-    if cluster:
+    if cluster is not None:  # an empty name is bad input, not the management cluster
         from lab import pki
 
         path = pki.cluster_pki_dir(settings, pki.check_cluster_name(cluster)) / "admin.kubeconfig"
