@@ -50,13 +50,16 @@ def add_cmd(
     etcd_node_port: int | None = typer.Option(
         None, "--etcd-node-port", help="kind: the NodePort the VM publishes for etcd (default 32767)"
     ),
-    ssh_port: int = typer.Option(22, "--ssh-port", help="process: SSH port of --host"),
+    ssh_port: int = typer.Option(22, "--ssh-port", min=1, max=65535, help="process: SSH port of --host"),
     user: str | None = typer.Option(None, "--user", help="process: SSH user (default: root)"),
     identity: Path | None = typer.Option(None, "--identity", help="process: SSH private key"),
 ) -> None:
     """Register a backing; for a kind cluster, install the multi-tenant etcd into it."""
     settings = config.load()
     chosen = _runtime(kubeconfig, host, runtime)
+    for flag, value in (("--host", host), ("--user", user), ("--node-address", node_address)):
+        if value is not None and not value.strip():  # '' would mean "the default", or ssh to nowhere
+            raise UsageError(f"{flag} must not be empty")
     if capacity < 1:
         raise UsageError(f"--capacity must be at least 1, got {capacity}")
     check_timeout(timeout)
