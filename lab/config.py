@@ -139,7 +139,7 @@ def config_file(env: dict[str, str] | None = None) -> Path | None:
     if env.get("LAB_CONFIG"):
         path = Path(env["LAB_CONFIG"])
         if not path.is_file():
-            raise LabError(f"LAB_CONFIG points at {path}, which is not a file")
+            raise LabError(f"LAB_CONFIG points at {path}, which is not a file", exit_code=2)
         return path
     for path in (Path.cwd() / CONFIG_FILE, Path(env.get("LAB_HOME") or default_home()) / CONFIG_FILE):
         if path.is_file():
@@ -148,12 +148,19 @@ def config_file(env: dict[str, str] | None = None) -> Path | None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    # A bad lab.yaml is bad input like a bad flag: exit 2, one line, whatever is wrong with the file.
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise LabError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from e
+        raise LabError(f"{path}: not valid YAML: {str(e).splitlines()[0]}", exit_code=2) from None
+    except RecursionError:  # PyYAML recurses once per level: "[[[[..." a few thousand deep
+        raise LabError(f"{path}: not valid YAML: nested too deeply", exit_code=2) from None
+    except UnicodeDecodeError as e:
+        raise LabError(f"{path}: not UTF-8 text (byte {e.start})", exit_code=2) from None
+    except OSError as e:
+        raise LabError(f"{path}: cannot read it: {e.strerror or e}", exit_code=2) from None
     if not isinstance(data, dict):
-        raise LabError(f"{path}: must be a mapping of settings")
+        raise LabError(f"{path}: must be a mapping of settings", exit_code=2)
     return data
 
 
