@@ -198,5 +198,12 @@ def _env_values() -> dict[str, Any]:
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):  # LAB_PORTS=x beside LAB_PORTS__MGMT_ETCD=y
+                break
+        if not isinstance(node, dict) or isinstance(node.get(path[-1]), dict):
+            raise LabError(
+                f"{name} and another LAB_{path[0].upper()}* variable set the same setting: keep one",
+                exit_code=2,
+            )
         node[path[-1]] = value
     return out
