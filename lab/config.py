@@ -180,7 +180,8 @@ def load(**overrides: Any) -> Settings:
         return Settings.model_validate(merged)
     except ValidationError as e:
         err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
+        # repr() for a key that is not printable (a lab.yaml key may hold a newline): one line.
+        field = ".".join(str(p) if str(p).isprintable() else repr(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         where = f" (lab.yaml: {path})" if path else ""
         raise LabError(f"invalid setting {field}: {msg}{where}", exit_code=2) from None
