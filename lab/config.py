@@ -98,10 +98,27 @@ class Settings(BaseModel):
             raise ValueError("must be a lowercase DNS label of at most 30 characters")
         return v
 
-    @field_validator("home")
+    @field_validator("home", "bin_cache", mode="before")
     @classmethod
-    def _home(cls, v: Path) -> Path:
-        return v.expanduser().absolute()
+    def _not_empty(cls, v: object) -> object:
+        # pydantic reads "" as Path("."): LAB_HOME= would put the lab home in the current directory.
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("home", "bin_cache")
+    @classmethod
+    def _home(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return None
+        v = v.expanduser().absolute()
+        # Checked here, not at the first mkdir deep in a command: a file on the way is bad input.
+        for p in (v, *v.parents):
+            if p.exists():
+                if not p.is_dir():
+                    raise ValueError(f"{p} is not a directory")
+                break
+        return v
 
     # Where things live under the lab home. One place per path.
     @property
@@ -110,7 +127,7 @@ class Settings(BaseModel):
 
     @property
     def bin_dir(self) -> Path:
-        return self.bin_cache.expanduser().absolute() if self.bin_cache else self.home / "bin"
+        return self.bin_cache or self.home / "bin"
 
     @property
     def src_dir(self) -> Path:
