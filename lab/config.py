@@ -86,7 +86,7 @@ class Settings(BaseModel):
     #: kind mode: control-plane nodes of the management kind cluster (3, as the Metal3 1000-cluster runs)
     kind_nodes: int = Field(default=3, ge=1, le=7)
     #: kind mode: node image of the management cluster; default kindest/node:<versions.kubernetes>
-    kind_node_image: str | None = None
+    kind_node_image: str | None = Field(default=None, min_length=1)
     #: built binaries, when shared between lab homes (e.g. tests with a tmp LAB_HOME); default <home>/bin
     bin_cache: Path | None = None
 
