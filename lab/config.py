@@ -55,6 +55,13 @@ class Versions(BaseModel):
         return int(major), int(minor)
 
 
+def _whole_number(v: object) -> object:
+    # pydantic's lax mode reads YAML's true as 1: a typo like `local_capacity: yes` must not pass.
+    if isinstance(v, bool):
+        raise ValueError(f"must be a whole number, got {v}")
+    return v
+
+
 class Ports(BaseModel):
     """Loopback ports of the local stack; all bind 127.0.0.1 only."""
 
@@ -69,6 +76,8 @@ class Ports(BaseModel):
     mgmt_apiserver: int = Field(default=16443, ge=1, le=65535)
     #: first of a block of 40 ports: health, metrics and webhook ports of the local stack (lab.stack.ports)
     stack_base: int = Field(default=17400, ge=1, le=65535 - 40)
+
+    _no_bool = field_validator("*", mode="before")(_whole_number)
 
 
 class Settings(BaseModel):
@@ -89,6 +98,8 @@ class Settings(BaseModel):
     kind_node_image: str | None = Field(default=None, min_length=1)
     #: built binaries, when shared between lab homes (e.g. tests with a tmp LAB_HOME); default <home>/bin
     bin_cache: Path | None = None
+
+    _no_bool = field_validator("max_index", "local_capacity", "kind_nodes", mode="before")(_whole_number)
 
     @field_validator("prefix")
     @classmethod
