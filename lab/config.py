@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 from platformdirs import user_data_dir
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lab import versions
 from lab.errors import LabError
@@ -55,6 +55,10 @@ class Versions(BaseModel):
         return int(major), int(minor)
 
 
+#: ports the local stack takes from stack_base on (lab.stack.ports.BLOCK)
+STACK_BLOCK = 40
+
+
 def _whole_number(v: object) -> object:
     # pydantic's lax mode reads YAML's true as 1: a typo like `local_capacity: yes` must not pass.
     if isinstance(v, bool):
@@ -75,9 +79,24 @@ class Ports(BaseModel):
     mgmt_etcd_peer: int = Field(default=12380, ge=1, le=65535)
     mgmt_apiserver: int = Field(default=16443, ge=1, le=65535)
     #: first of a block of 40 ports: health, metrics and webhook ports of the local stack (lab.stack.ports)
-    stack_base: int = Field(default=17400, ge=1, le=65535 - 40)
+    stack_base: int = Field(default=17400, ge=1, le=65535 - STACK_BLOCK)
 
     _no_bool = field_validator("*", mode="before")(_whole_number)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Ports:
+        # Two components on one port fail at `lab up` with a bind error far from the setting's name.
+        seen: dict[int, str] = {}
+        block = range(self.stack_base, self.stack_base + STACK_BLOCK)
+        for name, port in self:
+            if name == "stack_base":
+                continue
+            if port in seen:
+                raise ValueError(f"{seen[port]} and {name} are both {port}")
+            if port in block:
+                raise ValueError(f"{name} {port} lies in stack_base's block {block.start}-{block.stop - 1}")
+            seen[port] = name
+        return self
 
 
 class Settings(BaseModel):
