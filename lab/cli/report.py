@@ -20,7 +20,9 @@ class Format(StrEnum):
 
 @app.command("report")
 def report_cmd(
-    run: int = typer.Option(None, "--run", help="run id (see the report header); default: the latest run"),
+    run: int = typer.Option(
+        None, "--run", min=1, help="run id (see the report header); default: the latest run"
+    ),
     fmt: Format = typer.Option(
         Format.md, "--format", help="md: GitHub Markdown tables; json: the full model"
     ),
