@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lab import versions
 from lab.errors import LabError
 
-_SEMVER = re.compile(r"^v\d+\.\d+\.\d+$")
-_DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+# \Z, not $: $ also matches before a trailing newline; [0-9], not \d: \d takes any Unicode digit.
+_SEMVER = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+\Z")
+_DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?\Z")
 CONFIG_FILE = "lab.yaml"
 
 
