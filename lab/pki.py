@@ -63,7 +63,7 @@ ADMIN_CN = "kubernetes-admin"
 ADMIN_ORG = "system:masters"
 APISERVER_CN = "kube-apiserver"
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")  # \Z: $ would allow a final newline
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 

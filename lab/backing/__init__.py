@@ -70,7 +70,7 @@ class Backing(Protocol):
         ...
 
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")  # \Z: $ would allow a final newline
 
 
 def check_name(name: str) -> str:
