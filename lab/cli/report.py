@@ -10,7 +10,7 @@ import typer
 from lab import config, records, report
 from lab.cli._output import err_console, print_json
 from lab.cli.app import app
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 
 
 class Format(StrEnum):
@@ -35,6 +35,8 @@ def report_cmd(
 ) -> None:
     """Scaling table, per-phase p50/p90/max and component RSS/CPU of a create or delete run."""
     settings = config.load()
+    if plot is not None and plot.is_dir():  # --plot "" is "." too
+        raise UsageError(f"--plot takes a file name; {str(plot)!r} is a directory")
     with records.open_records(settings, create=False) as db:
         if not db.runs():
             raise LabError(f"no runs recorded yet in {settings.db_path}; run lab create-clusters first")
