@@ -47,6 +47,9 @@ def build_cmd(
     honoured). Logs: <home>/logs/build/<name>-<version>.log.
     """
     settings = config.load()
+    unknown = [n for n in names or [] if n not in build.TARGETS]
+    if unknown:  # with --list too: 'build --list nosuch' must not look like a listing of nosuch
+        raise UsageError(f"unknown build target {', '.join(unknown)}; known: {', '.join(build.TARGETS)}")
     if list_:
         rows = _listing(settings)
         if output == Output.json:
@@ -68,9 +71,6 @@ def build_cmd(
         console.print(table)
         return
     wanted = names or list(build.TARGETS)
-    unknown = [n for n in wanted if n not in build.TARGETS]
-    if unknown:
-        raise UsageError(f"unknown build target {', '.join(unknown)}; known: {', '.join(build.TARGETS)}")
     todo = [n for n in wanted if not build.is_cached(settings, n)]
     results: list[dict[str, object]] = [
         {"name": n, "path": str(build.binary_path(settings, n)), "seconds": 0.0, "cached": True}
