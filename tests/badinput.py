@@ -166,6 +166,7 @@ ARGS: list[Case] = [
     c("build ''"),
     c("build etcd nosuch"),
     c("build --list -o xml"),
+    c("build --list nosuch"),
     # backing add / list / remove
     c("backing add"),
     c(f"backing add BAD {' '.join(NO_HOST)}"),
@@ -199,6 +200,8 @@ ARGS: list[Case] = [
     c("report --run 424242", expect=None),
     c("report --format csv"),
     c("report --batch 0"),
+    c("report --plot ''"),
+    c("report --plot .."),  # a directory; relative, so a regression writes inside the sandbox
     c("status -o xml"),
     c("status extra"),
     c("doctor --mode vm"),
