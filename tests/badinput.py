@@ -220,6 +220,7 @@ ARGS: list[Case] = [
     c("host remove ok ../../x"),
     c("host ensure nocolon --address 127.0.0.1 --no-tar"),
     c("host ensure test-1:0 --address 127.0.0.1 --no-tar"),
+    c("host ensure test-1:² --address 127.0.0.1 --no-tar"),
     c("nosuch"),
 ]
 
@@ -358,6 +359,11 @@ def bad_name_args(draw: st.DrawFn) -> list[str]:
         (["create-clusters", "1", f"--backing={name}"], ()),
         (["host", "log", "--", name], ()),
         (["host", "remove", "--", "ok", name], ()),
+        (["host", "ensure", "--address=127.0.0.1", "--no-tar", "--", f"{name}:80"], ()),
+        (
+            ["host", "ensure", "--address=127.0.0.1", "--no-tar", "--", f"test-1:{draw(bad_int(1, 65535))}"],
+            (),
+        ),
     ]
     word = draw(text)
     choices += [
