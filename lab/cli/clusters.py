@@ -83,7 +83,8 @@ def create_clusters_cmd(
                 timeout=timeout,
             )
         finally:
-            display.progress.stop()
+            if display.progress.live.is_started:  # stopping an unstarted bar prints an empty line
+                display.progress.stop()
     if output == Output.json:
         print_json(result.as_dict())
     else:
