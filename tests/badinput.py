@@ -164,6 +164,7 @@ ARGS: list[Case] = [
     # build
     c("build nosuch"),
     c("build ''"),
+    Case(("build", "--", "\r")),  # a line break in a quoted name: found by the generated sweep
     c("build etcd nosuch"),
     c("build --list -o xml"),
     c("build --list nosuch"),
