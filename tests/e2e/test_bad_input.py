@@ -3,6 +3,10 @@ backing add/remove) and the settings they load, malformed, must each be one `err
 and change nothing: neither the management API's objects (every namespace, and every object in a
 namespace labelled as a lab cluster, by resourceVersion) nor lab's state in the lab home.
 
+Read-only commands' bad input is swept without a stack (tests/integration/test_bad_input.py);
+this module keeps to what could change the stack: ~2.4 s a case at load 5-8, so ~2 min with the
+stack already up; 6 min measured at load 18-34.
+
 A sentinel namespace labelled as cluster test-9950 (nothing reconciles a bare namespace, so its
 resourceVersion holds still) is what the cases aim at: a create or delete of 9950 that wrongly went
 on would add objects to it or delete it. Indexes 9950+ keep clear of the other e2e modules.
@@ -64,7 +68,6 @@ CASES = [
     c("up --tuning turbo"),
     c("up --tuning ''"),
     c("down extra"),
-    c("down --purge=maybe"),
     c("backing add BAD --host 127.0.0.1 --ssh-port 9"),
     c("backing add x --host ''"),
     c("backing add x --host 127.0.0.1 --ssh-port 0"),
@@ -73,9 +76,7 @@ CASES = [
     c("backing remove local"),
     c("backing remove nosuch", expect=None),
     c(f"render {SENTINEL} --count 0"),
-    c("kubeconfig ''"),
     c("etcd tenants -o xml"),
-    c("report --run 0"),
     c(f"create-clusters 1 --start {SENTINEL}", LAB_PREFIX="Bad"),
     c(f"delete-clusters --start {SENTINEL} --count 1", LAB_PORTS__MGMT_APISERVER="0"),
     c("delete-clusters --all", LAB_MAX_INDEX="0"),
@@ -183,7 +184,7 @@ def test_bad_input_changes_nothing_on_a_running_stack(baseline: Baseline, case: 
     baseline.check(case)
 
 
-@settings(max_examples=6, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5, suppress_health_check=[HealthCheck.too_slow])
 @given(args=st.one_of(bad_range_args(), bad_name_args()))
 def test_generated_bad_input_changes_nothing_on_a_running_stack(baseline: Baseline, args: list[str]) -> None:
     baseline.check(Case(tuple(args)))
