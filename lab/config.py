@@ -15,13 +15,14 @@ from typing import Any, Literal
 
 import yaml
 from platformdirs import user_data_dir
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lab import versions
 from lab.errors import LabError
 
-_SEMVER = re.compile(r"^v\d+\.\d+\.\d+$")
-_DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+# \Z, not $: $ also matches before a trailing newline; [0-9], not \d: \d takes any Unicode digit.
+_SEMVER = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+\Z")
+_DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?\Z")
 CONFIG_FILE = "lab.yaml"
 
 
@@ -56,6 +57,17 @@ class Versions(BaseModel):
         return int(major), int(minor)
 
 
+#: ports the local stack takes from stack_base on (lab.stack.ports.BLOCK)
+STACK_BLOCK = 40
+
+
+def _whole_number(v: object) -> object:
+    # pydantic's lax mode reads YAML's true as 1: a typo like `local_capacity: yes` must not pass.
+    if isinstance(v, bool):
+        raise ValueError(f"must be a whole number, got {v}")
+    return v
+
+
 class Ports(BaseModel):
     """Loopback ports of the local stack; all bind 127.0.0.1 only."""
 
@@ -69,7 +81,24 @@ class Ports(BaseModel):
     mgmt_etcd_peer: int = Field(default=12380, ge=1, le=65535)
     mgmt_apiserver: int = Field(default=16443, ge=1, le=65535)
     #: first of a block of 40 ports: health, metrics and webhook ports of the local stack (lab.stack.ports)
-    stack_base: int = Field(default=17400, ge=1, le=65535 - 40)
+    stack_base: int = Field(default=17400, ge=1, le=65535 - STACK_BLOCK)
+
+    _no_bool = field_validator("*", mode="before")(_whole_number)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Ports:
+        # Two components on one port fail at `lab up` with a bind error far from the setting's name.
+        seen: dict[int, str] = {}
+        block = range(self.stack_base, self.stack_base + STACK_BLOCK)
+        for name, port in self:
+            if name == "stack_base":
+                continue
+            if port in seen:
+                raise ValueError(f"{seen[port]} and {name} are both {port}")
+            if port in block:
+                raise ValueError(f"{name} {port} lies in stack_base's block {block.start}-{block.stop - 1}")
+            seen[port] = name
+        return self
 
 
 class Settings(BaseModel):
@@ -87,9 +116,11 @@ class Settings(BaseModel):
     #: kind mode: control-plane nodes of the management kind cluster (3, as the Metal3 1000-cluster runs)
     kind_nodes: int = Field(default=3, ge=1, le=7)
     #: kind mode: node image of the management cluster; default kindest/node:<versions.kubernetes>
-    kind_node_image: str | None = None
+    kind_node_image: str | None = Field(default=None, min_length=1)
     #: built binaries, when shared between lab homes (e.g. tests with a tmp LAB_HOME); default <home>/bin
     bin_cache: Path | None = None
+
+    _no_bool = field_validator("max_index", "local_capacity", "kind_nodes", mode="before")(_whole_number)
 
     @field_validator("prefix")
     @classmethod
@@ -99,10 +130,27 @@ class Settings(BaseModel):
             raise ValueError("must be a lowercase DNS label of at most 30 characters")
         return v
 
-    @field_validator("home")
+    @field_validator("home", "bin_cache", mode="before")
     @classmethod
-    def _home(cls, v: Path) -> Path:
-        return v.expanduser().absolute()
+    def _not_empty(cls, v: object) -> object:
+        # pydantic reads "" as Path("."): LAB_HOME= would put the lab home in the current directory.
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("home", "bin_cache")
+    @classmethod
+    def _home(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return None
+        v = v.expanduser().absolute()
+        # Checked here, not at the first mkdir deep in a command: a file on the way is bad input.
+        for p in (v, *v.parents):
+            if p.exists():
+                if not p.is_dir():
+                    raise ValueError(f"{p} is not a directory")
+                break
+        return v
 
     # Where things live under the lab home. One place per path.
     @property
@@ -111,7 +159,7 @@ class Settings(BaseModel):
 
     @property
     def bin_dir(self) -> Path:
-        return self.bin_cache.expanduser().absolute() if self.bin_cache else self.home / "bin"
+        return self.bin_cache or self.home / "bin"
 
     @property
     def src_dir(self) -> Path:
@@ -141,7 +189,7 @@ def config_file(env: Mapping[str, str] | None = None) -> Path | None:
     if env.get("LAB_CONFIG"):
         path = Path(env["LAB_CONFIG"])
         if not path.is_file():
-            raise LabError(f"LAB_CONFIG points at {path}, which is not a file")
+            raise LabError(f"LAB_CONFIG points at {path}, which is not a file", exit_code=2)
         return path
     for path in (Path.cwd() / CONFIG_FILE, Path(env.get("LAB_HOME") or default_home()) / CONFIG_FILE):
         if path.is_file():
@@ -150,12 +198,19 @@ def config_file(env: Mapping[str, str] | None = None) -> Path | None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    # A bad lab.yaml is bad input like a bad flag: exit 2, one line, whatever is wrong with the file.
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise LabError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from e
+        raise LabError(f"{path}: not valid YAML: {str(e).splitlines()[0]}", exit_code=2) from None
+    except RecursionError:  # PyYAML recurses once per level: "[[[[..." a few thousand deep
+        raise LabError(f"{path}: not valid YAML: nested too deeply", exit_code=2) from None
+    except UnicodeDecodeError as e:
+        raise LabError(f"{path}: not UTF-8 text (byte {e.start})", exit_code=2) from None
+    except OSError as e:
+        raise LabError(f"{path}: cannot read it: {e.strerror or e}", exit_code=2) from None
     if not isinstance(data, dict):
-        raise LabError(f"{path}: must be a mapping of settings")
+        raise LabError(f"{path}: must be a mapping of settings", exit_code=2)
     return data
 
 
@@ -175,7 +230,8 @@ def load(**overrides: Any) -> Settings:
         return Settings.model_validate(merged)
     except ValidationError as e:
         err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
+        # repr() for a key that is not printable (a lab.yaml key may hold a newline): one line.
+        field = ".".join(str(p) if str(p).isprintable() else repr(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         where = f" (lab.yaml: {path})" if path else ""
         raise LabError(f"invalid setting {field}: {msg}{where}", exit_code=2) from None
@@ -193,5 +249,12 @@ def _env_values() -> dict[str, Any]:
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):  # LAB_PORTS=x beside LAB_PORTS__MGMT_ETCD=y
+                break
+        if not isinstance(node, dict) or isinstance(node.get(path[-1]), dict):
+            raise LabError(
+                f"{name} and another LAB_{path[0].upper()}* variable set the same setting: keep one",
+                exit_code=2,
+            )
         node[path[-1]] = value
     return out

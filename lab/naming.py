@@ -22,7 +22,7 @@ LOCAL_BACKING = "local"
 WORKLOAD_PROGRAM_PREFIX = "wkl-"
 #: RFC 1123 label: what clusters, tenants and backings are named (a namespace, a label value, an etcd
 #: user and a directory name at once).
-DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")  # \Z: $ would allow a final newline
 
 
 def check_dns_label(what: str, value: str) -> str:

@@ -118,8 +118,9 @@ class Records:
                 raise LabError(
                     f"{path} was written by a newer lab (schema {version}); upgrade lab to read it"
                 )
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            if create or version < _SCHEMA_VERSION:  # a reader (lab report) must not write the file
+                self._db.executescript(_SCHEMA)
+                self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._lock:

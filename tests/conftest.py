@@ -13,6 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Generated tests (tests/badinput.py): no per-example deadline (each may start a subprocess on a
+# busy machine); in CI the same examples every run (derandomized, no example database), so a red
+# run is reproducible from its log.
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ sends the backing's etcd CA once (`lab host up`) and each cluster's PKI with the
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -93,7 +94,8 @@ def up(settings: Settings, timeout: float = 60.0) -> Supervisor:
 def parse_cluster(spec: str) -> tuple[str, int]:
     """NAME:PORT as the controller passes it."""
     name, sep, port = spec.rpartition(":")
-    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+    # [0-9], not isdigit(): "²" is a digit to isdigit() and a ValueError to int()
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
         raise UsageError(f"expected NAME:PORT, got {spec!r}")
     return pki.check_cluster_name(name), int(port)
 

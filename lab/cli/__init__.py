@@ -28,6 +28,12 @@ def _register() -> None:
             importlib.import_module(f"{__name__}.{mod.name}")
 
 
+def _one_line(text: str) -> str:
+    """Messages quote what the user typed; a line break or control character in it is shown escaped
+    (as repr() would), so the error stays one line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def main() -> None:
     """Run the CLI; every error a user can cause ends as one `error:` line and a non-zero exit."""
     _register()
@@ -39,13 +45,13 @@ def main() -> None:
         sys.exit(e.exit_code)
     except UsageError as e:
         hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
-        print(f"error: {e.format_message()}{hint}", file=sys.stderr)
+        print(_one_line(f"error: {e.format_message()}{hint}"), file=sys.stderr)
         sys.exit(2)
     except Abort:
         print("error: aborted", file=sys.stderr)
         sys.exit(130)
     except LabError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(_one_line(f"error: {e}"), file=sys.stderr)
         sys.exit(e.exit_code)
     except xmlrpc.client.Fault as e:
         # supervisord refusing a change, e.g. STILL_RUNNING or BAD_NAME for a program that a lab

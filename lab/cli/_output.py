@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from enum import StrEnum
 from typing import Any
@@ -21,6 +22,15 @@ class Output(StrEnum):
 
 
 OutputOption = typer.Option(Output.table, "--output", "-o", help="table for people, json for scripts")
+
+
+def check_timeout(timeout: float) -> None:
+    """--timeout is a finite number of seconds above 0: click's float takes nan and inf, and
+    `nan <= 0` is False, so a plain comparison would let them through to a run that never ends."""
+    from lab.errors import UsageError
+
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout}")
 
 
 def print_json(data: Any) -> None:

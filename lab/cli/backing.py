@@ -11,7 +11,7 @@ from rich.table import Table
 
 from lab import config, management, naming
 from lab.cli._lock import mutating
-from lab.cli._output import Output, OutputOption, console, err_console, print_json
+from lab.cli._output import Output, OutputOption, check_timeout, console, err_console, print_json
 from lab.cli.app import app
 from lab.config import Settings
 from lab.errors import LabError, UsageError
@@ -53,17 +53,19 @@ def add_cmd(
     etcd_node_port: int | None = typer.Option(
         None, "--etcd-node-port", help="kind: the NodePort the VM publishes for etcd (default 32767)"
     ),
-    ssh_port: int = typer.Option(22, "--ssh-port", help="process: SSH port of --host"),
+    ssh_port: int = typer.Option(22, "--ssh-port", min=1, max=65535, help="process: SSH port of --host"),
     user: str | None = typer.Option(None, "--user", help="process: SSH user (default: root)"),
     identity: Path | None = typer.Option(None, "--identity", help="process: SSH private key"),
 ) -> None:
     """Register a backing; for a kind cluster, install the multi-tenant etcd into it."""
     settings = config.load()
     chosen = _runtime(kubeconfig, host, runtime)
+    for flag, value in (("--host", host), ("--user", user), ("--node-address", node_address)):
+        if value is not None and not value.strip():  # '' would mean "the default", or ssh to nowhere
+            raise UsageError(f"{flag} must not be empty")
     if capacity < 1:
         raise UsageError(f"--capacity must be at least 1, got {capacity}")
-    if timeout <= 0:
-        raise UsageError(f"--timeout must be positive, got {timeout}")
+    check_timeout(timeout)
     if chosen != "kind" and (node_ports is not None or etcd_node_port is not None):
         raise UsageError("--node-ports and --etcd-node-port go with --kubeconfig (a kind cluster)")
     if chosen == "kind":

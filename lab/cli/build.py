@@ -97,13 +97,13 @@ def build_cmd(
     honoured). Logs: <home>/logs/build/<name>-<version>.log.
     """
     settings = config.load()
+    unknown = [n for n in names or [] if n not in build.TARGETS]
+    if unknown:  # with --list too: 'build --list nosuch' must not look like a listing of nosuch
+        raise UsageError(f"unknown build target {', '.join(unknown)}; known: {', '.join(build.TARGETS)}")
     if list_:
         _show_listing(settings, output)
         return
     wanted = names or list(build.TARGETS)
-    unknown = [n for n in wanted if n not in build.TARGETS]
-    if unknown:
-        raise UsageError(f"unknown build target {', '.join(unknown)}; known: {', '.join(build.TARGETS)}")
     with lock.hold(settings):
         _build(settings, wanted, output)
 

@@ -7,7 +7,7 @@ import typer
 from lab import config, management, naming
 from lab.cli import _preflight
 from lab.cli._lock import mutating
-from lab.cli._output import Output, OutputOption, err_console, phase_progress, print_json
+from lab.cli._output import Output, OutputOption, check_timeout, err_console, phase_progress, print_json
 from lab.cli._preflight import RaiseLimitsOption
 from lab.cli.app import app
 from lab.clusters import create
@@ -61,8 +61,7 @@ def create_clusters_cmd(
     indexes = naming.check_range(start, count, settings.max_index)
     if parallel < 1:
         raise UsageError(f"--parallel must be at least 1, got {parallel}")
-    if timeout <= 0:
-        raise UsageError(f"--timeout must be positive, got {timeout}")
+    check_timeout(timeout)
     stack = management.for_settings(settings)
     if not stack.local_backing and not backing:
         raise UsageError(f"mode {stack.mode} has no local backing: name one with --backing")
@@ -88,7 +87,8 @@ def create_clusters_cmd(
                 preflight=lambda p: _preflight.for_create(settings, p.placement, p.new, raise_limits),
             )
         finally:
-            display.progress.stop()
+            if display.progress.live.is_started:  # stopping an unstarted bar prints an empty line
+                display.progress.stop()
     if output == Output.json:
         print_json(result.as_dict())
     else:

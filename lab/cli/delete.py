@@ -8,7 +8,7 @@ import typer
 
 from lab import config, naming
 from lab.cli._lock import mutating
-from lab.cli._output import Output, OutputOption, err_console, phase_progress, print_json
+from lab.cli._output import Output, OutputOption, check_timeout, err_console, phase_progress, print_json
 from lab.cli.app import app
 from lab.errors import LabError, UsageError
 from lab.phases import PHASES, Phase, RunKind
@@ -73,8 +73,7 @@ def delete_clusters_cmd(
     """Delete workload clusters: Cluster (CAPI deprovisions the host), BareMetalHost, secrets, namespace, then the apiserver, etcd tenant and files. Deleting what does not exist is not an error; re-running finishes an interrupted delete."""
     settings = config.load()
     names = targets(start, count, all_, settings)
-    if timeout <= 0:
-        raise UsageError(f"--timeout must be positive, got {timeout}")
+    check_timeout(timeout)
     from lab.clusters.delete import delete
     from lab.stack import mgmt
 

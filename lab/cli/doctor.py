@@ -16,7 +16,8 @@ def doctor_cmd(
 ) -> None:
     """Preflight: tools and their versions, host limits that bite at scale, what to change."""
     settings = config.load()
-    chosen: str = mode or settings.mode
+    # `is None`, not `or`: an empty --mode is bad input, not "the configured mode".
+    chosen: str = settings.mode if mode is None else mode
     if chosen not in ("local", "kind"):
         raise typer.BadParameter("must be local or kind", param_hint="--mode")
     host, demand = _preflight.full_backing(settings) if chosen == "local" else (None, None)

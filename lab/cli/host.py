@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from lab import config
+from lab import config, pki
 from lab.backing import host
 from lab.cli._output import print_json
 from lab.cli.app import app
@@ -49,6 +49,8 @@ def ensure_cmd(
 @host_app.command("remove")
 def remove_cmd(names: list[str] = typer.Argument(None, help="cluster names")) -> None:
     """Apiserver, etcd tenant and files of each cluster; what is gone already is fine."""
+    for n in names or []:  # before host.remove starts supervisord
+        pki.check_cluster_name(n)
     host.remove(config.load(), names or [])
     print_json(sorted(names or []))
 
@@ -62,7 +64,7 @@ def present_cmd() -> None:
 @host_app.command("log")
 def log_cmd(name: str = typer.Argument(..., help="cluster name")) -> None:
     """Last line of a cluster apiserver's log."""
-    typer.echo(host.last_log_line(config.load(), name))
+    typer.echo(host.last_log_line(config.load(), pki.check_cluster_name(name)))
 
 
 @host_app.command("down")

@@ -10,7 +10,7 @@ import typer
 from lab import config, records, report
 from lab.cli._output import err_console, print_json
 from lab.cli.app import app
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 
 
 class Format(StrEnum):
@@ -20,7 +20,9 @@ class Format(StrEnum):
 
 @app.command("report")
 def report_cmd(
-    run: int = typer.Option(None, "--run", help="run id (see the report header); default: the latest run"),
+    run: int = typer.Option(
+        None, "--run", min=1, help="run id (see the report header); default: the latest run"
+    ),
     fmt: Format = typer.Option(
         Format.md, "--format", help="md: GitHub Markdown tables; json: the full model"
     ),
@@ -33,6 +35,8 @@ def report_cmd(
 ) -> None:
     """Scaling table, per-phase p50/p90/max and component RSS/CPU of a create or delete run."""
     settings = config.load()
+    if plot is not None and plot.is_dir():  # --plot "" is "." too
+        raise UsageError(f"--plot takes a file name; {str(plot)!r} is a directory")
     with records.open_records(settings, create=False) as db:
         if not db.runs():
             raise LabError(f"no runs recorded yet in {settings.db_path}; run lab create-clusters first")

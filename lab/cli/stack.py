@@ -18,7 +18,7 @@ from lab.cli._lock import mutating
 from lab.cli._output import Output, OutputOption, console, err_console, print_json
 from lab.cli._preflight import RaiseLimitsOption
 from lab.cli.app import app
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 from lab.stack import mgmt, status
 
 if TYPE_CHECKING:
@@ -52,8 +52,13 @@ def up_cmd(
 ) -> None:
     """Start or converge the management stack: build what is missing, start etcd, kube-apiserver, kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs and webhooks, and wait until every component is healthy. Safe to re-run. --mode kind: a kind cluster, clusterctl init, BMO in test mode, tuning patches."""
     settings = config.load()
+    # `is None` checks: an empty --mode or --tuning is bad input, not "the default".
     if mode is not None and mode not in management.MODES:
         raise typer.BadParameter("must be local or kind", param_hint="--mode")
+    if tuning_profile is not None and tuning_profile not in tuning.PROFILES:
+        raise UsageError(
+            f"unknown tuning profile {tuning_profile!r}; use one of {', '.join(tuning.PROFILES)}"
+        )
     stack = management.for_settings(settings, mode, bmo_source=bmo_source)
     if stack.local_backing:  # the local stack runs on this host: check its limits first
         _preflight.for_up(settings, raise_limits)
@@ -184,7 +189,7 @@ def kubeconfig_cmd(
 ) -> None:
     """Print a kubeconfig: the management cluster's, or one workload cluster's."""
     settings = config.load()
-    if cluster:
+    if cluster is not None:  # an empty name is bad input, not the management cluster
         from lab import pki
 
         path = pki.cluster_pki_dir(settings, pki.check_cluster_name(cluster)) / "admin.kubeconfig"
