@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _stack import Stack, stack_env
+from support.stack import Stack, stack_env
 
 from lab import lock, naming, preflight
 

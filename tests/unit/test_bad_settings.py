@@ -2,7 +2,7 @@
 one-line message naming the setting, never another exception and never a Settings.
 
 In-process because loading settings is pure and takes ~1 ms: hypothesis can try hundreds of values
-here, where the subprocess sweep (tests/integration/test_bad_input.py) affords a few dozen.
+here, where the subprocess sweep (tests/integration/test_bad_input_home.py) affords a few dozen.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from badinput import YAML_FIELDS, bad_setting_env, bad_yaml_value, text
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.badinput import YAML_FIELDS, bad_setting_env, bad_yaml_value, text
 
 from lab import config
 from lab.errors import LabError

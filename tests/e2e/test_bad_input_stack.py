@@ -3,7 +3,7 @@ backing add/remove) and the settings they load, malformed, must each be one `err
 and change nothing: neither the management API's objects (every namespace, and every object in a
 namespace labelled as a lab cluster, by resourceVersion) nor lab's state in the lab home.
 
-Read-only commands' bad input is swept without a stack (tests/integration/test_bad_input.py);
+Read-only commands' bad input is swept without a stack (tests/integration/test_bad_input_home.py);
 this module keeps to what could change the stack: ~2.4 s a case at load 5-8, so ~2 min with the
 stack already up; 6 min measured at load 18-34.
 
@@ -23,10 +23,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _stack import Stack
-from badinput import SAFETY_ENV, Case, bad_name_args, bad_range_args, refusal_problems, tree, tree_diff
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.badinput import (
+    SAFETY_ENV,
+    Case,
+    bad_name_args,
+    bad_range_args,
+    refusal_problems,
+    tree,
+    tree_diff,
+)
+from support.stack import Stack
 
 from lab import naming
 

@@ -1,5 +1,5 @@
-"""The bad-input contract, shared by the no-stack sweep (tests/integration/test_bad_input.py) and
-the one against a running stack (tests/e2e/test_bad_input.py).
+"""The bad-input contract, shared by the no-stack sweep (tests/integration/test_bad_input_home.py) and
+the one against a running stack (tests/e2e/test_bad_input_stack.py).
 
 Every malformed argument or setting must end as exactly one `error:` line on stderr, nothing on
 stdout, exit 2 (exit != 0 for a well-formed name of something that does not exist), no traceback,

@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from badinput import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.badinput import (
     ARGS,
     SAFETY_ENV,
     SETTINGS,
@@ -39,11 +41,9 @@ from badinput import (
     tree,
     tree_diff,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from lab import records
-from lab.backing import registry
+from lab.backing import store as registry
 from lab.cli import main
 from lab.config import Settings
 
