@@ -22,27 +22,13 @@ from pathlib import Path
 import psutil
 
 from lab import config, preflight
-from lab.config import default_home
-from lab.stack.ports import BLOCK, free_block
-from lab.stack.supervise import Supervisor
+from lab.runtime.supervise import Supervisor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.stack import stack_env
 
 #: far from the indexes of the e2e tests: a local cluster's loopback address is fixed by its index
 START = 7301
-
-
-def env_for(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
-    base = free_block(BLOCK + 5)
-    return env | {
-        "LAB_HOME": str(home),
-        "LAB_BIN_CACHE": os.environ.get("LAB_BIN_CACHE") or str(default_home() / "bin"),
-        "LAB_PORTS__STACK_BASE": str(base),
-        "LAB_PORTS__MGMT_ETCD": str(base + BLOCK),
-        "LAB_PORTS__MGMT_ETCD_PEER": str(base + BLOCK + 1),
-        "LAB_PORTS__MGMT_APISERVER": str(base + BLOCK + 2),
-        "LAB_PORTS__TENANT_ETCD": str(base + BLOCK + 3),
-        "LAB_PORTS__TENANT_ETCD_PEER": str(base + BLOCK + 4),
-    }
 
 
 def lab(env: dict[str, str], *args: str) -> None:
@@ -78,7 +64,7 @@ def measure(settings: config.Settings) -> dict[str, tuple[int, int, int, int, in
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     home = Path(tempfile.mkdtemp(prefix="lab-footprint-")) / "home"
-    env = env_for(home)
+    env = stack_env(home)
     os.environ.update({k: v for k, v in env.items() if k.startswith("LAB_")})
     settings = config.load()
     try:

@@ -1,4 +1,4 @@
-"""`@mutating`: the commands that change a lab home hold its lock (lab.lock) while they run."""
+"""`@mutating`: the commands that change a lab home hold its lock (lab.runtime.lock) while they run."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from lab import config, lock
+from lab import config
+from lab.runtime import lock
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -8,10 +8,11 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lab import build, config, lock
+from lab import build, config
 from lab.cli._output import Output, OutputOption, console, print_json
 from lab.cli.app import app
 from lab.errors import UsageError
+from lab.runtime import lock
 
 
 def _listing(settings: config.Settings) -> list[dict[str, object]]:

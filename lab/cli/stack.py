@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from lab import config, lock, management, naming, tuning
+from lab import config, management, naming, tuning
 from lab.cli import _preflight
 from lab.cli._lock import mutating
 from lab.cli._output import Output, OutputOption, console, err_console, print_json
 from lab.cli._preflight import RaiseLimitsOption
 from lab.cli.app import app
 from lab.errors import LabError, UsageError
+from lab.runtime import lock
 from lab.stack import mgmt, status
 
 if TYPE_CHECKING:

@@ -16,7 +16,6 @@ The socket lives in the 0700 run dir: whoever can reach it owns the lab anyway, 
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
 import shlex
 import subprocess
@@ -30,7 +29,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from lab.config import Settings
 from lab.errors import LabError
-from lab.runtime import poll
+from lab.runtime import poll, procs
 
 #: supervisord's process states (supervisor.states.ProcessStates) that mean "not coming back by itself".
 DEAD_STATES = ("FATAL", "EXITED", "STOPPED", "UNKNOWN")
@@ -237,23 +236,8 @@ class Supervisor:
         pid = self.pid()
         with contextlib.suppress(OSError, xmlrpc.client.Error):
             self.rpc.shutdown()
-        if pid and not poll.until(lambda: not _pid_alive(pid), timeout, 0.2):
+        if pid and not poll.until(lambda: not procs.alive(pid), timeout, 0.2):
             raise LabError(f"supervisord (pid {pid}) did not stop within {timeout:.0f}s")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (our own child, not reaped yet) is gone for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def ensure_running(settings: Settings, timeout: float = 30.0) -> Supervisor:

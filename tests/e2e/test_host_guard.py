@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from support.stack import Stack, stack_env
 
-from lab import lock, naming, preflight
+from lab import naming, preflight
+from lab.runtime import lock
 
 INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="lowering a sysctl needs root")

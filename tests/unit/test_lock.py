@@ -1,4 +1,4 @@
-"""The lab home's lock (lab.lock): one mutating command at a time, read-only ones never wait, a killed
+"""The lab home's lock (lab.runtime.lock): one mutating command at a time, read-only ones never wait, a killed
 holder never blocks the next command. The CLI tests run real `lab` processes."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import config, lock
+from lab import config
+from lab.runtime import lock
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from lab.config import Settings
 from lab.errors import LabError
+from lab.runtime import procs
 
 LOCK_FILE = "lab.lock"
 #: Exit code of a command refused because another one holds the lab home: EX_TEMPFAIL (sysexits.h),
@@ -87,16 +88,6 @@ def _parse(raw: bytes) -> Holder | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def holder(settings: Settings) -> Holder | None:
     """Who holds the lab home now, or None: for `lab status`. It only reads the record (taking even a
     shared lock for a moment could make a mutating command starting then refuse); a record left by a
@@ -105,7 +96,7 @@ def holder(settings: Settings) -> Holder | None:
         found = _parse(lock_path(settings).read_bytes())
     except OSError:
         return None
-    return found if found is not None and _alive(found.pid) else None
+    return found if found is not None and procs.alive(found.pid) else None
 
 
 def _made_dirs(path: Path) -> list[Path]:
@@ -122,7 +113,7 @@ def _read_holder(fd: int) -> Holder | None:
     while True:
         found = _parse(os.pread(fd, 65536, 0))
         # A killed holder's record stays until the next holder overwrites it, just after locking.
-        if (found is not None and _alive(found.pid)) or time.monotonic() > deadline:
+        if (found is not None and procs.alive(found.pid)) or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
 
