@@ -536,7 +536,7 @@ def annotate_certificates_expiry(
 
 
 def serving_cert_expiry(settings: Settings, cluster_name: str) -> str:
-    """RFC 3339 NotAfter of the cluster's apiserver serving cert (lab.pki's files)."""
+    """RFC 3339 NotAfter of the cluster's apiserver serving cert (lab.pki_store's files)."""
     kp = pki_store.load_keypair(pki.cluster_pki_dir(settings, cluster_name), "apiserver")
     if kp is None:
         raise LabError(f"cluster {cluster_name} has no serving certificate under {settings.clusters_dir}")

@@ -1,4 +1,4 @@
-"""lab.pki with real cryptography: chains, SANs, usages, file modes, idempotency, crash recovery."""
+"""lab.pki and lab.pki_store with real cryptography: chains, SANs, usages, file modes, idempotency, crash recovery."""
 
 from __future__ import annotations
 
