@@ -187,7 +187,7 @@ def rows(
 
 
 def state_path(settings: Settings) -> Path:
-    """The local stack's stored state (the profile the last up/tune chose, digests)."""
+    """The local stack's stored state (the tuning profile its last up or tune chose)."""
     return settings.home / "stack.json"
 
 

@@ -31,8 +31,6 @@ from lab.stack import health, managers, mgmt, ports, webhooks
 from lab.supervised import down as down  # lab down: the same in both modes
 from lab.supervised import state_path
 
-# lab.supervised's, for the stack's callers
-
 Log = Callable[[str], None]
 
 CORE_TIMEOUT = 180.0
