@@ -419,7 +419,7 @@ def _wait_node(kubeconfig: bytes, node: str, timeout: float = 60) -> dict[str, A
         deadline = time.monotonic() + timeout
         while True:
             got = wc.get("v1", "Node", node)
-            if got is not None and nodesim._condition(got, "Ready") == "True":
+            if got is not None and (phases.condition(got, "Ready") or {}).get("status") == "True":
                 return got
             assert time.monotonic() < deadline, f"no Ready node {node} within {timeout:.0f}s"
             time.sleep(0.5)
