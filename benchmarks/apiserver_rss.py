@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support import etcd as etcd_local
 
-from lab import build, naming, nodesim, pki, workload_apiserver
+from lab import build, naming, nodesim, pki_store, workload_apiserver
 from lab.backing import local
 from lab.config import Settings, default_home
 from lab.kube import Client
@@ -134,7 +134,7 @@ def main() -> None:
             tenants.create_many(root, names)
         for i, name in enumerate(names):
             host, port = naming.local_endpoint(BASE_INDEX + i)
-            pki.cluster_pki(settings, name, host, port, etcd.certs.ca)
+            pki_store.cluster_pki(settings, name, host, port, etcd.certs.ca)
         print(f"{'variant':<14} {'idle MiB':>9} {'writes MiB':>11} {'idle mCPU':>10}")
         for variant in only:
             trims, env = VARIANTS[variant]

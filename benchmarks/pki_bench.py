@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lab import config, pki
+from lab import config, pki, pki_store
 
 ALGORITHMS = list(pki.KeyAlgorithm)
 
@@ -71,10 +71,14 @@ def bench_generate(budget: float, min_runs: int = 3) -> dict[pki.KeyAlgorithm, S
 def bench_disk(n: int) -> tuple[Samples, Samples]:
     with tempfile.TemporaryDirectory(prefix="pki-bench-") as home:
         settings = config.Settings(home=Path(home))
-        etcd_ca = pki.load_or_create_ca(settings.pki_dir / "etcd", "etcd-ca")
+        etcd_ca = pki_store.load_or_create_ca(settings.pki_dir / "etcd", "etcd-ca")
         names = [f"test-{i}" for i in range(1, n + 1)]
-        create = [_time(lambda n=n: pki.cluster_pki(settings, n, "127.1.0.1", 6443, etcd_ca)) for n in names]
-        load = [_time(lambda n=n: pki.cluster_pki(settings, n, "127.1.0.1", 6443, etcd_ca)) for n in names]
+        create = [
+            _time(lambda n=n: pki_store.cluster_pki(settings, n, "127.1.0.1", 6443, etcd_ca)) for n in names
+        ]
+        load = [
+            _time(lambda n=n: pki_store.cluster_pki(settings, n, "127.1.0.1", 6443, etcd_ca)) for n in names
+        ]
     return create, load
 
 

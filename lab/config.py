@@ -178,6 +178,12 @@ class Settings(BaseModel):
         return self.home / "clusters"
 
     @property
+    def admin_kubeconfig(self) -> Path:
+        """The management cluster's admin kubeconfig (0600) in either mode, what `lab kubeconfig`
+        prints: one lab home holds one management cluster."""
+        return self.home / "kubeconfig"
+
+    @property
     def db_path(self) -> Path:
         return self.home / "records.sqlite"
 

@@ -19,7 +19,7 @@ from lab.kindmgmt.provider import KindStack
 from lab.stack.provider import LocalStack
 
 if TYPE_CHECKING:
-    from lab.stack.status import Row
+    from lab.supervised import Row
 
 Log = Callable[[str], None]
 MODES = ("local", "kind")

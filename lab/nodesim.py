@@ -33,12 +33,11 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from lab import components, phases, pki
+from lab import components, phases, pki, pki_store
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kube import APPLY_PATCH, ApiError, Client, Obj, Watch
@@ -537,8 +536,8 @@ def annotate_certificates_expiry(
 
 
 def serving_cert_expiry(settings: Settings, cluster_name: str) -> str:
-    """RFC 3339 NotAfter of the cluster's apiserver serving cert (lab.pki's files)."""
-    kp = pki.load_keypair(pki.cluster_pki_dir(settings, cluster_name), "apiserver")
+    """RFC 3339 NotAfter of the cluster's apiserver serving cert (lab.pki_store's files)."""
+    kp = pki_store.load_keypair(pki.cluster_pki_dir(settings, cluster_name), "apiserver")
     if kp is None:
         raise LabError(f"cluster {cluster_name} has no serving certificate under {settings.clusters_dir}")
     return kp.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -729,13 +728,11 @@ def nodesim_program(settings: Settings) -> Program:
 
 def main() -> None:
     from lab import config
-    from lab.stack import mgmt
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         settings = config.load()
-        kubeconfig: Path = mgmt.admin_kubeconfig_path(settings)
-        with Client.from_kubeconfig(kubeconfig) as client:
+        with Client.from_kubeconfig(settings.admin_kubeconfig) as client:
             run(settings, client)
     except LabError as e:  # supervisord restarts it; one line in its log says why
         log.error("%s", e)

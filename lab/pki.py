@@ -1,5 +1,6 @@
 """Workload-cluster PKI: the CAs, keys, certificates and kubeconfig that Cluster API expects in a
-cluster's secrets, made in-process and kept under the lab home so re-runs reuse them.
+cluster's secrets, made in-process without I/O (lab.pki_store keeps them under the lab home, so
+re-runs reuse them).
 
 Key algorithm: ECDSA P-256 by default, chosen by measurement (benchmarks/pki_bench.py, 2 busy
 cores): one cluster's material (6 keys, 5 signatures, one kubeconfig) costs about 3 ms of CPU with
@@ -9,7 +10,7 @@ P-256 against about 0.6 s with RSA-2048, whose key generation dominates: 3 s aga
 accepts ECDSA serving, etcd-client and service-account keys; and it is one of CAPI's own
 EncryptionAlgorithm values. The RSA sizes and P-384 stay selectable for comparison.
 
-Layout (one directory per cluster, created whole by a rename so a crash never leaves half a CA set):
+Layout on disk (lab.pki_store; one directory per cluster, created whole by a rename so a crash never leaves half a CA set):
 ``<clusters_dir>/<name>/pki/{ca,front-proxy-ca,apiserver,apiserver-etcd-client}.{crt,key}``,
 ``sa.{pub,key}``, ``etcd-ca.crt`` (never the etcd CA key) and ``admin.kubeconfig``. CAs are never
 replaced once written (the management cluster holds copies); leaf certificates are re-issued when
@@ -19,15 +20,9 @@ they no longer match their CA, endpoint or etcd CA, or have expired.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
-import errno
-import fcntl
 import ipaddress
-import os
-import shutil
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
@@ -44,8 +39,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab import naming
 from lab.config import Settings
-from lab.errors import LabError
-from lab.runtime.files import write_private
 
 #: The workload clusters' service network (kubeadm's default); the apiserver's Service takes the first IP.
 SERVICE_CIDR = "10.96.0.0/12"
@@ -396,17 +389,17 @@ def generate_cluster_pki(
         sa=new_sa_keypair(algorithm),
         etcd_ca_cert_pem=etcd_ca.cert_pem,
         etcd_client=issue_client_cert(etcd_ca, name, algorithm=algorithm),
-        apiserver=_issue_apiserver(ca, host, algorithm),
-        admin_kubeconfig=_issue_admin_kubeconfig(name, host, port, ca, algorithm),
+        apiserver=issue_apiserver(ca, host, algorithm),
+        admin_kubeconfig=issue_admin_kubeconfig(name, host, port, ca, algorithm),
     )
 
 
-def _issue_apiserver(ca: KeyPair, host: str, algorithm: KeyAlgorithm) -> KeyPair:
+def issue_apiserver(ca: KeyPair, host: str, algorithm: KeyAlgorithm) -> KeyPair:
     dns, ips = apiserver_sans(host)
     return issue_server_cert(ca, APISERVER_CN, dns, ips, algorithm=algorithm)
 
 
-def _issue_admin_kubeconfig(name: str, host: str, port: int, ca: KeyPair, algorithm: KeyAlgorithm) -> bytes:
+def issue_admin_kubeconfig(name: str, host: str, port: int, ca: KeyPair, algorithm: KeyAlgorithm) -> bytes:
     admin = issue_client_cert(ca, ADMIN_CN, [ADMIN_ORG], algorithm=algorithm)
     return render_kubeconfig(name, endpoint_url(host, port), ca.cert_pem, admin)
 
@@ -422,7 +415,7 @@ def signed_by(kp: KeyPair, ca_cert_pem: bytes) -> bool:
     return True
 
 
-def _leaf_ok(kp: KeyPair | None, ca_cert_pem: bytes) -> bool:
+def leaf_ok(kp: KeyPair | None, ca_cert_pem: bytes) -> bool:
     if kp is None:
         return False
     try:
@@ -438,8 +431,8 @@ def _sans(kp: KeyPair) -> tuple[set[str], set[str]]:
     }
 
 
-def _apiserver_ok(kp: KeyPair | None, ca: KeyPair, host: str) -> bool:
-    if not _leaf_ok(kp, ca.cert_pem):
+def apiserver_ok(kp: KeyPair | None, ca: KeyPair, host: str) -> bool:
+    if not leaf_ok(kp, ca.cert_pem):
         return False
     assert kp is not None
     dns, ips = apiserver_sans(host)
@@ -463,7 +456,7 @@ def _kubeconfig_parts(doc: dict[str, Any]) -> tuple[str, str, bytes, KeyPair]:
     return entry["name"], cluster["server"], base64.b64decode(cluster["certificate-authority-data"]), client
 
 
-def _kubeconfig_ok(data: bytes | None, name: str, server: str, ca: KeyPair) -> bool:
+def kubeconfig_ok(data: bytes | None, name: str, server: str, ca: KeyPair) -> bool:
     if data is None:
         return False
     try:
@@ -471,115 +464,8 @@ def _kubeconfig_ok(data: bytes | None, name: str, server: str, ca: KeyPair) -> b
     except (yaml.YAMLError, KeyError, TypeError, ValueError):  # ValueError: also bad base64, bad unpacking
         return False
     return (
-        got_name == name and got_server == server and ca_pem == ca.cert_pem and _leaf_ok(client, ca.cert_pem)
+        got_name == name and got_server == server and ca_pem == ca.cert_pem and leaf_ok(client, ca.cert_pem)
     )
-
-
-# --- files (I/O edge) ---------------------------------------------------------------------------
-
-_FILES = {
-    "ca": "ca",
-    "proxy": "front-proxy-ca",
-    "etcd_client": "apiserver-etcd-client",
-    "apiserver": "apiserver",
-}
-_SA_PUB, _SA_KEY, _ETCD_CA, _KUBECONFIG = "sa.pub", "sa.key", "etcd-ca.crt", "admin.kubeconfig"
-
-
-def _mkdir_private(path: Path) -> None:
-    """mkdir -p with every directory it creates (and `path` itself) at 0700, whatever the umask."""
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            d.mkdir(mode=0o700)
-        os.chmod(d, 0o700)
-    os.chmod(path, 0o700)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_keypair(directory: Path, stem: str, kp: KeyPair, durable: bool = False) -> None:
-    """<stem>.key (0600) then <stem>.crt (0644) in a 0700 directory. Key first: a crash in between
-    leaves a key without a cert, which readers treat as absent, never a cert whose key is missing."""
-    _mkdir_private(directory)
-    write_private(directory / f"{stem}.key", kp.key_pem, 0o600, durable)
-    write_private(directory / f"{stem}.crt", kp.cert_pem, 0o644, durable)
-
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def load_keypair(directory: Path, stem: str) -> KeyPair | None:
-    """The pair written by write_keypair, or None unless both files are there."""
-    cert, key = _read(directory / f"{stem}.crt"), _read(directory / f"{stem}.key")
-    return KeyPair(cert, key) if cert is not None and key is not None else None
-
-
-@contextlib.contextmanager
-def _dir_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on directory `path` (created 0700 if missing).
-
-    Locks between processes and between threads (each open() is its own lock owner). If someone
-    removed and re-created the directory while we waited, lock the new one instead.
-    """
-    while True:
-        _mkdir_private(path)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                now = os.stat(path)
-            except FileNotFoundError:
-                continue
-            held = os.fstat(fd)
-            if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
-                continue
-            yield
-            return
-        finally:
-            os.close(fd)
-
-
-def load_or_create_ca(
-    directory: Path, common_name: str, *, algorithm: KeyAlgorithm = DEFAULT_ALGORITHM
-) -> KeyPair:
-    """ca.crt/ca.key in `directory`: loaded when there, created once otherwise (e.g. the shared etcd CA)."""
-    with _dir_lock(directory):
-        cert, key = _read(directory / "ca.crt"), _read(directory / "ca.key")
-        if cert is not None:
-            if key is None:
-                raise LabError(f"{directory}/ca.crt has no ca.key next to it; restore the key or remove both")
-            kp = KeyPair(cert, key)
-            try:
-                ok = kp.matches()
-            except ValueError:  # not PEM, or not a key/cert at all
-                ok = False
-            if not ok:
-                raise LabError(
-                    f"{directory}/ca.key does not belong to ca.crt; restore the pair or remove both"
-                )
-            return kp
-        kp = new_ca(common_name, algorithm=algorithm)
-        write_keypair(directory, "ca", kp, durable=True)
-        _fsync_dir(directory)
-        return kp
 
 
 def check_cluster_name(name: str) -> str:
@@ -588,118 +474,3 @@ def check_cluster_name(name: str) -> str:
 
 def cluster_pki_dir(settings: Settings, name: str) -> Path:
     return settings.clusters_dir / check_cluster_name(name) / "pki"
-
-
-def _write_cluster(directory: Path, pki: ClusterPKI) -> None:
-    # Only the CAs and the SA key are fsync'd: the management cluster holds copies of them, so they
-    # must survive a power cut; every leaf is re-issued on the next call if it did not.
-    for field, stem in _FILES.items():
-        write_keypair(directory, stem, getattr(pki, field), durable=field in ("ca", "proxy"))
-    write_private(directory / _SA_KEY, pki.sa.key_pem, 0o600, durable=True)
-    write_private(directory / _SA_PUB, pki.sa.cert_pem, 0o644, durable=True)
-    write_private(directory / _ETCD_CA, pki.etcd_ca_cert_pem, 0o644)
-    write_private(directory / _KUBECONFIG, pki.admin_kubeconfig, 0o600)
-
-
-def cluster_pki(
-    settings: Settings,
-    name: str,
-    host: str,
-    port: int,
-    etcd_ca: KeyPair,
-    *,
-    algorithm: KeyAlgorithm = DEFAULT_ALGORITHM,
-) -> ClusterPKI:
-    """The cluster's PKI, created on first use under <clusters_dir>/<name>/pki and loaded after that.
-
-    A second call returns the same bytes. The first call writes everything into a temp directory and
-    renames it into place, so a crash leaves either nothing or the complete set. Leaf certs are
-    re-issued in place when the endpoint or etcd CA changed, or when they are damaged or expired.
-    """
-    directory = cluster_pki_dir(settings, name)
-    if not etcd_ca.key_pem:
-        raise ValueError("etcd_ca needs its private key to sign the apiserver-etcd-client cert")
-    with _dir_lock(directory.parent):
-        for stale in directory.parent.glob(".pki.*.tmp"):
-            shutil.rmtree(stale, ignore_errors=True)
-        if not directory.exists():
-            pki = generate_cluster_pki(name, host, port, etcd_ca, algorithm=algorithm)
-            tmp = directory.parent / f".pki.{uuid.uuid4().hex}.tmp"
-            _mkdir_private(tmp)
-            _write_cluster(tmp, pki)
-            _fsync_dir(tmp)
-            os.rename(tmp, directory)
-            _fsync_dir(directory.parent)
-            return pki
-        return _load_cluster(directory, name, host, port, etcd_ca, algorithm)
-
-
-def _load_cluster(
-    directory: Path, name: str, host: str, port: int, etcd_ca: KeyPair, algorithm: KeyAlgorithm
-) -> ClusterPKI:
-    def ca_pair(stem: str) -> KeyPair:
-        kp = load_keypair(directory, stem)
-        try:
-            if kp is not None and kp.matches():
-                return kp
-        except ValueError:
-            pass
-        raise LabError(
-            f"{directory}/{stem}.crt/.key are missing or do not match; the cluster's CA cannot be rebuilt "
-            f"(its secrets hold a copy): delete the cluster, or remove {directory} if it has none"
-        )
-
-    ca, proxy = ca_pair(_FILES["ca"]), ca_pair(_FILES["proxy"])
-    sa_pub, sa_key = _read(directory / _SA_PUB), _read(directory / _SA_KEY)
-    if sa_pub is None or sa_key is None:
-        raise LabError(f"{directory}/sa.pub or sa.key is missing: delete the cluster, or remove {directory}")
-
-    if _read(directory / _ETCD_CA) != etcd_ca.cert_pem:
-        write_private(directory / _ETCD_CA, etcd_ca.cert_pem, 0o644)
-    etcd_client = load_keypair(directory, _FILES["etcd_client"])
-    if not (_leaf_ok(etcd_client, etcd_ca.cert_pem) and _cn(etcd_client) == name):
-        etcd_client = issue_client_cert(etcd_ca, name, algorithm=algorithm)
-        write_keypair(directory, _FILES["etcd_client"], etcd_client)
-    apiserver = load_keypair(directory, _FILES["apiserver"])
-    if not _apiserver_ok(apiserver, ca, host):
-        apiserver = _issue_apiserver(ca, host, algorithm)
-        write_keypair(directory, _FILES["apiserver"], apiserver)
-    kubeconfig = _read(directory / _KUBECONFIG)
-    if not _kubeconfig_ok(kubeconfig, name, endpoint_url(host, port), ca):
-        kubeconfig = _issue_admin_kubeconfig(name, host, port, ca, algorithm)
-        write_private(directory / _KUBECONFIG, kubeconfig, 0o600)
-    assert etcd_client is not None and apiserver is not None and kubeconfig is not None
-    return ClusterPKI(
-        name=name,
-        ca=ca,
-        proxy=proxy,
-        sa=KeyPair(sa_pub, sa_key),
-        etcd_ca_cert_pem=etcd_ca.cert_pem,
-        etcd_client=etcd_client,
-        apiserver=apiserver,
-        admin_kubeconfig=kubeconfig,
-    )
-
-
-def _cn(kp: KeyPair | None) -> str | None:
-    if kp is None:
-        return None
-    attrs = kp.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else None
-
-
-def remove_cluster_pki(settings: Settings, name: str) -> None:
-    """Remove the cluster's PKI; the cluster directory goes too once nothing else is in it."""
-    parent = cluster_pki_dir(settings, name).parent
-    if not parent.exists():
-        return
-    with _dir_lock(parent):
-        if (parent / "pki").exists():
-            shutil.rmtree(parent / "pki")
-        for stale in parent.glob(".pki.*.tmp"):
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            parent.rmdir()
-        except OSError as e:
-            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
-                raise

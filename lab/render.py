@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lab import management, manifests, naming, pki
+from lab import management, manifests, naming, pki, pki_store
 from lab.config import Settings
 from lab.errors import LabError
 from lab.etcd.server import ETCD_CA_CN, client_url, etcd_ca_dir
@@ -30,7 +30,7 @@ def check_local(settings: Settings) -> None:
 
 def etcd_ca(settings: Settings) -> pki.KeyPair:
     """The one CA the local tenant etcd trusts (the same directory and CN lab.etcd.server uses)."""
-    return pki.load_or_create_ca(etcd_ca_dir(settings), ETCD_CA_CN)
+    return pki_store.load_or_create_ca(etcd_ca_dir(settings), ETCD_CA_CN)
 
 
 def local_objects(settings: Settings, index: int, ca: pki.KeyPair | None = None) -> list[dict[str, Any]]:
@@ -38,7 +38,7 @@ def local_objects(settings: Settings, index: int, ca: pki.KeyPair | None = None)
     check_local(settings)
     name = naming.cluster_name(settings.prefix, index)
     host, port = naming.local_endpoint(index)
-    cluster_pki = pki.cluster_pki(settings, name, host, port, ca or etcd_ca(settings))
+    cluster_pki = pki_store.cluster_pki(settings, name, host, port, ca or etcd_ca(settings))
     return manifests.cluster_objects(
         settings,
         index,
@@ -56,7 +56,7 @@ def backed_objects(
     `ca`, backing.etcd_ca(), when rendering many). Creates the cluster's PKI on first use."""
     name = naming.cluster_name(settings.prefix, index)
     host, port = backing.endpoint(name, index)
-    cluster_pki = pki.cluster_pki(settings, name, host, port, ca or backing.etcd_ca())
+    cluster_pki = pki_store.cluster_pki(settings, name, host, port, ca or backing.etcd_ca())
     return manifests.cluster_objects(
         settings,
         index,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lab import pki
 from lab.config import Settings
+from lab.tenant_etcd import apiserver_etcd_flags
 
 #: Admission plugins a fake cluster needs none of: no kubelet, no controllers, no webhooks, no quota.
 #: NamespaceLifecycle stays (it keeps kube-system undeletable, as on a real cluster).
@@ -66,7 +67,7 @@ ENV = {"GOGC": "25"}
 
 @dataclass(frozen=True)
 class PkiPaths:
-    """The files lab.pki.cluster_pki writes, as the apiserver reads them."""
+    """The files lab.pki_store.cluster_pki writes, as the apiserver reads them."""
 
     ca: Path
     cert: Path
@@ -100,8 +101,6 @@ def apiserver_flags(
     """Pure: every flag but the listen address, shared by the local and process backings' processes
     (lab.backing.local) and the kind backing's Deployments (lab.manifests.backing_apiserver), so all
     run the same trimmed apiserver."""
-    from lab.etcd import apiserver_etcd_flags  # lab.etcd.tenants needs grpc; the flags do not
-
     return [
         f"--tls-cert-file={paths.cert}",
         f"--tls-private-key-file={paths.key}",

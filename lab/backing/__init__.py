@@ -63,7 +63,7 @@ class Backing(Protocol):
 
     def ensure(self, clusters: Sequence[tuple[str, int]]) -> None:
         """Etcd tenant and a running apiserver for each (name, index). The cluster's PKI already
-        exists under lab home (lab.pki.cluster_pki with this backing's endpoint and etcd CA)."""
+        exists under lab home (lab.pki_store.cluster_pki with this backing's endpoint and etcd CA)."""
         ...
 
     def wait_ready(self, names: Sequence[str], timeout: float) -> None:

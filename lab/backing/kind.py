@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import yaml
 from cryptography import x509
 
-from lab import naming, pki
+from lab import naming, pki, pki_store
 from lab.backing import node_ports, ready, store
 from lab.backing.store import Entry, check_name
 from lab.config import Settings
@@ -142,7 +142,7 @@ def _reach(cfg: Config, source: str) -> None:
 
 def _server_pair(directory: Path, ca: pki.KeyPair, node_address: str) -> pki.KeyPair:
     """The etcd serving pair kept under the backing dir; re-issued when it no longer fits."""
-    kp = pki.load_keypair(directory, SERVER_STEM)
+    kp = pki_store.load_keypair(directory, SERVER_STEM)
     if kp is not None:
         try:
             dns, ips = etcd_manifests.server_sans(node_addresses=[node_address])
@@ -155,17 +155,17 @@ def _server_pair(directory: Path, ca: pki.KeyPair, node_address: str) -> pki.Key
         except (ValueError, x509.ExtensionNotFound):
             pass
     server, _root = etcd_manifests.certificates(ca, node_addresses=[node_address])
-    pki.write_keypair(directory, SERVER_STEM, server)
+    pki_store.write_keypair(directory, SERVER_STEM, server)
     return server
 
 
 def _root_pair(directory: Path, ca: pki.KeyPair) -> pki.KeyPair:
-    kp = pki.load_keypair(directory, ROOT_STEM)
+    kp = pki_store.load_keypair(directory, ROOT_STEM)
     with contextlib.suppress(ValueError):
         if kp is not None and kp.matches() and pki.signed_by(kp, ca.cert_pem):
             return kp
     kp = pki.issue_client_cert(ca, "root")
-    pki.write_keypair(directory, ROOT_STEM, kp)
+    pki_store.write_keypair(directory, ROOT_STEM, kp)
     return kp
 
 
@@ -369,7 +369,7 @@ class KindBacking:
         with self.client() as client:
             ports = self._assign(client, [n for n, _i in clusters])
             pkis = [
-                (pki.cluster_pki(self.settings, n, self.node_address, ports[n], self.etcd_ca()), i)
+                (pki_store.cluster_pki(self.settings, n, self.node_address, ports[n], self.etcd_ca()), i)
                 for n, i in clusters
             ]
             servers = ",".join(self.etcd_servers())
@@ -445,7 +445,7 @@ class KindBacking:
                 self._given.pop(n, None)
             self._in_use = None
         for n in names:
-            pki.remove_cluster_pki(self.settings, n)
+            pki_store.remove_cluster_pki(self.settings, n)
 
     def present(self) -> set[str]:
         """Clusters of this prefix with any labelled object in the backing's apiserver namespace."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Sequence
 
-from lab import build, naming, pki
+from lab import build, naming, pki, pki_store
 from lab.backing import ready
 from lab.config import Settings
 from lab.errors import LabError
@@ -91,7 +91,7 @@ def ensure(settings: Settings, indexes: Iterable[int], sup: Supervisor | None = 
     certs = etcd.ensure_pki(settings)
     for name, i in zip(names, idx, strict=True):
         host, port = naming.local_endpoint(i)
-        pki.cluster_pki(settings, name, host, port, certs.ca)
+        pki_store.cluster_pki(settings, name, host, port, certs.ca)
     with etcd.root_client(settings) as root:
         from lab.etcd import tenants
 
@@ -119,7 +119,7 @@ def remove(settings: Settings, names: Iterable[str], sup: Supervisor | None = No
 
         tenants.remove(root, names)
     for n in names:
-        pki.remove_cluster_pki(settings, n)
+        pki_store.remove_cluster_pki(settings, n)
         with contextlib.suppress(FileNotFoundError):
             log_file(settings, program_name(n)).unlink()
 

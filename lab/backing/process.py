@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import naming, pki
+from lab import naming, pki, pki_store
 from lab.backing import ready, store
 from lab.backing.host import tar_files
 from lab.backing.store import Entry, check_name
@@ -175,7 +175,7 @@ class ProcessBacking:
         files, specs = [], []
         for name, index in clusters:
             host, port = self.endpoint(name, index)
-            pki.cluster_pki(self.settings, name, host, port, ca)
+            pki_store.cluster_pki(self.settings, name, host, port, ca)
             files.append((pki.cluster_pki_dir(self.settings, name), f"clusters/{name}/pki"))
             specs.append(f"{name}:{port}")
         self.run(["host", "ensure", "--address", self.spec.listen_address, *specs], stdin=tar_files(files))
@@ -199,7 +199,7 @@ class ProcessBacking:
             return
         self.run(["host", "remove", *names])
         for n in names:
-            pki.remove_cluster_pki(self.settings, n)
+            pki_store.remove_cluster_pki(self.settings, n)
 
     def present(self) -> set[str]:
         return set(json.loads(self.run(["host", "present"])))

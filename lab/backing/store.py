@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from lab import naming, pki
+from lab import naming, pki, pki_store
 from lab.config import Settings
 from lab.errors import LabError
 from lab.runtime.files import write_private
@@ -51,7 +51,7 @@ def etcd_ca(settings: Settings, name: str) -> pki.KeyPair:
     """The backing's etcd CA, created on first use. Each backing has its own, trusted by nothing but
     that backing's etcd: a kind backing gets only leaf certs; a process host also gets the key, so
     its lab issues its etcd's server and root certs (root there can read the etcd data anyway)."""
-    return pki.load_or_create_ca(backing_dir(settings, name) / "etcd-ca", f"{name}-etcd-ca")
+    return pki_store.load_or_create_ca(backing_dir(settings, name) / "etcd-ca", f"{name}-etcd-ca")
 
 
 def save(settings: Settings, entry: Entry) -> None:

@@ -185,9 +185,8 @@ def _key_prefixes(root: EtcdClient, prefix: str, names: Sequence[str] | None) ->
 def namespaces(settings: Settings, names: Sequence[str] | None) -> Found:
     """Namespaces named like a cluster (labelled or not) in the management cluster."""
     from lab.kube import Client
-    from lab.stack import mgmt
 
-    kubeconfig = mgmt.admin_kubeconfig_path(settings)
+    kubeconfig = settings.admin_kubeconfig
     if not kubeconfig.is_file():
         raise LabError(f"cannot look for residue in the management cluster: no {kubeconfig}")
     pattern = _name_pattern(settings.prefix, names)

@@ -13,18 +13,18 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from lab import build, pki
+from lab import build, pki, pki_store
 from lab.config import Settings
 from lab.errors import LabError
+from lab.tenant_etcd import (
+    COMPACTION_MODE,
+    COMPACTION_RETENTION,
+    QUOTA_BACKEND_BYTES,
+    ROOT_USER,
+    SNAPSHOT_COUNT,
+)
 
-#: Same knobs as the kamaji-etcd chart and the Metal3 scale manifests: etcd compacts itself (tenants
-#: may not compact: their apiservers run with --etcd-compaction-interval=0), 8 GiB backend quota.
-COMPACTION_MODE = "periodic"
-COMPACTION_RETENTION = "5m"
-QUOTA_BACKEND_BYTES = 8 * 1024**3
-SNAPSHOT_COUNT = 10000
 MEMBER_NAME = "lab-tenants"
-ROOT_USER = "root"
 ETCD_CA_CN = "etcd-ca"
 LOOPBACK = "127.0.0.1"
 #: Re-issue the server and root certs this long before they expire, so a running etcd never trips.
@@ -89,26 +89,26 @@ def _usable(
 
 def ensure_pki(settings: Settings) -> EtcdPKI:
     """The shared etcd CA, the server cert and the root client cert; created or re-issued as needed."""
-    ca = pki.load_or_create_ca(etcd_ca_dir(settings), ETCD_CA_CN)
+    ca = pki_store.load_or_create_ca(etcd_ca_dir(settings), ETCD_CA_CN)
     d = etcd_pki_dir(settings)
     sans = server_sans()
-    server = pki.load_keypair(d, "server")
+    server = pki_store.load_keypair(d, "server")
     if not _usable(server, ca, MEMBER_NAME, sans):
         server = pki.issue_server_cert(ca, MEMBER_NAME, sans[0], sans[1], client_auth=True)
-        pki.write_keypair(d, "server", server)
-    root = pki.load_keypair(d, "root")
+        pki_store.write_keypair(d, "server", server)
+    root = pki_store.load_keypair(d, "root")
     if not _usable(root, ca, ROOT_USER, None):
         root = pki.issue_client_cert(ca, ROOT_USER)
-        pki.write_keypair(d, "root", root)
+        pki_store.write_keypair(d, "root", root)
     assert server is not None and root is not None
     return EtcdPKI(ca=ca, server=server, root=root)
 
 
 def load_pki(settings: Settings) -> EtcdPKI:
     """The existing certs, never creating any: for commands that only talk to a running etcd."""
-    ca = pki.load_keypair(etcd_ca_dir(settings), "ca")
+    ca = pki_store.load_keypair(etcd_ca_dir(settings), "ca")
     d = etcd_pki_dir(settings)
-    server, root = pki.load_keypair(d, "server"), pki.load_keypair(d, "root")
+    server, root = pki_store.load_keypair(d, "server"), pki_store.load_keypair(d, "root")
     if ca is None or server is None or root is None:
         raise LabError(
             f"the lab's etcd has no certificates under {settings.pki_dir}: start the lab first (lab up)"

@@ -29,26 +29,19 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 from cryptography import x509
 
 from lab import naming, pki
-from lab.errors import LabError, UsageError
+from lab.errors import LabError
 from lab.etcd.client import PERMISSION_DENIED, EtcdClient, EtcdError, prefix_end
-from lab.etcd.server import ROOT_USER, common_name
+from lab.etcd.server import common_name
+from lab.tenant_etcd import ROOT_USER, check_name
+from lab.tenant_etcd import apiserver_etcd_flags as apiserver_etcd_flags  # lab.etcd's API, pure
 
 T = TypeVar("T")
-
-
-def check_name(name: str) -> str:
-    """A tenant is a cluster name: a DNS label, never etcd's root user."""
-    naming.check_dns_label("tenant name", name)
-    if name == ROOT_USER:
-        raise UsageError("'root' is etcd's administrator and cannot be a tenant")
-    return name
 
 
 def key_prefix(name: str) -> bytes:
@@ -232,24 +225,3 @@ def check_access(client: EtcdClient, name: str, cert_pem: bytes, etcd_ca_pem: by
 
 
 # --- the kube-apiserver side ----------------------------------------------------------------
-
-
-def apiserver_etcd_flags(
-    name: str, servers: str | list[str], cafile: Path | str, certfile: Path | str, keyfile: Path | str
-) -> list[str]:
-    """The etcd flags of tenant `name`'s kube-apiserver, for every backend (process or Pod).
-
-    --etcd-prefix has no trailing slash: the apiserver joins "/<name>" and "/registry/..."-style
-    paths itself, so its keys land under /<name>/. --etcd-compaction-interval=0: compaction (and the
-    apiserver's compact_rev_key at the keyspace root) needs root; etcd auto-compacts instead.
-    """
-    check_name(name)
-    urls = servers if isinstance(servers, str) else ",".join(servers)
-    return [
-        f"--etcd-servers={urls}",
-        f"--etcd-prefix=/{name}",
-        f"--etcd-cafile={cafile}",
-        f"--etcd-certfile={certfile}",
-        f"--etcd-keyfile={keyfile}",
-        "--etcd-compaction-interval=0",
-    ]

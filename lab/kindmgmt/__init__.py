@@ -22,6 +22,4 @@ def kind_dir(settings: Settings) -> Path:
 def kubeconfig_path(settings: Settings) -> Path:
     """The management kubeconfig every other command reads (lab kubeconfig, create-clusters, ...):
     in kind mode it is the kind cluster's."""
-    from lab.stack import mgmt
-
-    return mgmt.admin_kubeconfig_path(settings)
+    return settings.admin_kubeconfig

@@ -1,7 +1,7 @@
 """KindStack: the management cluster as a kind cluster (mode kind); the lab.management Protocol.
 
 Only the node simulator runs on this machine (under supervisord, as in local mode), so status and
-down are the local stack's: `lab down` stops the simulator and keeps the kind cluster (`kind delete
+down are lab.supervised's, as the local stack's are: `lab down` stops the simulator and keeps the kind cluster (`kind delete
 cluster --name lab-mgmt` removes it).
 """
 
@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from lab import components, supervised
 from lab.config import Settings
 from lab.kindmgmt import kubeconfig_path, up
-from lab.stack import status
-from lab.stack import up as local
 
 Log = Callable[[str], None]
 
@@ -30,13 +29,14 @@ class KindStack:
         return up.up(self.settings, profile, log, self.bmo_source)
 
     def down(self, purge: bool) -> bool:
-        return local.down(self.settings, purge)
+        return supervised.down(self.settings, purge)
 
     def tune(self, profile: str, log: Log) -> list[str]:
         return up.tune(self.settings, profile, log)
 
-    def status(self) -> list[status.Row]:
-        return status.rows(self.settings)
+    def status(self) -> list[supervised.Row]:
+        # the simulator has no health endpoint: no probes
+        return supervised.rows(self.settings, (components.NODESIM,), {})
 
     def kubeconfig(self) -> Path:
         return kubeconfig_path(self.settings)

@@ -14,13 +14,15 @@ from collections.abc import Callable
 from lab.config import Settings
 
 Log = Callable[[str], None]
+#: The simulator has no health endpoint: RUNNING past supervisord's startsecs (seconds) is healthy.
+#: The bound is the local stack's for its managers and simulator (lab.stack.up.MANAGER_TIMEOUT).
+TIMEOUT = 240.0
 
 
 def ensure(settings: Settings, log: Log) -> list[str]:
     """Start (or keep) the simulator; the names of programs that were added or restarted."""
-    from lab import nodesim
+    from lab import nodesim, supervised
     from lab.runtime import supervise
-    from lab.stack.up import MANAGER_TIMEOUT, wait_healthy
 
     if not supervise.Supervisor(settings).alive():
         pdir = supervise.programs_dir(settings)
@@ -33,5 +35,5 @@ def ensure(settings: Settings, log: Log) -> list[str]:
     changes = sup.apply(programs)
     for p in programs:
         sup.start_if_dead(p.name)
-    wait_healthy(settings, sup, [p.name for p in programs], MANAGER_TIMEOUT, log)
+    supervised.wait_healthy(settings, sup, [p.name for p in programs], TIMEOUT, log, probes={})
     return [*changes["added"], *changes["changed"]]

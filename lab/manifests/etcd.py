@@ -25,9 +25,8 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
-from lab import pki
+from lab import pki, tenant_etcd
 from lab.config import Settings
-from lab.etcd import server as local
 
 NAMESPACE = "etcd-system"
 NAME = "etcd"  # StatefulSet and headless Service: members are etcd-0.etcd.<ns>.svc
@@ -103,7 +102,7 @@ def certificates(
     keys): the server cert serves clients and peers under every in-cluster name; root is CN=root."""
     sans = server_sans(namespace, replicas, node_addresses)
     server = pki.issue_server_cert(ca, NAME, *sans, client_auth=True)
-    return server, pki.issue_client_cert(ca, local.ROOT_USER)
+    return server, pki.issue_client_cert(ca, tenant_etcd.ROOT_USER)
 
 
 def _meta(name: str, namespace: str | None) -> dict[str, Any]:
@@ -230,10 +229,10 @@ def etcd_args(namespace: str = NAMESPACE, replicas: int = 1) -> list[str]:
         f"--peer-key-file={SERVER_MOUNT}/tls.key",
         f"--peer-trusted-ca-file={CA_MOUNT}/tls.crt",
         "--peer-client-cert-auth=true",
-        f"--auto-compaction-mode={local.COMPACTION_MODE}",
-        f"--auto-compaction-retention={local.COMPACTION_RETENTION}",
-        f"--quota-backend-bytes={local.QUOTA_BACKEND_BYTES}",
-        f"--snapshot-count={local.SNAPSHOT_COUNT}",
+        f"--auto-compaction-mode={tenant_etcd.COMPACTION_MODE}",
+        f"--auto-compaction-retention={tenant_etcd.COMPACTION_RETENTION}",
+        f"--quota-backend-bytes={tenant_etcd.QUOTA_BACKEND_BYTES}",
+        f"--snapshot-count={tenant_etcd.SNAPSHOT_COUNT}",
         "--log-level=warn",
     ]
 
@@ -315,7 +314,7 @@ def bootstrap_script(endpoint: str, ca: str, cert: str, key: str, etcdctl: str =
     q = shlex.quote
     ctl = f"{q(etcdctl)} --endpoints={q(endpoint)} --cacert={q(ca)} --cert={q(cert)} --key={q(key)}"
     ctl += " --command-timeout=10s"
-    user = local.ROOT_USER
+    user = tenant_etcd.ROOT_USER
     return "\n".join(
         [
             "set -eu",

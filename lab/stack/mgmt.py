@@ -17,7 +17,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from lab import build, pki
+from lab import build, pki, pki_store
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kube import Client
@@ -64,7 +64,7 @@ def etcd_data_dir(settings: Settings) -> Path:
 
 def admin_kubeconfig_path(settings: Settings) -> Path:
     """The management cluster's admin kubeconfig (0600), what `lab kubeconfig` prints."""
-    return settings.home / "kubeconfig"
+    return settings.admin_kubeconfig
 
 
 def client(settings: Settings, **kw: Any) -> Client:
@@ -135,7 +135,7 @@ def ensure_server(
     client_auth: bool = False,
 ) -> pki.KeyPair:
     """A serving pair in directory/<stem>.{crt,key}, re-issued only when it no longer fits."""
-    kp = pki.load_keypair(directory, stem)
+    kp = pki_store.load_keypair(directory, stem)
     ok = _fresh(kp, ca, cn, [])
     if ok and kp is not None:
         san = kp.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -146,15 +146,15 @@ def ensure_server(
         ok = have == (set(dns), set(ips))
     if not ok or kp is None:
         kp = pki.issue_server_cert(ca, cn, dns, ips, client_auth=client_auth)
-        pki.write_keypair(directory, stem, kp)
+        pki_store.write_keypair(directory, stem, kp)
     return kp
 
 
 def ensure_client(directory: Path, stem: str, ca: pki.KeyPair, cn: str, orgs: list[str]) -> pki.KeyPair:
-    kp = pki.load_keypair(directory, stem)
+    kp = pki_store.load_keypair(directory, stem)
     if not _fresh(kp, ca, cn, orgs) or kp is None:
         kp = pki.issue_client_cert(ca, cn, orgs)
-        pki.write_keypair(directory, stem, kp)
+        pki_store.write_keypair(directory, stem, kp)
     return kp
 
 
@@ -176,14 +176,14 @@ def ensure_kubeconfig(settings: Settings, ca: pki.KeyPair, path: Path, cn: str, 
 
 def ensure_pki(settings: Settings) -> MgmtPKI:
     d = pki_dir(settings)
-    etcd_ca = pki.load_or_create_ca(d / "etcd-ca", "lab-mgmt-etcd-ca")
-    ca = pki.load_or_create_ca(d / "ca", "lab-mgmt-ca")
-    webhook_ca = pki.load_or_create_ca(d / "webhook-ca", "lab-webhook-ca")
+    etcd_ca = pki_store.load_or_create_ca(d / "etcd-ca", "lab-mgmt-etcd-ca")
+    ca = pki_store.load_or_create_ca(d / "ca", "lab-mgmt-ca")
+    webhook_ca = pki_store.load_or_create_ca(d / "webhook-ca", "lab-webhook-ca")
     ensure_server(d, "etcd-server", etcd_ca, ETCD_MEMBER, ["localhost"], [LOOPBACK], client_auth=True)
     ensure_client(d, "apiserver-etcd-client", etcd_ca, "kube-apiserver-etcd-client", [])
     ensure_server(d, "apiserver", ca, "kube-apiserver", APISERVER_DNS, [LOOPBACK, SERVICE_IP])
-    if pki.load_keypair(d, "sa") is None:
-        pki.write_keypair(d, "sa", pki.new_sa_keypair())
+    if pki_store.load_keypair(d, "sa") is None:
+        pki_store.write_keypair(d, "sa", pki.new_sa_keypair())
     ensure_kubeconfig(settings, ca, admin_kubeconfig_path(settings), ADMIN_USER, [pki.ADMIN_ORG])
     ensure_kubeconfig(settings, ca, kubeconfig_path(settings, "kube-controller-manager"), KCM_USER, [])
     return MgmtPKI(etcd_ca=etcd_ca, ca=ca, webhook_ca=webhook_ca)

@@ -13,36 +13,29 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psutil
 
-from lab import build, components, tuning
+from lab import build, components, supervised, tuning
 from lab.config import Settings
 from lab.errors import LabError, UsageError
 from lab.etcd import server as tenant_etcd
 from lab.kube import Client, waits
-from lab.runtime.logs import last_line
 from lab.runtime.ports import bindable, listener_pid
-from lab.runtime.supervise import Program, Supervisor, ensure_running, log_file, remove_program_files
+from lab.runtime.supervise import Program, Supervisor, ensure_running, remove_program_files
 from lab.stack import health, managers, mgmt, ports, webhooks
+from lab.supervised import down as down  # lab down: the same in both modes
+from lab.supervised import state_path
 
 Log = Callable[[str], None]
 
 CORE_TIMEOUT = 180.0
 MANAGER_TIMEOUT = 240.0
-#: A program seen (re)started this many times while we wait is crash-looping: fail early.
-MAX_STARTS = 4
 DIGEST_CONFIGMAP = "lab-stack"
-
-
-def state_path(settings: Settings) -> Path:
-    return settings.home / "stack.json"
 
 
 def read_state(settings: Settings) -> dict[str, Any]:
@@ -152,46 +145,9 @@ def check_ports(settings: Settings, sup: Supervisor | None) -> None:
 # --- waiting ---------------------------------------------------------------------------------
 
 
-def component_error(settings: Settings, name: str, what: str) -> LabError:
-    log = log_file(settings, name)
-    last = last_line(log, 200, empty="", missing="")
-    tail = f": {last}" if last else ""
-    return LabError(f"{name} {what}{tail} (log: {log})")
-
-
 def wait_healthy(settings: Settings, sup: Supervisor, names: list[str], timeout: float, log: Log) -> None:
-    probes = health.probes(settings)
-    pending = list(names)
-    starts: dict[str, set[int]] = {n: set() for n in names}
-    deadline = time.monotonic() + timeout
-    while pending:
-        for name in list(pending):
-            info = sup.process(name)
-            if info is None:
-                raise LabError(f"{name} is not known to supervisord (config: {settings.run_dir})")
-            if info["statename"] == "FATAL":
-                raise component_error(settings, name, "will not start")
-            if info["start"]:
-                starts[name].add(int(info["start"]))
-            if len(starts[name]) >= MAX_STARTS:
-                raise component_error(settings, name, f"keeps exiting ({len(starts[name])} starts)")
-            probe = probes.get(name)
-            if info["statename"] == "RUNNING" and (probe is None or health.check(probe)[0]):
-                pending.remove(name)
-                log(f"{name} healthy (pid {info['pid']})")
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            name = pending[0]
-            info = sup.process(name) or {}
-            probe = probes.get(name)
-            reason = health.check(probe)[1] if probe else "no probe"
-            raise component_error(
-                settings,
-                name,
-                f"not healthy after {timeout:.0f}s (state {info.get('statename')}, probe: {reason})",
-            )
-        time.sleep(0.5)
+    """lab.supervised's wait, with the stack's probes."""
+    supervised.wait_healthy(settings, sup, names, timeout, log, health.probes(settings))
 
 
 def bootstrap_tenant_etcd(settings: Settings, log: Log) -> None:
@@ -328,41 +284,3 @@ def tune(settings: Settings, profile: str, log: Log = lambda _m: None) -> list[s
     if restarted:
         wait_healthy(settings, sup, restarted, MANAGER_TIMEOUT, log)
     return restarted
-
-
-def purge_paths(settings: Settings) -> list[Path]:
-    """Everything `down --purge` deletes: the stack's data, not the binary cache, its sources and
-    build logs, or the run records."""
-    logs = (
-        sorted(p for p in settings.log_dir.glob("*") if p.name != "build")
-        if settings.log_dir.is_dir()
-        else []
-    )
-    return [
-        settings.home / "etcd",
-        settings.pki_dir,
-        *logs,
-        settings.run_dir,
-        settings.clusters_dir,
-        mgmt.admin_kubeconfig_path(settings),
-        state_path(settings),
-    ]
-
-
-def down(settings: Settings, purge: bool = False) -> bool:
-    """Stop supervisord and everything under it; True when something was running."""
-    sup = Supervisor(settings)
-    was_running = sup.alive()
-    if was_running:
-        from lab.backing.local import running
-
-        # supervisord stops programs one at a time, ~1 s per workload apiserver (stopping them
-        # together made each wait for its 30 s SIGKILL instead): allow for that
-        sup.shutdown(timeout=60.0 + 2.0 * len(running(settings, sup)))
-    if purge:
-        for path in purge_paths(settings):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
-    return was_running

@@ -17,7 +17,7 @@ import pytest
 from support import certs
 from support.etcd import RunningEtcd, free_port
 
-from lab import etcd, pki
+from lab import etcd, pki, pki_store
 from lab.errors import LabError
 from lab.etcd import EtcdClient, EtcdError, tenants
 from lab.etcd.client import PERMISSION_DENIED, prefix_end
@@ -80,7 +80,7 @@ def test_etcdctl_sees_the_same_isolation(tenant_etcd: RunningEtcd, root: EtcdCli
     """etcd's own client, with the tenant's certificate files, as a kube-apiserver would use them."""
     etcd.create(root, "ctl-a")
     etcd.create(root, "ctl-b")
-    pki.write_keypair(tmp_path, "ctl-a", tenant_cert(tenant_etcd, "ctl-a"))
+    pki_store.write_keypair(tmp_path, "ctl-a", tenant_cert(tenant_etcd, "ctl-a"))
     cert, key = tmp_path / "ctl-a.crt", tmp_path / "ctl-a.key"
     assert oct((tmp_path / "ctl-a.key").stat().st_mode & 0o777) == "0o600"
 
@@ -184,7 +184,7 @@ def test_expired_certificate_is_refused_and_named(
         etcd.check_access(t, "exp-7", expired.cert_pem, tenant_etcd.certs.ca.cert_pem)
     assert str(err.value).startswith("etcd refused tenant exp-7's certificate: certificate has expired")
     # the refusal is etcd's, not a local check: etcd's own client is turned away too
-    pki.write_keypair(tmp_path, "exp", expired)
+    pki_store.write_keypair(tmp_path, "exp", expired)
     r = subprocess.run(
         tenant_etcd.etcdctl_argv(tmp_path / "exp.crt", tmp_path / "exp.key", "get", "/exp-7/x"),
         capture_output=True,
@@ -353,11 +353,11 @@ def test_kube_apiserver_runs_as_a_tenant_with_lab_flags(
     outside_before = _keys_outside_tenants(root)
     ca = pki.new_ca("kubernetes")
     d = tmp_path
-    pki.write_keypair(d, "etcd-client", tenant_cert(tenant_etcd, name))
-    pki.write_keypair(
+    pki_store.write_keypair(d, "etcd-client", tenant_cert(tenant_etcd, name))
+    pki_store.write_keypair(
         d, "apiserver", pki.issue_server_cert(ca, "kube-apiserver", *pki.apiserver_sans("127.0.0.1"))
     )
-    pki.write_keypair(d, "ca", ca)
+    pki_store.write_keypair(d, "ca", ca)
     sa = pki.new_sa_keypair()
     (d / "sa.pub").write_bytes(sa.cert_pem)
     (d / "sa.key").write_bytes(sa.key_pem)

@@ -23,7 +23,7 @@ import yaml
 from support.apiserver import RunningApiserver
 from support.etcd import RunningEtcd
 
-from lab import build, crds, naming, nodesim, phases, pki
+from lab import build, crds, naming, nodesim, phases, pki, pki_store
 from lab.backing import local
 from lab.config import Settings, default_home
 from lab.kube import Client
@@ -341,7 +341,9 @@ def test_control_plane_host_gets_node_pods_config_and_annotation(
     kc = mgmt.get(nodesim.BOOTSTRAP_API, "KubeadmConfig", f"{name}-cp-abcde-kc", cluster_ns)
     assert kc is not None
     expiry = kc["metadata"]["annotations"][nodesim.CERT_EXPIRY_ANNOTATION]
-    assert expiry == pki.load_keypair(pki.cluster_pki_dir(settings, name), "apiserver").not_after.strftime(  # type: ignore[union-attr]
+    assert expiry == pki_store.load_keypair(
+        pki.cluster_pki_dir(settings, name), "apiserver"
+    ).not_after.strftime(  # type: ignore[union-attr]
         "%Y-%m-%dT%H:%M:%SZ"
     )
 
@@ -417,7 +419,7 @@ def _wait_node(kubeconfig: bytes, node: str, timeout: float = 60) -> dict[str, A
         deadline = time.monotonic() + timeout
         while True:
             got = wc.get("v1", "Node", node)
-            if got is not None and nodesim._condition(got, "Ready") == "True":
+            if got is not None and (phases.condition(got, "Ready") or {}).get("status") == "True":
                 return got
             assert time.monotonic() < deadline, f"no Ready node {node} within {timeout:.0f}s"
             time.sleep(0.5)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lab import crds, gomod, manifests, naming, pki
+from lab import crds, gomod, manifests, naming, pki, pki_store
 from lab.config import Settings
 from lab.manifests import capi, kinds, metal3, names, secrets, serialize
 
@@ -388,11 +388,11 @@ def test_same_index_same_pki_same_objects(render) -> None:
 
 def test_pki_from_the_lab_home_renders_identically_twice(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
-    ca = pki.load_or_create_ca(settings.pki_dir / "etcd-ca", "etcd-ca")
+    ca = pki_store.load_or_create_ca(settings.pki_dir / "etcd-ca", "etcd-ca")
     host, port = naming.local_endpoint(7)
 
     def once() -> list[Obj]:
-        cp = pki.cluster_pki(settings, "test-7", host, port, ca)
+        cp = pki_store.cluster_pki(settings, "test-7", host, port, ca)
         return manifests.cluster_objects(
             settings, 7, (host, port), cp, ["https://127.0.0.1:2379"], manifests.bmc_password(cp)
         )

@@ -1,4 +1,4 @@
-"""lab.pki with real cryptography: chains, SANs, usages, file modes, idempotency, crash recovery."""
+"""lab.pki and lab.pki_store with real cryptography: chains, SANs, usages, file modes, idempotency, crash recovery."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import verification as v
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from lab import config, pki
+from lab import config, pki, pki_store
 from lab.errors import LabError, UsageError
 
 HOST, PORT = "127.1.0.7", 6443
@@ -40,7 +40,7 @@ def etcd_ca() -> pki.KeyPair:
 
 @pytest.fixture
 def cluster(settings: config.Settings, etcd_ca: pki.KeyPair) -> pki.ClusterPKI:
-    return pki.cluster_pki(settings, "test-7", HOST, PORT, etcd_ca)
+    return pki_store.cluster_pki(settings, "test-7", HOST, PORT, etcd_ca)
 
 
 def _ext(cert: x509.Certificate, cls: type) -> x509.Extension:
@@ -186,7 +186,7 @@ def _mode(p: Path) -> int:
 def test_file_modes_ignore_umask(settings: config.Settings, etcd_ca: pki.KeyPair) -> None:
     old = os.umask(0)
     try:
-        pki.cluster_pki(settings, "test-8", HOST, PORT, etcd_ca)
+        pki_store.cluster_pki(settings, "test-8", HOST, PORT, etcd_ca)
         d = pki.cluster_pki_dir(settings, "test-8")
         for p in (d, d.parent, settings.clusters_dir, settings.home):
             assert _mode(p) == 0o700, p
@@ -202,15 +202,17 @@ def test_file_modes_ignore_umask(settings: config.Settings, etcd_ca: pki.KeyPair
 
 
 def test_second_call_returns_same_bytes(settings: config.Settings, etcd_ca: pki.KeyPair) -> None:
-    first = pki.cluster_pki(settings, "test-9", HOST, PORT, etcd_ca)
+    first = pki_store.cluster_pki(settings, "test-9", HOST, PORT, etcd_ca)
     # Different algorithm on the second call must not rotate anything that is still valid.
-    second = pki.cluster_pki(settings, "test-9", HOST, PORT, etcd_ca, algorithm=pki.KeyAlgorithm.RSA2048)
+    second = pki_store.cluster_pki(
+        settings, "test-9", HOST, PORT, etcd_ca, algorithm=pki.KeyAlgorithm.RSA2048
+    )
     assert first == second
 
 
 def test_changed_endpoint_reissues_leafs_only(settings: config.Settings, etcd_ca: pki.KeyPair) -> None:
-    first = pki.cluster_pki(settings, "test-9", HOST, PORT, etcd_ca)
-    moved = pki.cluster_pki(settings, "test-9", "127.1.0.99", 7443, etcd_ca)
+    first = pki_store.cluster_pki(settings, "test-9", HOST, PORT, etcd_ca)
+    moved = pki_store.cluster_pki(settings, "test-9", "127.1.0.99", 7443, etcd_ca)
     assert (moved.ca, moved.proxy, moved.sa, moved.etcd_client) == (
         first.ca,
         first.proxy,
@@ -220,13 +222,13 @@ def test_changed_endpoint_reissues_leafs_only(settings: config.Settings, etcd_ca
     assert moved.apiserver != first.apiserver and moved.admin_kubeconfig != first.admin_kubeconfig
     _server_verifier(moved.ca, "127.1.0.99").verify(moved.apiserver.cert, [])
     assert pki.kubeconfig_client(moved.admin_kubeconfig)[0] == "https://127.1.0.99:7443"
-    assert pki.cluster_pki(settings, "test-9", "127.1.0.99", 7443, etcd_ca) == moved
+    assert pki_store.cluster_pki(settings, "test-9", "127.1.0.99", 7443, etcd_ca) == moved
 
 
 def test_new_etcd_ca_reissues_etcd_client(settings: config.Settings, etcd_ca: pki.KeyPair) -> None:
-    first = pki.cluster_pki(settings, "test-9", HOST, PORT, etcd_ca)
+    first = pki_store.cluster_pki(settings, "test-9", HOST, PORT, etcd_ca)
     other = pki.new_ca("etcd-ca")
-    again = pki.cluster_pki(settings, "test-9", HOST, PORT, other)
+    again = pki_store.cluster_pki(settings, "test-9", HOST, PORT, other)
     assert again.ca == first.ca and again.apiserver == first.apiserver
     assert again.etcd_ca_cert_pem == other.cert_pem
     _client_verifier(other).verify(again.etcd_client.cert, [])
@@ -235,15 +237,15 @@ def test_new_etcd_ca_reissues_etcd_client(settings: config.Settings, etcd_ca: pk
 
 
 def test_half_written_leaf_is_repaired(settings: config.Settings, etcd_ca: pki.KeyPair) -> None:
-    first = pki.cluster_pki(settings, "test-9", HOST, PORT, etcd_ca)
+    first = pki_store.cluster_pki(settings, "test-9", HOST, PORT, etcd_ca)
     d = pki.cluster_pki_dir(settings, "test-9")
     # A crash between the key and the cert rename: new key, old cert.
     (d / "apiserver.key").write_bytes(pki.key_pem(pki.new_key()))
     (d / "admin.kubeconfig").write_bytes(b"clusters: [")
-    again = pki.cluster_pki(settings, "test-9", HOST, PORT, etcd_ca)
+    again = pki_store.cluster_pki(settings, "test-9", HOST, PORT, etcd_ca)
     assert again.ca == first.ca and again.apiserver.matches() and again.apiserver != first.apiserver
     assert pki.kubeconfig_client(again.admin_kubeconfig)[2].matches()
-    assert pki.cluster_pki(settings, "test-9", HOST, PORT, etcd_ca) == again
+    assert pki_store.cluster_pki(settings, "test-9", HOST, PORT, etcd_ca) == again
 
 
 def test_crash_before_rename_leaves_nothing_half_done(
@@ -253,23 +255,23 @@ def test_crash_before_rename_leaves_nothing_half_done(
     stale = d.parent / ".pki.deadbeef.tmp"
     stale.mkdir(parents=True)
     (stale / "ca.key").write_bytes(b"half")
-    p = pki.cluster_pki(settings, "test-10", HOST, PORT, etcd_ca)
+    p = pki_store.cluster_pki(settings, "test-10", HOST, PORT, etcd_ca)
     assert not stale.exists() and p.ca.matches()
 
 
 def test_damaged_ca_is_an_error_not_a_new_ca(settings: config.Settings, etcd_ca: pki.KeyPair) -> None:
-    pki.cluster_pki(settings, "test-11", HOST, PORT, etcd_ca)
+    pki_store.cluster_pki(settings, "test-11", HOST, PORT, etcd_ca)
     d = pki.cluster_pki_dir(settings, "test-11")
     (d / "ca.key").unlink()
     with pytest.raises(LabError, match=r"ca\.crt/\.key"):
-        pki.cluster_pki(settings, "test-11", HOST, PORT, etcd_ca)
+        pki_store.cluster_pki(settings, "test-11", HOST, PORT, etcd_ca)
 
 
 def test_concurrent_first_calls_agree(settings: config.Settings, etcd_ca: pki.KeyPair) -> None:
     results: list[pki.ClusterPKI] = []
     threads = [
         threading.Thread(
-            target=lambda: results.append(pki.cluster_pki(settings, "test-12", HOST, PORT, etcd_ca))
+            target=lambda: results.append(pki_store.cluster_pki(settings, "test-12", HOST, PORT, etcd_ca))
         )
         for _ in range(4)
     ]
@@ -281,15 +283,15 @@ def test_concurrent_first_calls_agree(settings: config.Settings, etcd_ca: pki.Ke
 
 
 def test_remove_is_idempotent(settings: config.Settings, etcd_ca: pki.KeyPair) -> None:
-    pki.cluster_pki(settings, "test-13", HOST, PORT, etcd_ca)
-    pki.remove_cluster_pki(settings, "test-13")
+    pki_store.cluster_pki(settings, "test-13", HOST, PORT, etcd_ca)
+    pki_store.remove_cluster_pki(settings, "test-13")
     assert not (settings.clusters_dir / "test-13").exists()
-    pki.remove_cluster_pki(settings, "test-13")
-    pki.remove_cluster_pki(settings, "never-made")
+    pki_store.remove_cluster_pki(settings, "test-13")
+    pki_store.remove_cluster_pki(settings, "never-made")
     # Files other areas keep in the cluster directory survive.
-    pki.cluster_pki(settings, "test-13", HOST, PORT, etcd_ca)
+    pki_store.cluster_pki(settings, "test-13", HOST, PORT, etcd_ca)
     (settings.clusters_dir / "test-13" / "apiserver.log").write_text("x")
-    pki.remove_cluster_pki(settings, "test-13")
+    pki_store.remove_cluster_pki(settings, "test-13")
     assert not pki.cluster_pki_dir(settings, "test-13").exists()
     assert (settings.clusters_dir / "test-13" / "apiserver.log").exists()
 
@@ -297,25 +299,25 @@ def test_remove_is_idempotent(settings: config.Settings, etcd_ca: pki.KeyPair) -
 @pytest.mark.parametrize("bad", ["", "../x", "Test-1", "a/b", "-a", "a" * 64])
 def test_bad_names_are_usage_errors(settings: config.Settings, etcd_ca: pki.KeyPair, bad: str) -> None:
     with pytest.raises(UsageError):
-        pki.cluster_pki(settings, bad, HOST, PORT, etcd_ca)
+        pki_store.cluster_pki(settings, bad, HOST, PORT, etcd_ca)
     assert not settings.clusters_dir.exists()
 
 
 def test_load_or_create_ca(tmp_path: Path) -> None:
     d = tmp_path / "pki" / "etcd"
-    first = pki.load_or_create_ca(d, "etcd-ca")
-    assert pki.load_or_create_ca(d, "etcd-ca") == first
+    first = pki_store.load_or_create_ca(d, "etcd-ca")
+    assert pki_store.load_or_create_ca(d, "etcd-ca") == first
     assert _mode(d / "ca.key") == 0o600 and _mode(d) == 0o700
     assert first.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "etcd-ca"
     (d / "ca.key").write_bytes(pki.key_pem(pki.new_key()))
     with pytest.raises(LabError, match="does not belong"):
-        pki.load_or_create_ca(d, "etcd-ca")
+        pki_store.load_or_create_ca(d, "etcd-ca")
     (d / "ca.key").write_bytes(b"not a key")
     with pytest.raises(LabError, match="does not belong"):
-        pki.load_or_create_ca(d, "etcd-ca")
+        pki_store.load_or_create_ca(d, "etcd-ca")
     (d / "ca.key").unlink()
     with pytest.raises(LabError, match=r"no ca\.key"):
-        pki.load_or_create_ca(d, "etcd-ca")
+        pki_store.load_or_create_ca(d, "etcd-ca")
 
 
 def test_server_cert_for_etcd_peers_has_both_usages(etcd_ca: pki.KeyPair) -> None:
