@@ -1,9 +1,10 @@
 """Chaos under load at CI size: benchmarks/chaos.py's driver on the session stack, with its CI plan.
 
 A create of six clusters (test-950..955, clear of the other modules) runs in the background with
---parallel 2 while the management kube-apiserver, management etcd, CAPI, KCP, the node simulator, a
-workload apiserver and lab itself are killed with SIGKILL, one after the other; then a delete --all
-runs while the tenant etcd, CAPM3, BMO, CABPK, IPAM and lab are. Each supervised component must be
+--parallel 1 (one cluster per batch: the apply lasts long enough for every kill) while the management
+kube-apiserver, lab itself, the management etcd, CAPI, KCP, the node simulator and a workload
+apiserver are killed with SIGKILL, one after the other; then a delete --all runs while the tenant
+etcd, CAPM3, BMO, CABPK, IPAM and lab are. Each supervised component must be
 back by itself, each killed command converge when run again, no cluster stay stuck, and the residue
 check find nothing. The table is printed (pytest -s) for the record.
 """
@@ -30,8 +31,8 @@ def test_killed_components_come_back_and_nothing_is_left(stack: Stack, tmp_path:
         stack,
         INDEXES,
         plan=chaos.CI_PLAN,
-        parallel=2,
-        settle=2.0,
+        parallel=1,
+        settle=1.0,
         back_timeout=120.0,
         cluster_timeout=180.0,
         op_timeout=480.0,
