@@ -47,7 +47,7 @@ def test_killed_components_come_back_and_nothing_is_left(stack: Stack, tmp_path:
     for k in kills:
         assert k["pid"] and k["during"], k  # each kill hit a running process while the command ran
         assert k["stuck"] == {}, k
-        if k["component"] != chaos.LAB and k["note"] != "program removed by the delete":
+        if k["component"] != chaos.LAB and chaos.REMOVED not in k["note"]:
             assert k["back_s"] is not None and k["back_s"] <= BACK_LIMIT, k
         if k["phase"] == "create":
             assert k["available_again_s"] is not None, k
