@@ -211,6 +211,7 @@ class Chaos:
         self.op: Op | None = None
         self._last_poll = 0.0
         self.phases: dict[str, str] | None = None  # name -> display phase, None: API did not answer
+        self.last_phases: dict[str, str] = {}  # the last answer
 
     def close(self) -> None:
         self.client.close()
@@ -232,6 +233,7 @@ class Chaos:
             return
         wanted = set(self.names)
         self.phases = {c.name: c.phase for c in infos if c.name in wanted}
+        self.last_phases = self.phases
         for k in list(self._open):
             self._update(k, now)
 
@@ -301,7 +303,7 @@ class Chaos:
     def kill(self, phase: str, component: str, op: Op) -> Kill:
         self._last_poll = 0.0
         self.poll()
-        phases = dict(self.phases or {})
+        phases = dict(self.last_phases if self.phases is None else self.phases)
         present = [n for n in self.names if n in phases]
         available = [n for n in present if phases[n] == inventory.AVAILABLE]
         program = LAB if component == LAB else component
@@ -310,7 +312,7 @@ class Chaos:
             program = local.program_name(target) if target else "wkl-?"
         k = Kill(phase, component, program, None, op.running(), present, available)
         if self.phases is None:
-            k.note = "management API did not answer at the kill"
+            k.note = "management API did not answer at the kill: clusters as last seen"
         if component == LAB:
             if not op.running():
                 k.note = "command had already finished: nothing to kill"

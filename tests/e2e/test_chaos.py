@@ -21,9 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import chaos
 
 INDEXES = list(range(950, 956))
-#: R6 says 30 s on an idle stack; under load on the shared 2-core CI machine a kube-apiserver
-#: restart took up to BACK_LIMIT (measured by this test; the script reports the real figures).
-BACK_LIMIT = 60.0
+#: R6 says 30 s on an idle stack. Under load on the shared 2-core machine the management
+#: kube-apiserver is the slow one: 5-27.5 s back at this size, 25-67 s with 30 clusters at load
+#: 13-18 (benchmarks/chaos.py); every other component took under 30 s.
+BACK_LIMIT = 90.0
 
 
 def test_killed_components_come_back_and_nothing_is_left(stack: Stack, tmp_path: Path) -> None:
@@ -49,8 +50,12 @@ def test_killed_components_come_back_and_nothing_is_left(stack: Stack, tmp_path:
         assert k["stuck"] == {}, k
         if k["component"] != chaos.LAB and chaos.REMOVED not in k["note"]:
             assert k["back_s"] is not None and k["back_s"] <= BACK_LIMIT, k
-        if k["phase"] == "create":
-            assert k["available_again_s"] is not None, k
+        if k["phase"] == "create":  # every cluster there at the kill became (or stayed) Available
+            assert k["all_available_s"] is not None, k
+            if k["available"]:
+                assert k["available_again_s"] is not None, k
+        else:  # and every one there at a delete's kill went
+            assert k["all_gone_s"] is not None, k
 
     create = res["create"]["final"]
     assert create["exit"] == 0, create
