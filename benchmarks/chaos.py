@@ -12,6 +12,7 @@ kube-apiserver, and lab itself (the running command; the same command is then st
 must converge). supervisord restarts what it supervises; nothing else helps.
 
 Per kill it measures:
+- restarted: seconds until supervisord runs it again (a new pid, RUNNING);
 - back: seconds until the component answers again (its health or readyz endpoint, as `lab status`
   probes it, from a new pid; the node simulator has none, so RUNNING under a new pid);
 - available again (create): seconds until every cluster that was Available at the kill is Available
@@ -110,6 +111,8 @@ class Kill:
     present: list[str]
     available: list[str]
     back_s: float | None = None
+    #: seconds until supervisord ran it again (a new pid, RUNNING): back_s minus this is its startup
+    restarted_s: float | None = None
     available_again_s: float | None = None
     all_available_s: float | None = None
     all_gone_s: float | None = None
@@ -342,7 +345,12 @@ class Chaos:
             def removed() -> bool:
                 return component == WORKLOAD and self.sup.process(program) is None
 
-            if self.wait(f"{program} back", lambda: back() or removed(), self.back_timeout):
+            def back_or_removed() -> bool:
+                if k.restarted_s is None and self._pid(program) not in (None, k.pid):
+                    k.restarted_s = round(time.monotonic() - k.at, 1)
+                return back() or removed()
+
+            if self.wait(f"{program} back", back_or_removed, self.back_timeout):
                 if removed():
                     k.note = "; ".join(filter(None, [k.note, REMOVED]))
                 else:
@@ -456,7 +464,7 @@ def _s(v: float | None) -> str:
 def table(result: Mapping[str, Any]) -> str:
     """Markdown: one row per kill."""
     lines = [
-        "| phase | component | during | back (s) | Available at kill | affected | available again (s) | all available / gone (s) | residue | note |",
+        "| phase | component | during | restarted / back (s) | Available at kill | affected | available again (s) | all available / gone (s) | residue | note |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for k in result["kills"]:
@@ -464,7 +472,8 @@ def table(result: Mapping[str, Any]) -> str:
         res = sum(len(v) for v in k["residue"].values())
         note = k["note"] + (f"; stuck {k['stuck']}" if k["stuck"] else "")
         lines.append(
-            f"| {k['phase']} | {k['program']} | {'yes' if k['during'] else 'NO'} | {_s(k['back_s'])} | "
+            f"| {k['phase']} | {k['program']} | {'yes' if k['during'] else 'NO'} | "
+            f"{_s(k['restarted_s'])} / {_s(k['back_s'])} | "
             f"{len(k['available'])}/{len(k['present'])} | {len(k['affected'])} | "
             f"{_s(k['available_again_s'])} | {_s(everything)} | {res or 'none'} | {note} |"
         )
