@@ -348,7 +348,10 @@ class Chaos:
             def back_or_removed() -> bool:
                 if k.restarted_s is None and self._pid(program) not in (None, k.pid):
                     k.restarted_s = round(time.monotonic() - k.at, 1)
-                return back() or removed()
+                if back():  # it may have reached RUNNING between the two looks
+                    k.restarted_s = k.restarted_s or round(time.monotonic() - k.at, 1)
+                    return True
+                return removed()
 
             if self.wait(f"{program} back", back_or_removed, self.back_timeout):
                 if removed():
