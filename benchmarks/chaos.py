@@ -43,9 +43,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from _stack import Stack, stack_env
+from support.stack import Stack, stack_env
 
 from lab import naming
 from lab.backing import local
@@ -54,8 +54,8 @@ from lab.clusters.residue import residue
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kube import Client
+from lab.runtime.supervise import Supervisor, log_file
 from lab.stack import health, managers, mgmt
-from lab.stack.supervise import Supervisor, log_file
 
 WORKLOAD = "workload-apiserver"
 LAB = "lab"
@@ -316,51 +316,16 @@ class Chaos:
         k = Kill(phase, component, program, None, op.running(), present, available)
         if self.phases is None:
             k.note = "management API did not answer at the kill: clusters as last seen"
-        if component == LAB:
-            if not op.running():
-                k.note = "command had already finished: nothing to kill"
-                self.kills.append(k)
-                return k
-            k.at = time.monotonic()
-            k.pid = op.kill()
-            op.start()  # the same command again: it must converge
-            k.note = "; ".join(filter(None, [k.note, "re-run"]))
-        else:
-            k.pid = self._pid(program)
-            if k.pid is None:
-                k.note = f"{program} not running: nothing to kill"
-                self.kills.append(k)
-                return k
-            k.at = time.monotonic()
-            os.kill(k.pid, signal.SIGKILL)
         self.kills.append(k)
+        if not self._strike(k, component, program, op):
+            return k
         self._open.append(k)
         self.say(
             f"{phase}: killed {program} (pid {k.pid}); {len(available)}/{len(present)} clusters Available"
             + ("" if k.during else "; the command had finished")
         )
         if component != LAB:
-            back = self._back(component, program, k.pid)
-
-            def removed() -> bool:
-                return component == WORKLOAD and self.sup.process(program) is None
-
-            def back_or_removed() -> bool:
-                if k.restarted_s is None and self._pid(program) not in (None, k.pid):
-                    k.restarted_s = round(time.monotonic() - k.at, 1)
-                if back():  # it may have reached RUNNING between the two looks
-                    k.restarted_s = k.restarted_s or round(time.monotonic() - k.at, 1)
-                    return True
-                return removed()
-
-            if self.wait(f"{program} back", back_or_removed, self.back_timeout):
-                if removed():
-                    k.note = "; ".join(filter(None, [k.note, REMOVED]))
-                else:
-                    k.back_s = round(time.monotonic() - k.at, 1)
-                    self._last_poll = 0.0  # the clusters as they are now that it is back
-            if k.back_s is None or k.back_s > SLOW:  # the evidence, before a later restart rotates it
-                k.log_tail = _tail(log_file(self.settings, program), 15)
+            self._await_back(k, component, program)
         # the management API answers and what was Available is Available again
         if not self.wait(
             "clusters Available again",
@@ -375,6 +340,50 @@ class Chaos:
         end = time.monotonic() + self.settle
         self.wait("settle", lambda: time.monotonic() > end, self.settle + 1)
         return k
+
+    def _strike(self, k: Kill, component: str, program: str, op: Op) -> bool:
+        """kill -9 the target (lab: the command, then the same command again); False when nothing ran."""
+        if component == LAB:
+            if not op.running():
+                k.note = "command had already finished: nothing to kill"
+                return False
+            k.at = time.monotonic()
+            k.pid = op.kill()
+            op.start()  # the same command again: it must converge
+            k.note = "; ".join(filter(None, [k.note, "re-run"]))
+            return True
+        k.pid = self._pid(program)
+        if k.pid is None:
+            k.note = f"{program} not running: nothing to kill"
+            return False
+        k.at = time.monotonic()
+        os.kill(k.pid, signal.SIGKILL)
+        return True
+
+    def _await_back(self, k: Kill, component: str, program: str) -> None:
+        """Until supervisord ran the killed program again and it answers (or, for a workload
+        apiserver, until the delete removed it); the log tail when that took long."""
+        back = self._back(component, program, k.pid)
+
+        def removed() -> bool:
+            return component == WORKLOAD and self.sup.process(program) is None
+
+        def back_or_removed() -> bool:
+            if k.restarted_s is None and self._pid(program) not in (None, k.pid):
+                k.restarted_s = round(time.monotonic() - k.at, 1)
+            if back():  # it may have reached RUNNING between the two looks
+                k.restarted_s = k.restarted_s or round(time.monotonic() - k.at, 1)
+                return True
+            return removed()
+
+        if self.wait(f"{program} back", back_or_removed, self.back_timeout):
+            if removed():
+                k.note = "; ".join(filter(None, [k.note, REMOVED]))
+            else:
+                k.back_s = round(time.monotonic() - k.at, 1)
+                self._last_poll = 0.0  # the clusters as they are now that it is back
+        if k.back_s is None or k.back_s > SLOW:  # the evidence, before a later restart rotates it
+            k.log_tail = _tail(log_file(self.settings, program), 15)
 
     # --- a phase --------------------------------------------------------------------------
 

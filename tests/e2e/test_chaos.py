@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from _stack import Stack
+from support.stack import Stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
