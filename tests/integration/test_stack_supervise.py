@@ -15,7 +15,7 @@ import pytest
 
 from lab.config import Settings
 from lab.errors import LabError
-from lab.runtime import supervise
+from lab.runtime import procs, supervise
 from lab.stack import up
 
 
@@ -80,7 +80,7 @@ def test_removed_program_stops(sup: supervise.Supervisor) -> None:
     assert sup.remove(["r"])["removed"] == ["r"]
     assert sup.process("r") is None
     deadline = time.monotonic() + 20
-    while supervise._pid_alive(pid):
+    while procs.alive(pid):
         assert time.monotonic() < deadline, "removed program still alive"
         time.sleep(0.1)
 
