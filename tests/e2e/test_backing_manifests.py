@@ -77,7 +77,7 @@ def test_add_installs_the_etcd_and_keeps_every_secret_file_private(stack: Stack,
     # the playbook's default block and etcd port, recorded in the entry
     assert (added.spec["node_ports"], added.spec["etcd_node_port"]) == ("30000-30099", 32767)
     sts = stack.kubectl_json("get", "statefulset", etcd_manifests.NAME, "-n", etcd_manifests.NAMESPACE)
-    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "store.k8s.io/etcd:3.6.5-0"
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.k8s.io/etcd:3.6.5-0"
     ext = stack.kubectl_json(
         "get", "service", etcd_manifests.EXTERNAL_SERVICE, "-n", etcd_manifests.NAMESPACE
     )

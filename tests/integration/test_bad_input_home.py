@@ -43,7 +43,7 @@ from support.badinput import (
 )
 
 from lab import records
-from lab.backing import store as registry
+from lab.backing import store
 from lab.cli import main
 from lab.config import Settings
 
@@ -128,7 +128,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         assert code == 0, err
     (box.home / "lab.yaml").write_text("prefix: test\nlocal_capacity: 50\n")
     lab = Settings(home=box.home)
-    registry.save(lab, registry.Entry("b1", "process", 5, {"host": "192.0.2.1", "ssh_port": 22}))
+    store.save(lab, store.Entry("b1", "process", 5, {"host": "192.0.2.1", "ssh_port": 22}))
     with records.open_records(lab) as db:
         run = db.start_run("create", ["create-clusters", "1"], {"prefix": "test"}, host={})
         db.record(run, "test-1", 1, records.Phase.applied)
