@@ -47,15 +47,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support.stack import Stack, stack_env
 
-from lab import naming
-from lab.backing import local
+from lab import naming, supervised
+from lab.backing import local, ready
 from lab.clusters import inventory
 from lab.clusters.residue import residue
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kube import Client
 from lab.runtime.supervise import Supervisor, log_file
-from lab.stack import health, managers, mgmt
+from lab.stack import health, managers
 
 WORKLOAD = "workload-apiserver"
 LAB = "lab"
@@ -207,7 +207,7 @@ class Chaos:
         self.probes = health.probes(self.settings)
         # One try, short timeout: an unreachable management API is an answer here, not a reason to wait.
         self.client = Client.from_kubeconfig(
-            mgmt.admin_kubeconfig_path(self.settings), attempts=1, timeout=5.0, parallel=2
+            self.settings.admin_kubeconfig, attempts=1, timeout=5.0, parallel=2
         )
         self.kills: list[Kill] = []
         self._open: list[Kill] = []
@@ -288,9 +288,9 @@ class Chaos:
             if pid is None or pid == old:
                 return False
             if component == WORKLOAD:
-                return local.is_ready(self.settings, program.removeprefix(local.PROGRAM_PREFIX), 2.0)
+                return ready.is_ready(self.settings, program.removeprefix(local.PROGRAM_PREFIX), 2.0)
             probe = self.probes.get(program)
-            return probe is None or health.check(probe)[0]
+            return probe is None or supervised.check(probe)[0]
 
         return check
 
