@@ -163,6 +163,13 @@ class Op:
         self.runs[-1] |= {"killed": True, "exit": self.proc.returncode}
         return pid
 
+    def stop(self) -> None:
+        """On a failed experiment: end a command still running, so its lock on the lab home goes
+        with it and the stack can be torn down."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def finish(self, timeout: float) -> dict[str, Any]:
         """Wait for the current run; its exit code, seconds, JSON result (or stderr tail)."""
         assert self.proc is not None
@@ -433,6 +440,7 @@ def run_chaos(
         stack, names, settle=settle, back_timeout=back_timeout, cluster_timeout=cluster_timeout, say=say
     )
     out: dict[str, Any] = {"clusters": names, "load_at_start": os.getloadavg()}
+    ops: list[Op] = []
     try:
         create = Op(
             stack,
@@ -450,12 +458,16 @@ def run_chaos(
             ],
             workdir,
         )
+        ops.append(create)
         out["create"] = chaos.run_phase("create", create, plan.get("create", ()), op_timeout + 60)
         out["load_after_create"] = os.getloadavg()
         delete = Op(stack, ["delete-clusters", "--all", "--timeout", str(op_timeout), "-o", "json"], workdir)
+        ops.append(delete)
         out["delete"] = chaos.run_phase("delete", delete, plan.get("delete", ()), op_timeout + 60)
         out["load_after_delete"] = os.getloadavg()
     finally:
+        for op in ops:
+            op.stop()
         chaos.close()
         left = residue(settings, names)
         out["residue"] = left
