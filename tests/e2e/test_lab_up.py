@@ -205,9 +205,13 @@ def test_rendered_cluster_passes_server_side_dry_run(stack: Stack) -> None:
     namespaces = [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"]
     for ns in namespaces:  # objects in a namespace that a dry run only pretends to create would fail
         stack.kubectl("create", "namespace", ns)
-    out = stack.kubectl(
-        "apply", "--server-side", "--dry-run=server", "-f", "-", input_text=rendered, check=False
-    )
+    try:
+        out = stack.kubectl(
+            "apply", "--server-side", "--dry-run=server", "-f", "-", input_text=rendered, check=False
+        )
+    finally:  # later modules check that no namespace of a cluster name is left
+        for ns in namespaces:
+            stack.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=60s", check=False, timeout=90)
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.strip().splitlines()) == len(docs)
 
