@@ -285,12 +285,13 @@ class Client:
 
         def one(i: int) -> None:
             try:
-                results[i] = self.apply_one(objs[i], field_manager, force)
+                applied = self.apply_one(objs[i], field_manager, force)
             except LabError as e:
                 errors.append((i, e))
                 return
+            results[i] = applied
             if on_applied is not None:
-                on_applied(results[i])  # type: ignore[arg-type]
+                on_applied(applied)
 
         for wave in (first, rest):
             list(self._executor.map(one, wave))
