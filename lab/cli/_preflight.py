@@ -16,12 +16,14 @@ RaiseLimitsOption = typer.Option(
 )
 
 
-def stack_pids(settings: Settings) -> list[int]:
-    """supervisord and every program it runs now; empty when the stack is not running."""
+def stack_pids(settings: Settings, components: dict[str, int] | None = None) -> list[int]:
+    """supervisord and every program it runs now (`components`: component_pids, when the caller
+    has read them already); empty when the stack is not running."""
     from lab.clusters.session import LAB_COMPONENT, component_pids
     from lab.runtime.supervise import Supervisor
 
-    pids = [pid for name, pid in component_pids(settings).items() if name != LAB_COMPONENT]
+    found = component_pids(settings) if components is None else components
+    pids = [pid for name, pid in found.items() if name != LAB_COMPONENT]
     sup = Supervisor(settings).pid() if pids else None
     return [*pids, sup] if sup else pids
 
@@ -43,8 +45,9 @@ def full_backing(settings: Settings) -> tuple[preflight.Host, preflight.Demand]:
     (the stack too, when it is not running)."""
     from lab.clusters.session import component_pids
 
-    pids = stack_pids(settings)
-    running = sum(name.startswith("wkl-") for name in component_pids(settings))
+    components = component_pids(settings)  # one look at supervisord serves both counts
+    pids = stack_pids(settings, components)
+    running = sum(name.startswith(naming.WORKLOAD_PROGRAM_PREFIX) for name in components)
     demand = preflight.Demand(local_clusters=max(0, settings.local_capacity - running), stack=not pids)
     return preflight.read_host(pids, settings.ports.tenant_etcd), demand
 
