@@ -125,14 +125,16 @@ def remove(settings: Settings, names: Iterable[str], sup: Supervisor | None = No
 
 
 def running(settings: Settings, sup: Supervisor | None = None) -> dict[str, int]:
-    """Cluster name -> pid of every workload apiserver supervisord runs right now."""
+    """Cluster name -> pid of every workload apiserver process supervisord has right now, STARTING
+    and STOPPING included: such a process may already hold its port (a create killed within
+    supervisord's startsecs left one STARTING, and the re-run took it for a stranger's)."""
     sup = sup or Supervisor(settings)
     if not sup.alive():
         return {}
     return {
         p["name"].removeprefix(PROGRAM_PREFIX): int(p["pid"])
         for p in sup.processes()
-        if p["name"].startswith(PROGRAM_PREFIX) and p["statename"] == "RUNNING" and p["pid"]
+        if p["name"].startswith(PROGRAM_PREFIX) and p["pid"]
     }
 
 

@@ -22,7 +22,8 @@ from lab.backing import local
 from lab.config import Settings, default_home
 from lab.etcd import tenants
 from lab.kube import ApiError, Client
-from lab.runtime.supervise import Supervisor, ensure_running, programs_dir
+from lab.runtime.ports import listener_pid
+from lab.runtime.supervise import Program, Supervisor, ensure_running, programs_dir
 
 
 def _free_indexes(count: int) -> list[int]:
@@ -229,3 +230,25 @@ def test_ensure_again_restarts_a_stopped_apiserver(stand_in_home: Settings) -> N
         assert _pid_when_running(sup, program) != first
     finally:
         local.remove(stand_in_home, [name], sup)
+
+
+def test_preflight_owns_an_apiserver_still_starting(settings: Settings) -> None:
+    """A create killed within supervisord's startsecs leaves its apiserver STARTING and already
+    listening; the re-run's address check must take it for this home's own, not a stranger's."""
+    [index] = _free_indexes(1)
+    name = naming.cluster_name(settings.prefix, index)
+    host, port = naming.local_endpoint(index)
+    holder = f"import socket,time;s=socket.socket();s.bind(({host!r},{port}));s.listen();time.sleep(120)"
+    sup = Supervisor(settings)
+    sup.converge([Program(local.program_name(name), [sys.executable, "-c", holder])])
+    try:
+        deadline = time.monotonic() + 10
+        while listener_pid(port, host) is None:
+            assert time.monotonic() < deadline, "the holder never listened"
+            time.sleep(0.02)
+        state = sup.process(local.program_name(name))
+        assert state is not None
+        local.LocalBacking(settings).preflight([(name, index)])  # STARTING or RUNNING: ours either way
+        print(f"preflight passed with the program {state['statename']}")
+    finally:
+        local.remove(settings, [name])
