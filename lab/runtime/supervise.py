@@ -33,6 +33,9 @@ from lab.runtime import poll, procs
 
 #: supervisord's process states (supervisor.states.ProcessStates) that mean "not coming back by itself".
 DEAD_STATES = ("FATAL", "EXITED", "STOPPED", "UNKNOWN")
+#: Longest wait for stopping programs: past the longest stopwaitsecs (30 s, workload apiservers)
+#: supervisord has sent SIGKILL.
+STOP_TIMEOUT = 45.0
 #: sockaddr_un.sun_path is 108 bytes on Linux, including the trailing NUL.
 SOCKET_PATH_MAX = 107
 
@@ -201,13 +204,31 @@ class Supervisor:
     def update(self) -> dict[str, list[str]]:
         """supervisorctl update: re-read the include dir, apply the difference group by group."""
         [[added, changed, removed]] = self.rpc.reloadConfig()
+        self._stop_groups([*removed, *changed])
         for name in removed + changed:
-            with contextlib.suppress(xmlrpc.client.Fault):
-                self.rpc.stopProcessGroup(name, True)
-            self.rpc.removeProcessGroup(name)
+            try:
+                self.rpc.removeProcessGroup(name)
+            except xmlrpc.client.Fault as e:
+                raise LabError(f"supervisord could not remove {name}: {e.faultString}") from None
         for name in changed + added:
             self.rpc.addProcessGroup(name)
         return {"added": list(added), "changed": list(changed), "removed": list(removed)}
+
+    def _stop_groups(self, names: list[str], timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM every group at once, then wait for all of them. One by one (stopProcessGroup
+        with wait) cost a 100-cluster delete 110 s, about 1.1 s per workload apiserver at load
+        9-19; supervisord itself escalates to SIGKILL after each program's stopwaitsecs."""
+        if not names:
+            return
+        for name in names:
+            with contextlib.suppress(xmlrpc.client.Fault):  # BAD_NAME, NOT_RUNNING: nothing to stop
+                self.rpc.stopProcessGroup(name, False)
+        groups = set(names)
+
+        def stopped() -> bool:
+            return all(p["statename"] in DEAD_STATES for p in self.processes() if p["group"] in groups)
+
+        poll.until(stopped, timeout, 0.2)
 
     def restart(self, name: str) -> None:
         with contextlib.suppress(xmlrpc.client.Fault):

@@ -85,6 +85,39 @@ def test_removed_program_stops(sup: supervise.Supervisor) -> None:
         time.sleep(0.1)
 
 
+def _slow_to_stop(marks: Path, tag: str) -> list[str]:
+    """A program that notes when SIGTERM reaches it, takes 1 s to shut down, and notes its exit."""
+    script = marks.with_name("slow_to_stop.py")
+    script.write_text(
+        "import signal, sys, time\n"
+        "def term(*_):\n"
+        "    with open(sys.argv[1], 'a') as f: f.write(f'term {sys.argv[2]} {time.time()}\\n')\n"
+        "    time.sleep(1)\n"
+        "    with open(sys.argv[1], 'a') as f: f.write(f'exit {sys.argv[2]} {time.time()}\\n')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, term)\n"
+        "time.sleep(600)\n"
+    )
+    return [sys.executable, str(script), str(marks), tag]
+
+
+def test_removing_many_programs_stops_them_all_at_once(sup: supervise.Supervisor, tmp_path: Path) -> None:
+    """Every removed program gets SIGTERM before the first of them has exited: a delete of 100
+    clusters no longer stops 100 apiservers one after another."""
+    marks = tmp_path / "marks"
+    names = [f"s{i}" for i in range(4)]
+    sup.apply([supervise.Program(n, _slow_to_stop(marks, n)) for n in names])
+    for n in names:
+        _running_pid(sup, n)
+    assert sorted(sup.remove(names)["removed"]) == names
+    assert all(sup.process(n) is None for n in names)
+    events = [line.split() for line in marks.read_text().splitlines()]
+    terms = [float(t) for kind, _n, t in events if kind == "term"]
+    exits = [float(t) for kind, _n, t in events if kind == "exit"]
+    assert len(terms) == len(exits) == len(names), events
+    assert max(terms) < min(exits), events
+
+
 def test_a_crash_looping_component_fails_the_wait_with_its_name_last_log_line_and_log(
     sup: supervise.Supervisor,
 ) -> None:
