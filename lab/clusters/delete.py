@@ -36,7 +36,8 @@ from lab.backing import Backing, open_all
 from lab.backing.store import entries
 from lab.clusters.inventory import cluster_namespaces
 from lab.config import Settings
-from lab.kube import Client, NotFound
+from lab.kube import ApiError, Client, NotFound
+from lab.kube.errors import retryable
 from lab.manifests.common import CAPI_CLUSTER_LABEL
 from lab.manifests.kinds import API_VERSIONS
 from lab.phases import PHASES, Phase, RunKind
@@ -181,9 +182,13 @@ class Snapshot:
     hosts: dict[str, list[Obj]]  # namespace -> BareMetalHosts
 
     @classmethod
-    def take(cls, mgmt: Client, wanted: set[str], capi: bool = True, hosts: bool = True) -> Snapshot:
+    def take(
+        cls, mgmt: Client, wanted: set[str], capi: bool = True, hosts: bool = True, cached: bool = False
+    ) -> Snapshot:
         """`capi`/`hosts` False: no cluster waits on that step any more, so its kinds are not listed
-        (what is not listed reads as gone, which is what those clusters already saw)."""
+        (what is not listed reads as gone, which is what those clusters already saw). `cached`: from
+        the apiserver's watch cache (Client.list); safe for the passes after a first consistent
+        look, since that cache only moves forward."""
 
         def by_ns(items: list[Obj]) -> dict[str, list[Obj]]:
             out: dict[str, list[Obj]] = {}
@@ -194,20 +199,29 @@ class Snapshot:
             return out
 
         namespaces = {
-            ns["metadata"]["name"]: ns for ns in cluster_namespaces(mgmt) if ns["metadata"]["name"] in wanted
+            ns["metadata"]["name"]: ns
+            for ns in cluster_namespaces(mgmt, cached)
+            if ns["metadata"]["name"] in wanted
         }
         clusters: dict[str, Obj] = {}
         machines: list[Obj] = []
         if capi:
-            for o in mgmt.list(API_VERSIONS["Cluster"], "Cluster", label_selector=naming.CLUSTER_LABEL):
+            for o in mgmt.list(
+                API_VERSIONS["Cluster"], "Cluster", label_selector=naming.CLUSTER_LABEL, cached=cached
+            ):
                 meta = o["metadata"]
                 if meta["namespace"] in wanted and meta["name"] == meta["namespace"]:
                     clusters[meta["namespace"]] = o
-            machines = mgmt.list(API_VERSIONS["Cluster"], "Machine", label_selector=CAPI_CLUSTER_LABEL)
+            machines = mgmt.list(
+                API_VERSIONS["Cluster"], "Machine", label_selector=CAPI_CLUSTER_LABEL, cached=cached
+            )
         bmhs: list[Obj] = []
         if capi or hosts:
             bmhs = mgmt.list(
-                API_VERSIONS["BareMetalHost"], "BareMetalHost", label_selector=naming.CLUSTER_LABEL
+                API_VERSIONS["BareMetalHost"],
+                "BareMetalHost",
+                label_selector=naming.CLUSTER_LABEL,
+                cached=cached,
             )
         return cls(namespaces, clusters, by_ns(machines), by_ns(bmhs))
 
@@ -439,8 +453,17 @@ class Deleter:
         while waiting and time.monotonic() < deadline:
             time.sleep(min(poll_interval(len(waiting)), max(0.0, deadline - time.monotonic())))
             stages = {self.stage[n] for n in waiting}
-            snap = Snapshot.take(self.mgmt, set(waiting), capi="capi" in stages, hosts="hosts" in stages)
-            waiting = self.step(snap)
+            try:
+                snap = Snapshot.take(
+                    self.mgmt, set(waiting), capi="capi" in stages, hosts="hosts" in stages, cached=True
+                )
+                waiting = self.step(snap)
+            except ApiError as e:
+                if not retryable(e):
+                    raise
+                # the client's own retries ran out (an apiserver starved or restarting): the
+                # clusters still wait, and the next pass looks again until the deadline
+                waiting = {n: f"management API not answering: {e}" for n in waiting}
         return waiting
 
 
