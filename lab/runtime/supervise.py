@@ -16,6 +16,7 @@ The socket lives in the 0700 run dir: whoever can reach it owns the lab anyway, 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import resource
 import shlex
 import subprocess
@@ -165,13 +166,13 @@ class Supervisor:
             return False
         try:
             return bool(self.rpc.getState()["statename"] == "RUNNING")
-        except (OSError, xmlrpc.client.Error):
+        except (OSError, xmlrpc.client.Error, http.client.HTTPException):
             return False
 
     def pid(self) -> int | None:
         try:
             return int(self.rpc.getPID())
-        except (OSError, xmlrpc.client.Error):
+        except (OSError, xmlrpc.client.Error, http.client.HTTPException):
             return None
 
     def processes(self) -> list[dict[str, Any]]:
@@ -204,7 +205,7 @@ class Supervisor:
     def update(self) -> dict[str, list[str]]:
         """supervisorctl update: re-read the include dir, apply the difference group by group."""
         [[added, changed, removed]] = self.rpc.reloadConfig()
-        self._stop_groups([*removed, *changed])
+        self.stop([*removed, *changed])
         for name in removed + changed:
             try:
                 self.rpc.removeProcessGroup(name)
@@ -214,7 +215,7 @@ class Supervisor:
             self.rpc.addProcessGroup(name)
         return {"added": list(added), "changed": list(changed), "removed": list(removed)}
 
-    def _stop_groups(self, names: list[str], timeout: float = STOP_TIMEOUT) -> None:
+    def stop(self, names: list[str], timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM every group at once, then wait for all of them. One by one (stopProcessGroup
         with wait) cost a 100-cluster delete 110 s, about 1.1 s per workload apiserver at load
         9-19; supervisord itself escalates to SIGKILL after each program's stopwaitsecs."""
@@ -255,7 +256,7 @@ class Supervisor:
     def shutdown(self, timeout: float = 60.0) -> None:
         """Stop every program (in reverse priority) and supervisord itself; wait until it is gone."""
         pid = self.pid()
-        with contextlib.suppress(OSError, xmlrpc.client.Error):
+        with contextlib.suppress(OSError, xmlrpc.client.Error, http.client.HTTPException):
             self.rpc.shutdown()
         if pid and not poll.until(lambda: not procs.alive(pid), timeout, 0.2):
             raise LabError(f"supervisord (pid {pid}) did not stop within {timeout:.0f}s")
