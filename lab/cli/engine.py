@@ -21,7 +21,7 @@ DirOption = typer.Option(None, "--dir", help="the engine's directory; default <h
 
 
 def _log(message: str) -> None:
-    err_console.print(message, highlight=False)
+    err_console.print(message, highlight=False, soft_wrap=True)
 
 
 @engine_app.command("start")

@@ -56,7 +56,10 @@ def build_cmd(
     client = engine.Client()
     with lock.hold(settings):
         results = images.build_images(
-            settings, list(names or []), client, lambda m: err_console.print(m, highlight=False)
+            settings,
+            list(names or []),
+            client,
+            lambda m: err_console.print(m, highlight=False, soft_wrap=True),
         )
     if output == Output.json:
         print_json([r.__dict__ for r in results])
