@@ -1,6 +1,7 @@
 """The runc wrapper: drop the capabilities this host cannot grant from a container's OCI spec, then
 run the real runc. Run as a script by a launcher `lab engine start` writes (standard library only,
-so `python3 -I -S` starts it in about 10 ms; runc runs once per container start, exec and stop).
+so `python3 -I -S` starts it without site-packages; runc runs a few times per container start, exec
+and stop, and at load ~28 on 2 cores the wrapper measured ~0.4 s a call against 14 ms for /bin/true).
 
 dockerd registers it with `--add-runtime lab-runc=<launcher> --default-runtime lab-runc`. The
 launcher sets LAB_REAL_RUNC (the runc to run) and LAB_RUNC_DROP (comma-separated capability names).
