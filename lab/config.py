@@ -166,6 +166,16 @@ class Settings(BaseModel):
         return self.home / "src"
 
     @property
+    def images_dir(self) -> Path:
+        """kind mode's container images as saved archives, by component and version (lab.images)."""
+        return self.home / "images"
+
+    @property
+    def engine_dir(self) -> Path:
+        """The Docker engine `lab engine start` runs: sockets, data root, pid file (lab.engine)."""
+        return self.home / "engine"
+
+    @property
     def run_dir(self) -> Path:
         return self.home / "run"
 
