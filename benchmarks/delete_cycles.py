@@ -1,11 +1,11 @@
 """Create N clusters, delete them all, again and again on one stack: does delete at scale converge
 every time, and where does its time go.
 
-    python benchmarks/delete_cycles.py [--clusters 100] [--cycles 3] [--profiles default,high,...]
+    python benchmarks/delete_cycles.py [--clusters 100] [--cycles 3] [--start S] [--profiles default,high,...]
                                        [--out FILE] [--keep-logs DIR]
 
 Starts its own stack (`lab up` in a tmp LAB_HOME, binaries from the shared cache, ports moved out of
-the way). Each cycle runs the real commands, `lab create-clusters N --start 1 --wait` and then
+the way). Each cycle runs the real commands, `lab create-clusters N --start S --wait` and then
 `lab delete-clusters --all --wait`, and reads each run's report (`lab report --format json`): wall
 time, per-phase p50/p90/max since the delete request, and the exit code. `--profiles` applies
 `lab tune --profile P` before cycle i (one entry per cycle; the last repeats), so a tuning's effect on
@@ -77,6 +77,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clusters", type=int, default=100)
     ap.add_argument("--cycles", type=int, default=3)
+    ap.add_argument(
+        "--start",
+        type=int,
+        default=1,
+        help="first index (local addresses follow it: keep clear of other stacks)",
+    )
     ap.add_argument("--profiles", default="default", help="comma-separated, one per cycle; last repeats")
     ap.add_argument("--timeout", type=float, default=2400)
     ap.add_argument("--out", type=Path, default=Path("delete_cycles.json"))
@@ -109,7 +115,9 @@ def main() -> int:
             cycle["tune"] = timed(env, "tune", "--profile", profile)
             n = str(args.clusters)
             t = str(args.timeout)
-            cycle["create"] = timed(env, "create-clusters", n, "--start", "1", "--wait", "--timeout", t)
+            cycle["create"] = timed(
+                env, "create-clusters", n, "--start", str(args.start), "--wait", "--timeout", t
+            )
             cycle["create"]["report"] = run_summary(env)
             cycle["delete"] = timed(env, "delete-clusters", "--all", "--wait", "--timeout", t)
             cycle["delete"]["report"] = run_summary(env)
