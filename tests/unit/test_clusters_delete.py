@@ -120,6 +120,11 @@ def test_holds_say_what_a_cluster_waits_for() -> None:
     machines = [{"status": {"phase": "Deleting"}}, {"status": {"phase": "Deleting"}}]
     assert d.cluster_hold(cluster, machines) == "Cluster deleting: 2 Machine(s) left (Deleting)"
     assert d.cluster_hold(cluster, []) == "Cluster deleting, finalizers ['cluster.cluster.x-k8s.io']"
+    released = {"spec": {"online": False}, "status": {"provisioning": {"state": "provisioned"}}}
+    consumed = {"spec": {"image": {"url": "http://x"}}, "status": {"provisioning": {"state": "provisioned"}}}
+    assert d.cluster_hold(cluster, machines[:1], [released, consumed]) == (
+        "Cluster deleting: 1 Machine(s) left (Deleting); 1 BareMetalHost(s) released, waiting for BMO to deprovision"
+    )
     cond = {"conditions": [{"type": "Deleting", "status": "True", "message": "* Control plane: deleting"}]}
     assert d.cluster_hold({**cluster, "status": cond}, []) == "Cluster deleting: * Control plane: deleting"
     hosts = [{"status": {"provisioning": {"state": "deleting"}}}]
