@@ -262,7 +262,9 @@ class MetricsSampler:
         return reduce(resp.data.decode("utf-8", "replace"))
 
     def tick(self) -> int:
-        """One scrape of every target; returns how many rows were stored."""
+        """One scrape of every target; returns how many rows were stored (none without targets)."""
+        if not self.targets:
+            return 0
         cpu = time.thread_time()
         now = time.time()
         rows: list[tuple[float, str, str, str, float]] = []

@@ -110,6 +110,8 @@ class SloRow:
     p99: float | None  # seconds, from the run's bucket increases (as Prometheus' histogram_quantile)
     slo: float
     met: bool | None
+    #: p99 fell in the +Inf bucket: the true value is above `p99` (the top finite bound)
+    beyond_buckets: bool = False
 
 
 @dataclass(frozen=True)
@@ -418,7 +420,10 @@ def metrics(samples: Sequence[MetricSample]) -> Metrics | None:
         buckets = per_class.get(call, {})
         p99 = histogram_quantile(0.99, buckets)
         requests = buckets.get(float("inf"), 0.0)
-        slo.append(SloRow(call, requests, p99, limit, None if p99 is None else p99 <= limit))
+        finite = [le for le in buckets if le != float("inf")]
+        beyond = bool(finite) and buckets[max(finite)] < 0.99 * requests
+        met = None if p99 is None else (p99 <= limit and not beyond)
+        slo.append(SloRow(call, requests, p99, limit, met, beyond))
 
     inflight = {
         parse_labels(lab).get("request_kind", ""): max(v)
@@ -624,7 +629,7 @@ def metrics_markdown(m: Metrics) -> list[str]:
             [
                 r.call,
                 _n(r.requests),
-                "-" if r.p99 is None else f"{r.p99:.3f}",
+                "-" if r.p99 is None else ("> " if r.beyond_buckets else "") + f"{r.p99:.3f}",
                 f"{r.slo:g}",
                 "-" if r.met is None else ("yes" if r.met else "NO"),
             ]
