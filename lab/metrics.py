@@ -26,6 +26,8 @@ wants are dropped before parsing, which keeps the parse of the apiserver's scrap
 
 from __future__ import annotations
 
+import hashlib
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,6 +36,8 @@ from pathlib import Path
 
 import urllib3
 from prometheus_client.parser import text_string_to_metric_families
+
+from lab.errors import LabError
 
 #: (metric, labels "k=v,k=v" sorted, value)
 Row = tuple[str, str, float]
@@ -186,6 +190,8 @@ class MetricsSampler:
         self.errors: dict[str, str] = {}
         self._pools: dict[str, urllib3.PoolManager] = {}
         self._verified: dict[str, int] = {}
+        #: component -> SHA-256 of the self-signed certificate its verified owner serves
+        self._pins: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lab-metrics", daemon=True)
 
@@ -217,7 +223,9 @@ class MetricsSampler:
         if pool is None:
             kw: dict[str, object] = {"retries": False, "timeout": urllib3.Timeout(self.timeout)}
             if t.url.startswith("https"):
-                if t.ca_file is not None:
+                if t.component in self._pins:
+                    kw |= {"cert_reqs": "CERT_NONE", "assert_fingerprint": self._pins[t.component]}
+                elif t.ca_file is not None:
                     kw |= {"cert_reqs": "CERT_REQUIRED", "ca_certs": str(t.ca_file)}
                 else:
                     kw |= {"cert_reqs": "CERT_NONE", "assert_hostname": False}
@@ -228,8 +236,9 @@ class MetricsSampler:
         return pool
 
     def _owner_ok(self, t: Target) -> bool:
-        """A token goes only to the process lab supervises under that name (the server's
-        certificate is self-signed, so the listening socket's owner is the proof)."""
+        """A token goes only to the process lab supervises under that name: its certificate is
+        self-signed, so lab checks that the listening socket belongs to that pid, then pins the
+        certificate it serves (SHA-256) for every later connection, until the pid changes."""
         if t.owner is None:
             return True
         pid = t.owner()
@@ -239,19 +248,27 @@ class MetricsSampler:
             return True
         if t.port_owner is None or t.port is None or t.port_owner(t.port) != pid:
             return False
+        if t.url.startswith("https"):
+            pem = ssl.get_server_certificate(
+                (t.url.split("//", 1)[1].split(":", 1)[0], t.port), timeout=self.timeout
+            )
+            self._pins[t.component] = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+            old = self._pools.pop(t.component, None)
+            if old is not None:
+                old.clear()
         self._verified[t.component] = pid
         return True
 
     def scrape(self, t: Target) -> list[Row] | None:
         headers = {}
-        if t.token is not None:
-            if not self._owner_ok(t):
-                self.errors[t.component] = "listener is not the supervised process"
-                return None
-            headers["Authorization"] = f"Bearer {t.token()}"
         try:
+            if t.token is not None:
+                if not self._owner_ok(t):
+                    self.errors[t.component] = "listener is not the supervised process"
+                    return None
+                headers["Authorization"] = f"Bearer {t.token()}"
             resp = self._pool(t).request("GET", t.url, headers=headers, preload_content=True)
-        except (urllib3.exceptions.HTTPError, OSError) as e:
+        except (urllib3.exceptions.HTTPError, OSError, LabError) as e:
             self._verified.pop(t.component, None)
             self.errors[t.component] = str(e)[:200]
             return None
