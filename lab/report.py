@@ -129,7 +129,7 @@ class EtcdRow:
     db_bytes: float  # largest sample
     wal_fsync_mean_seconds: float | None
     backend_commit_mean_seconds: float | None
-    grpc_handled: float
+    proposals_committed: float
 
 
 @dataclass(frozen=True)
@@ -436,7 +436,7 @@ def metrics(samples: Sequence[MetricSample]) -> Metrics | None:
             max(v),
             _mean(series, c, "etcd_disk_wal_fsync_duration_seconds", ""),
             _mean(series, c, "etcd_disk_backend_commit_duration_seconds", ""),
-            increase(series.get((c, "grpc_server_handled_total", ""), [])),
+            increase(series.get((c, "etcd_server_proposals_committed_total", ""), [])),
         )
         for c, _lab, v in sorted(of("etcd_mvcc_db_total_size_in_bytes"))
     ]
@@ -706,7 +706,7 @@ def metrics_markdown(m: Metrics) -> list[str]:
                 "db size (max)",
                 "WAL fsync mean (ms)",
                 "backend commit mean (ms)",
-                "gRPC requests",
+                "proposals committed",
             ],
             [
                 [
@@ -714,7 +714,7 @@ def metrics_markdown(m: Metrics) -> list[str]:
                     _mib(int(e.db_bytes)),
                     _ms(e.wal_fsync_mean_seconds),
                     _ms(e.backend_commit_mean_seconds),
-                    _n(e.grpc_handled),
+                    _n(e.proposals_committed),
                 ]
                 for e in m.etcd
             ],

@@ -57,7 +57,7 @@ def test_create_and_delete_runs_sample_every_component(stack: Stack) -> None:
     slo = [lab for (c, m, lab) in series if m == "apiserver_request_duration_seconds_bucket"]
     assert {lab.split(",")[0] for lab in slo} >= {"class=mutating", "class=read", "class=list"}, slo
     assert _grew(series, components.MGMT_ETCD, "etcd_disk_wal_fsync_duration_seconds_count")
-    assert _grew(series, components.TENANT_ETCD, "grpc_server_handled_total")
+    assert _grew(series, components.TENANT_ETCD, "etcd_server_proposals_committed_total")
     cpu = series[(SAMPLER_COMPONENT, SAMPLER_CPU, "")]
     assert 0 < cpu[-1] < create_seconds, cpu  # measured, and less than one core's worth
     print(f"\nsampler: {cpu[-1]:.2f} s CPU over a {create_seconds:.0f} s create, {len(ticks)} ticks")

@@ -180,3 +180,14 @@ def test_sampler_scrapes_skips_the_dead_and_guards_its_token(
     assert not any("Authorization" in h for h in seen)  # the token never left for a stranger
     cpu = [s.value for s in stored if s.metric == metrics.SAMPLER_CPU]
     assert cpu == sorted(cpu) and cpu[-1] > 0
+
+
+def test_slo_buckets_only_when_asked() -> None:
+    """The sampler skips parsing the apiserver's ~9,400 bucket lines on most ticks."""
+    without = _rows_of(metrics.reduce(APISERVER, buckets=False))
+    assert not any(m.endswith("_bucket") for m, _lab in without)
+    assert without[("apiserver_request_duration_seconds_count", "resource=machines,verb=POST")] == 100
+
+
+def _rows_of(rows: list[metrics.Row]) -> dict[tuple[str, str], float]:
+    return {(m, lab): v for m, lab, v in rows}
