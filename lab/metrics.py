@@ -20,11 +20,8 @@ series the report uses, summed over the labels it does not (see RULES):
 None of these grows with the number of workload clusters: rows per sample depend on the
 controllers, resources and priority levels the stack has.
 
-The text parser is prometheus_client's (the reference Python client); lines of families no rule
-wants are dropped before parsing. Its label parsing costs ~65 us a line: the apiserver's SLO
-histogram alone is ~9,400 bucket lines (6.3 MB scrape, 0.6 s CPU to reduce, measured on a 2-cluster
-stack), so the sampler keeps those buckets only every BUCKET_EVERY ticks and at the run's last
-scrape; the p99 of a run needs only its first and last, the rest give its course.
+The text parser is prometheus_client's (the reference Python client), memoised per series
+(Reducer); lines of families no rule wants are skipped by name before anything is parsed.
 """
 
 from __future__ import annotations
@@ -84,16 +81,13 @@ LONG_RUNNING = frozenset({"WATCH", "WATCHLIST", "CONNECT"})
 SAMPLER_CPU = "lab_metrics_sampler_cpu_seconds_total"
 SAMPLER_COMPONENT = "lab-metrics"
 
-#: keep the SLO histogram's buckets every this many ticks (30 s at the default 5 s)
-BUCKET_EVERY = 6
-
+_BUCKETS = f"{SLO_HISTOGRAM}_bucket"
 _WANTED = {
     *GAUGES,
     *(f"{f}_sum" for f in SUM_COUNT),
     *(f"{f}_count" for f in SUM_COUNT),
+    _BUCKETS,
 }
-_BUCKETS = f"{SLO_HISTOGRAM}_bucket"
-_FAMILIES = {*GAUGES, *SUM_COUNT, *(g.removesuffix("_total") for g in GAUGES)}
 
 
 def slo_class(verb: str, scope: str) -> str | None:
@@ -115,47 +109,65 @@ def parse_labels(key: str) -> dict[str, str]:
     return dict(kv.split("=", 1) for kv in key.split(",")) if key else {}
 
 
-def _filter(text: str, buckets: bool = True) -> str:
-    """Only the lines of wanted families (TYPE/HELP lines included), before the parser sees them."""
-    wanted = _WANTED | {_BUCKETS} if buckets else _WANTED
-    out = []
-    for line in text.splitlines():
-        if line.startswith("#"):
-            parts = line.split(" ", 3)
-            if len(parts) > 2 and parts[2] in _FAMILIES:
-                out.append(line)
-            continue
-        end = len(line)
-        for sep in ("{", " "):
-            i = line.find(sep)
-            if 0 <= i < end:
-                end = i
-        if line[:end] in wanted:
-            out.append(line)
-    return "\n".join(out) + "\n"
+def _key(name: str, labels: dict[str, str]) -> tuple[str, str] | None:
+    """The stored (metric, labels) a parsed sample adds to; None for a sample no rule keeps."""
+    if name in GAUGES:
+        return name, labels_key((k, labels.get(k, "")) for k in GAUGES[name])
+    if name == _BUCKETS:
+        cls = slo_class(labels.get("verb", ""), labels.get("scope", ""))
+        return None if cls is None else (name, labels_key([("class", cls), ("le", labels.get("le", ""))]))
+    base = name.removesuffix("_sum").removesuffix("_count")
+    if base not in SUM_COUNT or name == base:
+        return None
+    return name, labels_key((k, labels.get(k, "")) for k in SUM_COUNT[base])
 
 
-def reduce(text: str, buckets: bool = True) -> list[Row]:
-    """The rows the report needs out of one scrape (Prometheus text format); `buckets`: also the
-    SLO histogram's buckets by class."""
-    acc: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(_filter(text, buckets)):
-        for s in family.samples:
-            name, labels = s.name, s.labels
-            if name in GAUGES:
-                key = (name, labels_key((k, labels.get(k, "")) for k in GAUGES[name]))
-            elif name == f"{SLO_HISTOGRAM}_bucket":
-                cls = slo_class(labels.get("verb", ""), labels.get("scope", ""))
-                if cls is None:
-                    continue
-                key = (name, labels_key([("class", cls), ("le", labels.get("le", ""))]))
-            else:
-                base = name.removesuffix("_sum").removesuffix("_count")
-                if base not in SUM_COUNT or name == base:
-                    continue
-                key = (name, labels_key((k, labels.get(k, "")) for k in SUM_COUNT[base]))
-            acc[key] = acc.get(key, 0.0) + float(s.value)
-    return [(m, lab, v) for (m, lab), v in sorted(acc.items())]
+def _split(line: str) -> tuple[str, str]:
+    """(series, value) of a sample line: `name{labels} value [timestamp]`."""
+    if "{" in line:
+        end = line.rindex("}") + 1
+        return line[:end], line[end:].split()[0]
+    name, value = line.split()[:2]
+    return name, value
+
+
+class Reducer:
+    """reduce() with a memo: a series' name and labels are parsed by prometheus_client once, then
+    found by the series text. Why: the parser's label parsing costs ~65 us a line, and the
+    apiserver's scrape has ~9,400 lines of the SLO histogram alone (6.3 MB, 0.6 s CPU a scrape on
+    a 2-cluster stack); the same series come back every scrape, only their values change."""
+
+    def __init__(self) -> None:
+        self._memo: dict[str, tuple[str, str] | None] = {}
+
+    def _lookup(self, series: str) -> tuple[str, str] | None:
+        if series not in self._memo:
+            key = None
+            for family in text_string_to_metric_families(series + " 0\n"):
+                for s in family.samples:
+                    key = _key(s.name, s.labels)
+            self._memo[series] = key
+        return self._memo[series]
+
+    def __call__(self, text: str) -> list[Row]:
+        acc: dict[tuple[str, str], float] = {}
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            i = line.find("{")
+            name = line[:i] if i >= 0 else line.split(" ", 1)[0]
+            if name not in _WANTED:
+                continue
+            series, value = _split(line)
+            key = self._lookup(series)
+            if key is not None:
+                acc[key] = acc.get(key, 0.0) + float(value)
+        return [(m, lab, v) for (m, lab), v in sorted(acc.items())]
+
+
+def reduce(text: str) -> list[Row]:
+    """The rows the report needs out of one scrape (Prometheus text format)."""
+    return Reducer()(text)
 
 
 @dataclass(frozen=True)
@@ -199,6 +211,7 @@ class MetricsSampler:
         self.ticks = 0
         self.errors: dict[str, str] = {}
         self._pools: dict[str, urllib3.PoolManager] = {}
+        self._reduce = Reducer()
         self._verified: dict[str, int] = {}
         #: component -> SHA-256 of the self-signed certificate its verified owner serves
         self._pins: dict[str, str] = {}
@@ -219,7 +232,7 @@ class MetricsSampler:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-            self.tick(last=True)  # the run's last state, so every counter has an end point
+            self.tick()  # the run's last state, so every counter has an end point
         for pool in self._pools.values():
             pool.clear()
 
@@ -269,7 +282,7 @@ class MetricsSampler:
         self._verified[t.component] = pid
         return True
 
-    def scrape(self, t: Target, buckets: bool = True) -> list[Row] | None:
+    def scrape(self, t: Target) -> list[Row] | None:
         headers = {}
         try:
             if t.token is not None:
@@ -286,20 +299,18 @@ class MetricsSampler:
             self.errors[t.component] = f"HTTP {resp.status}"
             return None
         self.errors.pop(t.component, None)
-        return reduce(resp.data.decode("utf-8", "replace"), buckets)
+        return self._reduce(resp.data.decode("utf-8", "replace"))
 
-    def tick(self, last: bool = False) -> int:
-        """One scrape of every target; returns how many rows were stored (none without targets).
-        The SLO buckets are kept on the first tick, every BUCKET_EVERY-th and the `last`."""
+    def tick(self) -> int:
+        """One scrape of every target; returns how many rows were stored (none without targets)."""
         if not self.targets:
             return 0
         cpu = time.thread_time()
         now = time.time()
-        buckets = last or self.ticks % BUCKET_EVERY == 0
         self.ticks += 1
         rows: list[tuple[float, str, str, str, float]] = []
         for t in self.targets:
-            got = self.scrape(t, buckets)
+            got = self.scrape(t)
             if got:
                 rows += [(now, t.component, m, lab, v) for m, lab, v in got]
         self.cpu_seconds += time.thread_time() - cpu
