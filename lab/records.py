@@ -1,4 +1,5 @@
-"""Run records: every cluster's phase timestamps and the components' resource samples, in SQLite.
+"""Run records: every cluster's phase timestamps, the components' resource samples and their reduced
+Prometheus metrics (lab.metrics), in SQLite.
 
 Why SQLite (stdlib, WAL): create/delete write from several threads (watchers, the sampler) while
 `lab report` may read from another process; WAL lets readers and the one writer go on together, and
