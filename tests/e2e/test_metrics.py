@@ -9,6 +9,7 @@ Indexes 4611-4612 keep clear of the other e2e modules.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import defaultdict
 
@@ -60,7 +61,15 @@ def test_create_and_delete_runs_sample_every_component(stack: Stack) -> None:
     assert _grew(series, components.TENANT_ETCD, "etcd_server_proposals_committed_total")
     cpu = series[(SAMPLER_COMPONENT, SAMPLER_CPU, "")]
     assert 0 < cpu[-1] < create_seconds, cpu  # measured, and less than one core's worth
-    print(f"\nsampler: {cpu[-1]:.2f} s CPU over a {create_seconds:.0f} s create, {len(ticks)} ticks")
+    # after the first tick (which parses every series once) a tick is a split and a float per line
+    steady = (cpu[-1] - cpu[0]) / (len(ticks) - 1)
+    assert steady < 0.1 * settings.metrics_interval, cpu  # under 10 % of a core, even at load 30
+    rows = sum(len(v) for v in series.values()) / len(ticks)
+    print(
+        f"\nsampler: {cpu[-1]:.2f} s CPU over a {create_seconds:.0f} s create, {len(ticks)} ticks;"
+        f" first tick {cpu[0]:.2f} s, then {steady:.3f} s a tick; {rows:.0f} rows a tick;"
+        f" load {os.getloadavg()}"
+    )
 
     report = stack.lab("report", "--run", str(res["run"])).stdout
     assert "## Metrics" in report, report
