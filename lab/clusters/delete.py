@@ -492,7 +492,7 @@ def delete(
     backing cannot be opened. Records a delete run with every cluster's phase timestamps.
     """
     from lab.clusters.create import check_stack
-    from lab.clusters.session import component_pids
+    from lab.clusters.session import component_pids, metrics_sampler
 
     check_stack(mgmt)
     plan, backings = make_plan(settings, mgmt, names)
@@ -516,7 +516,7 @@ def delete(
         status = "interrupted"
         try:
             sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
-            with sampler:
+            with sampler, metrics_sampler(settings, db, run_id):
                 pending = deleter.run(wait, started + timeout)
             result = Result(run_id, plan, wait, sorted(deleter.requested, key=_index_key))
             result.deleted = sorted(deleter.done(), key=_index_key)
