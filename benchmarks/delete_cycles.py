@@ -32,17 +32,11 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support.stack import stack_env
+from support.stack import run_lab, stack_env
 
 
 def lab(env: dict[str, str], *args: str, timeout: float = 7200) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lab", *args],
-        capture_output=True,
-        text=True,
-        env={**env, "COLUMNS": "200"},
-        timeout=timeout,
-    )
+    return run_lab(env, *args, timeout=timeout)
 
 
 def run_summary(env: dict[str, str]) -> dict[str, Any]:
