@@ -719,25 +719,11 @@ def _handle(settings: Settings, mgmt: Client, bmh: Obj, st: _State) -> None:
 
 
 def nodesim_program(settings: Settings) -> Program:
-    """The supervised simulator; it reads the management cluster through the lab's admin kubeconfig."""
+    """The supervised simulator (lab.clusters.simulate runs run() and KCP's etcd health reporter); it
+    reads the management cluster through the lab's admin kubeconfig."""
     env = {"LAB_HOME": str(settings.home)}
     if settings.bin_cache:
         env["LAB_BIN_CACHE"] = str(settings.bin_cache)
-    return Program(name=PROGRAM_NAME, argv=[sys.executable, "-m", "lab.nodesim"], env=env, priority=700)
-
-
-def main() -> None:
-    from lab import config
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        settings = config.load()
-        with Client.from_kubeconfig(settings.admin_kubeconfig) as client:
-            run(settings, client)
-    except LabError as e:  # supervisord restarts it; one line in its log says why
-        log.error("%s", e)
-        sys.exit(e.exit_code or 1)
-
-
-if __name__ == "__main__":
-    main()
+    return Program(
+        name=PROGRAM_NAME, argv=[sys.executable, "-m", "lab.clusters.simulate"], env=env, priority=700
+    )

@@ -74,6 +74,11 @@ def load_keypair(directory: Path, stem: str) -> pki.KeyPair | None:
     return pki.KeyPair(cert, key) if cert is not None and key is not None else None
 
 
+def etcd_client(settings: Settings, name: str) -> pki.KeyPair | None:
+    """The cluster's etcd client pair as its kube-apiserver got it (None when the home has none)."""
+    return load_keypair(pki.cluster_pki_dir(settings, name), _FILES["etcd_client"])
+
+
 @contextlib.contextmanager
 def _dir_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive flock on directory `path` (created 0700 if missing).

@@ -83,6 +83,11 @@ class Backing(Protocol):
         """How many clusters it carries now (for placement and `lab backing list`)."""
         ...
 
+    def tenant_health(self, names: Sequence[str]) -> dict[str, str | None]:
+        """Each named cluster's etcd as its apiserver sees it: None when its tenant answers, else why
+        not. Clusters the backing cannot judge are left out (KCP's EtcdClusterHealthy stays as it is)."""
+        ...
+
 
 # --- the factory: the only place that knows every runtime -------------------------------------
 

@@ -140,6 +140,11 @@ def present(settings: Settings) -> list[str]:
     )
 
 
+def tenant_health(settings: Settings, names: Sequence[str]) -> dict[str, str | None]:
+    """Each named tenant read on this host's etcd with the cluster's own client pair (local mode's)."""
+    return local.LocalBacking(settings).tenant_health(names)
+
+
 def down(settings: Settings) -> bool:
     """Stop supervisord and everything it runs (the host's data stays); False if it was not running."""
     sup = Supervisor(settings)

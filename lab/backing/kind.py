@@ -461,6 +461,12 @@ class KindBacking:
     def used(self) -> int:
         return len(self.present())
 
+    def tenant_health(self, names: Sequence[str]) -> dict[str, str | None]:
+        """Through the etcd's external NodePort, with each cluster's own client pair."""
+        from lab.etcd import tenants
+
+        return tenants.health(self.settings, self.etcd_endpoint(), self.etcd_ca().cert_pem, list(names))
+
 
 def pod_reason(pods: Sequence[dict[str, Any]]) -> str:
     """Pure: the most telling reason a cluster's apiserver Pod is not ready."""

@@ -240,3 +240,8 @@ class LocalBacking:
     def used(self) -> int:
         """Programs and tenants only: clusters/ also holds the PKI of clusters on other backings."""
         return len(self._running_or_stored())
+
+    def tenant_health(self, names: Sequence[str]) -> dict[str, str | None]:
+        from lab.etcd import tenants
+
+        return tenants.health(self.settings, self.etcd_servers()[0], self.etcd_ca().cert_pem, list(names))

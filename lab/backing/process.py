@@ -207,6 +207,13 @@ class ProcessBacking:
     def used(self) -> int:
         return len(self.present())
 
+    def tenant_health(self, names: Sequence[str]) -> dict[str, str | None]:
+        """One ssh: the host's lab reads each tenant on the host's own etcd (its loopback only)."""
+        if not names:
+            return {}
+        out: dict[str, str | None] = json.loads(self.run(["host", "etcd-health", *names]))
+        return out
+
     # --- beyond the contract -------------------------------------------------------------------
 
     def up(self) -> None:

@@ -61,6 +61,14 @@ def present_cmd() -> None:
     print_json(host.present(config.load()))
 
 
+@host_app.command("etcd-health")
+def etcd_health_cmd(names: list[str] = typer.Argument(..., help="cluster names")) -> None:
+    """Each cluster's tenant read with its own etcd client pair: name -> null (healthy) or why not."""
+    for n in names:
+        pki.check_cluster_name(n)
+    print_json(host.tenant_health(config.load(), names))
+
+
 @host_app.command("log")
 def log_cmd(name: str = typer.Argument(..., help="cluster name")) -> None:
     """Last line of a cluster apiserver's log."""

@@ -35,6 +35,7 @@ import grpc
 from cryptography import x509
 
 from lab import naming, pki
+from lab.config import Settings
 from lab.errors import LabError
 from lab.etcd.client import PERMISSION_DENIED, EtcdClient, EtcdError, prefix_end
 from lab.etcd.server import common_name
@@ -225,3 +226,38 @@ def check_access(client: EtcdClient, name: str, cert_pem: bytes, etcd_ca_pem: by
 
 
 # --- the kube-apiserver side ----------------------------------------------------------------
+
+
+# --- health, as each tenant's kube-apiserver sees it -------------------------------------------
+
+#: Seconds one tenant's read may take before it counts as not healthy. kube-apiserver's own etcd
+#: health check gives etcd 2 s (--etcd-healthcheck-timeout); a loaded 2-core host needs more.
+HEALTH_TIMEOUT = 5.0
+
+
+def health(
+    settings: Settings, endpoint: str, ca_pem: bytes, names: list[str], parallel: int = 8
+) -> dict[str, str | None]:
+    """Each tenant read as its kube-apiserver reads it: the cluster's own etcd client pair (the lab
+    home's copy, the one its apiserver was given) counting the keys of its prefix on `endpoint`.
+    None when that works, else why not (one line). A cluster whose pair the lab home does not hold
+    is left out: there is nothing to judge it by."""
+    from lab import pki_store
+    from lab.etcd import proto
+
+    api = proto.load(settings)
+
+    def one(name: str) -> tuple[str, str | None] | None:
+        identity = pki_store.etcd_client(settings, name)
+        if identity is None:
+            return None
+        try:
+            with EtcdClient(
+                api, endpoint, ca_pem, identity.cert_pem, identity.key_pem, timeout=HEALTH_TIMEOUT
+            ) as client:
+                check_access(client, name, identity.cert_pem, ca_pem)
+        except LabError as e:
+            return name, str(e)
+        return name, None
+
+    return dict(r for r in _each(one, names, parallel) if r is not None)

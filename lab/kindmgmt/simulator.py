@@ -1,4 +1,4 @@
-"""The node simulator for kind mode: the same supervised `python -m lab.nodesim` as the local stack,
+"""The node simulator for kind mode: the same supervised `python -m lab.clusters.simulate` as the local stack,
 reading the management cluster through the lab home's admin kubeconfig (the kind cluster's here), so
 `lab status` shows it and `lab down` stops it.
 

@@ -22,6 +22,7 @@ from support.wait import wait_for
 
 from lab import config, naming, nodesim, phases, render
 from lab.backing import local
+from lab.clusters import etcd_health
 from lab.kube import Client
 from lab.phases import Phase
 from lab.stack import mgmt
@@ -137,6 +138,45 @@ def test_control_plane_kcp_and_cluster_are_available(made: Made) -> None:
     assert machine["status"]["phase"] == "Running"
     assert machine["status"]["nodeRef"]["name"] == machine["metadata"]["name"]
     assert machine["spec"]["providerID"].startswith("metal3://")
+
+
+#: CAPI v1beta2 conditions of negative polarity: False is the healthy value.
+NEGATIVE = {"Paused", "Deleting", "RollingOut", "ScalingUp", "ScalingDown", "Remediating"}
+ETCD_REPORT_TIMEOUT = etcd_health.INTERVAL * 2 + 30
+
+
+def _conditions(obj: Any) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def test_every_condition_is_what_a_real_clusters_would_be(made: Made) -> None:
+    """What `clusterctl describe cluster --show-conditions all` reads: Cluster, Metal3Cluster, KCP,
+    the control-plane Machine and its Metal3Machine. KCP's EtcdClusterHealthy is lab's to report
+    (external etcd: lab.clusters.etcd_health); it turns True/Healthy within two passes."""
+    c = made.client
+
+    def etcd_reported() -> bool:
+        kcp = c.get(KCP_API, "KubeadmControlPlane", made.name, made.name)
+        cond = _conditions(kcp or {}).get("EtcdClusterHealthy") or {}
+        return (cond.get("status"), cond.get("reason")) == ("True", "Healthy")
+
+    wait_for(f"{made.name}: KCP EtcdClusterHealthy reported", etcd_reported, ETCD_REPORT_TIMEOUT, 2.0)
+    machine = _cp_machine(made)
+    objects = {
+        "Cluster": c.get(CAPI, "Cluster", made.name, made.name),
+        "Metal3Cluster": c.get(M3, "Metal3Cluster", made.name, made.name),
+        "KubeadmControlPlane": c.get(KCP_API, "KubeadmControlPlane", made.name, made.name),
+        "Machine": machine,
+        "Metal3Machine": c.get(M3, "Metal3Machine", machine["spec"]["infrastructureRef"]["name"], made.name),
+    }
+    wrong = {
+        f"{kind}.{t}": f"{cond['status']} {cond.get('reason')}: {cond.get('message', '')[:120]}"
+        for kind, obj in objects.items()
+        for t, cond in _conditions(obj).items()
+        if cond["status"] != ("False" if t in NEGATIVE else "True")
+    }
+    assert wrong == {}
+    assert all(_conditions(o) for o in objects.values()), "an object without v1beta2 conditions"
 
 
 def test_host_is_provisioned_with_the_template_image_and_stamped(made: Made) -> None:

@@ -441,3 +441,32 @@ def test_remove_clears_whole_half_deleted_and_keys_only_tenants(
         assert not tenants.exists(root, n)
         assert root.count(f"/{n}/".encode(), prefix_end(f"/{n}/".encode())) == 0
     assert tenants.remove(root, ["rm-1", "rm-2", "rm-3"]) == 0
+
+
+# --- health, as each tenant's kube-apiserver sees it -------------------------------------------------
+
+
+def test_tenant_health_reads_each_tenant_with_its_clusters_own_pair(
+    tenant_etcd: RunningEtcd, root: EtcdClient
+) -> None:
+    """What KCP's EtcdClusterHealthy is written from (lab.clusters.etcd_health): the pair in the
+    cluster's PKI under the lab home, against the backing's etcd. A revoked tenant is named, a
+    cluster without PKI here is left out, and the local backing says the same."""
+    from lab.backing.local import LocalBacking
+
+    settings, ca = tenant_etcd.settings, tenant_etcd.certs.ca
+    names = ["hl-1", "hl-2"]
+    for n in names:
+        etcd.create(root, n)
+        pki_store.cluster_pki(settings, n, "127.0.0.1", 6443, ca)
+    try:
+        tenants.revoke(root, "hl-2")  # the role goes: its apiserver would get permission denied
+        got = tenants.health(settings, tenant_etcd.endpoint, ca.cert_pem, [*names, "hl-3"])
+        assert set(got) == {"hl-1", "hl-2"}  # hl-3 has no PKI here: nothing to judge it by
+        assert got["hl-1"] is None
+        assert got["hl-2"] == "etcd refused tenant hl-2: permission denied on /hl-2/"
+        assert LocalBacking(settings).tenant_health(names) == got
+    finally:
+        for n in names:
+            etcd.delete(root, n)
+            pki_store.remove_cluster_pki(settings, n)

@@ -400,7 +400,7 @@ def test_run_loop_writes_worker_nodes(
 
 def test_program_runs_the_module(settings: Settings, tmp_path: Path) -> None:
     p = nodesim.nodesim_program(settings)
-    assert p.argv[-2:] == ["-m", "lab.nodesim"] and p.env["LAB_HOME"] == str(settings.home)
+    assert p.argv[-2:] == ["-m", "lab.clusters.simulate"] and p.env["LAB_HOME"] == str(settings.home)
 
 
 def _delete_host(mgmt: Client, ns: str, machine: str) -> None:

@@ -130,6 +130,7 @@ class FakeBacking:
         self.log: Log = [] if log is None else log
         self.removed: list[list[str]] = []
         self.not_ready: set[str] = set()
+        self.sick: dict[str, str] = {}
         self._ca = pki.new_ca(f"{name}-etcd-ca")  # made once, up front: renders run in threads
 
     def endpoint(self, cluster: str, index: int) -> tuple[str, int]:
@@ -164,6 +165,11 @@ class FakeBacking:
 
     def used(self) -> int:
         return len(self.carried)
+
+    def tenant_health(self, names: Sequence[str]) -> dict[str, str | None]:
+        """Every carried cluster healthy unless `sick` names why not."""
+        self.log.append((self.name, "tenant_health", list(names)))
+        return {n: self.sick.get(n) for n in names if n in self.carried}
 
 
 # --- what the controllers write: objects a FakeWatch can carry -------------------------------------

@@ -195,7 +195,7 @@ def test_node_simulator_is_a_stack_program_started_after_the_managers(settings: 
 
     [sim] = up.simulator_programs(settings)
     assert sim.name == nodesim.PROGRAM_NAME
-    assert sim.argv[-2:] == ["-m", "lab.nodesim"] and sim.env["LAB_HOME"] == str(settings.home)
+    assert sim.argv[-2:] == ["-m", "lab.clusters.simulate"] and sim.env["LAB_HOME"] == str(settings.home)
     # listed by `lab status` after the managers; no probe, so status says "-" rather than "no"
     assert status.ORDER.index(sim.name) > max(status.ORDER.index(n) for n in managers.NAMES)
     assert sim.name not in health.probes(settings)
