@@ -159,8 +159,8 @@ def _queues(run: Run, series: dict[tuple[str, str, str], Points]) -> tuple[list[
         name = parse_labels(lab).get("name", "")
         parts = area(pts)
         total = sum(v for _w, v in parts)
-        busy = [t for t, v in pts if v > 0]
-        window = _rel(run, (busy[0], busy[-1])) if busy else None
+        busy = [w for w, v in parts if v > 0]  # the intervals that held items
+        window = _rel(run, (busy[0][0], busy[-1][1])) if busy else None
         fig = Figure(f"queue:{c}/{name}", m, c, lab, total, "item-seconds", window)
         measures.append(Measure(fig, [v for _w, v in parts], _sum))
         peak_t, peak = max(pts, key=lambda p: p[1])

@@ -3,10 +3,14 @@ supports (tests/fixtures/runs)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+from collections.abc import Callable
+
 import pytest
 from support import runs
 
-from lab import bottleneck, records
+from lab import bottleneck, config, records
 from lab.phases import PHASES, RunKind
 from lab.records import Event, MetricSample, Run
 
@@ -151,20 +155,57 @@ def _analyse(db: records.Records, run_id: int) -> bottleneck.Bottleneck:
     return bottleneck.analyse(db.run(run_id), db.events(run_id), db.metric_samples(run_id))
 
 
-def test_recorded_create_run(recorded: records.Records) -> None:
-    """What the first create run (3 clusters, default tuning) supports; the numbers are its own."""
-    b = _analyse(recorded, runs.CREATE_DEFAULT)
-    assert b.scrapes >= 5
-    by_topic = {f.topic for f in b.findings}
-    assert by_topic == {"queue", "throttling", "slo", "phase"}
-    assert {f.subject for f in b.findings if f.topic == "throttling"} >= {
-        "capi-manager",
-        "kcp-manager",
-        "capm3-manager",
-        "bmo-manager",
-    }
-    for f in b.findings:
-        if f.topic != "queue" or f.verdict != "none":
-            assert f.figures and all(fig.value is not None for fig in f.figures[:1]), f
-    assert [f.verdict for f in b.findings if f.topic == "slo"] == ["ok", "ok", "ok"]
-    assert _finding(b, "phase").subject == runs.CREATE_LONGEST_PHASE
+def test_recorded_create_runs_queue_throttling_slo_phase(recorded: records.Records) -> None:
+    """What the two create runs (3 clusters each, default then high tuning) support."""
+    default = _analyse(recorded, runs.CREATE_DEFAULT)
+    assert default.scrapes >= 5
+    assert {f.topic for f in default.findings} == {"queue", "throttling", "slo", "phase"}
+    queue = _finding(default, "queue")
+    assert queue.subject == runs.CREATE_DEFAULT_QUEUE and queue.verdict == "holds"
+    fig = queue.figures[0]
+    assert (fig.metric, fig.unit) == ("workqueue_depth", "item-seconds") and fig.value and fig.value > 0
+    assert fig.window is not None and 0 <= fig.window[0] <= fig.window[1]
+    managers = {"capi-manager", "kcp-manager", "cabpk-manager", "capm3-manager", "bmo-manager"}
+    throttling = {f.subject: f for f in default.findings if f.topic == "throttling"}
+    assert managers <= set(throttling)
+    capm3 = throttling[runs.THROTTLED_AT_DEFAULT]
+    assert capm3.verdict == "possibly throttled" and "--kube-api-qps 20 (profile default)" in capm3.statement
+    assert all(throttling[m].verdict == "ok" for m in managers - {runs.THROTTLED_AT_DEFAULT})
+    # profile high gave capm3 QPS 100: the same manager is below its limit in run 3
+    high = {f.subject: f for f in _analyse(recorded, runs.CREATE_HIGH).findings if f.topic == "throttling"}
+    assert high[runs.THROTTLED_AT_DEFAULT].verdict == "ok"
+    assert "--kube-api-qps 100 (profile high)" in high[runs.THROTTLED_AT_DEFAULT].statement
+    slo = [f for f in default.findings if f.topic == "slo"]
+    assert [(f.subject, f.verdict) for f in slo] == [("mutating", "ok"), ("read", "ok"), ("list", "ok")]
+    assert all(f.figures[0].value is not None and f.figures[0].value < 1 for f in slo)
+    phase = _finding(default, "phase")
+    assert phase.subject == runs.CREATE_LONGEST_PHASE and "(after applied)" in phase.statement
+
+
+def test_recorded_delete_run_breaches_an_slo(recorded: records.Records) -> None:
+    b = _analyse(recorded, runs.DELETE_HIGH)
+    breach = [f for f in b.findings if f.topic == "slo" and f.verdict == "breach"]
+    assert [f.subject for f in breach] == [runs.DELETE_HIGH_SLO_BREACH]
+    p99 = breach[0].figures[0]
+    assert p99.value is not None and p99.value > 1.0 and p99.labels == "class=mutating"
+    assert "breaches the 1 s SLO; slowest mean: " in breach[0].statement
+    assert breach[0].figures[1].metric == "apiserver_request_duration_seconds_sum/_count"
+    assert _finding(b, "phase").subject == runs.DELETE_LONGEST_PHASE
+
+
+def test_recorded_run_in_lab_report_md_and_json(
+    lab_env: dict[str, str], run_lab: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    runs.load(runs.SMALL, config.load().db_path)
+    res = run_lab("report", "--run", str(runs.CREATE_DEFAULT))
+    assert res.returncode == 0, res.stderr
+    section = res.stdout.split("## Bottleneck", 1)[1]
+    assert (
+        f"- **queue** (holds): {runs.CREATE_DEFAULT_QUEUE.replace('/', ' `')}` queue stayed deepest"
+        in section
+    )
+    res = run_lab("report", "--run", str(runs.DELETE_HIGH), "--format", "json")
+    doc = json.loads(res.stdout)
+    verdicts = {(f["topic"], f["subject"]): f["verdict"] for f in doc["bottleneck"]["findings"]}
+    assert verdicts[("slo", runs.DELETE_HIGH_SLO_BREACH)] == "breach"
+    assert doc["bottleneck"]["run_id"] == runs.DELETE_HIGH and doc["run"]["id"] == runs.DELETE_HIGH
