@@ -98,8 +98,9 @@ def test_compare_recorded_default_and_high(
 def test_compare_with_an_altered_copy(
     recorded: dict[str, str], run_lab: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
-    """Run B = run A with every bmh_provisioned 60 s later and capm3's RSS doubled: those deltas exceed
-    the noise, a figure left alone shows delta 0 within it."""
+    """Run B = run A with every phase after `applied` 60 s later (resource samples too, so the idle
+    window holds the same samples) and capm3's RSS doubled: those deltas exceed the noise, a figure
+    left alone shows delta 0 within it."""
     a = runs.CREATE_DEFAULT
     with sqlite3.connect(config.load().db_path) as db:
         db.execute(
@@ -114,7 +115,7 @@ def test_compare_with_an_altered_copy(
             (b, a),
         )
         db.execute(
-            "INSERT INTO samples SELECT ?, ts, component,"
+            "INSERT INTO samples SELECT ?, ts + 60, component,"
             " rss_bytes * CASE WHEN component = 'capm3-manager' THEN 2 ELSE 1 END, cpu_percent"
             " FROM samples WHERE run_id = ?",
             (b, a),

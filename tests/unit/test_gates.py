@@ -108,3 +108,82 @@ def recorded(lab_env: dict[str, str]) -> dict[str, str]:
 def _check(run_lab: Callable[..., subprocess.CompletedProcess[str]], path: Path, text: str, *args: str):
     path.write_text(text)
     return run_lab("report", "--check", str(path), *args)
+
+
+FAILING = """
+phases:
+  bmh_provisioned: {p50: 1, p90: 1000}
+  cluster_available: {max: 10}
+wall_seconds: 10
+slo: {mutating: 0.1}
+components:
+  capm3-manager: {rss_mib: 10, cpu_percent: 1000}
+"""
+
+
+def test_check_fails_with_one_line_per_violation(
+    recorded: dict[str, str], run_lab: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    res = _check(run_lab, tmp_path / "g.yaml", FAILING, "--run", str(runs.CREATE_DEFAULT))
+    assert res.returncode == 1, res.stderr
+    assert res.stdout.splitlines() == [
+        "phases.bmh_provisioned.p50: 15.1 s > 1.0 s (3 clusters)",
+        "phases.cluster_available.max: 26.8 s > 10.0 s (3 clusters)",
+        "wall_seconds: 50.4 s > 10.0 s",
+        "slo.mutating: p99 0.540 s > 0.1 s (718 calls)",
+        "components.capm3-manager.rss_mib: 68 MiB > 10 MiB",
+    ]
+    # clusterloader2's own limits: run 4 (delete, high) breached the mutating one; nothing is left
+    res = _check(run_lab, tmp_path / "g.yaml", "slo: true\nresidue: 0\n", "--run", str(runs.DELETE_HIGH))
+    assert (res.returncode, res.stdout) == (1, "slo.mutating: p99 1.257 s > 1 s (1388 calls)\n")
+
+
+def test_check_passes_with_exit_0(
+    recorded: dict[str, str], run_lab: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    passing = "phases: {bmh_provisioned: {p50: 60, p90: 120}, cluster_available: {p99: 120, max: 120}}\n"
+    passing += "wall_seconds: 120\nslo: true\ncomponents: {capm3-manager: {rss_mib: 400, cpu_percent: 200}}\n"
+    res = _check(run_lab, tmp_path / "g.yaml", passing, "--run", str(runs.CREATE_DEFAULT))
+    assert (res.returncode, res.stdout) == (0, ""), res.stderr
+    assert "all 10 gates" in res.stderr
+    res = _check(run_lab, tmp_path / "g.yaml", "slo: true\nresidue: 0\n", "--run", str(runs.DELETE_DEFAULT))
+    assert (res.returncode, res.stdout) == (0, ""), res.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("phases: {bmh_provisioned: {p95: 1}}", "phases.bmh_provisioned: unknown key 'p95'"),
+        (
+            "phases: {bmh_provisioned: {p90: '120'}}",
+            "phases.bmh_provisioned.p90: expected a number >= 0, got '120'",
+        ),
+        ("phases: {bmh_provisoned: {p90: 1}}", "phases: 'bmh_provisoned' is not a phase of create runs"),
+        ("{{", "not valid YAML at line 1"),
+        ("residue: 0", "residue: a fact of delete runs"),
+    ],
+)
+def test_malformed_file_is_one_error_line_exit_2(
+    recorded: dict[str, str],
+    run_lab: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+    text: str,
+    error: str,
+) -> None:
+    path = tmp_path / "g.yaml"
+    res = _check(run_lab, path, text, "--run", str(runs.CREATE_DEFAULT))
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.startswith(f"error: {path}: {error}") and len(res.stderr.splitlines()) == 1
+
+
+def test_unreadable_file_is_exit_2(
+    recorded: dict[str, str], run_lab: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    res = run_lab("report", "--check", str(tmp_path / "none.yaml"))
+    assert res.returncode == 2
+    assert (
+        res.stderr == f"error: cannot read gates file {tmp_path / 'none.yaml'}: No such file or directory\n"
+    )
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00")
+    res = run_lab("report", "--check", str(tmp_path / "bin.yaml"))
+    assert res.returncode == 2 and res.stderr.startswith("error: cannot read gates file")
