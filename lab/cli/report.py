@@ -45,13 +45,15 @@ def report_cmd(
         help="two run ids side by side, with deltas and noise",
     ),
 ) -> None:
-    """Scaling table, per-phase p50/p90/p99/max, component RSS/CPU and metrics of a create or delete run."""
+    """Scaling table, per-phase p50/p90/p99/max, component RSS/CPU, metrics and bottleneck of a create or delete run; --check gates it, --compare sets two runs side by side."""
     settings = config.load()
     if compare is not None:
         if run is not None or check is not None or plot is not None:
             raise UsageError("--compare takes its two runs itself: drop --run, --check and --plot")
         _compare(settings, compare, fmt)
         return
+    if check is not None and plot is not None:
+        raise UsageError("--check prints only the violations: drop --plot")
     if plot is not None and plot.is_dir():  # --plot "" is "." too
         raise UsageError(f"--plot takes a file name; {str(plot)!r} is a directory")
     with records.open_records(settings, create=False) as db:
