@@ -221,7 +221,8 @@ def qps_limit(run: Run, component: str) -> tuple[float | None, str]:
 def _throttling(run: Run, series: dict[tuple[str, str, str], Points]) -> tuple[list[Finding], list[Measure]]:
     per: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
     for (c, m, _lab), pts in series.items():
-        if m == "rest_client_requests_total":
+        # managers only: kube-apiserver's loopback client is not what a tuning profile can change
+        if m == "rest_client_requests_total" and c.endswith("-manager"):
             for t, v in pts:
                 per[c][t] += v
     findings, measures = [], []

@@ -69,11 +69,15 @@ def test_throttling_against_the_recorded_profile_qps() -> None:
 def test_rate_limiter_wait_wins_when_exported_and_unknown_limits_say_so() -> None:
     samples = _ms("kube-apiserver", "rest_client_requests_total", "method=GET", [0, 10, 20])
     samples += _ms("ipam-manager", "rest_client_requests_total", "method=GET", [0, 10, 20])
-    samples += _ms("ipam-manager", "rest_client_rate_limiter_duration_seconds_sum", "", [0, 1.5, 4.0])
+    samples += _ms("capi-manager", "rest_client_requests_total", "method=GET", [0, 10, 20])
+    samples += _ms("capi-manager", "rest_client_rate_limiter_duration_seconds_sum", "", [0, 1.5, 4.0])
     b = bottleneck.analyse(_run(), [], samples)
-    ipam = _finding(b, "throttling", "ipam-manager")
-    assert ipam.verdict == "throttled" and ipam.statement.startswith("ipam-manager waited 4.0 s")
-    assert _finding(b, "throttling", "kube-apiserver").verdict == "unknown"
+    capi = _finding(b, "throttling", "capi-manager")
+    assert capi.verdict == "throttled" and capi.statement.startswith("capi-manager waited 4.0 s")
+    ipam = _finding(b, "throttling", "ipam-manager")  # not in lab.tuning's table
+    assert ipam.verdict == "unknown" and "client QPS limit unknown" in ipam.statement
+    # the apiserver's own loopback client is no manager: no finding
+    assert {f.subject for f in b.findings if f.topic == "throttling"} == {"capi-manager", "ipam-manager"}
 
 
 def _buckets(cls: str, increases: dict[str, list[float]]) -> list[MetricSample]:
