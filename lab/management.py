@@ -86,3 +86,16 @@ def for_settings(
     if chosen == "local":
         return LocalStack(settings)
     raise UsageError(f"mode must be one of {', '.join(MODES)}, not {chosen!r}")
+
+
+def tuning_profile(settings: Settings) -> str | None:
+    """The tuning profile the managers run with, as `lab up`/`lab tune` stored it; None before
+    either has. Runs record it (lab.records.settings_snapshot) so a report can hold a manager's
+    request rate against the client QPS limit it really had."""
+    if settings.mode == "kind":
+        from lab.kindmgmt.up import read_state
+
+        return read_state(settings).get("profile")
+    from lab.stack.up import read_state as local_state
+
+    return local_state(settings).get("tuning")

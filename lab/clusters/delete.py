@@ -507,6 +507,7 @@ def delete(
             sys.argv,
             records.settings_snapshot(
                 settings,
+                management.tuning_profile(settings),
                 clusters=len(plan.names),
                 names="all" if names is None else f"{len(names)} named",
                 wait=wait,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from lab import records
+from lab import management, records
 from lab.clusters import create
 from lab.clusters.tracker import Tracker
 from lab.config import Settings
@@ -111,6 +111,7 @@ def create_clusters(
             sys.argv,
             records.settings_snapshot(
                 settings,
+                management.tuning_profile(settings),
                 start=indexes[0],
                 count=len(indexes),
                 parallel=parallel,

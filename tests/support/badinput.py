@@ -212,6 +212,23 @@ ARGS: list[Case] = [
     c("report --batch 0"),
     c("report --plot ''"),
     c("report --plot .."),  # a directory; relative, so a regression writes inside the sandbox
+    c("report --check /nonexistent/gates.yaml", expect=None),  # exit 1 without runs, 2 with
+    c("report --check gates.yaml --plot p.png"),
+    c("report --compare 1"),
+    c("report --compare a b"),
+    c("report --compare 1 2 --run 1"),
+    c("report --compare 1 2 --check gates.yaml"),
+    c("report --compare 424242 424243", expect=None),
+    # bench
+    c("bench"),
+    c("bench --profile default --clusters 2"),
+    c("bench --profile default --profile default --clusters 2"),
+    c("bench --profile default --profile turbo --clusters 2"),
+    c("bench --profile default --profile high --clusters 0"),
+    c("bench --profile default --profile high --clusters 2 --repeat 0"),
+    c("bench --profile default --profile high --clusters 2 --start 0"),
+    c("bench --profile default --profile high --clusters 2 --timeout nan"),
+    c("bench --profile default --profile high --clusters 2 --format csv"),
     c("status -o xml"),
     c("status extra"),
     c("doctor --mode vm"),

@@ -68,3 +68,18 @@ def test_kind_tune_before_any_cluster_only_stores_the_profile(
     assert json.loads(state_path(settings).read_text())["profile"] == "seed"
     assert kind_dir(settings).stat().st_mode & 0o777 == 0o700
     assert not (settings.home / "stack.json").exists()  # the local stack's state is not touched
+
+
+def test_tuning_profile_is_what_lab_tune_stored_in_either_mode(
+    lab_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs record it (lab.records.settings_snapshot), so a report knows each manager's client QPS."""
+    settings = config.load()
+    assert management.tuning_profile(settings) is None
+    management.for_settings(settings).tune("high", lambda _m: None)  # no stack running: stored only
+    assert management.tuning_profile(settings) == "high"
+    monkeypatch.setenv("LAB_MODE", "kind")
+    kind = config.load()
+    assert management.tuning_profile(kind) is None
+    management.for_settings(kind).tune("seed", lambda _m: None)  # no kind cluster yet: stored only
+    assert management.tuning_profile(kind) == "seed"
