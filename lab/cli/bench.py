@@ -67,43 +67,51 @@ def bench_cmd(
 
     names = [naming.cluster_name(settings.prefix, i) for i in indexes]
     done: dict[str, list[tuple[int, int]]] = {p: [] for p in profile}
-    for round_ in range(1, repeat + 1):
-        for p in profile:
-            err_console.print(f"round {round_}/{repeat}, profile {p}")
-            stack.tune(p, lambda m: err_console.print(m, highlight=False))
-            display = CreateDisplay(clusters, enabled=True)
-            with mgmt.client(settings, parallel=10) as client:
-                try:
-                    made = create_clusters(
-                        settings,
-                        client,
-                        indexes,
-                        [],
-                        display,
-                        timeout=timeout,
-                        preflight=lambda plan: _fresh(settings, plan),
-                    )
-                finally:
-                    if display.progress.live.is_started:
-                        display.progress.stop()
-                if made.stuck:
+    before = management.tuning_profile(settings) or "default"
+    try:
+        for round_ in range(1, repeat + 1):
+            for p in profile:
+                err_console.print(f"round {round_}/{repeat}, profile {p}")
+                stack.tune(p, lambda m: err_console.print(m, highlight=False))
+                display = CreateDisplay(clusters, enabled=True)
+                with mgmt.client(settings, parallel=10) as client:
+                    try:
+                        made = create_clusters(
+                            settings,
+                            client,
+                            indexes,
+                            [],
+                            display,
+                            timeout=timeout,
+                            preflight=lambda plan: _fresh(settings, plan),
+                        )
+                    finally:
+                        if display.progress.live.is_started:
+                            display.progress.stop()
+                    if made.stuck:
+                        raise LabError(
+                            f"profile {p}: {len(made.stuck)} cluster(s) not Available (run {made.run_id})"
+                        )
+                    shown = DeleteDisplay(enabled=True)
+                    with shown.progress:
+                        gone = delete(
+                            settings,
+                            client,
+                            names,
+                            timeout=timeout,
+                            on_progress=shown.update,
+                            on_plan=shown.planned,
+                        )
+                if gone.pending or gone.run_id is None or made.run_id is None:
                     raise LabError(
-                        f"profile {p}: {len(made.stuck)} cluster(s) not Available (run {made.run_id})"
+                        f"profile {p}: {len(gone.pending)} cluster(s) not deleted (run {gone.run_id})"
                     )
-                shown = DeleteDisplay(enabled=True)
-                with shown.progress:
-                    gone = delete(
-                        settings,
-                        client,
-                        names,
-                        timeout=timeout,
-                        on_progress=shown.update,
-                        on_plan=shown.planned,
-                    )
-            if gone.pending or gone.run_id is None or made.run_id is None:
-                raise LabError(f"profile {p}: {len(gone.pending)} cluster(s) not deleted (run {gone.run_id})")
-            done[p].append((made.run_id, gone.run_id))
-            err_console.print(f"profile {p}: create run {made.run_id}, delete run {gone.run_id}")
+                done[p].append((made.run_id, gone.run_id))
+                err_console.print(f"profile {p}: create run {made.run_id}, delete run {gone.run_id}")
+    finally:  # the stack as bench found it (a failed round too)
+        if management.tuning_profile(settings) != before:
+            err_console.print(f"restoring profile {before}")
+            stack.tune(before, lambda m: err_console.print(m, highlight=False))
     _report(settings, profile, done, fmt)
 
 
