@@ -67,6 +67,14 @@ def bench_cmd(
 
     names = [naming.cluster_name(settings.prefix, i) for i in indexes]
     done: dict[str, list[tuple[int, int]]] = {p: [] for p in profile}
+    with mgmt.client(settings) as client:  # refused before the first `lab tune` changes anything
+        taken = {
+            ns["metadata"]["name"]
+            for ns in client.list("v1", "Namespace", label_selector=naming.CLUSTER_LABEL)
+        }
+    if taken & set(names):
+        exist = [n for n in names if n in taken]
+        raise LabError(f"clusters {', '.join(exist)} exist: delete them or pick --start")
     before = management.tuning_profile(settings) or "default"
     try:
         for round_ in range(1, repeat + 1):

@@ -61,5 +61,6 @@ def test_bench_two_profiles(stack: Stack) -> None:
             timeout=300,
         )
         assert res.returncode == 1 and "error: clusters test-41 exist" in res.stderr
+        assert "round 1" not in res.stderr  # refused before any `lab tune`
     finally:
         stack.lab("delete-clusters", "--start", "41", "--count", "1", timeout=600)
