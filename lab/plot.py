@@ -6,26 +6,43 @@ is ever needed.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from lab.phases import RunKind
 from lab.report import Report
+from lab.report_series import Chart
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
-def render_png(report: Report, latencies: Mapping[str, Sequence[float]], path: Path) -> Path:
-    """Write the plot of `report` (and its per-phase latencies, see report.latencies) to `path`."""
+def _matplotlib() -> None:
     try:
         import matplotlib
     except ImportError:
         raise LabError("--plot needs matplotlib 3.10 or later: pip install 'matplotlib>=3.10'") from None
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+
+def render_png(report: Report, latencies: Mapping[str, Sequence[float]], path: Path) -> Path:
+    """Write the plot of `report` (and its per-phase latencies, see report.latencies) to `path`."""
+    _matplotlib()
+    fig = _overview(report, latencies)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _overview(report: Report, latencies: Mapping[str, Sequence[float]]) -> Figure:
+    from matplotlib.figure import Figure
 
     done_word = "Available" if report.run["kind"] == RunKind.create else "deleted"
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained")
+    fig = Figure(figsize=(13, 5), layout="constrained")
+    left, right = fig.subplots(1, 2)
     fig.suptitle(
         f"lab run {report.run['id']} ({report.run['kind']}): {report.done}/{report.clusters} {done_word}"
     )
@@ -54,8 +71,49 @@ def render_png(report: Report, latencies: Mapping[str, Sequence[float]], path: P
     right.set_xlabel(f"seconds since {origin}")
     right.set_title("Phase latency per cluster (box: p25-p75, whiskers: min-max)")
     right.grid(alpha=0.3, axis="x")
+    return fig
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+
+def _chart(chart: Chart) -> Figure:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    ax = fig.subplots()
+    if len(chart.lines) > 10:  # the default cycle has 10 colours: a component per colour
+        from matplotlib import colormaps
+
+        ax.set_prop_cycle(color=colormaps["tab20"].colors)
+    for line in chart.lines:
+        ax.plot([t / 60 for t in line.t], line.v, label=line.label, linewidth=1.2)
+    ax.set_title(chart.title)
+    ax.set_xlabel("minutes since run start")
+    ax.set_ylabel(chart.unit)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+def _svg(fig: Figure) -> str:
+    buf = io.StringIO()
+    # text stays text (not glyph paths): a tenth of the size, and searchable in the page
+    fig.savefig(buf, format="svg", metadata={"Date": None})
+    return buf.getvalue()
+
+
+def svg_figures(report: Report) -> list[tuple[str, str, str]]:
+    """(key, title, SVG document) of every plot of the HTML report: the overview of render_png,
+    then one per chart of report.charts."""
+    _matplotlib()
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        out = [
+            (
+                "overview",
+                "Clusters done over time, phase latencies",
+                _svg(_overview(report, report.latencies)),
+            )
+        ]
+        out += [(c.key, c.title, _svg(_chart(c))) for c in report.charts]
+    return out

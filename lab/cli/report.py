@@ -29,6 +29,11 @@ def report_cmd(
     plot: Path = typer.Option(
         None, "--plot", help="also write a PNG: clusters done over time, phase latencies"
     ),
+    html: Path = typer.Option(
+        None,
+        "--html",
+        help="also write one self-contained HTML file (tables and plots, nothing fetched) to attach to a PR",
+    ),
     batch: int = typer.Option(
         report.DEFAULT_BATCH, "--batch", min=1, help="clusters per row of the scaling table"
     ),
@@ -37,6 +42,8 @@ def report_cmd(
     settings = config.load()
     if plot is not None and plot.is_dir():  # --plot "" is "." too
         raise UsageError(f"--plot takes a file name; {str(plot)!r} is a directory")
+    if html is not None and html.is_dir():
+        raise UsageError(f"--html takes a file name; {str(html)!r} is a directory")
     with records.open_records(settings, create=False) as db:
         if not db.runs():
             raise LabError(f"no runs recorded yet in {settings.db_path}; run lab create-clusters first")
@@ -57,7 +64,24 @@ def report_cmd(
         except OSError as e:
             raise LabError(f"cannot write the plot to {plot}: {e.strerror or e}") from None
         err_console.print(f"plot written to {plot}")
+    if html is not None:
+        _write_html(model, html)
     if fmt == Format.json:
         print_json(model.as_dict())
     else:
         typer.echo(report.to_markdown(model), nl=False)
+
+
+def _write_html(model: report.Report, path: Path) -> None:
+    """Mode 0644: the page holds timings, versions and the command line, nothing secret."""
+    from lab import report_html
+    from lab.plot import svg_figures
+
+    page = report_html.render(model, svg_figures(model))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+        path.chmod(0o644)
+    except OSError as e:
+        raise LabError(f"cannot write the HTML report to {path}: {e.strerror or e}") from None
+    err_console.print(f"HTML report written to {path} ({len(page) // 1024} KiB)")
