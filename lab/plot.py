@@ -82,7 +82,8 @@ def _chart(chart: Chart) -> Figure:
     if len(chart.lines) > 10:  # the default cycle has 10 colours: a component per colour
         from matplotlib import colormaps
 
-        ax.set_prop_cycle(color=colormaps["tab20"].colors)
+        tab20 = colormaps["tab20"]
+        ax.set_prop_cycle(color=[tab20(i) for i in range(20)])
     for line in chart.lines:
         ax.plot([t / 60 for t in line.t], line.v, label=line.label, linewidth=1.2)
     ax.set_title(chart.title)
