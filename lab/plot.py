@@ -77,7 +77,10 @@ def _overview(report: Report, latencies: Mapping[str, Sequence[float]]) -> Figur
 def _chart(chart: Chart) -> Figure:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    # fixed margins, the legend in the right quarter: the constrained layout drew each chart twice
+    # and was half the time of `lab report --html` (3 s of 5.7 s for 9 charts)
+    fig = Figure(figsize=(10, 3.6))
+    fig.subplots_adjust(left=0.08, right=0.74, bottom=0.14, top=0.9)
     ax = fig.subplots()
     if len(chart.lines) > 10:  # the default cycle has 10 colours: a component per colour
         from matplotlib import colormaps
@@ -91,7 +94,7 @@ def _chart(chart: Chart) -> Figure:
     ax.set_ylabel(chart.unit)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.02), frameon=False)
     return fig
 
 

@@ -27,8 +27,8 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; 
        color: #1f2328; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .2em; }
 table { border-collapse: collapse; margin: .5em 0 1.2em; font-size: .9em; }
-th, td { border: 1px solid #d0d7de; padding: .25em .6em; text-align: right; }
-th { background: #f6f8fa; } td:first-child, th:first-child { text-align: left; }
+th, td { border: 1px solid #d0d7de; padding: .25em .6em; text-align: left; }
+th { background: #f6f8fa; } td.n { text-align: right; }
 td.bad { color: #cf222e; font-weight: bold; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; }
 figcaption { color: #59636e; font-size: .9em; }
@@ -43,15 +43,18 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _cell(value: object, bad: str) -> str:
+    text = str(value)
+    classes = ["n"] if text[:1].isdigit() or text in ("-", bad) or text.startswith("> ") else []
+    if text == bad:
+        classes.append("bad")
+    return f'<td class="{" ".join(classes)}">{esc(text)}</td>' if classes else f"<td>{esc(text)}</td>"
+
+
 def table(header: Sequence[str], rows: Iterable[Sequence[object]], bad: str = "NO") -> str:
-    """A table; a cell equal to `bad` is marked (a missed SLO)."""
+    """A table; numbers right-aligned, a cell equal to `bad` marked (a missed SLO)."""
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>"
-        + "".join(f'<td class="bad">{esc(c)}</td>' if c == bad else f"<td>{esc(c)}</td>" for c in r)
-        + "</tr>"
-        for r in rows
-    )
+    body = "".join("<tr>" + "".join(_cell(c, bad) for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
