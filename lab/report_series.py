@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -112,6 +113,11 @@ GAUGE_CHARTS = (
 Points = dict[tuple[str, str, str], list[tuple[float, float]]]
 
 
+def slug(name: str) -> str:
+    """A component's name as it may stand in a chart key (and an HTML id): no spaces or brackets."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
+
+
 def _gauges(by: Points, origin: float) -> list[Chart]:
     charts = []
     for metric, label, key, title, unit in GAUGE_CHARTS:
@@ -119,15 +125,26 @@ def _gauges(by: Points, origin: float) -> list[Chart]:
         for (c, m, lab), pts in sorted(by.items()):
             if m == metric:
                 per[c].append(_line(parse_labels(lab).get(label, "") or m, pts, origin))
-        charts += [Chart(f"{key}:{c}", f"{c}: {title}", unit, lines) for c, lines in sorted(per.items())]
+        charts += [
+            Chart(f"{key}:{slug(c)}", f"{c}: {title}", unit, lines) for c, lines in sorted(per.items())
+        ]
     return charts
 
 
-def metric_charts(samples: Sequence[MetricSample], origin: float) -> list[Chart]:
-    """The metric plots, one chart per (kind, component) that has a line above zero."""
-    by: Points = defaultdict(list)
+def metric_charts(
+    samples: Sequence[MetricSample], origin: float, group: Callable[[str], str] = lambda c: c
+) -> list[Chart]:
+    """The metric plots, one chart per (kind, component) that has a line above zero. Components of
+    one group (a workload apiserver per cluster) are one, summed at each tick (a tick has one
+    time for every component): a hundred charts of one cluster each tell less."""
+    summed: dict[tuple[str, str, str], dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    members: dict[str, set[str]] = defaultdict(set)
     for s in samples:
-        by[(s.component, s.metric, s.labels)].append((s.ts, s.value))
+        g = group(s.component)
+        members[g].add(s.component)
+        summed[(g, s.metric, s.labels)][s.ts] += s.value
+    names = {g: f"{g}, sum of {len(m)}" if len(m) > 1 else g for g, m in members.items()}
+    by: Points = {(names[g], m, lab): list(v.items()) for (g, m, lab), v in summed.items()}
     charts = _gauges(by, origin)
     etcd = [
         _line(c, [(ts, v / 2**20) for ts, v in pts], origin)
@@ -158,4 +175,4 @@ def charts(
     group: Callable[[str], str] = lambda c: c,
 ) -> list[Chart]:
     """Every chart of a run: resources first, then metrics."""
-    return [*resource_charts(samples, origin, group), *metric_charts(metric_samples, origin)]
+    return [*resource_charts(samples, origin, group), *metric_charts(metric_samples, origin, group)]

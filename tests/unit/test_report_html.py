@@ -65,6 +65,16 @@ def _record(db: records.Records, ticks: int = 12) -> int:
                 rows.append((ts, comp, m, lab, v))
         rows.append((ts, "kcp-manager", "workqueue_depth", f"name={HOSTILE}", float(wave)))
         rows.append((ts, "mgmt-etcd", "etcd_mvcc_db_total_size_in_bytes", "", float((20 + k) * 2**20)))
+        for i in (1, 2):  # one per cluster: one chart of their sum
+            rows.append(
+                (
+                    ts,
+                    f"{report.WORKLOAD_PREFIX}test-{i}",
+                    "apiserver_current_inflight_requests",
+                    "request_kind=mutating",
+                    float(i),
+                )
+            )
         db.metric_many(run, rows)
     db.finish_run(run, "ok", T0 + 60)
     return run
@@ -99,6 +109,10 @@ def test_charts_of_a_recorded_run(model: report.Report) -> None:
     assert by_label["kubeadmcontrolplane"] == [3.0 * min(k, 11 - k) + 1 for k in range(12)]
     assert max(by_label[HOSTILE]) == 5.0
     assert "inflight:kube-apiserver" in charts
+    workload = charts["inflight:workload-kube-apiserver-each-sum-of-2"]
+    assert workload.title == f"{report.WORKLOAD_ROW}, sum of 2: inflight requests"
+    assert [(ln.label, set(ln.v)) for ln in workload.lines] == [("mutating", {3.0})]
+    assert not [k for k in charts if report.WORKLOAD_PREFIX in k]
     assert [ln.label for ln in charts["etcd_db_size"].lines] == ["mgmt-etcd"]
     assert charts["etcd_db_size"].lines[0].v[0] == 20.0  # MiB
     # KCP's requests grow linearly: the same rate at every tick after the first
