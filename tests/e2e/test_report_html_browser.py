@@ -32,27 +32,14 @@ def _secrets(home: Path) -> list[str]:
     return out
 
 
-def test_html_report_of_a_real_run_renders_in_chromium(stack: Stack, tmp_path: Path) -> None:
-    browser.chromium()  # skip (fail under CI) before creating anything when there is no browser
-    out = stack.lab(
-        "create-clusters", "2", "--start", "4621", "--wait", "--timeout", "480", "-o", "json", timeout=TIMEOUT
-    )
-    res = json.loads(out.stdout)
-    assert res["stuck"] == {}, res
-    page = tmp_path / "report" / "run.html"
+def _page(stack: Stack, run: int, page: Path) -> tuple[list[str], browser.Rendered, float]:
+    """`lab report --html` of `run`, opened in Chromium: the JSON report's chart keys, what the
+    browser saw, and how long the report took; asserts what holds for every run."""
     started = time.monotonic()
-    out = stack.lab("report", "--run", str(res["run"]), "--html", str(page), "--format", "json")
-    report_seconds = time.monotonic() - started
-    model = json.loads(out.stdout)
+    out = stack.lab("report", "--run", str(run), "--html", str(page), "--format", "json")
+    seconds = time.monotonic() - started
+    keys = [c["key"] for c in json.loads(out.stdout)["charts"]]
     assert page.stat().st_mode & 0o777 == 0o644
-    text = page.read_text()
-
-    keys = [c["key"] for c in model["charts"]]
-    # what a real run plots: resources, a queue per manager that queued, the apiserver, etcd, clients
-    for key in ("rss", "cpu", "workqueue_depth:capi-manager", "inflight:kube-apiserver", "etcd_db_size"):
-        assert key in keys, keys
-    assert "client_requests" in keys, keys
-
     shown = browser.render(page)
     assert shown.console == [], "\n".join(shown.console)
     imgs = shown.probe["imgs"]
@@ -60,18 +47,37 @@ def test_html_report_of_a_real_run_renders_in_chromium(stack: Stack, tmp_path: P
     for img in imgs:
         assert img["complete"], img
         assert min(img["natural"]) > 100 and min(img["shown"]) > 100, img  # decoded and laid out
-    # the tables made it into the DOM
     for heading in ("Phase latencies", "Components", "Controllers", "clusterloader2 SLOs", "etcd"):
         assert heading in shown.dom, heading
-    assert "cluster_available" in shown.dom
+    return keys, shown, seconds
 
+
+def test_html_report_of_a_real_run_renders_in_chromium(stack: Stack, tmp_path: Path) -> None:
+    browser.chromium()  # skip (fail under CI) before creating anything when there is no browser
+    out = stack.lab(
+        "create-clusters", "2", "--start", "4621", "--wait", "--timeout", "480", "-o", "json", timeout=TIMEOUT
+    )
+    res = json.loads(out.stdout)
+    assert res["stuck"] == {}, res
+    page = tmp_path / "report" / "create.html"
+    keys, shown, seconds = _page(stack, res["run"], page)
+    # what a real run plots: resources, a queue per manager that queued, the apiserver, etcd, clients
+    for key in ("rss", "cpu", "workqueue_depth:capi-manager", "inflight:kube-apiserver", "etcd_db_size"):
+        assert key in keys, keys
+    assert "client_requests" in keys, keys
+    assert "cluster_available" in shown.dom
+    text = page.read_text()
     secrets = _secrets(stack.home)
     assert secrets, "found no key in the lab home: the check below would prove nothing"
     leaked = [s for s in secrets if s in text]
     assert leaked == [], leaked
     print(
-        f"\nhtml report: {len(text) // 1024} KiB, {len(imgs)} plots, written in {report_seconds:.1f} s,"
+        f"\nhtml report: {len(text) // 1024} KiB, {len(keys) + 1} plots, written in {seconds:.1f} s,"
         f" rendered by chromium in {shown.seconds:.1f} s; load {os.getloadavg()}"
     )
 
-    stack.lab("delete-clusters", "--start", "4621", "--count", "2", "--wait", "-o", "json", timeout=TIMEOUT)
+    out = stack.lab(
+        "delete-clusters", "--start", "4621", "--count", "2", "--wait", "-o", "json", timeout=TIMEOUT
+    )
+    _keys, shown, _seconds = _page(stack, json.loads(out.stdout)["run"], tmp_path / "report" / "delete.html")
+    assert "deleted" in shown.dom
