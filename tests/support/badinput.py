@@ -212,6 +212,8 @@ ARGS: list[Case] = [
     c("report --batch 0"),
     c("report --plot ''"),
     c("report --plot .."),  # a directory; relative, so a regression writes inside the sandbox
+    c("report --html ''"),
+    c("report --html .."),  # a directory, as --plot
     c("status -o xml"),
     c("status extra"),
     c("doctor --mode vm"),
