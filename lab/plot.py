@@ -1,7 +1,9 @@
-"""The PNG of a report: clusters done over time, and the spread of each phase's latency.
+"""The plots of a report: the PNG of `--plot` (clusters done over time, and the spread of each
+phase's latency), and for `--html` the same as SVG plus one SVG per time series chart
+(lab.report_series).
 
 matplotlib is imported here only, with the Agg backend, so nothing else pays for it and no display
-is ever needed.
+is ever needed. Figures are matplotlib.figure.Figure objects, not pyplot's: nothing global to close.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ def _matplotlib() -> None:
     try:
         import matplotlib
     except ImportError:
-        raise LabError("--plot needs matplotlib 3.10 or later: pip install 'matplotlib>=3.10'") from None
+        raise LabError(
+            "--plot and --html need matplotlib 3.10 or later: pip install 'matplotlib>=3.10'"
+        ) from None
     matplotlib.use("Agg")
 
 
