@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lab import naming
+from lab import naming, report_series
 from lab.metrics import SAMPLER_COMPONENT, SAMPLER_CPU, SLO_HISTOGRAM, parse_labels
 from lab.phases import PHASES, PREVIOUS, Phase, RunKind
 from lab.records import Event, MetricSample, Run, Sample
@@ -162,6 +162,10 @@ class Report:
     metrics: Metrics | None = None  # None when the run has no metric samples
     #: seconds from run start at which each cluster was done, ascending: the "Available over time" curve
     timeline: list[float] = field(default_factory=list)
+    #: per phase, every cluster's seconds from its first phase (latencies()): the phase plot's data
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    #: RSS/CPU and metric time series (lab.report_series): the HTML report's plots
+    charts: list[report_series.Chart] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -272,6 +276,8 @@ def build(
         incomplete=incomplete,
         metrics=metrics(metric_samples),
         timeline=sorted(t - run.started for t in all_finals),
+        latencies=since_start,
+        charts=report_series.charts(samples, metric_samples, run.started, component_group),
     )
 
 

@@ -32,6 +32,11 @@ def report_cmd(
     plot: Path = typer.Option(
         None, "--plot", help="also write a PNG: clusters done over time, phase latencies"
     ),
+    html: Path = typer.Option(
+        None,
+        "--html",
+        help="also write one self-contained HTML file (tables and plots, nothing fetched) to attach to a PR",
+    ),
     batch: int = typer.Option(
         report.DEFAULT_BATCH, "--batch", min=1, help="clusters per row of the scaling table"
     ),
@@ -47,15 +52,10 @@ def report_cmd(
 ) -> None:
     """Scaling table, per-phase p50/p90/p99/max, component RSS/CPU, metrics and bottleneck of a create or delete run; --check gates it, --compare sets two runs side by side."""
     settings = config.load()
+    _check_options(run, plot, html, check, compare)
     if compare is not None:
-        if run is not None or check is not None or plot is not None:
-            raise UsageError("--compare takes its two runs itself: drop --run, --check and --plot")
         _compare(settings, compare, fmt)
         return
-    if check is not None and plot is not None:
-        raise UsageError("--check prints only the violations: drop --plot")
-    if plot is not None and plot.is_dir():  # --plot "" is "." too
-        raise UsageError(f"--plot takes a file name; {str(plot)!r} is a directory")
     with records.open_records(settings, create=False) as db:
         if not db.runs():
             raise LabError(f"no runs recorded yet in {settings.db_path}; run lab create-clusters first")
@@ -80,12 +80,28 @@ def report_cmd(
         except OSError as e:
             raise LabError(f"cannot write the plot to {plot}: {e.strerror or e}") from None
         err_console.print(f"plot written to {plot}")
+    if html is not None:
+        _write_html(model, found, html)
     if fmt == Format.json:
         print_json(model.as_dict() | {"bottleneck": found.as_dict()})
     else:
         typer.echo(
             report.to_markdown(model) + "\n" + "\n".join(bottleneck.to_markdown(found)) + "\n", nl=False
         )
+
+
+def _check_options(
+    run: int | None, plot: Path | None, html: Path | None, check: Path | None, compare: object
+) -> None:
+    """Usage errors, before the records are opened."""
+    if compare is not None and (run is not None or check is not None or plot is not None):
+        raise UsageError("--compare takes its two runs itself: drop --run, --check and --plot")
+    if check is not None and plot is not None:
+        raise UsageError("--check prints only the violations: drop --plot")
+    if plot is not None and plot.is_dir():  # --plot "" is "." too
+        raise UsageError(f"--plot takes a file name; {str(plot)!r} is a directory")
+    if html is not None and html.is_dir():
+        raise UsageError(f"--html takes a file name; {str(html)!r} is a directory")
 
 
 def _check(path: Path, model: report.Report, samples: list[records.Sample]) -> None:
@@ -119,3 +135,18 @@ def _compare(settings: config.Settings, ids: tuple[int, int], fmt: Format) -> No
         print_json(result.as_dict())
     else:
         typer.echo(compare_mod.to_markdown(result), nl=False)
+
+
+def _write_html(model: report.Report, found: bottleneck.Bottleneck, path: Path) -> None:
+    """Mode 0644: the page holds timings, versions and the command line, nothing secret."""
+    from lab import report_html
+    from lab.plot import svg_figures
+
+    page = report_html.render(model, svg_figures(model), found)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+        path.chmod(0o644)
+    except OSError as e:
+        raise LabError(f"cannot write the HTML report to {path}: {e.strerror or e}") from None
+    err_console.print(f"HTML report written to {path} ({len(page) // 1024} KiB)")

@@ -229,6 +229,8 @@ ARGS: list[Case] = [
     c("bench --profile default --profile high --clusters 2 --start 0"),
     c("bench --profile default --profile high --clusters 2 --timeout nan"),
     c("bench --profile default --profile high --clusters 2 --format csv"),
+    c("report --html ''"),
+    c("report --html .."),  # a directory, as --plot
     c("status -o xml"),
     c("status extra"),
     c("doctor --mode vm"),
