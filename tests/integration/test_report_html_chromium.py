@@ -1,6 +1,6 @@
 """tests/support/browser.py against pages made to fail: Chromium is the one real piece. A fetch from
 the network and an image that does not decode are both seen, so the check of `lab report --html`
-in tests/e2e/test_report_html_browser.py can fail."""
+in tests/e2e/test_bench.py can fail."""
 
 from __future__ import annotations
 
