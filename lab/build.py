@@ -75,6 +75,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from lab import gomod, versions
 from lab.config import Settings
@@ -412,13 +413,20 @@ def build_info(settings: Settings, name: str, patches: Patches | None = None) ->
     return read_info(binary_path(settings, name, patches))
 
 
-def patch_info(binary: Path) -> dict[str, object] | None:
+def patch_info(binary: Path) -> dict[str, Any] | None:
     """{"patches": [names], "digest": ...} of a binary lab built with patches; None for an upstream one."""
     info = read_info(binary)
     names = info.get("patches")
     if not names:
         return None
     return {"patches": names, "digest": info.get("patch_digest")}
+
+
+def describe_patches(info: dict[str, Any] | None) -> str:
+    """Pure: `a.patch, b.patch (digest)` for status and report; "" when upstream."""
+    if not info:
+        return ""
+    return f"{', '.join(map(str, info.get('patches') or []))} ({info.get('digest')})"
 
 
 def go_version() -> tuple[int, int]:
