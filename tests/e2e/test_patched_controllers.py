@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psutil
-from support.stack import Stack
+from support.stack import Stack, run_lab
 
 from lab import build
 from lab.clusters.residue import residue
+from lab.stack import up
 
 INDEX = "1301"
 NAME = f"test-{INDEX}"
@@ -96,3 +98,38 @@ def test_patched_kcp_stamps_the_first_reconcile_then_delete_leaves_nothing(stack
             "delete-clusters", "--start", INDEX, "--count", "1", "--wait", "--timeout", "600", timeout=TIMEOUT
         )
     assert residue(settings, [NAME]) == {}
+
+
+def test_up_and_tune_restart_kcp_when_its_patches_change(stack: Stack, tmp_path: Path) -> None:
+    """`lab up` with no patches puts the upstream kcp-manager back (a restart, like a version change;
+    the other managers keep running), `lab tune` with the repository's patches the patched one."""
+    settings = stack.settings()
+    before = stack.status()
+    empty = tmp_path / "no-patches"
+    empty.mkdir()
+    upstream_env = {**stack.env, "LAB_PATCHES": str(empty)}
+    try:
+        out = run_lab(upstream_env, "up", timeout=TIMEOUT)
+        assert out.returncode == 0, out.stderr
+        rows = {
+            c["name"]: c
+            for c in json.loads(run_lab(upstream_env, "status", "-o", "json", timeout=60).stdout)[
+                "components"
+            ]
+        }
+        assert (
+            rows["kcp-manager"]["patched"] is None
+            and rows["kcp-manager"]["pid"] != before["kcp-manager"]["pid"]
+        )
+        upstream = build.binary_path(settings, "kcp-manager", build.Patches())
+        assert psutil.Process(rows["kcp-manager"]["pid"]).exe() == str(upstream)
+        assert rows["capi-manager"]["pid"] == before["capi-manager"]["pid"]
+        assert rows["kcp-manager"]["healthy"] is True
+    finally:
+        tuned = stack.lab("tune", "--profile", up.current_profile(settings), "-o", "json", timeout=TIMEOUT)
+    assert "kcp-manager" in json.loads(tuned.stdout)["restarted"]
+    after = stack.status()
+    patches = build.default_patches(settings, "kcp-manager")
+    assert after["kcp-manager"]["patched"] == {"patches": patches.names, "digest": patches.digest}
+    assert after["kcp-manager"]["healthy"] is True
+    assert after["capi-manager"]["pid"] == before["capi-manager"]["pid"]
