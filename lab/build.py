@@ -27,7 +27,9 @@ then replaces the module with, and the binary goes to <component>/<version>-patc
 digest being that of the patches' names and bytes in order: the unpatched and each patched build
 live side by side, and the same patches again cost nothing. Only the module's own files can be
 patched: Go's module zips leave out nested modules (CAPM3's api/, Kubernetes' staging/), which are
-built from their published versions as above.
+built from their published versions as above. Cost, measured on 2 busy cores: a patched
+kcp-manager in 11.5 s when Go's build cache holds the upstream build's packages (only the patched
+package and its importers compile), 466 s with an empty one.
 
 Running the managers outside a cluster (for lab.stack; read from each main.go at the pinned
 versions, CAPI v1.13 / CAPM3 and IPAM v1.13 / BMO v0.13). Every manager binds the same default
