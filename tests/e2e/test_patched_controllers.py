@@ -79,6 +79,13 @@ def test_patched_kcp_stamps_the_first_reconcile_then_delete_leaves_nothing(stack
         created, first = _time(meta["creationTimestamp"]), _time(stamp)
         # creationTimestamp has whole seconds; KCP got to it within the create's wait
         assert created <= first < created + timedelta(seconds=600), (meta["creationTimestamp"], stamp)
+        # the command patches/README.md gives users
+        columns = (
+            "custom-columns=NS:.metadata.namespace,CREATED:.metadata.creationTimestamp,"
+            "FIRST:.metadata.annotations.scale-lab\\.metal3\\.io/kcp-first-reconciled"
+        )
+        table = stack.kubectl("get", "kcp", "-n", NAME, "-o", columns).stdout.splitlines()
+        assert table[1].split() == [NAME, meta["creationTimestamp"], stamp], table
         # stamped once, at the first reconcile: every condition KCP set since (Available after the
         # Machine was provisioned and the Node came up, seconds later) is not before it, which a
         # stamp rewritten at each reconcile would be
