@@ -121,6 +121,9 @@ class Settings(BaseModel):
     metrics_interval: float = Field(default=5.0, gt=0, le=300, allow_inf_nan=False)
     #: built binaries, when shared between lab homes (e.g. tests with a tmp LAB_HOME); default <home>/bin
     bin_cache: Path | None = None
+    #: source patches per component or build target (<dir>/<capi|kcp-manager|...>/*.patch) that
+    #: `lab build` and `lab up` apply; default the repository's patches/ (lab.build)
+    patches: Path | None = None
 
     _no_bool = field_validator("max_index", "local_capacity", "kind_nodes", mode="before")(_whole_number)
 
@@ -132,7 +135,7 @@ class Settings(BaseModel):
             raise ValueError("must be a lowercase DNS label of at most 30 characters")
         return v
 
-    @field_validator("home", "bin_cache", mode="before")
+    @field_validator("home", "bin_cache", "patches", mode="before")
     @classmethod
     def _not_empty(cls, v: object) -> object:
         # pydantic reads "" as Path("."): LAB_HOME= would put the lab home in the current directory.
@@ -140,7 +143,7 @@ class Settings(BaseModel):
             raise ValueError("must not be empty")
         return v
 
-    @field_validator("home", "bin_cache")
+    @field_validator("home", "bin_cache", "patches")
     @classmethod
     def _home(cls, v: Path | None) -> Path | None:
         if v is None:
@@ -162,6 +165,11 @@ class Settings(BaseModel):
     @property
     def bin_dir(self) -> Path:
         return self.bin_cache or self.home / "bin"
+
+    @property
+    def patches_dir(self) -> Path:
+        """Where `lab build` finds the default patches: the setting, else the repository's patches/."""
+        return self.patches or Path(__file__).resolve().parent.parent / "patches"
 
     @property
     def src_dir(self) -> Path:

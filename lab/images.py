@@ -16,6 +16,11 @@ The binaries are dynamically linked against glibc (cgo), so the images are FROM 
 root made here by `debootstrap --variant=minbase` of the host's own Debian release (the glibc the
 binaries were linked against) and imported into the engine: nothing comes from a registry.
 
+The binary is `lab build`'s for the target with its default patches (patches/<component>/ and
+patches/<target>/, lab.build), so a patched controller runs patched in kind mode too, under the
+upstream tag: the record beside the archive names the patches, and a binary whose patches changed
+has another sha256, so the image is rebuilt.
+
 Every image is saved as an archive under <home>/images/<component>/<version>/, with a record of the
 binary it holds (sha256) and the image id. A second build with the same binary costs nothing when the
 engine still has the image, and a `docker load` of the archive when it does not (a fresh engine);
@@ -369,7 +374,14 @@ def build_one(settings: Settings, client: Client, name: str, log: Log = lambda _
     client.save(r.reference, archive)
     _record_path(archive).write_text(
         json.dumps(
-            {"reference": r.reference, "image_id": image_id, "sha256": sha, "binary": str(binary)}, indent=2
+            {
+                "reference": r.reference,
+                "image_id": image_id,
+                "sha256": sha,
+                "binary": str(binary),
+                "patched": build.patch_info(binary),
+            },
+            indent=2,
         )
         + "\n"
     )
@@ -398,6 +410,7 @@ def listing(settings: Settings) -> list[dict[str, object]]:
                 "what": spec.what,
                 "reference": r.reference,
                 "binary_cached": build.is_cached(settings, spec.target),
+                "patches": build.default_patches(settings, spec.target).names,
                 "archive": str(archive) if archive.is_file() else None,
                 "bytes": archive.stat().st_size if archive.is_file() else None,
             }

@@ -503,6 +503,21 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+def _patched_line(settings: dict[str, Any]) -> list[str]:
+    """Which components ran a patched build during the run (recorded at its start); none for a run
+    recorded before lab knew patches."""
+    if "patched" not in settings:
+        return []
+    patched = settings["patched"] or {}
+    if not patched:
+        return ["- patched: none (every component ran its upstream source)"]
+    parts = [
+        f"{name} ({', '.join(map(str, info.get('patches') or []))}; digest {info.get('digest')})"
+        for name, info in sorted(patched.items())
+    ]
+    return ["- patched: " + ", ".join(parts)]
+
+
 def to_markdown(r: Report) -> str:
     run = r.run
     done_word = "Available" if run["kind"] == RunKind.create else "deleted"
@@ -516,6 +531,7 @@ def to_markdown(r: Report) -> str:
         f"- host: {host.get('cores', '?')} cores, {mem}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         f"- tuning: {run['settings'].get('tuning') or 'default'}",
+        *_patched_line(run["settings"]),
         f"- clusters: {r.clusters}, {done_word}: {r.done}"
         + (
             f", in {duration(r.wall_seconds)} ({r.clusters_per_minute:.1f}/min)"

@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from lab import naming
+from lab import build, naming
 from lab.config import Settings
 from lab.errors import LabError
 from lab.runtime.logs import last_line
@@ -127,6 +127,8 @@ class Row:
     cpu_seconds: float | None
     healthy: bool | None
     log: str
+    #: {"patches": [names], "digest": ...} when the process runs a binary lab built with patches
+    patched: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,6 +163,7 @@ def rows(
     for i in infos:
         p = procs[i["name"]]
         rss = cpu = cpu_s = None
+        patched = None
         if p is not None:
             try:
                 with p.oneshot():
@@ -168,6 +171,7 @@ def rows(
                     cpu = round(p.cpu_percent(None), 1)
                     t = p.cpu_times()
                     cpu_s = round(t.user + t.system, 1)
+                    patched = _patched(p)
             except psutil.Error:
                 pass
         running = i["statename"] == "RUNNING"
@@ -183,8 +187,37 @@ def rows(
                 cpu_seconds=cpu_s,
                 healthy=(check(probe)[0] if running else False) if probe else None,
                 log=str(log_file(settings, i["name"])),
+                patched=patched,
             )
         )
+    return out
+
+
+def _patched(p: psutil.Process) -> dict[str, Any] | None:
+    """The patches of the binary a process runs (read beside its executable), None when upstream.
+    From the running executable, not the configuration: a stack not restarted since the patches
+    changed shows what really runs."""
+    exe = p.exe()
+    return build.patch_info(Path(exe)) if exe else None
+
+
+def running_patches(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Program name -> its patches, for every program running a patched build (what a run records)."""
+    sup = Supervisor(settings)
+    try:
+        found = sup.processes() if sup.alive() else []
+    except (OSError, xmlrpc.client.Error):
+        return {}
+    out = {}
+    for i in found:
+        if not i["pid"]:
+            continue
+        try:
+            patched = _patched(psutil.Process(int(i["pid"])))
+        except psutil.Error:
+            continue
+        if patched:
+            out[str(i["name"])] = patched
     return out
 
 

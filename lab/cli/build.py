@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -31,6 +32,8 @@ def _listing(settings: config.Settings) -> list[dict[str, object]]:
                 "path": str(path),
                 "build_seconds": info.get("seconds"),
                 "bytes": path.stat().st_size if cached else None,
+                "patches": build.default_patches(settings, name).names,
+                "patch_digest": build.default_patches(settings, name).digest or None,
             }
         )
     return rows
@@ -43,14 +46,15 @@ def _show_listing(settings: config.Settings, output: Output) -> None:
         print_json(rows)
         return
     table = Table(title=f"build targets (cache: {settings.bin_dir})")
-    for col in ("target", "version", "package", "cached", "built in", "size"):
+    for col in ("target", "version", "package", "patched", "cached", "built in", "size"):
         table.add_column(col)
     for r in rows:
-        secs, size = r["build_seconds"], r["bytes"]
+        secs, size, patches = r["build_seconds"], r["bytes"], r["patches"]
         table.add_row(
             str(r["name"]),
             str(r["version"]),
             str(r["package"]),
+            _patched(patches, r["patch_digest"]),
             "[green]yes[/]" if r["cached"] else "[yellow]no[/]",
             f"{secs:.0f}s" if isinstance(secs, float | int) else "-",
             f"{size / 2**20:.0f} MiB" if isinstance(size, int) else "-",
@@ -58,7 +62,16 @@ def _show_listing(settings: config.Settings, output: Output) -> None:
     console.print(table)
 
 
-def _build_all(settings: config.Settings, todo: list[str], transient: bool) -> list[dict[str, object]]:
+def _patched(patches: object, digest: object) -> str:
+    """`name, name (digest)`, or `-` for an upstream build."""
+    if not isinstance(patches, list) or not patches:
+        return "-"
+    return f"{', '.join(map(str, patches))} ({digest})"
+
+
+def _build_all(
+    settings: config.Settings, todo: list[str], transient: bool, patches: build.Patches | None
+) -> list[dict[str, object]]:
     """Build `todo` one after another under a progress bar; one result row per target."""
     results: list[dict[str, object]] = []
     if not todo:
@@ -78,11 +91,11 @@ def _build_all(settings: config.Settings, todo: list[str], transient: bool) -> l
             version = getattr(settings.versions, build.TARGETS[n].component)
             task = progress.add_task(f"{n} {version}", total=1)
             started = time.monotonic()
-            path = build.build(settings, n)
+            build.build(settings, n, patches=patches)
             secs = time.monotonic() - started
             progress.update(task, completed=1, description=f"{n} {version} [green]built[/]")
             progress.advance(overall)
-            results.append({"name": n, "path": str(path), "seconds": round(secs, 1), "cached": False})
+            results.append(_row(settings, n, patches, round(secs, 1), cached=False))
     return results
 
 
@@ -90,41 +103,65 @@ def _build_all(settings: config.Settings, todo: list[str], transient: bool) -> l
 def build_cmd(
     names: list[str] = typer.Argument(None, help="targets to build; default: all (see --list)"),
     list_: bool = typer.Option(False, "--list", help="show targets, versions and what is cached"),
+    patch: list[Path] = typer.Option(
+        None,
+        "--patch",
+        help="apply this unified diff (repeatable, in order) instead of patches/<component>/*.patch",
+    ),
     output: Output = OutputOption,
 ) -> None:
     """Build the pinned upstream binaries (etcd, Kubernetes, CAPI, CAPM3, IPAM, BMO) that are missing.
 
-    Builds run one after another (go build already uses every core; GOFLAGS such as -p are
-    honoured). Logs: <home>/logs/build/<name>-<version>.log.
+    Each target gets its patches (patches/<component>/*.patch, then patches/<target>/*.patch, or
+    the --patch files) applied to a copy of its module first; the cache keeps every patched variant
+    apart, by the patches' digest. Builds run one after another (go build already uses every core;
+    GOFLAGS such as -p are honoured). Logs: <home>/logs/build/<name>-<version>.log.
     """
     settings = config.load()
     unknown = [n for n in names or [] if n not in build.TARGETS]
     if unknown:  # with --list too: 'build --list nosuch' must not look like a listing of nosuch
         raise UsageError(f"unknown build target {', '.join(unknown)}; known: {', '.join(build.TARGETS)}")
+    if patch and not names:
+        raise UsageError("--patch needs the targets to build with it (lab build NAME --patch FILE)")
+    patches = build.given_patches(patch) if patch else None
+    if patches is None:
+        build.check_patch_dirs(settings)
     if list_:
         _show_listing(settings, output)
         return
     wanted = names or list(build.TARGETS)
     with lock.hold(settings):
-        _build(settings, wanted, output)
+        _build(settings, wanted, output, patches)
 
 
-def _build(settings: config.Settings, wanted: list[str], output: Output) -> None:
-    todo = [n for n in wanted if not build.is_cached(settings, n)]
-    results: list[dict[str, object]] = [
-        {"name": n, "path": str(build.binary_path(settings, n)), "seconds": 0.0, "cached": True}
-        for n in wanted
-        if n not in todo
-    ]
-    results += _build_all(settings, todo, transient=output == Output.json)
+def _row(
+    settings: config.Settings, name: str, patches: build.Patches | None, seconds: float, cached: bool
+) -> dict[str, object]:
+    used = build.default_patches(settings, name) if patches is None else patches
+    return {
+        "name": name,
+        "path": str(build.binary_path(settings, name, used)),
+        "seconds": seconds,
+        "cached": cached,
+        "patches": used.names,
+        "patch_digest": used.digest or None,
+    }
+
+
+def _build(
+    settings: config.Settings, wanted: list[str], output: Output, patches: build.Patches | None
+) -> None:
+    todo = [n for n in wanted if not build.is_cached(settings, n, patches)]
+    results = [_row(settings, n, patches, 0.0, cached=True) for n in wanted if n not in todo]
+    results += _build_all(settings, todo, transient=output == Output.json, patches=patches)
     if output == Output.json:
         print_json(results)
         return
     table = Table(title="binaries")
-    for col in ("target", "time", "path"):
+    for col in ("target", "time", "patched", "path"):
         table.add_column(col)
     for r in results:
         secs = r["seconds"]
         when = "cached" if r["cached"] else f"{secs:.0f}s"
-        table.add_row(str(r["name"]), when, str(r["path"]))
+        table.add_row(str(r["name"]), when, _patched(r["patches"], r["patch_digest"]), str(r["path"]))
     console.print(table)

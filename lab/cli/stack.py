@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from lab import config, management, naming, tuning
+from lab import build, config, management, naming, tuning
 from lab.cli import _preflight
 from lab.cli._lock import mutating
 from lab.cli._output import Output, OutputOption, console, err_console, print_json
@@ -174,6 +174,9 @@ def status_cmd(output: Output = OutputOption) -> None:
     for row in _component_rows(rows):
         table.add_row(*row)
     console.print(table)
+    for r in rows:
+        if r.patched:
+            console.print(f"patched: {r.name} runs {build.describe_patches(r.patched)}", highlight=False)
     if clusters is None:
         console.print(f"[red]clusters: unknown[/red] ({why})")
         return

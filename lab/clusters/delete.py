@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from lab import management, naming, phases, records
+from lab import management, naming, phases, records, supervised
 from lab.backing import Backing, open_all
 from lab.backing.store import entries
 from lab.clusters.inventory import cluster_namespaces
@@ -511,6 +511,7 @@ def delete(
                 clusters=len(plan.names),
                 names="all" if names is None else f"{len(names)} named",
                 wait=wait,
+                patched=supervised.running_patches(settings),
             ),
         )
         deleter = Deleter(settings, mgmt, plan, backings, db, run_id, on_progress)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from lab import management, records
+from lab import management, records, supervised
 from lab.clusters import create
 from lab.clusters.tracker import Tracker
 from lab.config import Settings
@@ -116,6 +116,7 @@ def create_clusters(
                 count=len(indexes),
                 parallel=parallel,
                 backings=sorted({plan.placement[i] for i in indexes}),
+                patched=supervised.running_patches(settings),
             ),
         )
         status = "interrupted"

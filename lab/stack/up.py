@@ -274,11 +274,14 @@ def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: Non
 
 
 def tune(settings: Settings, profile: str, log: Log = lambda _m: None) -> list[str]:
-    """Store the profile; when the stack runs, restart exactly the managers whose flags changed."""
+    """Store the profile; when the stack runs, restart exactly the managers whose flags (or binary:
+    patches/ changed) changed."""
     write_state(settings, tuning=check_profile(profile))
     sup = Supervisor(settings)
     if not sup.alive():
         return []
+    # The patches may have changed since `lab up`: a manager restarted here runs its current build.
+    build.ensure(settings, list(managers.NAMES), log)
     result = sup.apply(manager_programs(settings, profile))
     restarted = result["changed"] + result["added"]
     if restarted:

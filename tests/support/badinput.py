@@ -168,6 +168,10 @@ ARGS: list[Case] = [
     c("build etcd nosuch"),
     c("build --list -o xml"),
     c("build --list nosuch"),
+    c("build --patch /nonexistent/x.patch"),
+    c("build kcp-manager --patch /nonexistent/x.patch"),
+    c("build kcp-manager --patch ''"),
+    c("build kcp-manager --patch /tmp"),
     # images build: refused before the engine is asked (none is reachable at this DOCKER_HOST)
     c("images build nosuch", DOCKER_HOST="unix:///nonexistent/docker.sock"),
     c("images build ''", DOCKER_HOST="unix:///nonexistent/docker.sock"),
@@ -307,6 +311,8 @@ SETTINGS: list[Case] = [
     c(SETTINGS_CMD, lab_yaml="local_capacity: 2.5\n"),
     c(SETTINGS_CMD, lab_yaml="mode: [local]\n"),
     c(SETTINGS_CMD, lab_yaml="bin_cache: ''\n"),
+    c(SETTINGS_CMD, lab_yaml="patches: ''\n"),
+    c(SETTINGS_CMD, lab_yaml="patches: [a]\n"),
     c(SETTINGS_CMD, lab_yaml="nosuch: 1\n"),
 ]
 
@@ -426,6 +432,7 @@ def bad_setting_env(existing_file: Path) -> st.SearchStrategy[tuple[str, str]]:
         ),
         ("LAB_HOME", st.one_of(st.just(""), text.map(lambda t: f"{existing_file}/{t}"))),
         ("LAB_BIN_CACHE", st.one_of(st.just(" "), text.map(lambda t: f"{existing_file}/{t}"))),
+        ("LAB_PATCHES", st.one_of(st.just(" "), text.map(lambda t: f"{existing_file}/{t}"))),
     ]
     known_ports = set(Settings().ports.model_dump())
     unknown = st.text(string.ascii_uppercase + "_", min_size=1, max_size=12).filter(

@@ -204,3 +204,155 @@ def test_go_version_reads_the_real_toolchain() -> None:
     out = subprocess.run([gomod.go_binary(), "version"], capture_output=True, text=True, check=True)
     major, minor = build.go_version()
     assert f"go{major}.{minor}" in out.stdout
+
+
+# --- source patches ------------------------------------------------------------------------------
+
+REPO_PATCHES = Path(__file__).resolve().parents[2] / "patches"
+KCP_EXAMPLE = REPO_PATCHES / "kcp-manager" / "0001-kcp-first-reconciled-annotation.patch"
+
+
+def _patch_dir(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_default_patches_are_the_module_s_then_the_target_s_each_sorted(tmp_path: Path) -> None:
+    d = _patch_dir(
+        tmp_path / "p",
+        {
+            "capi/b.patch": "b",
+            "capi/a.patch": "a",
+            "capi/notes.txt": "not a patch",
+            "kcp-manager/0001-x.patch": "x",
+            "capm3/y.patch": "y",
+        },
+    )
+    s = config.Settings(home=tmp_path / "home", patches=d)
+    assert build.default_patches(s, "kcp-manager").names == [
+        "capi/a.patch",
+        "capi/b.patch",
+        "kcp-manager/0001-x.patch",
+    ]
+    assert build.default_patches(s, "capi-manager").names == ["capi/a.patch", "capi/b.patch"]
+    assert build.default_patches(s, "capm3-manager").names == ["capm3/y.patch"]
+    assert build.default_patches(s, "etcd").files == ()
+    build.check_patch_dirs(s)  # every directory names a component or a target
+
+
+def test_the_repository_ships_one_patch_and_it_is_the_default(tmp_path: Path) -> None:
+    s = config.Settings(home=tmp_path / "home")
+    assert s.patches_dir == REPO_PATCHES
+    assert build.default_patches(s, "kcp-manager").files == (KCP_EXAMPLE,)
+    assert all(not build.default_patches(s, t).files for t in build.TARGETS if t != "kcp-manager")
+    text = KCP_EXAMPLE.read_text()
+    assert "+++ b/controlplane/kubeadm/internal/controllers/controller.go" in text
+    assert "scale-lab.metal3.io/kcp-first-reconciled" in text
+
+
+def test_the_digest_keys_the_cache_by_names_bytes_and_order(tmp_path: Path) -> None:
+    d = _patch_dir(tmp_path / "p", {"kcp-manager/a.patch": "a\n", "kcp-manager/b.patch": "b\n"})
+    s = config.Settings(home=tmp_path / "home", patches=d, bin_cache=tmp_path / "bin")
+    a, b = d / "kcp-manager" / "a.patch", d / "kcp-manager" / "b.patch"
+    upstream = build.binary_path(s, "kcp-manager", build.Patches())
+    assert upstream == tmp_path / "bin" / "capi" / s.versions.capi / "kcp-manager"
+    default = build.binary_path(s, "kcp-manager")
+    digest = build.Patches((a, b)).digest
+    assert len(digest) == 12 and default == upstream.parent.with_name(
+        f"{s.versions.capi}-patched-{digest}"
+    ) / ("kcp-manager")
+    assert build.binary_path(s, "kcp-manager", build.Patches((a, b))) == default  # same patches, same entry
+    assert build.Patches((b, a)).digest != digest  # order matters
+    assert build.binary_path(s, "capi-manager") == upstream.with_name("capi-manager")  # untouched
+    b.write_text("b changed\n")
+    assert build.Patches((a, b)).digest != digest
+    assert build.log_path(s, "kcp-manager").name.startswith(f"kcp-manager-{s.versions.capi}-patched-")
+
+
+def test_a_stray_patch_directory_is_one_line_exit_2(run_lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = _patch_dir(tmp_path / "p", {"kcp/x.patch": "x"})
+    r = run_lab("build", "kcp-manager", env={"LAB_PATCHES": str(d)})
+    assert r.returncode == 2, r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: {d}/kcp: patches for an unknown component or target"
+    )
+
+
+def test_patch_option_needs_targets_and_files(run_lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    r = run_lab("build", "--patch", str(KCP_EXAMPLE))
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: --patch needs the targets"), r.stderr
+    r = run_lab("build", "kcp-manager", "--patch", str(tmp_path / "nope.patch"))
+    assert r.returncode == 2 and r.stderr.strip() == f"error: patch {tmp_path / 'nope.patch'} is not a file"
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*")} if root.exists() else {}
+
+
+def test_a_patch_that_does_not_apply_names_its_first_failing_hunk_and_caches_nothing(
+    run_lab, lab_env: dict[str, str], tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The real CLI, the real module cache and git apply: the example's first hunk applies, a second
+    one whose context is not in the file fails, so nothing may be applied, built or cached."""
+    bad = KCP_EXAMPLE.read_text() + (
+        "@@ -300,3 +310,4 @@\n not the line that is there\n+\tadded\n also not there\n still not\n"
+    )
+    d = _patch_dir(tmp_path / "p", {"kcp-manager/0002-bad.patch": bad})
+    bin_cache = tmp_path / "bin"
+    (bin_cache / "capi" / "v1.13.6").mkdir(parents=True)
+    (bin_cache / "capi" / "v1.13.6" / "capi-manager").write_text("an upstream build\n")
+    before = _tree(bin_cache)
+    env = {"LAB_PATCHES": str(d), "LAB_BIN_CACHE": str(bin_cache)}
+    r = run_lab("build", "kcp-manager", env=env, timeout=300)
+    assert r.returncode == 1, r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert lines == [
+        "error: patch kcp-manager/0002-bad.patch does not apply to sigs.k8s.io/cluster-api v1.13.6: "
+        "hunk @@ -300,3 +310,4 @@ of controlplane/kubeadm/internal/controllers/controller.go does not match"
+    ], r.stderr
+    assert _tree(bin_cache) == before
+    assert not any((Path(lab_env["LAB_HOME"]) / "src").glob("kcp-manager-*/upstream"))  # no copy left
+    # the same file given with --patch: the same line, still nothing cached
+    r = run_lab(
+        "build", "kcp-manager", "--patch", str(d / "kcp-manager" / "0002-bad.patch"), env=env, timeout=300
+    )
+    assert r.returncode == 1 and r.stderr.strip() == lines[0]
+    assert _tree(bin_cache) == before
+
+
+def test_a_patched_build_in_the_cache_costs_nothing_and_is_listed(run_lab, fake_go, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "go-was-called"
+    env = {**fake_go(f"touch {marker}\nexit 1\n"), "LAB_BIN_CACHE": str(tmp_path / "bin")}
+    s = config.Settings(home=tmp_path / "home", bin_cache=tmp_path / "bin")
+    patched = build.binary_path(s, "kcp-manager")
+    assert "-patched-" in str(patched)
+    patched.parent.mkdir(parents=True)
+    patched.write_text("#!/bin/sh\n")
+    patched.chmod(0o755)
+    r = run_lab("build", "kcp-manager", "--output", "json", env=env)
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)
+    assert row["cached"] is True and row["path"] == str(patched)
+    assert row["patches"] == ["kcp-manager/0001-kcp-first-reconciled-annotation.patch"]
+    assert row["patch_digest"] == build.default_patches(s, "kcp-manager").digest
+    assert not marker.exists()
+    listing = {x["name"]: x for x in json.loads(run_lab("build", "--list", "-o", "json", env=env).stdout)}
+    assert listing["kcp-manager"]["cached"] is True and listing["kcp-manager"]["patches"] == row["patches"]
+    assert listing["capi-manager"]["patches"] == [] and listing["capi-manager"]["cached"] is False
+
+
+def test_patch_info_reads_the_record_beside_a_binary(tmp_path: Path) -> None:
+    exe = tmp_path / "kcp-manager"
+    exe.write_text("")
+    assert build.patch_info(exe) is None  # no record: an upstream build as far as lab knows
+    exe.with_suffix(".json").write_text(json.dumps({"name": "kcp-manager"}))
+    assert build.patch_info(exe) is None
+    exe.with_suffix(".json").write_text(
+        json.dumps({"patches": ["kcp-manager/a.patch"], "patch_digest": "abc"})
+    )
+    info = build.patch_info(exe)
+    assert info == {"patches": ["kcp-manager/a.patch"], "digest": "abc"}
+    assert build.describe_patches(info) == "kcp-manager/a.patch (abc)"

@@ -201,3 +201,17 @@ def test_batch_times_are_cumulative_even_when_a_later_batch_finishes_first() -> 
     b1, b2 = report.build(_run(), events, batch_size=2).batches
     assert (b1.done_at, b1.step) == (200.0, 200.0)
     assert (b2.done_at, b2.step) == (200.0, 0.0)  # 3-4 were done at 160 s but 1-4 only at 200 s
+
+
+def test_the_report_names_the_components_that_ran_patched() -> None:
+    def md(settings: dict[str, object]) -> list[str]:
+        run = _run()
+        run = Run(run.id, run.kind, run.started, run.finished, run.status, run.argv, settings, run.host)
+        return [ln for ln in report.to_markdown(report.build(run, [], [])).splitlines() if "patched" in ln]
+
+    patched = {"kcp-manager": {"patches": ["kcp-manager/0001-a.patch"], "digest": "5ad56f7ad178"}}
+    assert md({"patched": patched}) == [
+        "- patched: kcp-manager (kcp-manager/0001-a.patch; digest 5ad56f7ad178)"
+    ]
+    assert md({"patched": {}}) == ["- patched: none (every component ran its upstream source)"]
+    assert md({}) == []  # a run recorded before lab knew patches says nothing rather than "none"

@@ -201,3 +201,19 @@ def test_node_simulator_is_a_stack_program_started_after_the_managers(settings: 
     assert sim.name not in health.probes(settings)
     # when supervisord itself starts everything, the simulator comes after the managers too
     assert sim.priority > max(p.priority for p in up.manager_programs(settings, "default"))
+
+
+def test_a_manager_with_patches_runs_its_patched_build(tmp_path: Path) -> None:
+    """The program's argv is what supervisord compares: a patched binary is another path, so `lab up`
+    and `lab tune` restart the manager when its patches change, as for a version change."""
+    from lab import build
+
+    (tmp_path / "p" / "kcp-manager").mkdir(parents=True)
+    (tmp_path / "p" / "kcp-manager" / "a.patch").write_text("a\n")
+    s = config.Settings(home=tmp_path / "home", patches=tmp_path / "p")
+    kcp = managers.argv(s, managers.BY_NAME["kcp-manager"], [])[0]
+    assert kcp == str(build.binary_path(s, "kcp-manager")) and "-patched-" in kcp
+    capi = managers.argv(s, managers.BY_NAME["capi-manager"], [])[0]
+    assert capi == str(s.bin_dir / "capi" / s.versions.capi / "capi-manager")
+    upstream = config.Settings(home=tmp_path / "home", patches=tmp_path / "empty")
+    assert managers.argv(upstream, managers.BY_NAME["kcp-manager"], [])[0] != kcp
