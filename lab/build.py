@@ -283,10 +283,16 @@ def default_patches(settings: Settings, name: str | Target) -> Patches:
     )
 
 
+#: A directory of the patches' root that is never applied: worked examples, run by pointing the
+#: `patches` setting at it (LAB_PATCHES=<clone>/patches/examples).
+EXAMPLES = "examples"
+
+
 def check_patch_dirs(settings: Settings) -> None:
-    """A directory of patches that names no component or target would be ignored silently: refuse it."""
+    """A directory of patches that names no component or target would be ignored silently: refuse it
+    (examples/ aside)."""
     root = settings.patches_dir
-    known = {*versions.COMPONENTS, *TARGETS}
+    known = {*versions.COMPONENTS, *TARGETS, EXAMPLES}
     stray = sorted(
         d.name
         for d in (root.iterdir() if root.is_dir() else [])

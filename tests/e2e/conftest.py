@@ -5,8 +5,8 @@ All state lives in a tmp LAB_HOME; the binaries come from the shared build cache
 lab home (LAB_BIN_CACHE), which `lab up` fills first when something is missing (cold: ~50 min on
 2 busy cores; warm: none). Every port is moved to a free block, so the stack never collides with a
 user's lab or another test run. LAB_PATCHES is left unset, so the stack runs the repository's
-patches/ as a user's would: its kcp-manager is the patched build (one more cache entry, 11.5 s to
-build with Go's cache warm; test_patched_controllers.py checks it).
+patches/ as a user's would: none but the examples, which are never applied by default
+(test_patched_controllers.py switches KCP to the example patch and back).
 """
 
 from __future__ import annotations

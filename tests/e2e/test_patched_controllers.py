@@ -1,25 +1,28 @@
 """Patched controllers on the real local stack (issue 13, item 6).
 
-The session stack (conftest.py) sets no LAB_PATCHES, so lab's default applies: the repository's
-patches/, whose one example makes KCP stamp `scale-lab.metal3.io/kcp-first-reconciled` on each
-KubeadmControlPlane. So every e2e session runs that patched kcp-manager, built once into the shared
-binary cache (11.5 s with Go's build cache warm; nothing on a warm run). This module checks what a
-user would: status names the patched component, the KCP of a new cluster carries the stamp
-(kubectl), the run's report says KCP ran patched, and the delete leaves nothing. Index 1301 keeps
-clear of the other e2e modules.
+The session stack (conftest.py) sets no LAB_PATCHES, so it runs upstream controllers: the repository's
+patches/ holds only examples/, never applied by default. This module does what its README tells a
+user: `LAB_PATCHES=<clone>/patches/examples lab tune` builds the example (KCP stamps
+`scale-lab.metal3.io/kcp-first-reconciled` on each KubeadmControlPlane; in the shared binary cache
+after the first run) and restarts only kcp-manager on it; status names it, the KCP of a new cluster
+carries the stamp (kubectl), the run's report says KCP ran patched, the delete leaves nothing; and a
+plain `lab up` puts upstream KCP back (the fixture's teardown, checked). Index 1301 keeps clear of
+the other e2e modules.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
+import pytest
 from support.stack import Stack, run_lab
 
-from lab import build
+from lab import build, config
 from lab.clusters.residue import residue
 from lab.stack import up
 
@@ -38,25 +41,60 @@ def _time(stamp: str) -> datetime:
     return datetime.strptime(f"{m[1]}.{frac}", "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
 
 
-def test_status_shows_kcp_runs_the_repository_patch(stack: Stack) -> None:
+EXAMPLES = Path(__file__).resolve().parents[2] / "patches" / build.EXAMPLES
+
+
+def _rows(env: dict[str, str]) -> dict[str, dict[str, object]]:
+    out = run_lab(env, "status", "-o", "json", timeout=60)
+    assert out.returncode == 0, out.stderr
+    return {c["name"]: c for c in json.loads(out.stdout)["components"]}
+
+
+@pytest.fixture(scope="module")
+def patched(stack: Stack) -> Iterator[dict[str, str]]:
+    """The stack with the example patches (its env); upstream KCP again afterwards, by `lab up`."""
     settings = stack.settings()
-    patches = build.default_patches(settings, "kcp-manager")
+    env = {**stack.env, "LAB_PATCHES": str(EXAMPLES)}
+    before = stack.status()
+    try:
+        out = run_lab(env, "tune", "--profile", up.current_profile(settings), "-o", "json", timeout=TIMEOUT)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["restarted"] == ["kcp-manager"]
+        after = stack.status()
+        assert after["capi-manager"]["pid"] == before["capi-manager"]["pid"]  # only KCP's binary changed
+        yield env
+    finally:
+        stack.lab("up", timeout=TIMEOUT)
+    rows = _rows(stack.env)
+    assert rows["kcp-manager"]["patched"] is None and rows["kcp-manager"]["healthy"] is True
+    upstream = build.binary_path(settings, "kcp-manager")
+    assert upstream == build.binary_path(settings, "kcp-manager", build.Patches())
+    assert psutil.Process(int(rows["kcp-manager"]["pid"])).exe() == str(upstream)
+
+
+def test_status_shows_kcp_runs_the_example_patch(stack: Stack, patched: dict[str, str]) -> None:
+    settings = stack.settings()
+    ex = config.Settings(home=settings.home, bin_cache=settings.bin_cache, patches=EXAMPLES)
+    patches = build.default_patches(ex, "kcp-manager")
     assert patches.names == ["kcp-manager/0001-kcp-first-reconciled-annotation.patch"]
-    rows = {c["name"]: c for c in json.loads(stack.lab("status", "-o", "json").stdout)["components"]}
+    assert build.default_patches(settings, "kcp-manager").files == ()  # nothing without LAB_PATCHES
+    rows = _rows(patched)
     assert rows["kcp-manager"]["patched"] == {"patches": patches.names, "digest": patches.digest}
     assert [n for n, r in rows.items() if r["patched"]] == ["kcp-manager"]
-    table = stack.lab("status").stdout
+    table = run_lab(patched, "status", timeout=60).stdout
     assert f"patched: kcp-manager runs {patches.names[0]} ({patches.digest})" in table, table
     # what runs is the patched build, beside the upstream one in the cache, and only it has the change
-    patched = build.binary_path(settings, "kcp-manager")
+    built = build.binary_path(ex, "kcp-manager")
     upstream = build.binary_path(settings, "kcp-manager", build.Patches())
-    assert psutil.Process(rows["kcp-manager"]["pid"]).exe() == str(patched)
-    assert patched.parent.name == f"{settings.versions.capi}-patched-{patches.digest}"
-    assert ANNOTATION.encode() in patched.read_bytes()
+    assert psutil.Process(int(rows["kcp-manager"]["pid"])).exe() == str(built)
+    assert built.parent.name == f"{settings.versions.capi}-patched-{patches.digest}"
+    assert ANNOTATION.encode() in built.read_bytes()
     assert ANNOTATION.encode() not in upstream.read_bytes()
 
 
-def test_patched_kcp_stamps_the_first_reconcile_then_delete_leaves_nothing(stack: Stack) -> None:
+def test_patched_kcp_stamps_the_first_reconcile_then_delete_leaves_nothing(
+    stack: Stack, patched: dict[str, str]
+) -> None:
     settings = stack.settings()
     try:
         out = stack.lab(
@@ -98,45 +136,11 @@ def test_patched_kcp_stamps_the_first_reconcile_then_delete_leaves_nothing(stack
             and first < _time(available[0]["lastTransitionTime"])
         )
         report = stack.lab("report", "--run", str(res["run"])).stdout
-        patches = build.default_patches(settings, "kcp-manager")
+        ex = config.Settings(home=settings.home, patches=EXAMPLES)
+        patches = build.default_patches(ex, "kcp-manager")
         assert f"- patched: kcp-manager ({patches.names[0]}; digest {patches.digest})" in report, report
     finally:
         stack.lab(
             "delete-clusters", "--start", INDEX, "--count", "1", "--wait", "--timeout", "600", timeout=TIMEOUT
         )
     assert residue(settings, [NAME]) == {}
-
-
-def test_up_and_tune_restart_kcp_when_its_patches_change(stack: Stack, tmp_path: Path) -> None:
-    """`lab up` with no patches puts the upstream kcp-manager back (a restart, like a version change;
-    the other managers keep running), `lab tune` with the repository's patches the patched one."""
-    settings = stack.settings()
-    before = stack.status()
-    empty = tmp_path / "no-patches"
-    empty.mkdir()
-    upstream_env = {**stack.env, "LAB_PATCHES": str(empty)}
-    try:
-        out = run_lab(upstream_env, "up", timeout=TIMEOUT)
-        assert out.returncode == 0, out.stderr
-        rows = {
-            c["name"]: c
-            for c in json.loads(run_lab(upstream_env, "status", "-o", "json", timeout=60).stdout)[
-                "components"
-            ]
-        }
-        assert (
-            rows["kcp-manager"]["patched"] is None
-            and rows["kcp-manager"]["pid"] != before["kcp-manager"]["pid"]
-        )
-        upstream = build.binary_path(settings, "kcp-manager", build.Patches())
-        assert psutil.Process(rows["kcp-manager"]["pid"]).exe() == str(upstream)
-        assert rows["capi-manager"]["pid"] == before["capi-manager"]["pid"]
-        assert rows["kcp-manager"]["healthy"] is True
-    finally:
-        tuned = stack.lab("tune", "--profile", up.current_profile(settings), "-o", "json", timeout=TIMEOUT)
-    assert "kcp-manager" in json.loads(tuned.stdout)["restarted"]
-    after = stack.status()
-    patches = build.default_patches(settings, "kcp-manager")
-    assert after["kcp-manager"]["patched"] == {"patches": patches.names, "digest": patches.digest}
-    assert after["kcp-manager"]["healthy"] is True
-    assert after["capi-manager"]["pid"] == before["capi-manager"]["pid"]

@@ -209,7 +209,8 @@ def test_go_version_reads_the_real_toolchain() -> None:
 # --- source patches ------------------------------------------------------------------------------
 
 REPO_PATCHES = Path(__file__).resolve().parents[2] / "patches"
-KCP_EXAMPLE = REPO_PATCHES / "kcp-manager" / "0001-kcp-first-reconciled-annotation.patch"
+EXAMPLES = REPO_PATCHES / build.EXAMPLES
+KCP_EXAMPLE = EXAMPLES / "kcp-manager" / "0001-kcp-first-reconciled-annotation.patch"
 
 
 def _patch_dir(root: Path, files: dict[str, str]) -> Path:
@@ -242,11 +243,14 @@ def test_default_patches_are_the_module_s_then_the_target_s_each_sorted(tmp_path
     build.check_patch_dirs(s)  # every directory names a component or a target
 
 
-def test_the_repository_ships_one_patch_and_it_is_the_default(tmp_path: Path) -> None:
+def test_the_repository_ships_one_example_patch_applied_only_when_asked(tmp_path: Path) -> None:
     s = config.Settings(home=tmp_path / "home")
     assert s.patches_dir == REPO_PATCHES
-    assert build.default_patches(s, "kcp-manager").files == (KCP_EXAMPLE,)
-    assert all(not build.default_patches(s, t).files for t in build.TARGETS if t != "kcp-manager")
+    assert all(not build.default_patches(s, t).files for t in build.TARGETS)  # upstream by default
+    build.check_patch_dirs(s)  # examples/ is not a stray directory
+    ex = config.Settings(home=tmp_path / "home", patches=EXAMPLES)
+    assert build.default_patches(ex, "kcp-manager").files == (KCP_EXAMPLE,)
+    assert all(not build.default_patches(ex, t).files for t in build.TARGETS if t != "kcp-manager")
     text = KCP_EXAMPLE.read_text()
     assert "+++ b/controlplane/kubeadm/internal/controllers/controller.go" in text
     assert "scale-lab.metal3.io/kcp-first-reconciled" in text
@@ -326,7 +330,8 @@ def test_a_patch_that_does_not_apply_names_its_first_failing_hunk_and_caches_not
 def test_a_patched_build_in_the_cache_costs_nothing_and_is_listed(run_lab, fake_go, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     marker = tmp_path / "go-was-called"
     env = {**fake_go(f"touch {marker}\nexit 1\n"), "LAB_BIN_CACHE": str(tmp_path / "bin")}
-    s = config.Settings(home=tmp_path / "home", bin_cache=tmp_path / "bin")
+    s = config.Settings(home=tmp_path / "home", bin_cache=tmp_path / "bin", patches=EXAMPLES)
+    env["LAB_PATCHES"] = str(EXAMPLES)
     patched = build.binary_path(s, "kcp-manager")
     assert "-patched-" in str(patched)
     patched.parent.mkdir(parents=True)
