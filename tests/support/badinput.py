@@ -435,8 +435,12 @@ def bad_setting_env(existing_file: Path) -> st.SearchStrategy[tuple[str, str]]:
         ("LAB_PATCHES", st.one_of(st.just(" "), text.map(lambda t: f"{existing_file}/{t}"))),
     ]
     known_ports = set(Settings().ports.model_dump())
+    # one name segment: "__" would nest (LAB_PORTS____ is ports."".""), and an edge "_" joins the
+    # separator (hypothesis found both)
     unknown = st.text(string.ascii_uppercase + "_", min_size=1, max_size=12).filter(
-        lambda k: k.lower() not in known_ports
+        lambda k: (
+            k.lower() not in known_ports and "__" not in k and not k.startswith("_") and not k.endswith("_")
+        )
     )
     return st.one_of(
         *(st.tuples(st.just(k), v) for k, v in per_field),
