@@ -1,0 +1,317 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+const testToken = "0123456789abcdef0123456789abcdef"
+
+type ca struct{ certPEM, keyPEM []byte }
+
+func newCA(t *testing.T, name string, rsaKey bool) ca {
+	t.Helper()
+	var key any
+	var keyDER []byte
+	var err error
+	if rsaKey {
+		k, e := rsa.GenerateKey(rand.Reader, 2048)
+		if e != nil {
+			t.Fatal(e)
+		}
+		key, keyDER = k, x509.MarshalPKCS1PrivateKey(k)
+	} else {
+		k, e := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if e != nil {
+			t.Fatal(e)
+		}
+		key = k
+		if keyDER, err = x509.MarshalPKCS8PrivateKey(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "kubernetes", Organization: []string{name}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	pub := key.(crypto.Signer).Public()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyType := "RSA PRIVATE KEY"
+	if !rsaKey {
+		keyType = "PRIVATE KEY"
+	}
+	return ca{
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: keyType, Bytes: keyDER}),
+	}
+}
+
+// freePort asks the kernel for a port nothing listens on.
+func freePort(t *testing.T) int32 {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return int32(l.Addr().(*net.TCPAddr).Port)
+}
+
+func startServer(t *testing.T) (*Server, *httptest.Server) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := NewServer(ctx, Options{Host: "127.0.0.1", MinPort: 1024, MaxPort: 65535, Token: []byte(testToken)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		_ = srv.Shutdown(context.Background())
+		cancel()
+	})
+	return srv, hs
+}
+
+func call(t *testing.T, hs *httptest.Server, method, path, token string, body any) (int, []byte) {
+	t.Helper()
+	var rd *bytes.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	} else {
+		rd = bytes.NewReader(nil)
+	}
+	req, _ := http.NewRequest(method, hs.URL+path, rd)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := hs.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	return resp.StatusCode, buf.Bytes()
+}
+
+// namespaces lists the namespaces of the cluster at port, trusting only its CA.
+func namespaces(t *testing.T, port int32, c ca) ([]string, error) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(c.certPEM) {
+		t.Fatal("bad CA PEM")
+	}
+	client := &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
+	}
+	resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d/api/v1/namespaces", port))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	var list struct {
+		Items []struct {
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		} `json:"items"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, err
+	}
+	names := []string{}
+	for _, i := range list.Items {
+		names = append(names, i.Metadata.Name)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func TestAuthRefused(t *testing.T) {
+	_, hs := startServer(t)
+	for _, token := range []string{"", "wrong", testToken[:len(testToken)-1]} {
+		for _, path := range []string{"/v1/health", "/v1/clusters"} {
+			if code, _ := call(t, hs, "GET", path, token, nil); code != http.StatusUnauthorized {
+				t.Fatalf("GET %s with token %q: HTTP %d, want 401", path, token, code)
+			}
+		}
+		code, _ := call(t, hs, "POST", "/v1/clusters", token, map[string]any{"name": "x", "port": 1})
+		if code != http.StatusUnauthorized {
+			t.Fatalf("register with token %q: HTTP %d, want 401", token, code)
+		}
+	}
+	if code, _ := call(t, hs, "GET", "/v1/health", testToken, nil); code != http.StatusOK {
+		t.Fatalf("health with the token: HTTP %d", code)
+	}
+}
+
+func TestRegisterListUnregister(t *testing.T) {
+	srv, hs := startServer(t)
+	cas := map[string]ca{"test-1": newCA(t, "test-1", true), "test-2": newCA(t, "test-2", true)}
+	ports := map[string]int32{"test-1": freePort(t), "test-2": freePort(t)}
+	for i, name := range []string{"test-1", "test-2"} {
+		body := map[string]any{
+			"name": name, "index": i + 1, "port": ports[name],
+			"caCert": string(cas[name].certPEM), "caKey": string(cas[name].keyPEM),
+		}
+		if code, out := call(t, hs, "POST", "/v1/clusters", testToken, body); code != http.StatusOK {
+			t.Fatalf("register %s: HTTP %d %s", name, code, out)
+		}
+		// again, same CA and port: a no-op
+		if code, out := call(t, hs, "POST", "/v1/clusters", testToken, body); code != http.StatusOK {
+			t.Fatalf("re-register %s: HTTP %d %s", name, code, out)
+		}
+	}
+	// another cluster on a taken port is refused
+	other := newCA(t, "test-3", true)
+	code, _ := call(t, hs, "POST", "/v1/clusters", testToken, map[string]any{
+		"name": "test-3", "port": ports["test-1"], "caCert": string(other.certPEM), "caKey": string(other.keyPEM),
+	})
+	if code != http.StatusConflict {
+		t.Fatalf("register on a taken port: HTTP %d, want 409", code)
+	}
+
+	code, out := call(t, hs, "GET", "/v1/clusters", testToken, nil)
+	var listed []Cluster
+	if err := json.Unmarshal(out, &listed); code != http.StatusOK || err != nil {
+		t.Fatalf("list: HTTP %d %s %v", code, out, err)
+	}
+	if len(listed) != 2 || listed[0].Name != "test-1" || listed[1].Port != ports["test-2"] || listed[1].Index != 2 {
+		t.Fatalf("list: %+v", listed)
+	}
+
+	for name, c := range cas {
+		got, err := namespaces(t, ports[name], c)
+		if err != nil {
+			t.Fatalf("%s namespaces: %v", name, err)
+		}
+		want := []string{"default", "kube-node-lease", "kube-public", "kube-system"}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s namespaces %v, want %v", name, got, want)
+		}
+	}
+	// test-1's CA does not verify test-2's serving certificate: each cluster has its own
+	if _, err := namespaces(t, ports["test-2"], cas["test-1"]); err == nil {
+		t.Fatal("test-2 served a certificate test-1's CA verifies")
+	}
+
+	if code, out := call(t, hs, "DELETE", "/v1/clusters/test-1", testToken, nil); code != http.StatusOK {
+		t.Fatalf("unregister: HTTP %d %s", code, out)
+	}
+	if code, _ := call(t, hs, "DELETE", "/v1/clusters/test-1", testToken, nil); code != http.StatusOK {
+		t.Fatalf("unregister again: HTTP %d, want 200 (idempotent)", code)
+	}
+	if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ports["test-1"]), time.Second); err == nil {
+		conn.Close()
+		t.Fatal("test-1's port still accepts connections after unregister")
+	}
+	err := srv.manager.GetResourceGroup("test-1").GetClient().List(context.Background(), &corev1.NamespaceList{})
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("test-1's resource group (its objects) survived unregister: %v", err)
+	}
+	if _, err := namespaces(t, ports["test-2"], cas["test-2"]); err != nil {
+		t.Fatalf("test-2 after test-1 left: %v", err)
+	}
+	_, out = call(t, hs, "GET", "/v1/clusters", testToken, nil)
+	listed = nil
+	_ = json.Unmarshal(out, &listed)
+	if len(listed) != 1 || listed[0].Name != "test-2" {
+		t.Fatalf("list after unregister: %+v", listed)
+	}
+}
+
+func TestRegisterRefusesBadInput(t *testing.T) {
+	_, hs := startServer(t)
+	ec := newCA(t, "ec", false)
+	good := newCA(t, "good", true)
+	port := freePort(t)
+	cases := map[string]map[string]any{
+		"ecdsa CA":      {"name": "ec", "port": port, "caCert": string(ec.certPEM), "caKey": string(ec.keyPEM)},
+		"bad name":      {"name": "Bad_Name", "port": port, "caCert": string(good.certPEM), "caKey": string(good.keyPEM)},
+		"mismatched":    {"name": "mm", "port": port, "caCert": string(good.certPEM), "caKey": string(newCA(t, "o", true).keyPEM)},
+		"unknown field": {"name": "uf", "port": port, "nope": 1},
+	}
+	for what, body := range cases {
+		if code, out := call(t, hs, "POST", "/v1/clusters", testToken, body); code != http.StatusBadRequest {
+			t.Fatalf("%s: HTTP %d %s, want 400", what, code, out)
+		}
+	}
+}
+
+func TestRegisterFromFiles(t *testing.T) {
+	_, hs := startServer(t)
+	c := newCA(t, "files", true)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	if err := os.WriteFile(certFile, c.certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, c.keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	body := map[string]any{"name": "files", "port": port, "caCertFile": certFile, "caKeyFile": keyFile}
+	if code, out := call(t, hs, "POST", "/v1/clusters", testToken, body); code != http.StatusOK {
+		t.Fatalf("register from files: HTTP %d %s", code, out)
+	}
+	if _, err := namespaces(t, port, c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTokenFileMustBePrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte(testToken+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readToken(path); err == nil {
+		t.Fatal("a 0644 token file was accepted")
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readToken(path)
+	if err != nil || string(got) != testToken {
+		t.Fatalf("readToken: %q %v", got, err)
+	}
+	if _, err := loopbackListener("0.0.0.0:0"); err == nil {
+		t.Fatal("a control address on every interface was accepted")
+	}
+}
