@@ -18,6 +18,12 @@ module cache at build time (never copied into this repository):
 Binaries land in <home>/bin/<component>/<version>/<name>, with <name>.json beside each (build
 seconds, Go version, ldflags), and are reused until the version changes.
 
+lab's own Go programs (lab-mux, the `mux` backing's server) are modules shipped inside this package
+(`source`), built in place from a copy; their "version" is a digest of the module's files (go.mod,
+go.sum and the non-test .go files), not the upstream version they pin: the binary must change when
+lab's own code changes, which an upstream version in the cache key would miss (a stale binary reused
+after an edit), and a bump of the pinned upstream version changes go.mod, so the digest too.
+
 Running the managers outside a cluster (for lab.stack; read from each main.go at the pinned
 versions, CAPI v1.13 / CAPM3 and IPAM v1.13 / BMO v0.13). Every manager binds the same default
 ports, so a local stack must give each its own:
@@ -53,9 +59,12 @@ ports, so a local stack must give each its own:
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -82,10 +91,40 @@ class Target:
     #: `-X` ldflags that stamp the version the way upstream's Makefile does.
     stamp: Callable[[Settings], list[str]] = field(default=lambda _s: [])
     what: str = ""
+    #: A Go module shipped inside this package (lab's own program): built from a copy of it, and
+    #: versioned by source_version's digest instead of a pinned upstream version.
+    source: Path | None = None
+
+
+#: The Go module of lab-mux, inside the package (lab/mux).
+MUX_SOURCE = Path(__file__).resolve().parent / "mux"
+
+
+def _source_files(source: Path) -> list[Path]:
+    """What a build of an in-package module reads: go.mod, go.sum and the non-test .go files."""
+    files = [source / "go.mod", source / "go.sum"]
+    files += sorted(p for p in source.glob("*.go") if not p.name.endswith("_test.go"))
+    return [p for p in files if p.is_file()]
+
+
+@functools.cache
+def source_version(source: Path) -> str:
+    """src-<12 hex>: a digest of the module's files (names and contents), so any edit rebuilds."""
+    h = hashlib.sha256()
+    for p in _source_files(source):
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return f"src-{h.hexdigest()[:12]}"
 
 
 def _version(settings: Settings, component: str) -> str:
     return str(getattr(settings.versions, component))
+
+
+def target_version(settings: Settings, name: str | Target) -> str:
+    """The version a target's binary is cached under: the pinned upstream one, or an in-package
+    module's digest."""
+    t = _target(name)
+    return source_version(t.source) if t.source is not None else _version(settings, t.component)
 
 
 def _k8s_stamp(s: Settings) -> list[str]:
@@ -212,6 +251,8 @@ TARGETS: dict[str, Target] = {
             "capm3-manager", "capm3", "github.com/metal3-io/cluster-api-provider-metal3", _CAPM3, what="CAPM3"
         ),
         Target("ipam-manager", "ipam", "github.com/metal3-io/ip-address-manager", _IPAM, what="Metal3 IPAM"),
+        # last: only the mux backing needs it (CAPI's in-memory API server library, imported by lab/mux)
+        Target("lab-mux", "lab-mux", ".", what="multiplexed workload APIs", source=MUX_SOURCE),
     )
 }
 
@@ -223,12 +264,12 @@ def _target(name: str | Target) -> Target:
 
 def binary_path(settings: Settings, name: str | Target) -> Path:
     t = _target(name)
-    return settings.bin_dir / t.component / _version(settings, t.component) / t.name
+    return settings.bin_dir / t.component / target_version(settings, t) / t.name
 
 
 def log_path(settings: Settings, name: str | Target) -> Path:
     t = _target(name)
-    return settings.log_dir / "build" / f"{t.name}-{_version(settings, t.component)}.log"
+    return settings.log_dir / "build" / f"{t.name}-{target_version(settings, t)}.log"
 
 
 def is_cached(settings: Settings, name: str | Target) -> bool:
@@ -271,6 +312,8 @@ def check_go() -> None:
 
 
 def wrapper_gomod(settings: Settings, t: Target) -> str:
+    if t.source is not None:  # lab's own module: its go.mod as shipped
+        return (t.source / "go.mod").read_text()
     comp = versions.COMPONENTS[t.component]
     version = _version(settings, t.component)
     upstream = gomod.module_dir(comp.module, version) / "go.mod"
@@ -293,7 +336,7 @@ def build(settings: Settings, name: str | Target, log: Log = lambda _m: None) ->
     if is_cached(settings, t):
         return out
     check_go()
-    version = _version(settings, t.component)
+    version = target_version(settings, t)
     logfile = log_path(settings, t)
     logfile.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -303,6 +346,9 @@ def build(settings: Settings, name: str | Target, log: Log = lambda _m: None) ->
         raise LabError(f"building {name} {version} failed: {e} (log: {logfile})") from None
     src = settings.src_dir / f"{name}-{version}"
     src.mkdir(parents=True, exist_ok=True)
+    if t.source is not None:  # a copy: the package directory may be read-only (site-packages)
+        for f in _source_files(t.source):
+            shutil.copyfile(f, src / f.name)
     (src / "go.mod").write_text(gomod_text)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{name}.tmp")
