@@ -82,6 +82,8 @@ class Ports(BaseModel):
     mgmt_apiserver: int = Field(default=16443, ge=1, le=65535)
     #: first of a block of 40 ports: health, metrics and webhook ports of the local stack (lab.stack.ports)
     stack_base: int = Field(default=17400, ge=1, le=65535 - STACK_BLOCK)
+    #: the mux backing's control API (lab.backing.mux; its clusters use lab.naming.mux_endpoint)
+    mux_control: int = Field(default=19443, ge=1, le=65535)
 
     _no_bool = field_validator("*", mode="before")(_whole_number)
 

@@ -12,7 +12,9 @@ kubeconfig from the cluster's PKI, else the `<cluster>-kubeconfig` secret). Then
   (KCP marks the cluster initialized when it exists and parses it on upgrade), and the KubeadmConfig
   annotation `machine.cluster.x-k8s.io/certificates-expiry`, so KCP never port-forwards to probe it.
 Objects are created once and never overwritten: after creation CAPI, CAPM3 and KCP own changes to
-them (labels, taints, providerID, kubeadm-config updates). No heartbeats: nothing watches leases.
+them (labels, taints, providerID, kubeadm-config updates). Writes are plain creates and merge
+patches, never server-side apply, so the same code serves a real kube-apiserver and the mux
+backing's in-memory one (which has neither apply patches nor a status subresource). No heartbeats: nothing watches leases.
 Last, the host gets annotation `scale-lab.metal3.io/node-written` (lab.phases) with the time of the
 write, once: the run records take the node_written phase from it.
 
@@ -40,7 +42,7 @@ import yaml
 from lab import components, phases, pki, pki_store
 from lab.config import Settings
 from lab.errors import LabError
-from lab.kube import APPLY_PATCH, ApiError, Client, Obj, Watch
+from lab.kube import ApiError, Client, NotFound, Obj, Watch
 from lab.manifests import capi
 from lab.manifests.common import CAPI_CLUSTER_LABEL
 from lab.manifests.kinds import API_VERSIONS
@@ -50,6 +52,7 @@ from lab.runtime.supervise import Program
 log = logging.getLogger("lab.nodesim")
 
 FIELD_MANAGER = "lab-nodesim"
+MERGE_PATCH = "application/merge-patch+json"
 PROGRAM_NAME = components.NODESIM
 BMH_API = API_VERSIONS["BareMetalHost"]
 CAPI_API = API_VERSIONS["Cluster"]  # Machines are CAPI core: the same group/version
@@ -283,21 +286,39 @@ def kubeadm_config(cluster_name: str, version: str, endpoint: str, **kw: Any) ->
 # --- writing into a workload apiserver --------------------------------------------------------
 
 
-def _apply_status(
+# Plain create and merge patch, no server-side apply: the mux backing's in-memory API server (CAPI's
+# test library) serves neither apply patches nor a status subresource, and these work on both.
+
+
+def _create(client: Client, obj: Obj) -> Obj:
+    """POST the object; when it exists already (a concurrent writer), the stored one."""
+    res = client.resource(obj["apiVersion"], obj["kind"])
+    ns, name = obj["metadata"].get("namespace"), obj["metadata"]["name"]
+    try:
+        return dict(client.request("POST", res.path(ns), params={"fieldManager": FIELD_MANAGER}, body=obj))
+    except ApiError as e:
+        if e.status != 409:
+            raise
+    got = client.get(obj["apiVersion"], obj["kind"], name, ns)
+    if got is None:
+        raise LabError(f"{obj['kind']} {name} was there a moment ago and is gone")
+    return got
+
+
+def _patch_status(
     client: Client, api_version: str, kind: str, name: str, ns: str | None, status: Obj
 ) -> None:
-    """Server-side apply on the status subresource (the only way to set a Node's or Pod's status)."""
+    """Merge-patch the status subresource (the only way to set a Pod's status on a kube-apiserver);
+    where no status subresource is served (404 from the in-memory server), the object itself."""
     res = client.resource(api_version, kind)
-    body: Obj = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "status": status}
-    if ns:
-        body["metadata"]["namespace"] = ns
-    client.request(
-        "PATCH",
-        res.path(ns, name) + "/status",
-        params={"fieldManager": FIELD_MANAGER, "force": "true"},
-        body=body,
-        content_type=APPLY_PATCH,
-    )
+    body: Obj = {"status": status}
+    params = {"fieldManager": FIELD_MANAGER}
+    try:
+        client.request(
+            "PATCH", res.path(ns, name) + "/status", params=params, body=body, content_type=MERGE_PATCH
+        )
+    except NotFound:
+        client.request("PATCH", res.path(ns, name), params=params, body=body, content_type=MERGE_PATCH)
 
 
 def write_node(
@@ -316,10 +337,10 @@ def write_node(
     now, wrote = _now(), False
     current = client.get("v1", "Node", machine_name)
     if current is None:
-        current = client.apply_one(node(machine_name, bmh_uid, control_plane), FIELD_MANAGER)
+        current = _create(client, node(machine_name, bmh_uid, control_plane))
         wrote = True
     if not phases.is_true(current, "Ready"):
-        _apply_status(
+        _patch_status(
             client, "v1", "Node", machine_name, None, node_status(machine_name, bmh_uid, version, now)
         )
         wrote = True
@@ -329,14 +350,14 @@ def write_node(
         name = pod["metadata"]["name"]
         got = client.get("v1", "Pod", name, "kube-system")
         if got is None:
-            client.apply_one(pod, FIELD_MANAGER)
+            _create(client, pod)
             wrote = True
         if got is None or (got.get("status") or {}).get("phase") != "Running":
             component = pod["metadata"]["labels"]["component"]
-            _apply_status(client, "v1", "Pod", name, "kube-system", pod_status(component, version, now))
+            _patch_status(client, "v1", "Pod", name, "kube-system", pod_status(component, version, now))
             wrote = True
     if client.get("v1", "ConfigMap", "kubeadm-config", "kube-system") is None:
-        client.apply_one(kubeadm_config(cluster_name, version, endpoint), FIELD_MANAGER)
+        _create(client, kubeadm_config(cluster_name, version, endpoint))
         wrote = True
     return wrote
 

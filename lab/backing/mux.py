@@ -1,0 +1,259 @@
+"""Multiplexed workload APIs: one lab-mux process (lab/mux, built by `lab build lab-mux` on CAPI's
+in-memory API server library) serves every cluster of this backing, each on its own port of
+naming.MUX_HOST (naming.mux_endpoint), with TLS from the cluster's own CA, so the admin kubeconfig
+lab writes and CAPI's `<cluster>-kubeconfig` work unchanged.
+
+Why: a real kube-apiserver per cluster costs ~200 MiB, so the local backing stops near 100 clusters
+on 24 GiB; a cluster in lab-mux is a resource group of a few in-memory objects.
+
+The process runs under the stack's supervisord as `lab-mux`, started on demand by the first create
+on this backing (a stack that never uses it pays nothing, and `lab up` needs no extra build); once
+its program file exists supervisord starts it again with the stack. Its control API listens on
+127.0.0.1 (settings.ports.mux_control) and wants the token of <home>/mux/token (0600). It keeps no
+state: after a restart its clusters are registered again by the next create (restart without loss is
+not done yet).
+
+Etcd: a cluster's objects live in lab-mux's memory, not in etcd. The manifests still declare
+external etcd (the same tenant etcd endpoint and etcd CA as the local backing, so the secrets and
+KCP spec are one shape for every backing); KCP with external etcd never dials it, and no tenant is
+created. Stacked etcd (KCP's etcd path through the library's fake etcd) is not wired.
+
+The library signs its serving certificates with an RSA CA key only (AddAPIServer takes an
+*rsa.PrivateKey), so this backing's clusters get RSA-2048 CAs (CA_ALGORITHM), not lab's ECDSA default.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from lab import build, naming, pki, pki_store
+from lab.backing import ready
+from lab.config import Settings
+from lab.errors import LabError
+from lab.runtime import logs, poll
+from lab.runtime.files import write_private
+from lab.runtime.ports import LOOPBACK, bindable, listener_pid
+from lab.runtime.supervise import Program, Supervisor, ensure_running, log_file
+
+PROGRAM_NAME = "lab-mux"
+#: after the tenant etcd (100) and before the workload apiservers (800) when supervisord starts all
+PRIORITY = 750
+#: what one machine's management side is aimed at (issue: 1000 clusters on 2 cores / 24 GiB); the
+#: port range (naming.mux_endpoint) allows more
+CAPACITY = 1000
+CA_ALGORITHM = pki.KeyAlgorithm.RSA2048
+#: the process answers its control API within this long of being started (measured: under 1 s idle)
+START_TIMEOUT = 60.0
+
+
+def token_path(settings: Settings) -> Path:
+    return settings.home / "mux" / "token"
+
+
+def control_url(settings: Settings) -> str:
+    return f"http://{LOOPBACK}:{settings.ports.mux_control}"
+
+
+def ensure_token(settings: Settings) -> bytes:
+    """The control API's token, created once (0600, 32 random bytes as hex)."""
+    path = token_path(settings)
+    if not path.is_file():
+        write_private(path, secrets.token_hex(32).encode() + b"\n", 0o600, durable=True)
+    return path.read_bytes().strip()
+
+
+def program(settings: Settings) -> Program:
+    return Program(
+        name=PROGRAM_NAME,
+        argv=[
+            str(build.binary_path(settings, PROGRAM_NAME)),
+            f"--control-address={LOOPBACK}:{settings.ports.mux_control}",
+            f"--token-file={token_path(settings)}",
+            f"--host={naming.MUX_HOST}",
+            f"--min-port={naming.MUX_PORT_BASE + 1}",
+            f"--max-port={naming.MUX_MAX_PORT}",
+        ],
+        priority=PRIORITY,
+        stopwaitsecs=15,
+    )
+
+
+class Control:
+    """The control API of a running lab-mux (register, unregister, list, health)."""
+
+    def __init__(self, url: str, token: bytes, timeout: float = 30.0) -> None:
+        self.url, self.token, self.timeout = url, token, timeout
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self.token.decode()}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            try:
+                detail = json.loads(e.read()).get("error", "")
+            except ValueError:
+                detail = ""
+            raise LabError(f"lab-mux {method} {path}: HTTP {e.code} {detail}".rstrip()) from None
+        except (OSError, ValueError) as e:
+            raise LabError(f"lab-mux at {self.url} does not answer: {e}") from None
+
+    def health(self) -> dict[str, Any]:
+        return dict(self.call("GET", "/v1/health"))
+
+    def clusters(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/v1/clusters"))
+
+    def register(self, name: str, index: int, port: int, ca_cert: Path, ca_key: Path) -> dict[str, Any]:
+        body = {
+            "name": name,
+            "index": index,
+            "port": port,
+            "caCertFile": str(ca_cert),
+            "caKeyFile": str(ca_key),
+        }
+        return dict(self.call("POST", "/v1/clusters", body))
+
+    def unregister(self, name: str) -> None:
+        self.call("DELETE", f"/v1/clusters/{name}")
+
+    def alive(self) -> bool:
+        try:
+            self.health()
+        except LabError:
+            return False
+        return True
+
+
+def control(settings: Settings) -> Control | None:
+    """The running lab-mux's control API, or None when it was never started here."""
+    path = token_path(settings)
+    if not path.is_file():
+        return None
+    return Control(control_url(settings), path.read_bytes().strip())
+
+
+def start(settings: Settings, sup: Supervisor | None = None) -> Control:
+    """lab-mux running under supervisord and answering; built beforehand by `lab build lab-mux`."""
+    exe = build.binary_path(settings, PROGRAM_NAME)
+    if not exe.is_file():
+        raise LabError(f"{PROGRAM_NAME} is not built yet ({exe}): run lab build {PROGRAM_NAME}")
+    ctl = Control(control_url(settings), ensure_token(settings))
+    if ctl.alive():
+        return ctl
+    sup = sup or ensure_running(settings)
+    sup.converge([program(settings)])
+    if not poll.until(ctl.alive, START_TIMEOUT, 0.2):
+        log = log_file(settings, PROGRAM_NAME)
+        raise LabError(
+            f"{PROGRAM_NAME} did not answer within {START_TIMEOUT:.0f}s: {logs.last_line(log)} (log: {log})"
+        )
+    return ctl
+
+
+def registered(settings: Settings) -> set[str]:
+    """Names lab-mux serves now; empty when it is not running."""
+    ctl = control(settings)
+    if ctl is None or not ctl.alive():
+        return set()
+    return {c["name"] for c in ctl.clusters()}
+
+
+class MuxBacking:
+    """lab.backing.Backing for the multiplexer: the functions above behind the shared contract."""
+
+    name = naming.MUX_BACKING
+    ca_algorithm = CA_ALGORITHM
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.capacity = CAPACITY
+
+    def endpoint(self, _cluster: str, index: int) -> tuple[str, int]:
+        return naming.mux_endpoint(index)
+
+    def etcd_servers(self) -> list[str]:
+        """The local tenant etcd, as the local backing declares it: KCP with external etcd never
+        dials it, and lab-mux keeps the objects in memory."""
+        from lab.etcd import client_url
+
+        return [client_url(self.settings)]
+
+    def etcd_ca(self) -> pki.KeyPair:
+        from lab import etcd
+
+        return etcd.ensure_pki(self.settings).ca
+
+    def preflight(self, clusters: Sequence[tuple[str, int]]) -> None:
+        """Each new cluster's port is free: lab-mux binds it on every interface (the library binds
+        ':port'), so any listener on it, on any address, would fail the registration."""
+        mine = registered(self.settings)
+        for name, index in clusters:
+            if name in mine:
+                continue
+            host, port = naming.mux_endpoint(index)
+            if not bindable(port, "0.0.0.0", reuse=True):
+                pid = listener_pid(port)
+                owner = f"pid {pid}" if pid else "another process"
+                raise LabError(
+                    f"port {port} for {name} ({host}:{port}) is in use by {owner}: is a cluster of the "
+                    "same index running on the mux backing of another lab home?"
+                )
+
+    def ensure(self, clusters: Sequence[tuple[str, int]]) -> None:
+        """PKI (RSA CA), lab-mux running, and each cluster registered on its port; idempotent."""
+        if not clusters:
+            return
+        self.preflight(clusters)
+        ca = self.etcd_ca()
+        ctl = start(self.settings)
+        for name, index in clusters:
+            host, port = naming.mux_endpoint(index)
+            cp = pki_store.cluster_pki(self.settings, name, host, port, ca, algorithm=CA_ALGORITHM)
+            if not isinstance(cp.ca.private_key, rsa.RSAPrivateKey):
+                raise LabError(
+                    f"{name}'s CA is not RSA (made for another backing?): the mux backing needs an RSA "
+                    "CA; delete the cluster and create it again on --backing mux"
+                )
+            directory = pki.cluster_pki_dir(self.settings, name)
+            ctl.register(name, index, port, directory / "ca.crt", directory / "ca.key")
+
+    def wait_ready(self, names: Sequence[str], timeout: float) -> None:
+        """Until each cluster answers GET / (the library serves no /readyz) through its kubeconfig."""
+        ready.wait_ready(
+            self.settings, names, timeout, why=lambda _n: self._reason(), where=" on mux", path="/"
+        )
+
+    def _reason(self) -> str:
+        log = log_file(self.settings, PROGRAM_NAME)
+        return f"{logs.last_line(log)} (log: {log})"
+
+    def remove(self, names: Sequence[str]) -> None:
+        """Unregister (listener and objects gone) and the cluster's files; what is gone is fine."""
+        names = [pki.check_cluster_name(n) for n in names]
+        ctl = control(self.settings)
+        if ctl is not None and ctl.alive():
+            for n in names:
+                ctl.unregister(n)
+        for n in names:
+            pki_store.remove_cluster_pki(self.settings, n)
+
+    def present(self) -> set[str]:
+        return {
+            n for n in registered(self.settings) if naming.parse_index(self.settings.prefix, n) is not None
+        }
+
+    def used(self) -> int:
+        return len(self.present())
