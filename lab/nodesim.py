@@ -346,7 +346,8 @@ def write_node(
         wrote = True
     if not control_plane:
         return wrote
-    for pod in mirror_pods(machine_name, version, current["metadata"]["uid"]):
+    # the mux backing's in-memory server assigns no uid: no owner reference there
+    for pod in mirror_pods(machine_name, version, current["metadata"].get("uid")):
         name = pod["metadata"]["name"]
         got = client.get("v1", "Pod", name, "kube-system")
         if got is None:

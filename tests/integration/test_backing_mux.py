@@ -134,3 +134,32 @@ def test_an_ecdsa_ca_is_refused_with_one_line(settings: Settings, tmp_path: Path
         assert name not in backing.present()
     finally:
         backing.remove([name])
+
+
+def test_the_node_simulator_writes_into_a_mux_cluster(settings: Settings) -> None:
+    """What the simulator writes (no server-side apply: creates and merge patches, status through
+    the object where no status subresource is served) lands in the in-memory API as on a real one."""
+    from lab import nodesim
+
+    backing = mux.MuxBacking(settings)
+    (i,) = _free_indexes(1)
+    name = naming.cluster_name(settings.prefix, i)
+    try:
+        backing.ensure([(name, i)])
+        backing.wait_ready([name], 60)
+        kubeconfig = pki.cluster_pki_dir(settings, name) / "admin.kubeconfig"
+        with Client.from_kubeconfig(kubeconfig, attempts=2) as client:
+            version = settings.versions.kubernetes
+            host, port = naming.mux_endpoint(i)
+            args = (client, f"{name}-cp", "uid-1", version, True, name, f"{host}:{port}")
+            assert nodesim.write_node(*args) is True
+            assert nodesim.write_node(*args) is False  # all there: nothing written again
+            node = client.get("v1", "Node", f"{name}-cp")
+            assert node is not None and node["metadata"]["labels"][nodesim.UUID_LABEL] == "uid-1"
+            assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+            pods = client.list("v1", "Pod", "kube-system")
+            assert sorted(p["metadata"]["labels"]["component"] for p in pods) == sorted(nodesim.COMPONENTS)
+            assert all(p["status"]["phase"] == "Running" for p in pods)
+            assert client.get("v1", "ConfigMap", "kubeadm-config", "kube-system") is not None
+    finally:
+        backing.remove([name])
