@@ -31,20 +31,14 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support.stack import stack_env
+from support.stack import run_lab, stack_env
 
 HEADROOM = 2 * 2**30
 DEFAULT_APISERVER_RSS = 200 * 2**20
 
 
 def lab(env: dict[str, str], *args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lab", *args],
-        capture_output=True,
-        text=True,
-        env={**env, "COLUMNS": "200"},
-        timeout=timeout,
-    )
+    return run_lab(env, *args, timeout=timeout)
 
 
 def step_summary(report: dict[str, Any]) -> dict[str, Any]:

@@ -119,6 +119,8 @@ class Settings(BaseModel):
     kind_nodes: int = Field(default=3, ge=1, le=7)
     #: kind mode: node image of the management cluster; default kindest/node:<versions.kubernetes>
     kind_node_image: str | None = Field(default=None, min_length=1)
+    #: seconds between two scrapes of the components' Prometheus metrics during create/delete runs
+    metrics_interval: float = Field(default=5.0, gt=0, le=300, allow_inf_nan=False)
     #: built binaries, when shared between lab homes (e.g. tests with a tmp LAB_HOME); default <home>/bin
     bin_cache: Path | None = None
 
@@ -166,6 +168,16 @@ class Settings(BaseModel):
     @property
     def src_dir(self) -> Path:
         return self.home / "src"
+
+    @property
+    def images_dir(self) -> Path:
+        """kind mode's container images as saved archives, by component and version (lab.images)."""
+        return self.home / "images"
+
+    @property
+    def engine_dir(self) -> Path:
+        """The Docker engine `lab engine start` runs: sockets, data root, pid file (lab.engine)."""
+        return self.home / "engine"
 
     @property
     def run_dir(self) -> Path:

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import psutil
 
-from lab import build, preflight, versions
+from lab import build, engine, preflight, versions
 from lab.config import Settings
+from lab.engine import daemon
 
 Mode = str  # "local" | "kind"
 
@@ -184,6 +185,91 @@ def host_facts() -> dict[str, int | None]:
 
 
 @dataclass(frozen=True)
+class EngineCheck:
+    """kind mode: the Docker engine at DOCKER_HOST, and what this host needs of it."""
+
+    host: str
+    reachable: bool
+    version: str | None
+    api_version: str | None
+    #: "1" or "2": the engine's view when it answers, else the host's
+    cgroup_version: str
+    default_runtime: str | None
+    #: capabilities this host's bounding set lacks: --privileged containers (kind nodes) need them all
+    missing_capabilities: list[str]
+    #: each: what is wrong; what to do
+    problems: list[str]
+    #: host-specific workarounds lab applies because it detected their cause
+    workarounds: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.reachable and not self.problems
+
+
+def host_cgroup_version(root: Path = Path("/sys/fs/cgroup")) -> str:
+    return "2" if (root / "cgroup.controllers").exists() else "1"
+
+
+def _wrapper_flags(settings: Settings) -> str:
+    layout = daemon.Layout(settings.engine_dir)
+    return (
+        f"--add-runtime {daemon.RUNTIME_NAME}={layout.runc_launcher} --default-runtime {daemon.RUNTIME_NAME}"
+    )
+
+
+def engine_findings(
+    settings: Settings, info: engine.EngineInfo | None, reason: str, missing: list[str], cgroup: str
+) -> tuple[list[str], list[str]]:
+    """Pure: (problems, workarounds applied) for an engine as probed (`info` None: `reason` why not),
+    the capabilities this host lacks and its cgroup version."""
+    problems, workarounds = [], []
+    layout = daemon.Layout(settings.engine_dir)
+    if info is None:
+        problems.append(
+            f"{reason}; start one with `lab engine start` (then export DOCKER_HOST={layout.host})"
+        )
+    elif missing and info.default_runtime == daemon.RUNTIME_NAME:
+        workarounds.append(
+            f"runc wrapper {daemon.RUNTIME_NAME} drops {', '.join(missing)} from every container"
+        )
+    elif missing:
+        problems.append(
+            f"this host's capability bounding set lacks {', '.join(missing)}, so privileged containers "
+            "(every kind node) fail with 'unable to apply caps'; run the engine through lab's runc wrapper: "
+            f"`lab engine start`, or dockerd {_wrapper_flags(settings)} (lab engine start writes that launcher)"
+        )
+    if cgroup == "1":
+        workarounds.append(
+            "cgroup v1: kind nodes' kubelet gets failCgroupV1: false (Kubernetes >= 1.35 refuses v1 otherwise)"
+        )
+    return problems, workarounds
+
+
+def engine_check(settings: Settings, host: str | None = None) -> EngineCheck:
+    host = host or engine.default_host()
+    try:
+        info: engine.EngineInfo | None = engine.probe(host)
+        reason = ""
+    except engine.EngineError as e:
+        info, reason = None, str(e)
+    missing = engine.missing_capabilities()
+    cgroup = (info.cgroup_version if info else "") or host_cgroup_version()
+    problems, workarounds = engine_findings(settings, info, reason, missing, cgroup)
+    return EngineCheck(
+        host=host,
+        reachable=info is not None,
+        version=info.version if info else None,
+        api_version=info.api_version if info else None,
+        cgroup_version=cgroup,
+        default_runtime=info.default_runtime if info else None,
+        missing_capabilities=missing,
+        problems=problems,
+        workarounds=workarounds,
+    )
+
+
+@dataclass(frozen=True)
 class Report:
     mode: Mode
     tools: list[ToolResult]
@@ -191,11 +277,14 @@ class Report:
     host: dict[str, int | None]  # cpus is None where the OS cannot tell
     #: local mode: local clusters this host still has room for, and the limit that stops the next
     room: tuple[int, str] | None = None
+    #: kind mode: the Docker engine
+    engine: EngineCheck | None = None
 
     @property
     def ok(self) -> bool:
-        """Missing required tools fail; limits only warn, because small labs run fine below them."""
-        return all(t.ok for t in self.tools)
+        """Missing required tools and (kind mode) an unusable engine fail; limits only warn, because
+        small labs run fine below them."""
+        return all(t.ok for t in self.tools) and (self.engine is None or self.engine.ok)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -205,6 +294,7 @@ class Report:
             "limits": [asdict(limit) for limit in self.limits],
             "host": self.host,
             "room": None if self.room is None else {"clusters": self.room[0], "limit": self.room[1] or None},
+            "engine": None if self.engine is None else {**asdict(self.engine), "ok": self.engine.ok},
         }
 
 
@@ -218,7 +308,7 @@ def check(
     as if no stack ran)."""
     tools = [probe_tool(s, mode, settings) for s in TOOLS]
     if mode == "kind":
-        return Report(mode, tools, host_limits(), host_facts())
+        return Report(mode, tools, host_limits(), host_facts(), engine=engine_check(settings))
     host = host or preflight.read_host((), settings.ports.tenant_etcd)
     demand = demand or preflight.Demand(local_clusters=settings.local_capacity, stack=True)
     room = preflight.room(host, demand.local_clusters, stack=demand.stack)

@@ -19,6 +19,7 @@ from lab.kindmgmt.provider import KindStack
 from lab.stack.provider import LocalStack
 
 if TYPE_CHECKING:
+    from lab.metrics import Target
     from lab.supervised import Row
 
 Log = Callable[[str], None]
@@ -68,6 +69,10 @@ class Management(Protocol):
 
     def kubeconfig(self) -> Path:
         """The management cluster's admin kubeconfig, what every other command reads."""
+        ...
+
+    def metrics_targets(self) -> list[Target]:
+        """The components' Prometheus endpoints a run samples (lab.metrics); empty when unknown."""
         ...
 
 

@@ -1,4 +1,5 @@
-"""Run records: every cluster's phase timestamps and the components' resource samples, in SQLite.
+"""Run records: every cluster's phase timestamps, the components' resource samples and their reduced
+Prometheus metrics (lab.metrics), in SQLite.
 
 Why SQLite (stdlib, WAL): create/delete write from several threads (watchers, the sampler) while
 `lab report` may read from another process; WAL lets readers and the one writer go on together, and
@@ -50,6 +51,15 @@ class Event:
 
 
 @dataclass(frozen=True)
+class MetricSample:
+    ts: float
+    component: str
+    metric: str
+    labels: str  # "k=v,k=v", sorted (lab.metrics.labels_key)
+    value: float
+
+
+@dataclass(frozen=True)
 class Sample:
     ts: float
     component: str
@@ -84,8 +94,19 @@ CREATE TABLE IF NOT EXISTS samples (
     cpu_percent REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS samples_by_run ON samples (run_id, component, ts);
+CREATE TABLE IF NOT EXISTS metric_samples (
+    run_id    INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    ts        REAL NOT NULL,
+    component TEXT NOT NULL,
+    metric    TEXT NOT NULL,
+    labels    TEXT NOT NULL,
+    value     REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metric_samples_by_run ON metric_samples (run_id, component, metric, ts);
 """
-_SCHEMA_VERSION = 1
+#: 2: metric_samples (lab.metrics). Every statement above is IF NOT EXISTS, so running the script
+#: on an older file is its migration.
+_SCHEMA_VERSION = 2
 
 
 def host_facts() -> dict[str, Any]:
@@ -250,6 +271,27 @@ class Records:
                 (run_id,),
             ).fetchall()
         return [Sample(*r) for r in rows]
+
+    # --- metric samples (lab.metrics) ----------------------------------------------------------
+
+    def metric_many(self, run_id: int, rows: Iterable[tuple[float, str, str, str, float]]) -> None:
+        """One scrape's rows (ts, component, metric, labels, value) in one transaction."""
+        data = [(run_id, ts, c, m, lab, float(v)) for ts, c, m, lab, v in rows]
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO metric_samples (run_id, ts, component, metric, labels, value)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                data,
+            )
+
+    def metric_samples(self, run_id: int) -> list[MetricSample]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ts, component, metric, labels, value FROM metric_samples WHERE run_id = ?"
+                " ORDER BY component, metric, labels, ts",
+                (run_id,),
+            ).fetchall()
+        return [MetricSample(*r) for r in rows]
 
 
 def _run(row: tuple[Any, ...]) -> Run:

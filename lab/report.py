@@ -3,7 +3,7 @@
 The numbers follow the shape the Metal3 scaling notes kept by hand ("clusters 0-100 in M minutes",
 per 100-cluster step) plus the latency model of kube-burner/clusterloader2: every phase's latency is
 measured from the cluster's first phase (`applied` for create, `delete_requested` for delete), with
-p50/p90/max over clusters, and the step from the phase it waits for (phases.PREVIOUS).
+p50/p90/p99/max over clusters, and the step from the phase it waits for (phases.PREVIOUS).
 
 Percentiles interpolate linearly between closest ranks (numpy's default "linear" method), so p50 of
 an even count is the mean of the two middle values.
@@ -12,6 +12,7 @@ an even count is the mean of the two middle values.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lab import naming
+from lab.metrics import SAMPLER_COMPONENT, SAMPLER_CPU, SLO_HISTOGRAM, parse_labels
 from lab.phases import PHASES, PREVIOUS, Phase, RunKind
-from lab.records import Event, Run, Sample
+from lab.records import Event, MetricSample, Run, Sample
 
 DEFAULT_BATCH = 10
 #: How many incomplete clusters the Markdown lists by name before it only counts them.
@@ -33,6 +35,7 @@ class Stats:
     p50: float | None
     p90: float | None
     max: float | None
+    p99: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,75 @@ class Incomplete:
     waiting_for: str  # the first phase it has not reached
 
 
+#: clusterloader2's API-call latency SLOs (p99, seconds) by call class (lab.metrics.slo_class)
+SLO_SECONDS = {"mutating": 1.0, "read": 1.0, "list": 30.0}
+
+
+@dataclass(frozen=True)
+class ControllerRow:
+    component: str
+    controller: str
+    peak_depth: float  # workqueue_depth, highest sample
+    adds: float  # increases over the run
+    retries: float
+    reconciles: float
+    errors: float
+    mean_reconcile_seconds: float | None  # reconcile time sum / count, over the run
+    mean_queue_wait_seconds: float | None  # time items waited in the queue, sum / count
+    peak_longest_running_seconds: float
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    component: str
+    requests: float  # client-go requests the manager sent during the run
+    #: client-side rate-limiter wait summed over the run; None when the binary does not export it
+    throttled_seconds: float | None
+
+
+@dataclass(frozen=True)
+class SloRow:
+    call: str  # mutating / read / list
+    requests: float
+    p99: float | None  # seconds, from the run's bucket increases (as Prometheus' histogram_quantile)
+    slo: float
+    met: bool | None
+    #: p99 fell in the +Inf bucket: the true value is above `p99` (the top finite bound)
+    beyond_buckets: bool = False
+
+
+@dataclass(frozen=True)
+class PriorityRow:
+    level: str
+    requests: float
+    mean_wait_seconds: float | None
+    rejected: float
+    peak_queued: float
+
+
+@dataclass(frozen=True)
+class EtcdRow:
+    component: str
+    db_bytes: float  # largest sample
+    wal_fsync_mean_seconds: float | None
+    backend_commit_mean_seconds: float | None
+    proposals_committed: float
+
+
+@dataclass(frozen=True)
+class Metrics:
+    scrapes: int  # distinct sample times
+    rows_per_scrape: float
+    controllers: list[ControllerRow]
+    clients: list[ClientRow]
+    slo: list[SloRow]
+    inflight_peak: dict[str, float]
+    priority_levels: list[PriorityRow]
+    etcd: list[EtcdRow]
+    sampler_cpu_seconds: float | None
+    sampled_seconds: float  # first to last scrape
+
+
 @dataclass(frozen=True)
 class Report:
     run: dict[str, Any]
@@ -87,6 +159,7 @@ class Report:
     phases: list[PhaseRow]
     components: list[ComponentRow]
     incomplete: list[Incomplete] = field(default_factory=list)
+    metrics: Metrics | None = None  # None when the run has no metric samples
     #: seconds from run start at which each cluster was done, ascending: the "Available over time" curve
     timeline: list[float] = field(default_factory=list)
 
@@ -106,7 +179,13 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def stats(values: Sequence[float]) -> Stats:
-    return Stats(len(values), percentile(values, 50), percentile(values, 90), max(values) if values else None)
+    return Stats(
+        len(values),
+        percentile(values, 50),
+        percentile(values, 90),
+        max(values) if values else None,
+        percentile(values, 99),
+    )
 
 
 def _by_cluster(events: Sequence[Event]) -> dict[str, tuple[int, dict[Phase, float]]]:
@@ -133,6 +212,7 @@ def build(
     events: Sequence[Event],
     samples: Sequence[Sample] = (),
     batch_size: int = DEFAULT_BATCH,
+    metric_samples: Sequence[MetricSample] = (),
 ) -> Report:
     """The report of one run; clusters missing phases are counted and listed, never dropped."""
     if batch_size < 1:
@@ -190,6 +270,7 @@ def build(
         phases=phases,
         components=components(samples, last_done),
         incomplete=incomplete,
+        metrics=metrics(metric_samples),
         timeline=sorted(t - run.started for t in all_finals),
     )
 
@@ -227,6 +308,151 @@ def components(samples: Sequence[Sample], idle_after: float | None) -> list[Comp
             )
         )
     return rows
+
+
+# --- metrics (lab.metrics' reduced samples) ---------------------------------------------------
+
+Series = dict[tuple[str, str, str], list[float]]
+
+
+def increase(values: Sequence[float]) -> float:
+    """A counter's increase over its samples, restarts included (a value below the previous one
+    means the process restarted from zero), as Prometheus' increase() without extrapolation."""
+    total = 0.0
+    for prev, cur in itertools.pairwise(values):
+        total += cur - prev if cur >= prev else cur
+    return total
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """Prometheus' histogram_quantile over cumulative bucket counts {upper bound: count}."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    prev_bound, prev_count = 0.0, 0.0
+    for b in bounds:
+        count = buckets[b]
+        if count >= rank:
+            if b == float("inf"):
+                return prev_bound
+            if count == prev_count:
+                return b
+            return prev_bound + (b - prev_bound) * (rank - prev_count) / (count - prev_count)
+        prev_bound, prev_count = b, count
+    return prev_bound
+
+
+def _mean(series: Series, component: str, base: str, labels: str) -> float | None:
+    count = increase(series.get((component, f"{base}_count", labels), []))
+    total = increase(series.get((component, f"{base}_sum", labels), []))
+    return total / count if count > 0 else None
+
+
+def _of(series: Series, metric: str) -> list[tuple[str, str, list[float]]]:
+    return [(c, lab, v) for (c, m, lab), v in series.items() if m == metric]
+
+
+def _controllers(series: Series) -> list[ControllerRow]:
+    """Every controller that queued something, deepest queue first."""
+    out = []
+    for c, lab, depth in _of(series, "workqueue_depth"):
+        name = parse_labels(lab).get("name", "")
+        ctl = f"controller={name}"
+        row = ControllerRow(
+            c,
+            name,
+            max(depth),
+            increase(series.get((c, "workqueue_adds_total", lab), [])),
+            increase(series.get((c, "workqueue_retries_total", lab), [])),
+            increase(series.get((c, "controller_runtime_reconcile_total", ctl), [])),
+            increase(series.get((c, "controller_runtime_reconcile_errors_total", ctl), [])),
+            _mean(series, c, "controller_runtime_reconcile_time_seconds", ctl),
+            _mean(series, c, "workqueue_queue_duration_seconds", lab),
+            max(series.get((c, "workqueue_longest_running_processor_seconds", lab), [0.0])),
+        )
+        if row.adds or row.peak_depth:
+            out.append(row)
+    return sorted(out, key=lambda r: (-r.peak_depth, -r.adds, r.component, r.controller))
+
+
+def _priority_levels(series: Series) -> list[PriorityRow]:
+    """APF priority levels that saw requests, busiest first."""
+    out = []
+    wait = "apiserver_flowcontrol_request_wait_duration_seconds"
+    for c, lab, v in _of(series, f"{wait}_count"):
+        level = parse_labels(lab).get("priority_level", "")
+        requests = increase(v)
+        rejected = increase(series.get((c, "apiserver_flowcontrol_rejected_requests_total", lab), []))
+        queued = max(series.get((c, "apiserver_flowcontrol_current_inqueue_requests", lab), [0.0]))
+        if requests or rejected:
+            out.append(PriorityRow(level, requests, _mean(series, c, wait, lab), rejected, queued))
+    return sorted(out, key=lambda r: (-r.requests, r.level))
+
+
+def metrics(samples: Sequence[MetricSample]) -> Metrics | None:
+    """What the run's metric samples say per component; None when there are none."""
+    if not samples:
+        return None
+    series: Series = defaultdict(list)
+    for s in sorted(samples, key=lambda s: s.ts):
+        series[(s.component, s.metric, s.labels)].append(s.value)
+    times = sorted({s.ts for s in samples})
+
+    def of(metric: str) -> list[tuple[str, str, list[float]]]:
+        return _of(series, metric)
+
+    controllers = _controllers(series)
+
+    clients = []
+    for c in sorted({c for c, _lab, _v in of("rest_client_requests_total")}):
+        sent = sum(increase(v) for cc, _lab, v in of("rest_client_requests_total") if cc == c)
+        waited = series.get((c, "rest_client_rate_limiter_duration_seconds_sum", ""))
+        clients.append(ClientRow(c, sent, increase(waited) if waited else None))
+
+    per_class: dict[str, dict[float, float]] = defaultdict(dict)
+    for _c, lab, v in of(f"{SLO_HISTOGRAM}_bucket"):
+        kv = parse_labels(lab)
+        le = float(kv["le"])
+        per_class[kv["class"]][le] = per_class[kv["class"]].get(le, 0.0) + increase(v)
+    slo = []
+    for call, limit in SLO_SECONDS.items():
+        buckets = per_class.get(call, {})
+        p99 = histogram_quantile(0.99, buckets)
+        requests = buckets.get(float("inf"), 0.0)
+        finite = [le for le in buckets if le != float("inf")]
+        beyond = bool(finite) and buckets[max(finite)] < 0.99 * requests
+        met = None if p99 is None else (p99 <= limit and not beyond)
+        slo.append(SloRow(call, requests, p99, limit, met, beyond))
+
+    inflight = {
+        parse_labels(lab).get("request_kind", ""): max(v)
+        for _c, lab, v in of("apiserver_current_inflight_requests")
+    }
+    levels = _priority_levels(series)
+    etcd = [
+        EtcdRow(
+            c,
+            max(v),
+            _mean(series, c, "etcd_disk_wal_fsync_duration_seconds", ""),
+            _mean(series, c, "etcd_disk_backend_commit_duration_seconds", ""),
+            increase(series.get((c, "etcd_server_proposals_committed_total", ""), [])),
+        )
+        for c, _lab, v in sorted(of("etcd_mvcc_db_total_size_in_bytes"))
+    ]
+    cpu = series.get((SAMPLER_COMPONENT, SAMPLER_CPU, ""))
+    return Metrics(
+        scrapes=len(times),
+        rows_per_scrape=len(samples) / len(times),
+        controllers=controllers,
+        clients=clients,
+        slo=slo,
+        inflight_peak=inflight,
+        priority_levels=levels,
+        etcd=etcd,
+        sampler_cpu_seconds=cpu[-1] if cpu else None,
+        sampled_seconds=times[-1] - times[0],
+    )
 
 
 def _run_info(run: Run) -> dict[str, Any]:
@@ -307,14 +533,29 @@ def to_markdown(r: Report) -> str:
         "",
     ]
     lines += _table(
-        ["phase", "reached", "p50", "p90", "max", "step from", "step p50", "step p90", "step max"],
+        [
+            "phase",
+            "reached",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "step from",
+            "step p50",
+            "step p90",
+            "step p99",
+            "step max",
+        ],
         [
             [
                 p.phase,
                 str(p.reached),
-                *(_sec(v) for v in (p.since_start.p50, p.since_start.p90, p.since_start.max)),
+                *(
+                    _sec(v)
+                    for v in (p.since_start.p50, p.since_start.p90, p.since_start.p99, p.since_start.max)
+                ),
                 p.step_from or "-",
-                *(_sec(v) for v in (p.step.p50, p.step.p90, p.step.max)),
+                *(_sec(v) for v in (p.step.p50, p.step.p90, p.step.p99, p.step.max)),
             ]
             for p in r.phases
         ],
@@ -337,6 +578,8 @@ def to_markdown(r: Report) -> str:
         )
     else:
         lines.append("No resource samples were recorded.")
+    if r.metrics is not None:
+        lines += ["", *metrics_markdown(r.metrics)]
     if r.incomplete:
         lines += ["", f"## Incomplete: {len(r.incomplete)} cluster(s) never reached `{r.final_phase}`", ""]
         lines += _table(
@@ -346,6 +589,137 @@ def to_markdown(r: Report) -> str:
         if len(r.incomplete) > MAX_LISTED:
             lines.append(f"\n... and {len(r.incomplete) - MAX_LISTED} more (see --format json)")
     return "\n".join(lines) + "\n"
+
+
+#: Controllers the Markdown lists (deepest queue first); --format json has them all.
+MAX_CONTROLLERS = 15
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1000:.1f}"
+
+
+def _n(v: float) -> str:
+    return f"{v:.0f}"
+
+
+def metrics_markdown(m: Metrics) -> list[str]:
+    """The metrics section: every figure is from the run's samples (first to last scrape)."""
+    cpu = (
+        f"{m.sampler_cpu_seconds:.1f} s CPU"
+        + (
+            f" ({100 * m.sampler_cpu_seconds / m.sampled_seconds:.1f} % of a core)"
+            if m.sampled_seconds
+            else ""
+        )
+        if m.sampler_cpu_seconds is not None
+        else "not measured"
+    )
+    lines = [
+        f"## Metrics ({m.scrapes} scrapes over {duration(m.sampled_seconds)}; increases over the run)",
+        "",
+        f"- sampler: {m.rows_per_scrape:.0f} rows per scrape, {cpu}",
+        "",
+        "### kube-apiserver: p99 against the clusterloader2 SLOs",
+        "",
+    ]
+    lines += _table(
+        ["calls", "requests", "p99 (s)", "SLO (s)", "met"],
+        [
+            [
+                r.call,
+                _n(r.requests),
+                "-" if r.p99 is None else ("> " if r.beyond_buckets else "") + f"{r.p99:.3f}",
+                f"{r.slo:g}",
+                "-" if r.met is None else ("yes" if r.met else "NO"),
+            ]
+            for r in m.slo
+        ],
+    )
+    if m.inflight_peak:
+        lines += [
+            "",
+            "- peak inflight: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(m.inflight_peak.items())),
+        ]
+    if m.priority_levels:
+        lines += ["", "Priority and fairness (by priority level):", ""]
+        lines += _table(
+            ["priority level", "requests", "mean queue wait (ms)", "rejected", "peak queued"],
+            [
+                [p.level, _n(p.requests), _ms(p.mean_wait_seconds), _n(p.rejected), _n(p.peak_queued)]
+                for p in m.priority_levels
+            ],
+        )
+    lines += ["", "### Controllers (deepest queue first)", ""]
+    if m.controllers:
+        lines += _table(
+            [
+                "manager",
+                "controller",
+                "peak depth",
+                "adds",
+                "retries",
+                "reconciles",
+                "errors",
+                "mean reconcile (ms)",
+                "mean queue wait (ms)",
+                "longest running (s)",
+            ],
+            [
+                [
+                    c.component,
+                    c.controller,
+                    _n(c.peak_depth),
+                    _n(c.adds),
+                    _n(c.retries),
+                    _n(c.reconciles),
+                    _n(c.errors),
+                    _ms(c.mean_reconcile_seconds),
+                    _ms(c.mean_queue_wait_seconds),
+                    f"{c.peak_longest_running_seconds:.1f}",
+                ]
+                for c in m.controllers[:MAX_CONTROLLERS]
+            ],
+        )
+        if len(m.controllers) > MAX_CONTROLLERS:
+            lines.append(f"\n... and {len(m.controllers) - MAX_CONTROLLERS} more (see --format json)")
+    else:
+        lines.append("No controller queued anything.")
+    if m.clients:
+        lines += ["", "### API clients", ""]
+        lines += _table(
+            ["component", "requests", "client-side throttling (s)"],
+            [
+                [
+                    c.component,
+                    _n(c.requests),
+                    "not exported" if c.throttled_seconds is None else f"{c.throttled_seconds:.1f}",
+                ]
+                for c in m.clients
+            ],
+        )
+    if m.etcd:
+        lines += ["", "### etcd", ""]
+        lines += _table(
+            [
+                "component",
+                "db size (max)",
+                "WAL fsync mean (ms)",
+                "backend commit mean (ms)",
+                "proposals committed",
+            ],
+            [
+                [
+                    e.component,
+                    _mib(int(e.db_bytes)),
+                    _ms(e.wal_fsync_mean_seconds),
+                    _ms(e.backend_commit_mean_seconds),
+                    _n(e.proposals_committed),
+                ]
+                for e in m.etcd
+            ],
+        )
+    return lines
 
 
 def _sec(v: float | None) -> str:

@@ -25,38 +25,58 @@ def doctor_cmd(
     if output == Output.json:
         print_json(report.as_dict())
     else:
-        tools = Table(title=f"tools (mode {chosen})")
-        for col in ("tool", "version", "needed", "status", "note"):
-            tools.add_column(col)
-        colour = {"ok": "green", "missing": "red", "unusable": "red", "absent": "dim"}
-        for t in report.tools:
-            c = colour[t.status] if t.required or t.status in ("ok", "absent") else "yellow"
-            tools.add_row(
-                t.name, t.version or "-", "yes" if t.required else "no", f"[{c}]{t.status}[/]", t.note
-            )
-        console.print(tools)
-        limits = Table(title="host limits")
-        for col in ("limit", "now", "recommended", "status", "to change"):
-            limits.add_column(col)
-        for lim in report.limits:
-            limits.add_row(
-                lim.name,
-                lim.value,
-                lim.recommended,
-                "[green]ok[/]" if lim.ok else "[yellow]low[/]",
-                "" if lim.ok else lim.fix,
-            )
-        console.print(limits)
-        mem = (report.host["memory_bytes"] or 0) / 2**30
-        console.print(f"host: {report.host['cpus']} CPUs, {mem:.1f} GiB memory")
-        if report.room is not None:
-            fit, limit = report.room
-            console.print(
-                f"room for {fit} more local cluster(s)" + (f" (then: {limit})" if limit else ""),
-                highlight=False,
-            )
-        missing = [t.name for t in report.tools if not t.ok]
-        if missing:
-            console.print(f"[red]missing for mode {chosen}:[/] {', '.join(missing)}")
+        _print_report(report, chosen)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _print_report(report: doctor.Report, chosen: str) -> None:
+    tools = Table(title=f"tools (mode {chosen})")
+    for col in ("tool", "version", "needed", "status", "note"):
+        tools.add_column(col)
+    colour = {"ok": "green", "missing": "red", "unusable": "red", "absent": "dim"}
+    for t in report.tools:
+        c = colour[t.status] if t.required or t.status in ("ok", "absent") else "yellow"
+        tools.add_row(t.name, t.version or "-", "yes" if t.required else "no", f"[{c}]{t.status}[/]", t.note)
+    console.print(tools)
+    limits = Table(title="host limits")
+    for col in ("limit", "now", "recommended", "status", "to change"):
+        limits.add_column(col)
+    for lim in report.limits:
+        limits.add_row(
+            lim.name,
+            lim.value,
+            lim.recommended,
+            "[green]ok[/]" if lim.ok else "[yellow]low[/]",
+            "" if lim.ok else lim.fix,
+        )
+    console.print(limits)
+    mem = (report.host["memory_bytes"] or 0) / 2**30
+    console.print(f"host: {report.host['cpus']} CPUs, {mem:.1f} GiB memory")
+    if report.room is not None:
+        fit, limit = report.room
+        console.print(
+            f"room for {fit} more local cluster(s)" + (f" (then: {limit})" if limit else ""),
+            highlight=False,
+        )
+    if report.engine is not None:
+        _print_engine(report.engine)
+    missing = [t.name for t in report.tools if not t.ok]
+    if missing:
+        console.print(f"[red]missing for mode {chosen}:[/] {', '.join(missing)}")
+
+
+def _print_engine(e: doctor.EngineCheck) -> None:
+    """One line for the engine, one per workaround in effect and one per problem (soft_wrap: a
+    problem stays one line however narrow the terminal)."""
+    if e.reachable:
+        console.print(
+            f"engine: {e.host}: docker {e.version} (API {e.api_version}), cgroup v{e.cgroup_version}, "
+            f"default runtime {e.default_runtime}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for w in e.workarounds:
+        console.print(f"  [green]workaround applied:[/] {w}", highlight=False, soft_wrap=True)
+    for p in e.problems:
+        console.print(f"[red]engine:[/] {p}", highlight=False, soft_wrap=True)

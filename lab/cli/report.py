@@ -33,7 +33,7 @@ def report_cmd(
         report.DEFAULT_BATCH, "--batch", min=1, help="clusters per row of the scaling table"
     ),
 ) -> None:
-    """Scaling table, per-phase p50/p90/max and component RSS/CPU of a create or delete run."""
+    """Scaling table, per-phase p50/p90/p99/max, component RSS/CPU and metrics of a create or delete run."""
     settings = config.load()
     if plot is not None and plot.is_dir():  # --plot "" is "." too
         raise UsageError(f"--plot takes a file name; {str(plot)!r} is a directory")
@@ -42,7 +42,13 @@ def report_cmd(
             raise LabError(f"no runs recorded yet in {settings.db_path}; run lab create-clusters first")
         chosen = db.run(run)
         events = db.events(chosen.id)
-        model = report.build(chosen, events, db.samples(chosen.id), batch_size=batch)
+        model = report.build(
+            chosen,
+            events,
+            db.samples(chosen.id),
+            batch_size=batch,
+            metric_samples=db.metric_samples(chosen.id),
+        )
     if plot is not None:
         from lab.plot import render_png
 

@@ -36,7 +36,8 @@ from lab.backing import Backing, open_all
 from lab.backing.store import entries
 from lab.clusters.inventory import cluster_namespaces
 from lab.config import Settings
-from lab.kube import Client, NotFound
+from lab.kube import ApiError, Client, NotFound
+from lab.kube.errors import retryable
 from lab.manifests.common import CAPI_CLUSTER_LABEL
 from lab.manifests.kinds import API_VERSIONS
 from lab.phases import PHASES, Phase, RunKind
@@ -181,9 +182,13 @@ class Snapshot:
     hosts: dict[str, list[Obj]]  # namespace -> BareMetalHosts
 
     @classmethod
-    def take(cls, mgmt: Client, wanted: set[str], capi: bool = True, hosts: bool = True) -> Snapshot:
+    def take(
+        cls, mgmt: Client, wanted: set[str], capi: bool = True, hosts: bool = True, cached: bool = False
+    ) -> Snapshot:
         """`capi`/`hosts` False: no cluster waits on that step any more, so its kinds are not listed
-        (what is not listed reads as gone, which is what those clusters already saw)."""
+        (what is not listed reads as gone, which is what those clusters already saw). `cached`: from
+        the apiserver's watch cache (Client.list); safe for the passes after a first consistent
+        look, since that cache only moves forward."""
 
         def by_ns(items: list[Obj]) -> dict[str, list[Obj]]:
             out: dict[str, list[Obj]] = {}
@@ -194,20 +199,29 @@ class Snapshot:
             return out
 
         namespaces = {
-            ns["metadata"]["name"]: ns for ns in cluster_namespaces(mgmt) if ns["metadata"]["name"] in wanted
+            ns["metadata"]["name"]: ns
+            for ns in cluster_namespaces(mgmt, cached)
+            if ns["metadata"]["name"] in wanted
         }
         clusters: dict[str, Obj] = {}
         machines: list[Obj] = []
         if capi:
-            for o in mgmt.list(API_VERSIONS["Cluster"], "Cluster", label_selector=naming.CLUSTER_LABEL):
+            for o in mgmt.list(
+                API_VERSIONS["Cluster"], "Cluster", label_selector=naming.CLUSTER_LABEL, cached=cached
+            ):
                 meta = o["metadata"]
                 if meta["namespace"] in wanted and meta["name"] == meta["namespace"]:
                     clusters[meta["namespace"]] = o
-            machines = mgmt.list(API_VERSIONS["Cluster"], "Machine", label_selector=CAPI_CLUSTER_LABEL)
+            machines = mgmt.list(
+                API_VERSIONS["Cluster"], "Machine", label_selector=CAPI_CLUSTER_LABEL, cached=cached
+            )
         bmhs: list[Obj] = []
         if capi or hosts:
             bmhs = mgmt.list(
-                API_VERSIONS["BareMetalHost"], "BareMetalHost", label_selector=naming.CLUSTER_LABEL
+                API_VERSIONS["BareMetalHost"],
+                "BareMetalHost",
+                label_selector=naming.CLUSTER_LABEL,
+                cached=cached,
             )
         return cls(namespaces, clusters, by_ns(machines), by_ns(bmhs))
 
@@ -231,11 +245,20 @@ def _timestamp(value: str | None) -> float | None:
         return None
 
 
-def cluster_hold(cluster: Obj, machines: Sequence[Obj]) -> str:
-    """Pure: why a Cluster being deleted is not gone yet."""
+def cluster_hold(cluster: Obj, machines: Sequence[Obj], hosts: Sequence[Obj] = ()) -> str:
+    """Pure: why a Cluster being deleted is not gone yet. Hosts CAPM3 has released (no image) that
+    BMO has not started to deprovision are named: at 100 clusters that queue was the wait (84
+    hosts still `provisioned` 4 min in, BMO at its default of NumCPU workers, 2 here)."""
     if machines:
         states = sorted({(m.get("status") or {}).get("phase") or "?" for m in machines})
-        return f"Cluster deleting: {len(machines)} Machine(s) left ({', '.join(states)})"
+        queued = sum(
+            1
+            for h in hosts
+            if not (h.get("spec") or {}).get("image")
+            and ((h.get("status") or {}).get("provisioning") or {}).get("state") == "provisioned"
+        )
+        bmo = f"; {queued} BareMetalHost(s) released, waiting for BMO to deprovision" if queued else ""
+        return f"Cluster deleting: {len(machines)} Machine(s) left ({', '.join(states)}){bmo}"
     cond = phases.condition(cluster, "Deleting")
     if cond and cond.get("message"):
         return f"Cluster deleting: {cond['message']}"
@@ -393,7 +416,7 @@ class Deleter:
                 self.mark(name, Phase.machines_deleted)
             if not _deleting(cluster):  # created again behind our back, or a request was lost
                 calls.append(partial(self.mgmt.delete, API_VERSIONS["Cluster"], "Cluster", name, name))
-            return "capi", cluster_hold(cluster, machines)
+            return "capi", cluster_hold(cluster, machines, snap.hosts.get(name, []))
         self.mark_all(name, Phase.cluster_deleted)
         hosts = snap.hosts.get(name, [])
         if hosts:
@@ -439,8 +462,17 @@ class Deleter:
         while waiting and time.monotonic() < deadline:
             time.sleep(min(poll_interval(len(waiting)), max(0.0, deadline - time.monotonic())))
             stages = {self.stage[n] for n in waiting}
-            snap = Snapshot.take(self.mgmt, set(waiting), capi="capi" in stages, hosts="hosts" in stages)
-            waiting = self.step(snap)
+            try:
+                snap = Snapshot.take(
+                    self.mgmt, set(waiting), capi="capi" in stages, hosts="hosts" in stages, cached=True
+                )
+                waiting = self.step(snap)
+            except ApiError as e:
+                if not retryable(e):
+                    raise
+                # the client's own retries ran out (an apiserver starved or restarting): the
+                # clusters still wait, and the next pass looks again until the deadline
+                waiting = {n: f"management API not answering: {e}" for n in waiting}
         return waiting
 
 
@@ -460,7 +492,7 @@ def delete(
     backing cannot be opened. Records a delete run with every cluster's phase timestamps.
     """
     from lab.clusters.create import check_stack
-    from lab.clusters.session import component_pids
+    from lab.clusters.session import component_pids, metrics_sampler
 
     check_stack(mgmt)
     plan, backings = make_plan(settings, mgmt, names)
@@ -484,7 +516,7 @@ def delete(
         status = "interrupted"
         try:
             sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
-            with sampler:
+            with sampler, metrics_sampler(settings, db, run_id):
                 pending = deleter.run(wait, started + timeout)
             result = Result(run_id, plan, wait, sorted(deleter.requested, key=_index_key))
             result.deleted = sorted(deleter.done(), key=_index_key)

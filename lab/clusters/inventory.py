@@ -147,8 +147,8 @@ def by_phase(infos: Sequence[ClusterInfo]) -> dict[str, int]:
     return counts
 
 
-def cluster_namespaces(mgmt: Client) -> list[dict[str, Any]]:
-    return mgmt.list("v1", "Namespace", label_selector=naming.CLUSTER_LABEL)
+def cluster_namespaces(mgmt: Client, cached: bool = False) -> list[dict[str, Any]]:
+    return mgmt.list("v1", "Namespace", label_selector=naming.CLUSTER_LABEL, cached=cached)
 
 
 def list_clusters(settings: Settings, mgmt: Client) -> list[ClusterInfo]:

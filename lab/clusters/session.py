@@ -18,6 +18,7 @@ from lab.clusters import create
 from lab.clusters.tracker import Tracker
 from lab.config import Settings
 from lab.kube import Client
+from lab.metrics import MetricsSampler
 from lab.phases import Phase, RunKind
 
 SAMPLE_INTERVAL = 5.0
@@ -76,6 +77,17 @@ def component_pids(settings: Settings) -> dict[str, int]:
     return out
 
 
+def metrics_sampler(settings: Settings, db: records.Records, run_id: int) -> MetricsSampler:
+    """The run's Prometheus sampler over every endpoint the management provider knows (lab.metrics)."""
+    from lab.management import for_settings
+
+    return MetricsSampler(
+        lambda rows: db.metric_many(run_id, rows),
+        for_settings(settings).metrics_targets(),
+        settings.metrics_interval,
+    )
+
+
 def create_clusters(
     settings: Settings,
     mgmt: Client,
@@ -119,7 +131,7 @@ def create_clusters(
         creator = create.Creator(settings, mgmt, plan, opened, tracker, parallel)
         sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
         try:
-            with sampler, tracker:
+            with sampler, metrics_sampler(settings, db, run_id), tracker:
                 creator.namespaces = create.existing_namespaces(settings, mgmt)
                 stale = creator.confirm_complete()
                 display.planned(plan)

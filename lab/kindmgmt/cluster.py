@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from lab import doctor
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kindmgmt import kind_dir, kubeconfig_path, proc
@@ -34,19 +35,32 @@ def node_image(settings: Settings) -> str:
     return settings.kind_node_image or f"kindest/node:{settings.versions.kubernetes}"
 
 
-def render_config(settings: Settings) -> dict[str, Any]:
-    """The kind Cluster config: N control-plane nodes on the pinned node image."""
+#: kubelet >= 1.35 refuses to start on a cgroup v1 host unless told otherwise; applied only there
+CGROUP_V1_PATCH = "kind: KubeletConfiguration\nfailCgroupV1: false\n"
+
+
+def render_config(settings: Settings, cgroup_v1: bool = False) -> dict[str, Any]:
+    """The kind Cluster config: N control-plane nodes on the pinned node image; on a cgroup v1 host
+    (`cgroup_v1`, detected by the caller) the kubelet patch that lets it start there."""
     image = node_image(settings)
-    return {
+    cfg: dict[str, Any] = {
         "kind": "Cluster",
         "apiVersion": CONFIG_API,
         "name": CLUSTER_NAME,
         "nodes": [{"role": "control-plane", "image": image} for _ in range(settings.kind_nodes)],
     }
+    if cgroup_v1:
+        cfg["kubeadmConfigPatches"] = [CGROUP_V1_PATCH]
+    return cfg
+
+
+def host_config(settings: Settings) -> dict[str, Any]:
+    """render_config for this host: its workarounds only where their cause is detected."""
+    return render_config(settings, cgroup_v1=doctor.host_cgroup_version() == "1")
 
 
 def config_yaml(settings: Settings) -> str:
-    return yaml.safe_dump(render_config(settings), sort_keys=False)
+    return yaml.safe_dump(host_config(settings), sort_keys=False)
 
 
 def config_path(settings: Settings) -> Path:
@@ -84,7 +98,7 @@ def plan(settings: Settings, existing: list[str]) -> str:
             f"a kind cluster named {CLUSTER_NAME} exists but this lab home ({settings.home}) did not create "
             f"it; delete it (kind delete cluster --name {CLUSTER_NAME}) or use its own lab home"
         )
-    change = config_change(yaml.safe_load(path.read_text()) or {}, render_config(settings))
+    change = config_change(yaml.safe_load(path.read_text()) or {}, host_config(settings))
     if change:
         raise LabError(
             f"kind cluster {CLUSTER_NAME} was created with another config ({change}); lab does not "

@@ -13,6 +13,7 @@ from pathlib import Path
 from lab import components, supervised
 from lab.config import Settings
 from lab.kindmgmt import kubeconfig_path, up
+from lab.metrics import Target
 
 Log = Callable[[str], None]
 
@@ -40,3 +41,7 @@ class KindStack:
 
     def kubeconfig(self) -> Path:
         return kubeconfig_path(self.settings)
+
+    def metrics_targets(self) -> list[Target]:
+        """Not yet: the managers' metrics are inside the kind cluster's pods (issue 14 asks for them)."""
+        return []

@@ -343,8 +343,15 @@ class Client:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        cached: bool = False,
     ) -> list[Obj]:
+        """Every matching object. `cached`: resourceVersion=0, whatever the apiserver's watch cache
+        holds now, for pollers that look again anyway. A consistent LIST waits for that cache to
+        catch up with etcd, and at load 30 with 100 clusters deleting it lagged ~5000 revisions
+        ("Too large resource version") and a LIST of 100 BareMetalHosts timed out for 2 minutes."""
         params = _selectors(label_selector, field_selector)
+        if cached:
+            params["resourceVersion"] = "0"  # served from the cache; limit is ignored, one page
         return self.list_with_version(self.resource(api_version, kind), namespace, params)[0]
 
     def delete(

@@ -16,6 +16,7 @@ The socket lives in the 0700 run dir: whoever can reach it owns the lab anyway, 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import resource
 import shlex
 import subprocess
@@ -33,6 +34,9 @@ from lab.runtime import poll, procs
 
 #: supervisord's process states (supervisor.states.ProcessStates) that mean "not coming back by itself".
 DEAD_STATES = ("FATAL", "EXITED", "STOPPED", "UNKNOWN")
+#: Longest wait for stopping programs: past the longest stopwaitsecs (30 s, workload apiservers)
+#: supervisord has sent SIGKILL.
+STOP_TIMEOUT = 45.0
 #: sockaddr_un.sun_path is 108 bytes on Linux, including the trailing NUL.
 SOCKET_PATH_MAX = 107
 
@@ -162,13 +166,13 @@ class Supervisor:
             return False
         try:
             return bool(self.rpc.getState()["statename"] == "RUNNING")
-        except (OSError, xmlrpc.client.Error):
+        except (OSError, xmlrpc.client.Error, http.client.HTTPException):
             return False
 
     def pid(self) -> int | None:
         try:
             return int(self.rpc.getPID())
-        except (OSError, xmlrpc.client.Error):
+        except (OSError, xmlrpc.client.Error, http.client.HTTPException):
             return None
 
     def processes(self) -> list[dict[str, Any]]:
@@ -201,13 +205,31 @@ class Supervisor:
     def update(self) -> dict[str, list[str]]:
         """supervisorctl update: re-read the include dir, apply the difference group by group."""
         [[added, changed, removed]] = self.rpc.reloadConfig()
+        self.stop([*removed, *changed])
         for name in removed + changed:
-            with contextlib.suppress(xmlrpc.client.Fault):
-                self.rpc.stopProcessGroup(name, True)
-            self.rpc.removeProcessGroup(name)
+            try:
+                self.rpc.removeProcessGroup(name)
+            except xmlrpc.client.Fault as e:
+                raise LabError(f"supervisord could not remove {name}: {e.faultString}") from None
         for name in changed + added:
             self.rpc.addProcessGroup(name)
         return {"added": list(added), "changed": list(changed), "removed": list(removed)}
+
+    def stop(self, names: list[str], timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM every group at once, then wait for all of them. One by one (stopProcessGroup
+        with wait) cost a 100-cluster delete 110 s, about 1.1 s per workload apiserver at load
+        9-19; supervisord itself escalates to SIGKILL after each program's stopwaitsecs."""
+        if not names:
+            return
+        for name in names:
+            with contextlib.suppress(xmlrpc.client.Fault):  # BAD_NAME, NOT_RUNNING: nothing to stop
+                self.rpc.stopProcessGroup(name, False)
+        groups = set(names)
+
+        def stopped() -> bool:
+            return all(p["statename"] in DEAD_STATES for p in self.processes() if p["group"] in groups)
+
+        poll.until(stopped, timeout, 0.2)
 
     def restart(self, name: str) -> None:
         with contextlib.suppress(xmlrpc.client.Fault):
@@ -234,7 +256,7 @@ class Supervisor:
     def shutdown(self, timeout: float = 60.0) -> None:
         """Stop every program (in reverse priority) and supervisord itself; wait until it is gone."""
         pid = self.pid()
-        with contextlib.suppress(OSError, xmlrpc.client.Error):
+        with contextlib.suppress(OSError, xmlrpc.client.Error, http.client.HTTPException):
             self.rpc.shutdown()
         if pid and not poll.until(lambda: not procs.alive(pid), timeout, 0.2):
             raise LabError(f"supervisord (pid {pid}) did not stop within {timeout:.0f}s")

@@ -172,8 +172,43 @@ def program(settings: Settings, m: Manager, tuning_flags: list[str], tuning_env:
     )
 
 
+#: The identity lab scrapes BMO's metrics as: BMO serves them over HTTPS behind controller-runtime's
+#: authn/authz filter, which accepts bearer tokens only (TokenReview), and has no flag to serve them
+#: plainly. Its only permission: GET /metrics.
+METRICS_READER_NAMESPACE = "kube-system"
+METRICS_READER = "lab-metrics-reader"
+
+
+def metrics_reader_objects() -> list[dict[str, Any]]:
+    labels = {"app.kubernetes.io/managed-by": "lab"}
+    name = f"lab:{METRICS_READER}"
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": METRICS_READER, "namespace": METRICS_READER_NAMESPACE, "labels": labels},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": labels},
+            "rules": [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [
+                {"kind": "ServiceAccount", "name": METRICS_READER, "namespace": METRICS_READER_NAMESPACE}
+            ],
+        },
+    ]
+
+
 def rbac_objects(managers: tuple[Manager, ...] = MANAGERS) -> list[dict[str, Any]]:
-    """The managers' namespaces and one cluster-admin binding per manager identity."""
+    """The managers' namespaces, one cluster-admin binding per manager identity, and the metrics
+    reader."""
     out: list[dict[str, Any]] = []
     for ns in dict.fromkeys(m.namespace for m in managers):
         out.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -191,4 +226,4 @@ def rbac_objects(managers: tuple[Manager, ...] = MANAGERS) -> list[dict[str, Any
                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": m.user}],
             }
         )
-    return out
+    return out + metrics_reader_objects()

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lab.config import Settings
-from lab.stack import mgmt, status, up
+from lab.metrics import Target
+from lab.stack import mgmt, scrape, status, up
 
 Log = Callable[[str], None]
 
@@ -33,3 +34,6 @@ class LocalStack:
 
     def kubeconfig(self) -> Path:
         return mgmt.admin_kubeconfig_path(self.settings)
+
+    def metrics_targets(self) -> list[Target]:
+        return scrape.targets(self.settings)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from support.apiserver import RunningApiserver, running_apiserver
+from support.docker import Engine, running_engine
 from support.etcd import RunningEtcd, scratch
 
-from lab import build
+from lab import build, images
 from lab.config import Settings, default_home
 
 
@@ -41,3 +42,19 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApise
         tmp_path_factory.mktemp("apiserver"), bins["etcd"], bins["kube-apiserver"]
     ) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[Engine]:
+    """lab's own dockerd (Debian's docker.io, installed when missing) for the whole session, cut off
+    from the uplink; the host's network setup restored afterwards (support/docker.py)."""
+    with running_engine() as eng:
+        print(f"engine {eng.host} started in {eng.start_seconds:.1f}s")
+        yield eng
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_engine: Engine) -> str:
+    """lab's minimal Debian image in the session engine, from the shared cache's archive (made by
+    debootstrap the first time: minutes)."""
+    return images.ensure_base(Settings(home=default_home()), docker_engine.client, print)

@@ -199,6 +199,21 @@ def test_get_list_delete(client: Client, ns: str) -> None:
         client.delete("v1", "ConfigMap", "cm-1", ns, propagation="Later")
 
 
+def test_a_cached_list_is_served_from_the_watch_cache_and_catches_up(client: Client, ns: str) -> None:
+    """resourceVersion=0 is accepted beside lab's paging parameters, and what was just written shows
+    up in the cache (the delete loop's passes rely on it)."""
+    client.apply([_cm(ns, f"cm-{i}") for i in range(3)])
+    deadline = time.monotonic() + 30
+    while True:
+        names = {i["metadata"]["name"] for i in client.list("v1", "ConfigMap", ns, cached=True)}
+        if {"cm-0", "cm-1", "cm-2"} <= names:
+            break
+        assert time.monotonic() < deadline, f"the watch cache never showed the ConfigMaps: {names}"
+        time.sleep(0.2)
+    consistent = {i["metadata"]["name"] for i in client.list("v1", "ConfigMap", ns)}
+    assert names == consistent
+
+
 def test_watch_sees_added_modified_deleted(client: Client, ns: str) -> None:
     client.apply_one(_cm(ns, "before"))
     events: list[tuple[str, str]] = []

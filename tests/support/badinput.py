@@ -168,6 +168,15 @@ ARGS: list[Case] = [
     c("build etcd nosuch"),
     c("build --list -o xml"),
     c("build --list nosuch"),
+    # images build: refused before the engine is asked (none is reachable at this DOCKER_HOST)
+    c("images build nosuch", DOCKER_HOST="unix:///nonexistent/docker.sock"),
+    c("images build ''", DOCKER_HOST="unix:///nonexistent/docker.sock"),
+    c("images build ipam nosuch", DOCKER_HOST="unix:///nonexistent/docker.sock"),
+    c("images build --list nosuch"),
+    c("images build --list -o xml"),
+    # engine: usage errors only (a valid one would start a dockerd)
+    c("engine start --dir"),
+    c("engine stop extra"),
     # backing add / list / remove
     c("backing add"),
     c(f"backing add BAD {' '.join(NO_HOST)}"),

@@ -30,13 +30,7 @@ class Stack:
         return self.home / "kubeconfig"
 
     def lab(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
-        out = subprocess.run(
-            [sys.executable, "-m", "lab", *args],
-            capture_output=True,
-            text=True,
-            env={**self.env, "COLUMNS": "200"},
-            timeout=timeout,
-        )
+        out = run_lab(self.env, *args, timeout=timeout)
         if check and out.returncode != 0:
             raise AssertionError(f"lab {' '.join(args)} exited {out.returncode}: {out.stderr.strip()}")
         return out
@@ -71,6 +65,17 @@ class Stack:
     def status(self) -> dict[str, dict[str, Any]]:
         data = json.loads(self.lab("status", "-o", "json").stdout)
         return {c["name"]: c for c in data["components"]}
+
+
+def run_lab(env: dict[str, str], *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m lab ARGS` in `env`, output captured, wide enough that tables do not wrap."""
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *args],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        timeout=timeout,
+    )
 
 
 def stack_env(home: Path) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from lab import config, naming
 from lab.cli.delete import targets
 from lab.clusters import delete as d
 from lab.errors import UsageError
+from lab.kube import ApiError
 from lab.phases import Phase
 
 Obj = dict[str, Any]
@@ -118,6 +120,11 @@ def test_holds_say_what_a_cluster_waits_for() -> None:
     machines = [{"status": {"phase": "Deleting"}}, {"status": {"phase": "Deleting"}}]
     assert d.cluster_hold(cluster, machines) == "Cluster deleting: 2 Machine(s) left (Deleting)"
     assert d.cluster_hold(cluster, []) == "Cluster deleting, finalizers ['cluster.cluster.x-k8s.io']"
+    released = {"spec": {"online": False}, "status": {"provisioning": {"state": "provisioned"}}}
+    consumed = {"spec": {"image": {"url": "http://x"}}, "status": {"provisioning": {"state": "provisioned"}}}
+    assert d.cluster_hold(cluster, machines[:1], [released, consumed]) == (
+        "Cluster deleting: 1 Machine(s) left (Deleting); 1 BareMetalHost(s) released, waiting for BMO to deprovision"
+    )
     cond = {"conditions": [{"type": "Deleting", "status": "True", "message": "* Control plane: deleting"}]}
     assert d.cluster_hold({**cluster, "status": cond}, []) == "Cluster deleting: * Control plane: deleting"
     hosts = [{"status": {"provisioning": {"state": "deleting"}}}]
@@ -262,3 +269,66 @@ def test_a_pass_lists_only_the_kinds_some_cluster_still_waits_on() -> None:
 def test_passes_slow_down_with_many_clusters() -> None:
     assert d.poll_interval(3) == d.POLL
     assert d.poll_interval(1000) == 5.0
+
+
+class StarvedMgmt(FakeMgmt):
+    """A management apiserver whose cached LISTs time out `failures` times, as one did
+    at load 30 with 100 clusters deleting; remembers whether each LIST asked for the watch cache."""
+
+    def __init__(self, objects: dict[str, list[Obj]], failures: int) -> None:
+        super().__init__(objects)
+        self.failures = failures
+        self.cached: list[bool] = []
+
+    def list(self, api_version: str, kind: str, label_selector: str | None = None, **kw: Any) -> list[Obj]:
+        self.cached.append(bool(kw.get("cached")))
+        if kw.get("cached") and self.failures > 0:
+            self.failures -= 1
+            raise ApiError(0, "Connection", f"GET {kind}: cannot reach the apiserver: Read timed out.")
+        return super().list(api_version, kind, label_selector)
+
+
+def test_a_pass_the_apiserver_does_not_answer_waits_for_the_next(
+    settings: config.Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first look is consistent; the passes after it read the watch cache, and one that fails
+    with a retryable error only delays the run: it ends when the namespace is gone."""
+    monkeypatch.setattr(d, "POLL", 0.01)
+    mgmt, backing = StarvedMgmt({"Namespace": [_ns("test-1")]}, failures=3), FakeBacking()
+    plan = d.Plan([d.Target("test-1", 1, "local")], {})
+    deleter = d.Deleter(settings, mgmt, plan, {"local": backing})  # type: ignore[arg-type]
+    reasons: list[str] = []
+    real_take = d.Snapshot.take
+
+    def take(*args: Any, **kw: Any) -> d.Snapshot:
+        if mgmt.failures == 0:
+            mgmt.objects["Namespace"] = []  # the namespace controller finished meanwhile
+        return real_take(*args, **kw)
+
+    monkeypatch.setattr(d.Snapshot, "take", take)
+    real_step = deleter.step
+
+    def step(snap: d.Snapshot) -> dict[str, str]:
+        out = real_step(snap)
+        reasons.extend(out.values())
+        return out
+
+    monkeypatch.setattr(deleter, "step", step)
+    assert deleter.run(wait=True, deadline=time.monotonic() + 30) == {}
+    assert deleter.done() == ["test-1"] and backing.removed == [["test-1"]]
+    # the first look (Namespace, Cluster, Machine, BareMetalHost) is consistent, every later one cached
+    assert mgmt.failures == 0 and mgmt.cached[:4] == [False] * 4 and all(mgmt.cached[4:])
+    assert reasons[0] == "namespace being deleted"
+
+
+def test_an_apiserver_that_never_answers_again_ends_at_the_deadline_saying_so(
+    settings: config.Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(d, "POLL", 0.01)
+    mgmt = StarvedMgmt({"Namespace": [_ns("test-1")]}, failures=10**6)
+    deleter = d.Deleter(
+        settings, mgmt, d.Plan([d.Target("test-1", 1, "local")], {}), {"local": FakeBacking()}
+    )  # type: ignore[arg-type]
+    waiting = deleter.run(wait=True, deadline=time.monotonic() + 0.5)
+    assert list(waiting) == ["test-1"]
+    assert waiting["test-1"].startswith("management API not answering: GET Namespace: cannot reach")

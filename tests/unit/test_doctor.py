@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import socket
 import stat
 from pathlib import Path
+
+from lab import config, doctor, engine
 
 
 def _tool(bindir: Path, name: str, output: str) -> None:
@@ -76,3 +80,56 @@ def test_local_mode_limits_are_the_preflight_checks_for_a_full_local_backing(run
     room = data["room"]
     assert 0 <= room["clusters"] <= 7
     assert (room["limit"] is None) == (room["clusters"] == 7)
+
+
+def test_kind_mode_with_no_engine_behind_the_socket_is_one_clear_line(
+    run_lab, lab_env, tmp_path: Path
+) -> None:
+    # a socket file nobody listens on: what a crashed dockerd leaves behind
+    path = tmp_path / "docker.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    try:
+        r = run_lab("doctor", "--mode", "kind", env={"DOCKER_HOST": f"unix://{path}"})
+        j = run_lab("doctor", "--mode", "kind", "-o", "json", env={"DOCKER_HOST": f"unix://{path}"})
+    finally:
+        sock.close()
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("engine:")]
+    home = json.loads(j.stdout)["engine"]
+    assert lines == [
+        f"engine: no Docker engine answers at unix://{path} (connection refused); start one with "
+        f"`lab engine start` (then export DOCKER_HOST=unix://{lab_env['LAB_HOME']}/engine/docker.sock)"
+    ], r.stdout
+    assert r.returncode == 1
+    assert home["reachable"] is False and home["ok"] is False and home["version"] is None
+    assert home["cgroup_version"] == ("1" if not Path("/sys/fs/cgroup/cgroup.controllers").exists() else "2")
+
+
+def test_an_engine_without_the_wrapper_on_a_host_lacking_a_capability_says_which_flags(lab_env) -> None:
+    settings = config.load()
+    info = engine.EngineInfo(
+        host="unix:///run/docker.sock",
+        version="20.10.24",
+        api_version="1.41",
+        cgroup_version="1",
+        cgroup_driver="cgroupfs",
+        default_runtime="runc",
+        runtimes=("runc",),
+        storage_driver="overlay2",
+        docker_root="/var/lib/docker",
+    )
+    problems, workarounds = doctor.engine_findings(settings, info, "", ["CAP_SYS_RESOURCE"], "1")
+    launcher = settings.home / "engine" / "runc-lab"
+    assert len(problems) == 1
+    assert "lacks CAP_SYS_RESOURCE" in problems[0]
+    assert f"--add-runtime lab-runc={launcher} --default-runtime lab-runc" in problems[0]
+    assert workarounds == [
+        "cgroup v1: kind nodes' kubelet gets failCgroupV1: false (Kubernetes >= 1.35 refuses v1 otherwise)"
+    ]
+    wrapped = dataclasses.replace(info, default_runtime="lab-runc")
+    assert doctor.engine_findings(settings, wrapped, "", ["CAP_SYS_RESOURCE"], "2") == (
+        [],
+        ["runc wrapper lab-runc drops CAP_SYS_RESOURCE from every container"],
+    )
+    # a host with every capability and cgroup v2: nothing to say
+    assert doctor.engine_findings(settings, info, "", [], "2") == ([], [])

@@ -24,11 +24,21 @@ def settings(lab_env: dict[str, str]) -> config.Settings:
 
 
 def test_kind_config_is_three_control_planes_on_the_pinned_image(settings: config.Settings) -> None:
-    cfg = yaml.safe_load(cluster.config_yaml(settings))
+    cfg = cluster.render_config(settings)
     assert cfg["kind"] == "Cluster" and cfg["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     assert cfg["name"] == cluster.CLUSTER_NAME
     assert cfg["nodes"] == [{"role": "control-plane", "image": "kindest/node:v1.35.4"}] * 3
     assert set(cfg) == {"kind", "apiVersion", "name", "nodes"}  # the seed set no apiserver flags
+
+
+def test_the_cgroup_v1_kubelet_patch_applies_only_on_a_cgroup_v1_host(settings: config.Settings) -> None:
+    v1 = cluster.render_config(settings, cgroup_v1=True)
+    assert v1.pop("kubeadmConfigPatches") == ["kind: KubeletConfiguration\nfailCgroupV1: false\n"]
+    assert v1 == cluster.render_config(settings)
+    host_is_v1 = not Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    written = yaml.safe_load(cluster.config_yaml(settings))
+    assert ("kubeadmConfigPatches" in written) == host_is_v1
+    assert written == cluster.render_config(settings, cgroup_v1=host_is_v1)
 
 
 def test_kind_nodes_and_image_come_from_settings(lab_env, monkeypatch) -> None:
