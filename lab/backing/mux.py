@@ -6,6 +6,10 @@ lab writes and CAPI's `<cluster>-kubeconfig` work unchanged.
 Why: a real kube-apiserver per cluster costs ~200 MiB, so the local backing stops near 100 clusters
 on 24 GiB; a cluster in lab-mux is a resource group of a few in-memory objects.
 
+Security: each cluster's listener binds naming.MUX_HOST only (loopback) and requires a client
+certificate signed by that cluster's CA, as a kube-apiserver with --client-ca-file does; the
+listener, not the request's Host header, decides which cluster a request reaches.
+
 The process runs under the stack's supervisord as `lab-mux`, started on demand by the first create
 on this backing (a stack that never uses it pays nothing, and `lab up` needs no extra build); once
 its program file exists supervisord starts it again with the stack. Its control API listens on
@@ -18,8 +22,8 @@ external etcd (the same tenant etcd endpoint and etcd CA as the local backing, s
 KCP spec are one shape for every backing); KCP with external etcd never dials it, and no tenant is
 created. Stacked etcd (KCP's etcd path through the library's fake etcd) is not wired.
 
-The library signs its serving certificates with an RSA CA key only (AddAPIServer takes an
-*rsa.PrivateKey), so this backing's clusters get RSA-2048 CAs (CA_ALGORITHM), not lab's ECDSA default.
+CAs are lab's default (ECDSA P-256) as on the local backing: lab-mux signs each cluster's serving
+certificate itself, with an RSA or ECDSA CA key alike.
 """
 
 from __future__ import annotations
@@ -31,8 +35,6 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lab import build, naming, pki, pki_store
 from lab.backing import ready
@@ -49,7 +51,6 @@ PRIORITY = 750
 #: what one machine's management side is aimed at (issue: 1000 clusters on 2 cores / 24 GiB); the
 #: port range (naming.mux_endpoint) allows more
 CAPACITY = 1000
-CA_ALGORITHM = pki.KeyAlgorithm.RSA2048
 #: the process answers its control API within this long of being started (measured: under 1 s idle)
 START_TIMEOUT = 60.0
 
@@ -175,7 +176,6 @@ class MuxBacking:
     """lab.backing.Backing for the multiplexer: the functions above behind the shared contract."""
 
     name = naming.MUX_BACKING
-    ca_algorithm = CA_ALGORITHM
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -197,15 +197,15 @@ class MuxBacking:
         return etcd.ensure_pki(self.settings).ca
 
     def preflight(self, clusters: Sequence[tuple[str, int]]) -> None:
-        """Each new cluster's port is free: lab-mux binds it on every interface (the library binds
-        ':port'), so any listener on it, on any address, would fail the registration."""
+        """Each new cluster's port is free on naming.MUX_HOST, the one address lab-mux binds (a
+        listener on that address or on every interface would fail the registration)."""
         mine = registered(self.settings)
         for name, index in clusters:
             if name in mine:
                 continue
             host, port = naming.mux_endpoint(index)
-            if not bindable(port, "0.0.0.0", reuse=True):
-                pid = listener_pid(port)
+            if not bindable(port, host, reuse=True):
+                pid = listener_pid(port, host)
                 owner = f"pid {pid}" if pid else "another process"
                 raise LabError(
                     f"port {port} for {name} ({host}:{port}) is in use by {owner}: is a cluster of the "
@@ -213,7 +213,7 @@ class MuxBacking:
                 )
 
     def ensure(self, clusters: Sequence[tuple[str, int]]) -> None:
-        """PKI (RSA CA), lab-mux running, and each cluster registered on its port; idempotent."""
+        """PKI, lab-mux running, and each cluster registered on its port; idempotent."""
         if not clusters:
             return
         self.preflight(clusters)
@@ -221,12 +221,7 @@ class MuxBacking:
         ctl = start(self.settings)
         for name, index in clusters:
             host, port = naming.mux_endpoint(index)
-            cp = pki_store.cluster_pki(self.settings, name, host, port, ca, algorithm=CA_ALGORITHM)
-            if not isinstance(cp.ca.private_key, rsa.RSAPrivateKey):
-                raise LabError(
-                    f"{name}'s CA is not RSA (made for another backing?): the mux backing needs an RSA "
-                    "CA; delete the cluster and create it again on --backing mux"
-                )
+            pki_store.cluster_pki(self.settings, name, host, port, ca)
             directory = pki.cluster_pki_dir(self.settings, name)
             ctl.register(name, index, port, directory / "ca.crt", directory / "ca.key")
 

@@ -1,26 +1,36 @@
 // Command lab-mux serves the workload API of many clusters from one process: lab's `mux` backing.
 //
-// It is a thin control layer over Cluster API's in-memory API server library
-// (sigs.k8s.io/cluster-api/test/infrastructure/inmemory/pkg/server and .../pkg/runtime), imported at
-// a pinned version, never copied: the library's WorkloadClustersMux gives each cluster a listener on
-// its own port, TLS from the cluster's own CA (AddAPIServer) and an in-memory resource group as its
-// store. What this program adds is what lab needs around it: a control API on loopback only,
-// authenticated by a token, with register, unregister (listener, certificates and objects gone),
-// list and health; the port of each cluster is chosen by lab (deterministic from the cluster's
-// index, lab.naming.mux_endpoint), not allocated by the library, so endpoints are stable.
+// It is a thin serving layer over Cluster API's in-memory API server library
+// (sigs.k8s.io/cluster-api/test/infrastructure/inmemory/pkg/runtime and .../pkg/server/api), imported
+// at a pinned version, never copied: the library's API server handler answers the Kubernetes API from
+// an in-memory resource group per cluster. The library's WorkloadClustersMux is not used: it listens on
+// every interface, checks no client certificate and opens an unauthenticated debug server. This
+// program owns the listeners instead: one per cluster on the loopback address lab gives it, TLS with a
+// serving certificate it signs with the cluster's CA, and a client certificate signed by that same CA
+// required on every connection (the admin kubeconfig, CAPI's <cluster>-kubeconfig), so holding one
+// cluster's credentials opens no other cluster. Around that, what lab needs: a control API on
+// loopback only, authenticated by a token, with register, unregister (listener, connections and
+// objects gone), list and health; the port of each cluster is chosen by lab (deterministic from the
+// cluster's index, lab.naming.mux_endpoint), so endpoints are stable.
 package main
 
 import (
 	"context"
-	"crypto/rsa"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/subtle"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -40,21 +50,21 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	inmemoryruntime "sigs.k8s.io/cluster-api/test/infrastructure/inmemory/pkg/runtime"
-	inmemoryserver "sigs.k8s.io/cluster-api/test/infrastructure/inmemory/pkg/server"
+	inmemoryapi "sigs.k8s.io/cluster-api/test/infrastructure/inmemory/pkg/server/api"
 )
-
-// apiServerPod names the one API server "instance" behind each listener; the library starts the
-// listener with the first and stops it when the last is removed.
-const apiServerPod = "kube-apiserver"
 
 // defaultNamespaces are what a fresh kube-apiserver creates, so a cluster looks like one to clients.
 var defaultNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease"}
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
+// servingCertValidity bounds a serving certificate's life (it is made again at every register, so
+// at every start of the process); it never outlives the CA.
+const servingCertValidity = 365 * 24 * time.Hour
+
 // Options configure a Server.
 type Options struct {
-	// Host is the address every cluster's endpoint uses (its serving certificate's IP SAN).
+	// Host is the loopback address every cluster's listener binds and its serving certificate names.
 	Host string
 	// MinPort and MaxPort bound the ports clusters may be registered on.
 	MinPort, MaxPort int32
@@ -70,6 +80,8 @@ type Cluster struct {
 	Address string `json:"address"`
 	// caCertPEM is kept to make a repeated register idempotent (same CA: no-op; another: refused).
 	caCertPEM []byte
+	listener  net.Listener
+	server    *http.Server
 }
 
 // registerRequest is the body of POST /v1/clusters: the CA as PEM, or as paths this process reads.
@@ -83,42 +95,75 @@ type registerRequest struct {
 	CAKeyFile  string `json:"caKeyFile,omitempty"`
 }
 
-// Server holds the library's manager and mux and the clusters registered on them.
+// Server holds the library's manager, one API handler shared by every cluster, and the clusters
+// registered with their listeners.
 type Server struct {
 	opts    Options
+	log     logr.Logger
 	manager inmemoryruntime.Manager
-	mux     *inmemoryserver.WorkloadClustersMux
+	api     http.Handler
 
 	lock     sync.Mutex
 	clusters map[string]*Cluster
 	byPort   map[int32]string
+	// groupByAddress maps a listener's address to the resource group behind it (the resolver's view).
+	groupByAddress sync.Map
 }
 
-// NewServer starts the library's manager (its cache's garbage collector) and mux.
+// NewServer starts the library's manager (its cache's garbage collector); no listener opens before
+// a cluster is registered.
 func NewServer(ctx context.Context, opts Options) (*Server, error) {
 	if len(opts.Token) == 0 {
 		return nil, errors.New("an empty token would let anyone in")
+	}
+	if ip := net.ParseIP(opts.Host); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("cluster host %q is not a loopback IP", opts.Host)
 	}
 	manager := inmemoryruntime.NewManager(clientgoscheme.Scheme)
 	if err := manager.Start(ctx); err != nil {
 		return nil, err
 	}
-	// DebugPort 0: the library always opens its (unauthenticated) debug server; on a random port at
-	// least it is nowhere anyone expects it. The listener port range is only for the library's own
-	// allocation, which lab never uses (every register names its port).
-	mux, err := inmemoryserver.NewWorkloadClustersMux(manager, opts.Host, inmemoryserver.CustomPorts{
-		MinPort: opts.MinPort, MaxPort: opts.MaxPort, DebugPort: 0,
-	})
-	if err != nil {
-		return nil, err
+	s := &Server{
+		opts: opts, log: ctrllog.Log.WithName("lab-mux"), manager: manager,
+		clusters: map[string]*Cluster{}, byPort: map[int32]string{},
 	}
-	return &Server{opts: opts, manager: manager, mux: mux, clusters: map[string]*Cluster{}, byPort: map[int32]string{}}, nil
+	s.api = inmemoryapi.NewAPIServerHandler(manager, s.log, s.resolve)
+	return s, nil
 }
 
-// Shutdown closes every listener.
-func (s *Server) Shutdown(ctx context.Context) error { return s.mux.Shutdown(ctx) }
+// resolve maps the address a request came in on to its cluster's resource group. The handler passes
+// the request's Host, which a client chooses; serveCluster overwrites it with the listener's own
+// address first, so a client of one cluster cannot name another.
+func (s *Server) resolve(host string) (string, error) {
+	if g, ok := s.groupByAddress.Load(host); ok {
+		return g.(string), nil
+	}
+	return "", fmt.Errorf("no cluster serves %s", host)
+}
 
-func parseCA(certPEM, keyPEM []byte) (*x509.Certificate, *rsa.PrivateKey, error) {
+// serveCluster is the handler behind one cluster's listener.
+func (s *Server) serveCluster(address string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Host = address
+		s.api.ServeHTTP(w, r)
+	})
+}
+
+// Close closes every listener and its connections (watches included: they never go idle, so a
+// graceful shutdown would only wait out its timeout).
+func (s *Server) Close() error {
+	s.lock.Lock()
+	defer s.lock.Unlock()
+	var errs []error
+	for _, c := range s.clusters {
+		errs = append(errs, c.server.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// parseCA reads a CA certificate and its key (RSA or ECDSA: this process only signs a serving
+// certificate with it, which crypto/x509 does with either).
+func parseCA(certPEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error) {
 	block, _ := pem.Decode(certPEM)
 	if block == nil {
 		return nil, nil, errors.New("caCert is not PEM")
@@ -127,25 +172,84 @@ func parseCA(certPEM, keyPEM []byte) (*x509.Certificate, *rsa.PrivateKey, error)
 	if err != nil {
 		return nil, nil, fmt.Errorf("caCert: %w", err)
 	}
+	if !cert.IsCA {
+		return nil, nil, errors.New("caCert is not a CA certificate")
+	}
 	block, _ = pem.Decode(keyPEM)
 	if block == nil {
 		return nil, nil, errors.New("caKey is not PEM")
 	}
 	var key any
-	if key, err = x509.ParsePKCS1PrivateKey(block.Bytes); err != nil {
-		if key, err = x509.ParsePKCS8PrivateKey(block.Bytes); err != nil {
-			return nil, nil, fmt.Errorf("caKey: %w", err)
-		}
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	default:
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
 	}
-	rsaKey, ok := key.(*rsa.PrivateKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("caKey: %w", err)
+	}
+	signer, ok := key.(crypto.Signer)
 	if !ok {
-		// The library's AddAPIServer takes an *rsa.PrivateKey only.
-		return nil, nil, fmt.Errorf("caKey is %T: the in-memory API server signs with an RSA CA only", key)
+		return nil, nil, fmt.Errorf("caKey is %T, not a signing key", key)
 	}
-	if pub, ok := cert.PublicKey.(*rsa.PublicKey); !ok || !pub.Equal(&rsaKey.PublicKey) {
+	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(cert.PublicKey) {
 		return nil, nil, errors.New("caKey does not match caCert")
 	}
-	return cert, rsaKey, nil
+	return cert, signer, nil
+}
+
+// servingCert signs a kube-apiserver serving certificate for host with the cluster's CA. The key is
+// ECDSA P-256: cheap to make per cluster (an RSA-2048 key takes ~100 ms of a core), and clients only
+// check that the chain ends at the CA in their kubeconfig.
+func servingCert(caCert *x509.Certificate, caKey crypto.Signer, host string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	notAfter := time.Now().Add(servingCertValidity)
+	if caCert.NotAfter.Before(notAfter) {
+		notAfter = caCert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "kube-apiserver"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.ParseIP(host), net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		NotBefore:    time.Now().Add(-5 * time.Minute),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("signing the serving certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der, caCert.Raw}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// tlsConfig serves the cluster's certificate and lets in only clients whose certificate its CA signed.
+func tlsConfig(caCert *x509.Certificate, serving tls.Certificate) *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{serving},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+		NextProtos:   []string{"h2", "http/1.1"},
+	}
 }
 
 // httpError is an error with the HTTP status the control API answers with.
@@ -195,45 +299,53 @@ func (s *Server) Register(ctx context.Context, req registerRequest) (*Cluster, e
 		return nil, fail(http.StatusConflict, "port %d is %s's", req.Port, other)
 	}
 
-	s.manager.AddResourceGroup(req.Name)
-	undo := func() {
-		_ = s.mux.DeleteWorkloadClusterListener(req.Name)
-		s.manager.DeleteResourceGroup(req.Name)
+	address := net.JoinHostPort(s.opts.Host, fmt.Sprint(req.Port))
+	serving, err := servingCert(caCert, caKey, s.opts.Host)
+	if err != nil {
+		return nil, fail(http.StatusInternalServerError, "%v", err)
 	}
+	// Loopback only, and the usual failure is another process on the port.
+	l, err := net.Listen("tcp", address)
+	if err != nil {
+		return nil, fail(http.StatusConflict, "%v", err)
+	}
+	s.manager.AddResourceGroup(req.Name)
 	client := s.manager.GetResourceGroup(req.Name).GetClient()
 	for _, ns := range defaultNamespaces {
 		if err := client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			undo()
+			_ = l.Close()
+			s.manager.DeleteResourceGroup(req.Name)
 			return nil, fail(http.StatusInternalServerError, "namespace %s: %v", ns, err)
 		}
-	}
-	if _, err := s.mux.InitWorkloadClusterListenerWithPort(req.Name, req.Port); err != nil {
-		undo()
-		return nil, fail(http.StatusInternalServerError, "%v", err)
-	}
-	if err := s.mux.RegisterResourceGroup(req.Name, req.Name); err != nil {
-		undo()
-		return nil, fail(http.StatusInternalServerError, "%v", err)
-	}
-	if err := s.mux.AddAPIServer(req.Name, apiServerPod, caCert, caKey); err != nil {
-		undo()
-		// the usual cause: another process holds the port
-		return nil, fail(http.StatusConflict, "%v", err)
 	}
 	c := &Cluster{
 		Name:      req.Name,
 		Index:     req.Index,
 		Port:      req.Port,
-		Address:   net.JoinHostPort(s.opts.Host, fmt.Sprint(req.Port)),
+		Address:   address,
 		caCertPEM: certPEM,
+		listener:  l,
+		server: &http.Server{
+			Handler:           s.serveCluster(address),
+			TLSConfig:         tlsConfig(caCert, serving),
+			ReadHeaderTimeout: 30 * time.Second,
+			ErrorLog:          log.New(tlsErrorLog{}, "", 0),
+		},
 	}
+	s.groupByAddress.Store(address, req.Name)
+	go func() {
+		if err := c.server.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error(err, "serving stopped", "cluster", c.Name, "address", address)
+		}
+	}()
 	s.clusters[c.Name] = c
 	s.byPort[c.Port] = c.Name
+	s.log.Info("registered", "cluster", c.Name, "address", address)
 	return c, nil
 }
 
-// Unregister stops the cluster's listener (open connections included) and drops its objects;
-// an unknown name is fine (idempotent).
+// Unregister closes the cluster's listener and every open connection and drops its objects; an
+// unknown name is fine (idempotent).
 func (s *Server) Unregister(name string) error {
 	s.lock.Lock()
 	defer s.lock.Unlock()
@@ -241,16 +353,29 @@ func (s *Server) Unregister(name string) error {
 	if !ok {
 		return nil
 	}
-	if err := s.mux.DeleteAPIServer(name, apiServerPod); err != nil {
+	// Close, not Shutdown: watches never end by themselves, and a deleted cluster owes them nothing.
+	if err := c.server.Close(); err != nil {
 		return fail(http.StatusInternalServerError, "%v", err)
 	}
-	if err := s.mux.DeleteWorkloadClusterListener(name); err != nil {
-		return fail(http.StatusInternalServerError, "%v", err)
-	}
+	// the server closes the listener once it serves it; this covers a Close before that
+	_ = c.listener.Close()
+	s.groupByAddress.Delete(c.Address)
 	s.manager.DeleteResourceGroup(name)
 	delete(s.byPort, c.Port)
 	delete(s.clusters, name)
+	s.log.Info("unregistered", "cluster", name)
 	return nil
+}
+
+// tlsErrorLog drops net/http's per-connection TLS handshake errors (every refused client would log
+// one) and keeps the rest.
+type tlsErrorLog struct{}
+
+func (tlsErrorLog) Write(p []byte) (int, error) {
+	if !strings.Contains(string(p), "TLS handshake error") {
+		log.Print(string(p))
+	}
+	return len(p), nil
 }
 
 // List returns the registered clusters by name.
@@ -364,7 +489,7 @@ func newLogger(verbosity int) logr.Logger {
 func main() {
 	control := flag.String("control-address", "127.0.0.1:19443", "control API address (loopback only)")
 	tokenFile := flag.String("token-file", "", "file holding the control API token (mode 0600)")
-	host := flag.String("host", "127.2.0.1", "address of every cluster's endpoint (serving cert SAN)")
+	host := flag.String("host", "127.2.0.1", "loopback address every cluster's listener binds (serving cert SAN)")
 	minPort := flag.Int("min-port", 20001, "lowest cluster port")
 	maxPort := flag.Int("max-port", 32767, "highest cluster port")
 	verbosity := flag.Int("v", 0, "log verbosity")
@@ -391,8 +516,8 @@ func main() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		_ = srv.Close()
 		_ = hs.Shutdown(sctx)
-		_ = srv.Shutdown(sctx)
 	}()
 	log.Printf("lab-mux: control API on %s, clusters on %s:%d-%d", l.Addr(), *host, *minPort, *maxPort)
 	if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {

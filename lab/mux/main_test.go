@@ -30,7 +30,15 @@ import (
 
 const testToken = "0123456789abcdef0123456789abcdef"
 
-type ca struct{ certPEM, keyPEM []byte }
+// testHost is where the tests' clusters listen: loopback, as lab's MUX_HOST, and not 127.0.0.1, so a
+// listener bound to every interface would show.
+const testHost = "127.2.0.1"
+
+type ca struct {
+	certPEM, keyPEM []byte
+	cert            *x509.Certificate
+	key             crypto.Signer
+}
 
 func newCA(t *testing.T, name string, rsaKey bool) ca {
 	t.Helper()
@@ -71,16 +79,44 @@ func newCA(t *testing.T, name string, rsaKey bool) ca {
 	if !rsaKey {
 		keyType = "PRIVATE KEY"
 	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return ca{
 		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: keyType, Bytes: keyDER}),
+		cert:    cert,
+		key:     key.(crypto.Signer),
 	}
+}
+
+// clientCert is a client certificate c signed, as in an admin kubeconfig (system:masters).
+func clientCert(t *testing.T, c ca) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "kubernetes-admin", Organization: []string{"system:masters"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // freePort asks the kernel for a port nothing listens on.
 func freePort(t *testing.T) int32 {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", testHost+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,14 +127,14 @@ func freePort(t *testing.T) int32 {
 func startServer(t *testing.T) (*Server, *httptest.Server) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := NewServer(ctx, Options{Host: "127.0.0.1", MinPort: 1024, MaxPort: 65535, Token: []byte(testToken)})
+	srv, err := NewServer(ctx, Options{Host: testHost, MinPort: 1024, MaxPort: 65535, Token: []byte(testToken)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		hs.Close()
-		_ = srv.Shutdown(context.Background())
+		_ = srv.Close()
 		cancel()
 	})
 	return srv, hs
@@ -127,18 +163,27 @@ func call(t *testing.T, hs *httptest.Server, method, path, token string, body an
 	return resp.StatusCode, buf.Bytes()
 }
 
-// namespaces lists the namespaces of the cluster at port, trusting only its CA.
-func namespaces(t *testing.T, port int32, c ca) ([]string, error) {
+// namespaces lists the namespaces of the cluster at port, trusting only its CA, with the client
+// certificate given (none when nil); host, when not empty, is the request's Host header.
+func namespaces(t *testing.T, port int32, c ca, cert *tls.Certificate, host ...string) ([]string, error) {
 	t.Helper()
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(c.certPEM) {
 		t.Fatal("bad CA PEM")
 	}
-	client := &http.Client{
-		Timeout:   5 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
+	conf := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		conf.Certificates = []tls.Certificate{*cert}
 	}
-	resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d/api/v1/namespaces", port))
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: conf}}
+	req, err := http.NewRequest("GET", fmt.Sprintf("https://%s:%d/api/v1/namespaces", testHost, port), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(host) > 0 {
+		req.Host = host[0]
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +263,7 @@ func TestRegisterListUnregister(t *testing.T) {
 	}
 
 	for name, c := range cas {
-		got, err := namespaces(t, ports[name], c)
+		got, err := namespaces(t, ports[name], c, clientCert(t, c))
 		if err != nil {
 			t.Fatalf("%s namespaces: %v", name, err)
 		}
@@ -228,7 +273,7 @@ func TestRegisterListUnregister(t *testing.T) {
 		}
 	}
 	// test-1's CA does not verify test-2's serving certificate: each cluster has its own
-	if _, err := namespaces(t, ports["test-2"], cas["test-1"]); err == nil {
+	if _, err := namespaces(t, ports["test-2"], cas["test-1"], clientCert(t, cas["test-1"])); err == nil {
 		t.Fatal("test-2 served a certificate test-1's CA verifies")
 	}
 
@@ -238,7 +283,7 @@ func TestRegisterListUnregister(t *testing.T) {
 	if code, _ := call(t, hs, "DELETE", "/v1/clusters/test-1", testToken, nil); code != http.StatusOK {
 		t.Fatalf("unregister again: HTTP %d, want 200 (idempotent)", code)
 	}
-	if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ports["test-1"]), time.Second); err == nil {
+	if conn, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", testHost, ports["test-1"]), time.Second); err == nil {
 		conn.Close()
 		t.Fatal("test-1's port still accepts connections after unregister")
 	}
@@ -246,7 +291,7 @@ func TestRegisterListUnregister(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("test-1's resource group (its objects) survived unregister: %v", err)
 	}
-	if _, err := namespaces(t, ports["test-2"], cas["test-2"]); err != nil {
+	if _, err := namespaces(t, ports["test-2"], cas["test-2"], clientCert(t, cas["test-2"])); err != nil {
 		t.Fatalf("test-2 after test-1 left: %v", err)
 	}
 	_, out = call(t, hs, "GET", "/v1/clusters", testToken, nil)
@@ -259,11 +304,10 @@ func TestRegisterListUnregister(t *testing.T) {
 
 func TestRegisterRefusesBadInput(t *testing.T) {
 	_, hs := startServer(t)
-	ec := newCA(t, "ec", false)
 	good := newCA(t, "good", true)
 	port := freePort(t)
 	cases := map[string]map[string]any{
-		"ecdsa CA":      {"name": "ec", "port": port, "caCert": string(ec.certPEM), "caKey": string(ec.keyPEM)},
+		"not a CA":      {"name": "nc", "port": port, "caCert": string(leafPEM(t, good)), "caKey": string(good.keyPEM)},
 		"bad name":      {"name": "Bad_Name", "port": port, "caCert": string(good.certPEM), "caKey": string(good.keyPEM)},
 		"mismatched":    {"name": "mm", "port": port, "caCert": string(good.certPEM), "caKey": string(newCA(t, "o", true).keyPEM)},
 		"unknown field": {"name": "uf", "port": port, "nope": 1},
@@ -291,7 +335,7 @@ func TestRegisterFromFiles(t *testing.T) {
 	if code, out := call(t, hs, "POST", "/v1/clusters", testToken, body); code != http.StatusOK {
 		t.Fatalf("register from files: HTTP %d %s", code, out)
 	}
-	if _, err := namespaces(t, port, c); err != nil {
+	if _, err := namespaces(t, port, c, clientCert(t, c)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -313,5 +357,153 @@ func TestTokenFileMustBePrivate(t *testing.T) {
 	}
 	if _, err := loopbackListener("0.0.0.0:0"); err == nil {
 		t.Fatal("a control address on every interface was accepted")
+	}
+}
+
+// leafPEM is a non-CA certificate for c's own key (a register must refuse it as a CA).
+func leafPEM(t *testing.T, c ca) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(3),
+		Subject:      pkix.Name{CommonName: "leaf"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, c.key.Public(), c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func register(t *testing.T, hs *httptest.Server, name string, port int32, c ca) {
+	t.Helper()
+	body := map[string]any{"name": name, "port": port, "caCert": string(c.certPEM), "caKey": string(c.keyPEM)}
+	if code, out := call(t, hs, "POST", "/v1/clusters", testToken, body); code != http.StatusOK {
+		t.Fatalf("register %s: HTTP %d %s", name, code, out)
+	}
+}
+
+// handshake dials the cluster at port over TLS (trusting c) with the client certificate given, and
+// reads once: TLS 1.3 reports a refused client certificate on the first read, not in the handshake.
+func handshake(t *testing.T, port int32, c ca, cert *tls.Certificate) error {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(c.cert)
+	conf := &tls.Config{RootCAs: pool, ServerName: testHost, MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		// always sent: Go's client would otherwise hold back a certificate the server's
+		// CertificateRequest names no CA for, and the test would not show the server refusing it
+		conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", fmt.Sprintf("%s:%d", testHost, port), conf)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write([]byte("GET /api/v1/namespaces HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		return err
+	}
+	buf := make([]byte, 16)
+	if _, err := conn.Read(buf); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(string(buf), "HTTP/1.1 200") {
+		return fmt.Errorf("answer %q", buf)
+	}
+	return nil
+}
+
+// TestClientCertificateRequired: only a client certificate signed by the cluster's own CA gets in.
+func TestClientCertificateRequired(t *testing.T) {
+	_, hs := startServer(t)
+	one, two := newCA(t, "one", true), newCA(t, "two", true)
+	p1, p2 := freePort(t), freePort(t)
+	register(t, hs, "one", p1, one)
+	register(t, hs, "two", p2, two)
+
+	err := handshake(t, p1, one, nil)
+	if err == nil || !strings.Contains(err.Error(), "certificate required") {
+		t.Fatalf("no client certificate: %v, want the server to refuse the handshake", err)
+	}
+	if _, err := namespaces(t, p1, one, nil); err == nil {
+		t.Fatal("an HTTP client without a certificate was served")
+	}
+	err = handshake(t, p1, one, clientCert(t, two))
+	if err == nil || !strings.Contains(err.Error(), "bad certificate") && !strings.Contains(err.Error(), "unknown certificate authority") {
+		t.Fatalf("another cluster's client certificate: %v, want the server to refuse it", err)
+	}
+	if err := handshake(t, p1, one, clientCert(t, one)); err != nil {
+		t.Fatalf("the cluster's own client certificate: %v", err)
+	}
+	if err := handshake(t, p2, two, clientCert(t, two)); err != nil {
+		t.Fatalf("two's own client certificate: %v", err)
+	}
+}
+
+// TestHostHeaderCannotCrossClusters: the Host header names nothing; the listener decides the cluster.
+func TestHostHeaderCannotCrossClusters(t *testing.T) {
+	srv, hs := startServer(t)
+	one, two := newCA(t, "one", true), newCA(t, "two", true)
+	p1, p2 := freePort(t), freePort(t)
+	register(t, hs, "one", p1, one)
+	register(t, hs, "two", p2, two)
+	only := &corev1.Namespace{}
+	only.Name = "only-in-two"
+	if err := srv.manager.GetResourceGroup("two").GetClient().Create(context.Background(), only); err != nil {
+		t.Fatal(err)
+	}
+	got, err := namespaces(t, p1, one, clientCert(t, one), fmt.Sprintf("%s:%d", testHost, p2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range got {
+		if n == "only-in-two" {
+			t.Fatalf("one's listener served two's objects for Host %s:%d: %v", testHost, p2, got)
+		}
+	}
+	got, err = namespaces(t, p2, two, clientCert(t, two))
+	if err != nil || !strings.Contains(fmt.Sprint(got), "only-in-two") {
+		t.Fatalf("two's own namespaces: %v %v", got, err)
+	}
+}
+
+// TestListenersLoopbackOnly: a cluster's listener is bound to the host address alone, and the server
+// refuses a host that is not loopback.
+func TestListenersLoopbackOnly(t *testing.T) {
+	srv, hs := startServer(t)
+	c := newCA(t, "lo", true)
+	port := freePort(t)
+	register(t, hs, "lo", port, c)
+	srv.lock.Lock()
+	addr := srv.clusters["lo"].listener.Addr().String()
+	srv.lock.Unlock()
+	if want := fmt.Sprintf("%s:%d", testHost, port); addr != want {
+		t.Fatalf("listener on %s, want %s", addr, want)
+	}
+	if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
+		conn.Close()
+		t.Fatalf("port %d answers on 127.0.0.1 too: the listener is not bound to %s alone", port, testHost)
+	}
+	for _, host := range []string{"0.0.0.0", "", "10.0.0.1", "::"} {
+		if _, err := NewServer(context.Background(), Options{Host: host, Token: []byte(testToken)}); err == nil {
+			t.Fatalf("NewServer accepted cluster host %q", host)
+		}
+	}
+}
+
+// TestECDSACA: a cluster whose CA is ECDSA (lab's default) is served like an RSA one.
+func TestECDSACA(t *testing.T) {
+	_, hs := startServer(t)
+	c := newCA(t, "ec", false)
+	port := freePort(t)
+	register(t, hs, "ec", port, c)
+	got, err := namespaces(t, port, c, clientCert(t, c))
+	if err != nil || len(got) != 4 {
+		t.Fatalf("ECDSA cluster namespaces: %v %v", got, err)
+	}
+	if err := handshake(t, port, c, clientCert(t, newCA(t, "other-ec", false))); err == nil {
+		t.Fatal("another ECDSA CA's client certificate was let in")
 	}
 }

@@ -1,15 +1,19 @@
 """The mux backing against the real lab-mux binary (built into the shared cache), under a real
 supervisord in a tmp lab home: two clusters registered, served with their own CAs through the
-kubeconfigs lab writes, unregistered to nothing (no listener, no objects)."""
+kubeconfigs lab writes, only to a client certificate of their own CA and only on loopback,
+unregistered to nothing (no listener, no objects)."""
 
 from __future__ import annotations
 
 import os
 import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from support.ports import free_block
 
 from lab import build, naming, pki
@@ -40,10 +44,28 @@ def _free_indexes(count: int) -> list[int]:
     return out
 
 
-def _listening(port: int) -> bool:
+def _listening(port: int, host: str = naming.MUX_HOST) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
-        return s.connect_ex((naming.MUX_HOST, port)) == 0
+        return s.connect_ex((host, port)) == 0
+
+
+def _get(port: int, ca_pem: bytes, client: pki.KeyPair | None, tmp: Path) -> bytes:
+    """GET /api over TLS trusting ca_pem, with the client certificate given (none when None): the
+    first bytes of the answer, or raises the ssl error."""
+    ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    if client is not None:
+        cert, key = tmp / "client.crt", tmp / "client.key"
+        cert.write_bytes(client.cert_pem)
+        key.write_bytes(client.key_pem)
+        key.chmod(0o600)
+        ctx.load_cert_chain(cert, key)
+    with (
+        socket.create_connection((naming.MUX_HOST, port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname=naming.MUX_HOST) as tls,
+    ):
+        tls.sendall(b"GET /api HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return tls.recv(64)
 
 
 @pytest.fixture(scope="module")
@@ -116,24 +138,35 @@ def test_two_clusters_served_then_unregistered_to_nothing(settings: Settings) ->
         assert not _listening(naming.mux_endpoint(i)[1])
     assert backing.present() == set() and backing.used() == 0
     log = log_file(settings, mux.PROGRAM_NAME).read_text()
-    assert "WorkloadClusterListener successfully started" in log, log[-2000:]
+    assert f'"msg"="registered" "cluster"="{names[0]}"' in log, log[-2000:]
 
 
-def test_an_ecdsa_ca_is_refused_with_one_line(settings: Settings, tmp_path: Path) -> None:
-    """The library signs with RSA only: a cluster whose PKI lab made for another backing is refused."""
-    from lab import pki_store
-
+def test_only_the_clusters_own_client_certificate_gets_in(settings: Settings, tmp_path: Path) -> None:
+    """No client certificate, or one from another cluster's CA, is refused in the TLS handshake; the
+    admin kubeconfig's gets in; nothing answers on 127.0.0.1 at the cluster's port (loopback
+    127.2.0.1 only). The CAs are lab's ECDSA default."""
     backing = mux.MuxBacking(settings)
-    (i,) = _free_indexes(1)
-    name = naming.cluster_name(settings.prefix, i)
-    host, port = naming.mux_endpoint(i)
-    pki_store.cluster_pki(settings, name, host, port, backing.etcd_ca())  # lab's ECDSA default
+    clusters = [(naming.cluster_name(settings.prefix, i), i) for i in _free_indexes(2)]
     try:
-        with pytest.raises(LabError, match="not RSA"):
-            backing.ensure([(name, i)])
-        assert name not in backing.present()
+        backing.ensure(clusters)
+        backing.wait_ready([n for n, _ in clusters], 60)
+        (one, i1), (two, _) = clusters
+        port = naming.mux_endpoint(i1)[1]
+        _, ca_one, admin_one = pki.kubeconfig_client(
+            (pki.cluster_pki_dir(settings, one) / "admin.kubeconfig").read_bytes()
+        )
+        _, _, admin_two = pki.kubeconfig_client(
+            (pki.cluster_pki_dir(settings, two) / "admin.kubeconfig").read_bytes()
+        )
+        ca_key = x509.load_pem_x509_certificate(ca_one).public_key()
+        assert isinstance(ca_key, ec.EllipticCurvePublicKey)  # lab's default, not RSA
+        assert _get(port, ca_one, admin_one, tmp_path).startswith(b"HTTP/1.1 200")
+        for client in (None, admin_two):
+            with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+                _get(port, ca_one, client, tmp_path)
+        assert _listening(port) and not _listening(port, "127.0.0.1")
     finally:
-        backing.remove([name])
+        backing.remove([n for n, _ in clusters])
 
 
 def test_the_node_simulator_writes_into_a_mux_cluster(settings: Settings) -> None:
