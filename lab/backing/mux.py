@@ -12,10 +12,15 @@ listener, not the request's Host header, decides which cluster a request reaches
 
 The process runs under the stack's supervisord as `lab-mux`, started on demand by the first create
 on this backing (a stack that never uses it pays nothing, and `lab up` needs no extra build); once
-its program file exists supervisord starts it again with the stack. Its control API listens on
-127.0.0.1 (settings.ports.mux_control) and wants the token of <home>/mux/token (0600). It keeps no
-state: after a restart its clusters are registered again by the next create (restart without loss is
-not done yet).
+its program file exists supervisord starts it again with the stack. Its control API (lab.muxapi)
+listens on 127.0.0.1 (settings.ports.mux_control) and wants the token of <home>/mux/token (0600).
+
+Restart without loss: lab-mux keeps its registrations (name, index, port, CA file paths) in
+<home>/mux/clusters.json and registers them again when it starts, before its control API answers,
+so every endpoint and kubeconfig is back as it was. The objects are not kept: the node simulator
+sees lab-mux's start time change (health) and writes each mux cluster's Node, mirror pods and
+kubeadm-config again from the management cluster's view (with the providerID CAPM3 had set), and
+CAPI's controllers write theirs again as they reconcile.
 
 Etcd: a cluster's objects live in lab-mux's memory, not in etcd. The manifests still declare
 external etcd (the same tenant etcd endpoint and etcd CA as the local backing, so the secrets and
@@ -28,18 +33,15 @@ certificate itself, with an RSA or ECDSA CA key alike.
 
 from __future__ import annotations
 
-import json
 import secrets
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from lab import build, naming, pki, pki_store
 from lab.backing import ready
 from lab.config import Settings
 from lab.errors import LabError
+from lab.muxapi import Control, control, control_url, token_path
 from lab.runtime import logs, poll
 from lab.runtime.files import write_private
 from lab.runtime.ports import LOOPBACK, bindable, listener_pid
@@ -55,20 +57,17 @@ CAPACITY = 1000
 START_TIMEOUT = 60.0
 
 
-def token_path(settings: Settings) -> Path:
-    return settings.home / "mux" / "token"
-
-
-def control_url(settings: Settings) -> str:
-    return f"http://{LOOPBACK}:{settings.ports.mux_control}"
-
-
 def ensure_token(settings: Settings) -> bytes:
     """The control API's token, created once (0600, 32 random bytes as hex)."""
     path = token_path(settings)
     if not path.is_file():
         write_private(path, secrets.token_hex(32).encode() + b"\n", 0o600, durable=True)
     return path.read_bytes().strip()
+
+
+def state_path(settings: Settings) -> Path:
+    """Where lab-mux keeps its registrations across restarts (0600: names, ports, CA file paths)."""
+    return settings.home / "mux" / "clusters.json"
 
 
 def program(settings: Settings) -> Program:
@@ -78,6 +77,7 @@ def program(settings: Settings) -> Program:
             str(build.binary_path(settings, PROGRAM_NAME)),
             f"--control-address={LOOPBACK}:{settings.ports.mux_control}",
             f"--token-file={token_path(settings)}",
+            f"--state-file={state_path(settings)}",
             f"--host={naming.MUX_HOST}",
             f"--min-port={naming.MUX_PORT_BASE + 1}",
             f"--max-port={naming.MUX_MAX_PORT}",
@@ -85,65 +85,6 @@ def program(settings: Settings) -> Program:
         priority=PRIORITY,
         stopwaitsecs=15,
     )
-
-
-class Control:
-    """The control API of a running lab-mux (register, unregister, list, health)."""
-
-    def __init__(self, url: str, token: bytes, timeout: float = 30.0) -> None:
-        self.url, self.token, self.timeout = url, token, timeout
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Authorization", f"Bearer {self.token.decode()}")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as e:
-            try:
-                detail = json.loads(e.read()).get("error", "")
-            except ValueError:
-                detail = ""
-            raise LabError(f"lab-mux {method} {path}: HTTP {e.code} {detail}".rstrip()) from None
-        except (OSError, ValueError) as e:
-            raise LabError(f"lab-mux at {self.url} does not answer: {e}") from None
-
-    def health(self) -> dict[str, Any]:
-        return dict(self.call("GET", "/v1/health"))
-
-    def clusters(self) -> list[dict[str, Any]]:
-        return list(self.call("GET", "/v1/clusters"))
-
-    def register(self, name: str, index: int, port: int, ca_cert: Path, ca_key: Path) -> dict[str, Any]:
-        body = {
-            "name": name,
-            "index": index,
-            "port": port,
-            "caCertFile": str(ca_cert),
-            "caKeyFile": str(ca_key),
-        }
-        return dict(self.call("POST", "/v1/clusters", body))
-
-    def unregister(self, name: str) -> None:
-        self.call("DELETE", f"/v1/clusters/{name}")
-
-    def alive(self) -> bool:
-        try:
-            self.health()
-        except LabError:
-            return False
-        return True
-
-
-def control(settings: Settings) -> Control | None:
-    """The running lab-mux's control API, or None when it was never started here."""
-    path = token_path(settings)
-    if not path.is_file():
-        return None
-    return Control(control_url(settings), path.read_bytes().strip())
 
 
 def start(settings: Settings, sup: Supervisor | None = None) -> Control:

@@ -70,6 +70,10 @@ type Options struct {
 	MinPort, MaxPort int32
 	// Token authenticates every control API call (Authorization: Bearer <token>).
 	Token []byte
+	// StateFile, when set, keeps the registrations (name, index, port, CA or its paths) across a
+	// restart: Restore registers them again. Objects are not kept: lab's node simulator writes them
+	// again from the management cluster's view.
+	StateFile string
 }
 
 // Cluster is one registered workload cluster, as the control API lists it.
@@ -80,8 +84,10 @@ type Cluster struct {
 	Address string `json:"address"`
 	// caCertPEM is kept to make a repeated register idempotent (same CA: no-op; another: refused).
 	caCertPEM []byte
-	listener  net.Listener
-	server    *http.Server
+	// req is the registration as asked, what the state file keeps
+	req      registerRequest
+	listener net.Listener
+	server   *http.Server
 }
 
 // registerRequest is the body of POST /v1/clusters: the CA as PEM, or as paths this process reads.
@@ -103,9 +109,14 @@ type Server struct {
 	manager inmemoryruntime.Manager
 	api     http.Handler
 
-	lock     sync.Mutex
-	clusters map[string]*Cluster
-	byPort   map[int32]string
+	// started tells one run of the process from the next (health reports it): a client that sees it
+	// change knows the objects are gone and writes them again
+	started time.Time
+
+	lock      sync.Mutex
+	clusters  map[string]*Cluster
+	byPort    map[int32]string
+	restoring bool
 	// groupByAddress maps a listener's address to the resource group behind it (the resolver's view).
 	groupByAddress sync.Map
 }
@@ -124,7 +135,7 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts: opts, log: ctrllog.Log.WithName("lab-mux"), manager: manager,
+		opts: opts, log: ctrllog.Log.WithName("lab-mux"), manager: manager, started: time.Now(),
 		clusters: map[string]*Cluster{}, byPort: map[int32]string{},
 	}
 	s.api = inmemoryapi.NewAPIServerHandler(manager, s.log, s.resolve)
@@ -324,6 +335,7 @@ func (s *Server) Register(ctx context.Context, req registerRequest) (*Cluster, e
 		Port:      req.Port,
 		Address:   address,
 		caCertPEM: certPEM,
+		req:       req,
 		listener:  l,
 		server: &http.Server{
 			Handler:           s.serveCluster(address),
@@ -341,7 +353,68 @@ func (s *Server) Register(ctx context.Context, req registerRequest) (*Cluster, e
 	s.clusters[c.Name] = c
 	s.byPort[c.Port] = c.Name
 	s.log.Info("registered", "cluster", c.Name, "address", address)
+	if err := s.saveLocked(); err != nil {
+		return nil, fail(http.StatusInternalServerError, "%v", err)
+	}
 	return c, nil
+}
+
+// saveLocked writes the registrations to the state file (0600: it may hold CA keys), atomically.
+// Note: s.lock must be held.
+func (s *Server) saveLocked() error {
+	if s.opts.StateFile == "" || s.restoring {
+		return nil
+	}
+	reqs := make([]registerRequest, 0, len(s.clusters))
+	for _, c := range s.clusters {
+		reqs = append(reqs, c.req)
+	}
+	sort.Slice(reqs, func(i, j int) bool { return reqs[i].Name < reqs[j].Name })
+	b, err := json.Marshal(reqs)
+	if err != nil {
+		return err
+	}
+	tmp := s.opts.StateFile + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("state file: %w", err)
+	}
+	if err := os.Rename(tmp, s.opts.StateFile); err != nil {
+		return fmt.Errorf("state file: %w", err)
+	}
+	return nil
+}
+
+// Restore registers again what the state file holds (after a crash or a stop): same names, ports
+// and CAs, so every endpoint and kubeconfig stays valid. A registration that fails now (its CA
+// files gone with a cluster deleted meanwhile, its port taken) is logged and dropped. Returns how
+// many clusters are served.
+func (s *Server) Restore(ctx context.Context) (int, error) {
+	if s.opts.StateFile == "" {
+		return 0, nil
+	}
+	b, err := os.ReadFile(s.opts.StateFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("state file: %w", err)
+	}
+	var reqs []registerRequest
+	if err := json.Unmarshal(b, &reqs); err != nil {
+		return 0, fmt.Errorf("state file %s: %w", s.opts.StateFile, err)
+	}
+	s.lock.Lock()
+	s.restoring = true
+	s.lock.Unlock()
+	for _, req := range reqs {
+		if _, err := s.Register(ctx, req); err != nil {
+			s.log.Error(err, "not restored", "cluster", req.Name)
+		}
+	}
+	s.lock.Lock()
+	defer s.lock.Unlock()
+	s.restoring = false
+	return len(s.clusters), s.saveLocked()
 }
 
 // Unregister closes the cluster's listener and every open connection and drops its objects; an
@@ -364,6 +437,9 @@ func (s *Server) Unregister(name string) error {
 	delete(s.byPort, c.Port)
 	delete(s.clusters, name)
 	s.log.Info("unregistered", "cluster", name)
+	if err := s.saveLocked(); err != nil {
+		return fail(http.StatusInternalServerError, "%v", err)
+	}
 	return nil
 }
 
@@ -414,7 +490,9 @@ func writeErr(w http.ResponseWriter, err error) {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "clusters": len(s.List())})
+		writeJSON(w, http.StatusOK, map[string]any{
+			"ok": true, "clusters": len(s.List()), "started": s.started.UTC().Format(time.RFC3339Nano),
+		})
 	})
 	mux.HandleFunc("GET /v1/clusters", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.List())
@@ -492,6 +570,7 @@ func main() {
 	host := flag.String("host", "127.2.0.1", "loopback address every cluster's listener binds (serving cert SAN)")
 	minPort := flag.Int("min-port", 20001, "lowest cluster port")
 	maxPort := flag.Int("max-port", 32767, "highest cluster port")
+	stateFile := flag.String("state-file", "", "keeps the registrations across restarts (mode 0600)")
 	verbosity := flag.Int("v", 0, "log verbosity")
 	flag.Parse()
 	log.SetFlags(log.LstdFlags | log.LUTC)
@@ -507,7 +586,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	srv, err := NewServer(ctx, Options{Host: *host, MinPort: int32(*minPort), MaxPort: int32(*maxPort), Token: token})
+	srv, err := NewServer(ctx, Options{
+		Host: *host, MinPort: int32(*minPort), MaxPort: int32(*maxPort), Token: token, StateFile: *stateFile,
+	})
+	if err != nil {
+		log.Fatalf("error: %v", err)
+	}
+	// before the control API answers, so a client that sees it answer sees every endpoint back
+	restored, err := srv.Restore(ctx)
 	if err != nil {
 		log.Fatalf("error: %v", err)
 	}
@@ -519,7 +605,7 @@ func main() {
 		_ = srv.Close()
 		_ = hs.Shutdown(sctx)
 	}()
-	log.Printf("lab-mux: control API on %s, clusters on %s:%d-%d", l.Addr(), *host, *minPort, *maxPort)
+	log.Printf("lab-mux: control API on %s, clusters on %s:%d-%d, %d restored", l.Addr(), *host, *minPort, *maxPort, restored)
 	if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Fatalf("error: %v", err)
 	}

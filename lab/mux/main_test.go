@@ -507,3 +507,63 @@ func TestECDSACA(t *testing.T) {
 		t.Fatal("another ECDSA CA's client certificate was let in")
 	}
 }
+
+// TestRestoreFromStateFile: a second process on the same state file serves the clusters the first
+// had registered (and not unregistered) at the same addresses with the same CAs, with a fresh store.
+func TestRestoreFromStateFile(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "clusters.json")
+	one, two, three := newCA(t, "one", true), newCA(t, "two", false), newCA(t, "three", true)
+	p1, p2, p3 := freePort(t), freePort(t), freePort(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	first, err := NewServer(ctx, Options{Host: testHost, MinPort: 1024, MaxPort: 65535, Token: []byte(testToken), StateFile: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range map[string]struct {
+		port int32
+		c    ca
+	}{"one": {p1, one}, "two": {p2, two}, "three": {p3, three}} {
+		req := registerRequest{Name: name, Port: r.port, CACert: string(r.c.certPEM), CAKey: string(r.c.keyPEM)}
+		if _, err := first.Register(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := first.Unregister("three"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(state); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("state file: %v %v, want mode 0600", st, err)
+	}
+	_ = first.Close() // what a kill leaves: the state file, no listener
+	cancel()
+	if _, err := namespaces(t, p1, one, clientCert(t, one)); err == nil {
+		t.Fatal("one still served after Close")
+	}
+
+	second, err := NewServer(context.Background(), Options{Host: testHost, MinPort: 1024, MaxPort: 65535, Token: []byte(testToken), StateFile: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = second.Close() })
+	n, err := second.Restore(context.Background())
+	if err != nil || n != 2 {
+		t.Fatalf("Restore: %d %v, want 2 clusters", n, err)
+	}
+	for _, c := range []struct {
+		port int32
+		c    ca
+	}{{p1, one}, {p2, two}} {
+		got, err := namespaces(t, c.port, c.c, clientCert(t, c.c))
+		if err != nil || len(got) != 4 {
+			t.Fatalf("port %d after restore: %v %v", c.port, got, err)
+		}
+	}
+	if conn, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", testHost, p3), time.Second); err == nil {
+		conn.Close()
+		t.Fatal("an unregistered cluster came back")
+	}
+	if !second.started.After(first.started) {
+		t.Fatal("the second server reports the first one's start time")
+	}
+}
