@@ -120,7 +120,7 @@ def usage(settings: Settings, *, local_backing: bool) -> list[dict[str, Any]]:
     found: list[tuple[str, str, int, str]] = []
     if local_backing:
         found.append((naming.LOCAL_BACKING, "local", settings.local_capacity, "127.1.0.0/16"))
-        found.append((naming.MUX_BACKING, "mux", mux.CAPACITY, naming.MUX_HOST))
+        found.append((naming.MUX_BACKING, "mux", settings.mux_capacity, naming.MUX_HOST))
     for e in store.entries(settings):
         address = e.spec.get("node_address") or e.spec.get("host") or ""
         found.append((e.name, e.runtime, e.capacity, address))

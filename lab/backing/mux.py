@@ -50,9 +50,6 @@ from lab.runtime.supervise import Program, Supervisor, ensure_running, log_file
 PROGRAM_NAME = "lab-mux"
 #: after the tenant etcd (100) and before the workload apiservers (800) when supervisord starts all
 PRIORITY = 750
-#: what one machine's management side is aimed at (issue: 1000 clusters on 2 cores / 24 GiB); the
-#: port range (naming.mux_endpoint) allows more
-CAPACITY = 1000
 #: the process answers its control API within this long of being started (measured: under 1 s idle)
 START_TIMEOUT = 60.0
 
@@ -120,7 +117,7 @@ class MuxBacking:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.capacity = CAPACITY
+        self.capacity = settings.mux_capacity
 
     def endpoint(self, _cluster: str, index: int) -> tuple[str, int]:
         return naming.mux_endpoint(index)

@@ -11,6 +11,7 @@ Indexes 7101-7105 keep clear of the other e2e modules (grep --start in tests/e2e
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.stack import Stack
+from support.stack import Stack, run_lab
 from support.wait import wait_for
 
 from lab import build, naming, phases
@@ -143,7 +144,8 @@ def test_lab_kubeconfig_reaches_each_cluster(stack: Stack, names: list[str], tmp
         out = stack.lab("kubeconfig", name)
         path = tmp_path / f"{name}.kubeconfig"
         path.write_text(out.stdout)
-        # what a user runs: kubectl --kubeconfig <(lab kubeconfig NAME) get nodes,pods -A
+        # what a user runs: kubectl --kubeconfig <(lab kubeconfig NAME) get nodes,pods -A; the
+        # library's table has NAME and AGE only, so the state is read from -o json
         got = subprocess.run(
             ["kubectl", f"--kubeconfig={path}", "get", "nodes,pods", "-A", "--no-headers"],
             capture_output=True,
@@ -151,14 +153,22 @@ def test_lab_kubeconfig_reaches_each_cluster(stack: Stack, names: list[str], tmp
             timeout=60,
         )
         assert got.returncode == 0, got.stderr
-        rows = [line.split() for line in got.stdout.splitlines()]
-        assert any(any(t.startswith("node/") for t in r) and "Ready" in r for r in rows), got.stdout
-        pod_rows = [r for r in rows if any(t.startswith("pod/") for t in r)]
-        pod_names = {t for r in pod_rows for t in r if t.startswith("pod/")}
+        listed = {t for line in got.stdout.splitlines() for t in line.split() if "/" in t}
+        assert sum(t.startswith("node/") for t in listed) == 1, got.stdout
         for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
-            assert any(p.startswith(f"pod/{component}-") for p in pod_names), got.stdout
-        assert len(pod_rows) == 3, got.stdout
-        assert all("kube-system" in r and "Running" in r for r in pod_rows), got.stdout
+            assert any(t.startswith(f"pod/{component}-") for t in listed), got.stdout
+        got = subprocess.run(
+            ["kubectl", f"--kubeconfig={path}", "get", "nodes,pods", "-A", "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert got.returncode == 0, got.stderr
+        items = json.loads(got.stdout)["items"]
+        assert [_true(i, "Ready") for i in items if i["kind"] == "Node"] == [True], got.stdout[-2000:]
+        pods = [i for i in items if i["kind"] == "Pod"]
+        assert len(pods) == 3 and all(p["metadata"]["namespace"] == "kube-system" for p in pods)
+        assert all(p["status"]["phase"] == "Running" for p in pods), got.stdout[-2000:]
         with Client.from_kubeconfig(path, attempts=3) as wc:
             namespaces = {n["metadata"]["name"] for n in wc.list("v1", "Namespace")}
             assert {"default", "kube-system"} <= namespaces
@@ -219,9 +229,14 @@ def test_kill_9_of_lab_mux_recovers_within_60s(stack: Stack, names: list[str], t
 
 
 def test_mixed_local_and_mux_create(stack: Stack, names: list[str]) -> None:
-    """`--backing local --backing mux`: one cluster on each, both Available."""
+    """`--backing local --backing mux`: one cluster on each, both Available. Placement gives each new
+    cluster the backing with the most free room, ties to the first named: with one free place on
+    each (capacities set for this command only), the first goes to local and the second to mux."""
     settings = stack.settings()
-    stack.lab(
+    used_mux = len(mux.registered(settings))
+    env = {**stack.env, "LAB_LOCAL_CAPACITY": "1", "LAB_MUX_CAPACITY": str(used_mux + 1)}
+    out = run_lab(
+        env,
         "create-clusters",
         str(MIXED_COUNT),
         "--start",
@@ -232,6 +247,7 @@ def test_mixed_local_and_mux_create(stack: Stack, names: list[str]) -> None:
         "mux",
         timeout=900,
     )
+    assert out.returncode == 0, out.stderr
     mixed = [naming.cluster_name(settings.prefix, i) for i in range(MIXED_START, MIXED_START + MIXED_COUNT)]
     with Client.from_kubeconfig(mgmt.admin_kubeconfig_path(settings)) as client:
         backings = set()
@@ -243,7 +259,7 @@ def test_mixed_local_and_mux_create(stack: Stack, names: list[str]) -> None:
                 f"{name} Available", lambda n=name: _cluster_available(client, n), AVAILABLE_TIMEOUT, 2.0
             )
     assert backings == {naming.LOCAL_BACKING, naming.MUX_BACKING}
-    assert len(mux.registered(settings) & set(mixed)) == 1
+    assert mux.registered(settings) & set(mixed) == {mixed[1]}
 
 
 def test_delete_all_leaves_no_residue(stack: Stack, names: list[str]) -> None:
