@@ -25,11 +25,12 @@ import pytest
 from support.stack import Stack, run_lab
 from support.wait import wait_for
 
-from lab import build, naming, phases
+from lab import build, naming, nodesim, phases
 from lab.backing import mux
 from lab.clusters.residue import residue
 from lab.kube import Client
 from lab.runtime.ports import listener_pid
+from lab.runtime.supervise import log_file
 from lab.stack import mgmt
 
 pytestmark = pytest.mark.slow
@@ -226,6 +227,9 @@ def test_kill_9_of_lab_mux_recovers_within_60s(stack: Stack, names: list[str], t
     print(f"lab-mux kill -9 -> {len(names)} clusters whole and Available again in {took:.1f}s")
     assert took <= RESTART_BUDGET
     assert listener_pid(settings.ports.mux_control) not in (None, pid)
+    # the objects came back through the simulator's resync (a new process starts with none)
+    log = log_file(settings, nodesim.PROGRAM_NAME).read_text()
+    assert "lab-mux restarted" in log, log[-2000:]
 
 
 def test_mixed_local_and_mux_create(stack: Stack, names: list[str]) -> None:
