@@ -6,6 +6,7 @@ unregistered to nothing (no listener, no objects)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import ssl
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from lab.backing import mux, open_backing
 from lab.config import Ports, Settings, default_home
 from lab.errors import LabError
 from lab.kube import Client
+from lab.runtime import poll
+from lab.runtime.ports import listener_pid
 from lab.runtime.supervise import ensure_running, log_file
 
 
@@ -196,3 +199,39 @@ def test_the_node_simulator_writes_into_a_mux_cluster(settings: Settings) -> Non
             assert client.get("v1", "ConfigMap", "kubeadm-config", "kube-system") is not None
     finally:
         backing.remove([name])
+
+
+def test_kill_9_brings_the_same_endpoints_back_with_a_fresh_store(settings: Settings) -> None:
+    """supervisord starts lab-mux again after a kill; lab-mux registers its clusters again from its
+    state file (0600) before its control API answers: same port, same CA (the kubeconfig works as
+    before); the objects are not kept (the node simulator writes them again, tested in e2e)."""
+    backing = mux.MuxBacking(settings)
+    (i,) = _free_indexes(1)
+    name = naming.cluster_name(settings.prefix, i)
+    try:
+        backing.ensure([(name, i)])
+        backing.wait_ready([name], 60)
+        kubeconfig = pki.cluster_pki_dir(settings, name) / "admin.kubeconfig"
+        with Client.from_kubeconfig(kubeconfig, attempts=2) as client:
+            client.request(
+                "POST",
+                "/api/v1/namespaces/kube-system/configmaps",
+                body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "before-kill"}},
+            )
+        assert mux.state_path(settings).stat().st_mode & 0o777 == 0o600
+        ctl = mux.control(settings)
+        assert ctl is not None
+        before = ctl.health()["started"]
+        pid = listener_pid(settings.ports.mux_control)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        assert poll.until(lambda: ctl.alive() and ctl.health()["started"] != before, 30, 0.2)
+        assert listener_pid(settings.ports.mux_control) not in (None, pid)
+        assert backing.present() == {name}
+        with Client.from_kubeconfig(kubeconfig, attempts=3) as client:
+            namespaces = {n["metadata"]["name"] for n in client.list("v1", "Namespace")}
+            assert namespaces == {"default", "kube-system", "kube-public", "kube-node-lease"}
+            assert client.get("v1", "ConfigMap", "before-kill", "kube-system") is None
+    finally:
+        backing.remove([name])
+    assert name not in mux.registered(settings)
