@@ -31,6 +31,12 @@ built from their published versions as above. Cost, measured on 2 busy cores: a 
 kcp-manager in 11.5 s when Go's build cache holds the upstream build's packages (only the patched
 package and its importers compile), 466 s with an empty one.
 
+lab's own Go programs (lab-mux, the `mux` backing's server) are modules shipped inside this package
+(`source`), built in place from a copy; their "version" is a digest of the module's files (go.mod,
+go.sum and the non-test .go files), not the upstream version they pin: the binary must change when
+lab's own code changes, which an upstream version in the cache key would miss (a stale binary reused
+after an edit), and a bump of the pinned upstream version changes go.mod, so the digest too.
+
 Running the managers outside a cluster (for lab.stack; read from each main.go at the pinned
 versions, CAPI v1.13 / CAPM3 and IPAM v1.13 / BMO v0.13). Every manager binds the same default
 ports, so a local stack must give each its own:
@@ -66,6 +72,7 @@ ports, so a local stack must give each its own:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -98,10 +105,40 @@ class Target:
     #: `-X` ldflags that stamp the version the way upstream's Makefile does.
     stamp: Callable[[Settings], list[str]] = field(default=lambda _s: [])
     what: str = ""
+    #: A Go module shipped inside this package (lab's own program): built from a copy of it, and
+    #: versioned by source_version's digest instead of a pinned upstream version.
+    source: Path | None = None
+
+
+#: The Go module of lab-mux, inside the package (lab/mux).
+MUX_SOURCE = Path(__file__).resolve().parent / "mux"
+
+
+def _source_files(source: Path) -> list[Path]:
+    """What a build of an in-package module reads: go.mod, go.sum and the non-test .go files."""
+    files = [source / "go.mod", source / "go.sum"]
+    files += sorted(p for p in source.glob("*.go") if not p.name.endswith("_test.go"))
+    return [p for p in files if p.is_file()]
+
+
+@functools.cache
+def source_version(source: Path) -> str:
+    """src-<12 hex>: a digest of the module's files (names and contents), so any edit rebuilds."""
+    h = hashlib.sha256()
+    for p in _source_files(source):
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return f"src-{h.hexdigest()[:12]}"
 
 
 def _version(settings: Settings, component: str) -> str:
     return str(getattr(settings.versions, component))
+
+
+def target_version(settings: Settings, name: str | Target) -> str:
+    """The version a target's binary is cached under: the pinned upstream one, or an in-package
+    module's digest."""
+    t = _target(name)
+    return source_version(t.source) if t.source is not None else _version(settings, t.component)
 
 
 def _k8s_stamp(s: Settings) -> list[str]:
@@ -228,6 +265,8 @@ TARGETS: dict[str, Target] = {
             "capm3-manager", "capm3", "github.com/metal3-io/cluster-api-provider-metal3", _CAPM3, what="CAPM3"
         ),
         Target("ipam-manager", "ipam", "github.com/metal3-io/ip-address-manager", _IPAM, what="Metal3 IPAM"),
+        # last: only the mux backing needs it (CAPI's in-memory API server library, imported by lab/mux)
+        Target("lab-mux", "lab-mux", ".", what="multiplexed workload APIs", source=MUX_SOURCE),
     )
 }
 
@@ -388,7 +427,7 @@ def _rmtree(path: Path) -> None:
 def _variant(settings: Settings, t: Target, patches: Patches | None) -> str:
     """The cache directory's version part: `<version>`, or `<version>-patched-<digest>`."""
     digest = _patches(settings, t, patches).digest
-    version = _version(settings, t.component)
+    version = target_version(settings, t)
     return f"{version}-patched-{digest}" if digest else version
 
 
@@ -467,6 +506,8 @@ PATCHED_SOURCE = "upstream"
 
 
 def wrapper_gomod(settings: Settings, t: Target, patched: bool = False) -> str:
+    if t.source is not None:  # lab's own module: its go.mod as shipped
+        return (t.source / "go.mod").read_text()
     comp = versions.COMPONENTS[t.component]
     version = _version(settings, t.component)
     upstream = gomod.module_dir(comp.module, version) / "go.mod"
@@ -479,6 +520,27 @@ def wrapper_gomod(settings: Settings, t: Target, patched: bool = False) -> str:
 
 def ldflags(settings: Settings, t: Target) -> str:
     return " ".join(["-s", "-w", *t.stamp(settings)])
+
+
+def _patched_copy(t: Target, patches: Patches, version: str, src: Path, log: Log) -> None:
+    """The module's copy with the patches applied, at src/PATCHED_SOURCE, before anything is cached:
+    a patch that does not apply changes nothing in the cache (and leaves no copy)."""
+    if t.source is not None:
+        raise LabError(
+            f"{t.name} is lab's own module ({t.source}): edit it there rather than patch it", exit_code=2
+        )
+    _rmtree(src)
+    src.mkdir(parents=True)
+    module = versions.COMPONENTS[t.component].module
+    log(
+        f"applying {len(patches.files)} patch(es) to a copy of {module} {version}: {', '.join(patches.names)}"
+    )
+    try:
+        _writable_copy(gomod.module_dir(module, version), src / PATCHED_SOURCE)
+        apply_patches(src / PATCHED_SOURCE, patches, f"{module} {version}")
+    except BaseException:
+        _rmtree(src)
+        raise
 
 
 def build(
@@ -497,23 +559,11 @@ def build(
     if is_cached(settings, t, patches):
         return out
     check_go()
-    version = _version(settings, t.component)
+    version = target_version(settings, t)
     variant = _variant(settings, t, patches)
     src = settings.src_dir / f"{name}-{variant}"
     if patches.files:
-        # The copy and the patches first: a patch that does not apply changes nothing in the cache.
-        _rmtree(src)
-        src.mkdir(parents=True)
-        module = versions.COMPONENTS[t.component].module
-        log(
-            f"applying {len(patches.files)} patch(es) to a copy of {module} {version}: {', '.join(patches.names)}"
-        )
-        try:
-            _writable_copy(gomod.module_dir(module, version), src / PATCHED_SOURCE)
-            apply_patches(src / PATCHED_SOURCE, patches, f"{module} {version}")
-        except BaseException:
-            _rmtree(src)
-            raise
+        _patched_copy(t, patches, version, src, log)
     logfile = log_path(settings, t, patches)
     logfile.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -522,6 +572,9 @@ def build(
         logfile.write_text(f"preparing the wrapper module failed: {e}\n")
         raise LabError(f"building {name} {variant} failed: {e} (log: {logfile})") from None
     src.mkdir(parents=True, exist_ok=True)
+    if t.source is not None:  # a copy: the package directory may be read-only (site-packages)
+        for f in _source_files(t.source):
+            shutil.copyfile(f, src / f.name)
     (src / "go.mod").write_text(gomod_text)
     try:
         return _compile(settings, t, src, out, gomod_text, logfile, patches, log)

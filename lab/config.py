@@ -82,6 +82,8 @@ class Ports(BaseModel):
     mgmt_apiserver: int = Field(default=16443, ge=1, le=65535)
     #: first of a block of 40 ports: health, metrics and webhook ports of the local stack (lab.stack.ports)
     stack_base: int = Field(default=17400, ge=1, le=65535 - STACK_BLOCK)
+    #: the mux backing's control API (lab.backing.mux; its clusters use lab.naming.mux_endpoint)
+    mux_control: int = Field(default=19443, ge=1, le=65535)
 
     _no_bool = field_validator("*", mode="before")(_whole_number)
 
@@ -111,6 +113,9 @@ class Settings(BaseModel):
     #: workload clusters the local backing may carry: each costs one kube-apiserver process
     #: (~190 MiB RSS, benchmarks/apiserver_rss.py) on this machine
     local_capacity: int = Field(default=100, ge=1, le=65000)
+    #: workload clusters the mux backing (one lab-mux process) may carry: what the management side
+    #: is aimed at on this machine (issue 12: 1000 on 2 cores / 24 GiB); the ports allow 12767
+    mux_capacity: int = Field(default=1000, ge=1, le=12767)
     versions: Versions = Field(default_factory=Versions)
     ports: Ports = Field(default_factory=Ports)
     #: kind mode: control-plane nodes of the management kind cluster (3, as the Metal3 1000-cluster runs)
@@ -125,7 +130,9 @@ class Settings(BaseModel):
     #: `lab build` and `lab up` apply; default the repository's patches/ (lab.build)
     patches: Path | None = None
 
-    _no_bool = field_validator("max_index", "local_capacity", "kind_nodes", mode="before")(_whole_number)
+    _no_bool = field_validator("max_index", "local_capacity", "mux_capacity", "kind_nodes", mode="before")(
+        _whole_number
+    )
 
     @field_validator("prefix")
     @classmethod

@@ -18,6 +18,18 @@ INDEX_LABEL = "scale-lab.metal3.io/index"
 BACKING_LABEL = "scale-lab.metal3.io/backing"
 #: The backing of local mode: processes on this machine (lab.backing.local).
 LOCAL_BACKING = "local"
+#: The built-in multiplexed backing: one lab-mux process serves many workload APIs (lab.backing.mux).
+MUX_BACKING = "mux"
+#: Names of the backings lab carries built in; `lab backing add` refuses them.
+BUILT_IN_BACKINGS = (LOCAL_BACKING, MUX_BACKING)
+#: Every mux cluster's endpoint host: the in-memory server library issues one serving certificate per
+#: listener for one host (its IP SAN) and routes requests by port, so the clusters share this address
+#: and differ by port. 127.2.0.0/16 is apart from the local backing's 127.1.0.0/16.
+MUX_HOST = "127.2.0.1"
+#: mux cluster N listens on MUX_PORT_BASE + N: never the local backing's APISERVER_PORT, below the
+#: kernel's ephemeral range (32768+), above the stack's fixed ports (lab.config.Ports).
+MUX_PORT_BASE = 20000
+MUX_MAX_PORT = 32767
 #: supervisord program (and log file) of a workload apiserver: wkl-<cluster>.
 WORKLOAD_PROGRAM_PREFIX = "wkl-"
 #: RFC 1123 label: what clusters, tenants and backings are named (a namespace, a label value, an etcd
@@ -81,3 +93,10 @@ def local_endpoint(index: int) -> tuple[str, int]:
     if not 0 < index < 1 << 16:
         raise ValueError(f"index {index} out of range for a loopback endpoint")
     return f"127.1.{index >> 8}.{index & 0xFF}", APISERVER_PORT
+
+
+def mux_endpoint(index: int) -> tuple[str, int]:
+    """The endpoint of cluster `index` on the mux backing: MUX_HOST:(MUX_PORT_BASE + index)."""
+    if not 0 < index <= MUX_MAX_PORT - MUX_PORT_BASE:
+        raise ValueError(f"index {index} out of range for a mux endpoint (1..{MUX_MAX_PORT - MUX_PORT_BASE})")
+    return MUX_HOST, MUX_PORT_BASE + index

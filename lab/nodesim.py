@@ -12,7 +12,9 @@ kubeconfig from the cluster's PKI, else the `<cluster>-kubeconfig` secret). Then
   (KCP marks the cluster initialized when it exists and parses it on upgrade), and the KubeadmConfig
   annotation `machine.cluster.x-k8s.io/certificates-expiry`, so KCP never port-forwards to probe it.
 Objects are created once and never overwritten: after creation CAPI, CAPM3 and KCP own changes to
-them (labels, taints, providerID, kubeadm-config updates). No heartbeats: nothing watches leases.
+them (labels, taints, providerID, kubeadm-config updates). Writes are plain creates and merge
+patches, never server-side apply, so the same code serves a real kube-apiserver and the mux
+backing's in-memory one (which has neither apply patches nor a status subresource). No heartbeats: nothing watches leases.
 Last, the host gets annotation `scale-lab.metal3.io/node-written` (lab.phases) with the time of the
 write, once: the run records take the node_written phase from it.
 
@@ -37,19 +39,20 @@ from typing import Any
 
 import yaml
 
-from lab import components, phases, pki, pki_store
+from lab import components, muxapi, phases, pki, pki_store
 from lab.config import Settings
 from lab.errors import LabError
-from lab.kube import APPLY_PATCH, ApiError, Client, Obj, Watch
+from lab.kube import ApiError, Client, NotFound, Obj, Watch
 from lab.manifests import capi
 from lab.manifests.common import CAPI_CLUSTER_LABEL
 from lab.manifests.kinds import API_VERSIONS
-from lab.naming import CLUSTER_LABEL
+from lab.naming import BACKING_LABEL, CLUSTER_LABEL, MUX_BACKING
 from lab.runtime.supervise import Program
 
 log = logging.getLogger("lab.nodesim")
 
 FIELD_MANAGER = "lab-nodesim"
+MERGE_PATCH = "application/merge-patch+json"
 PROGRAM_NAME = components.NODESIM
 BMH_API = API_VERSIONS["BareMetalHost"]
 CAPI_API = API_VERSIONS["Cluster"]  # Machines are CAPI core: the same group/version
@@ -67,6 +70,10 @@ RETRY_SECONDS = 10.0
 #: Hosts handled at once. Serially each took 1.5-3.5 s on the busy 2-core machine (a workload client's
 #: discovery and about ten writes), so hosts provisioned together queued behind each other.
 WORKERS = 8
+#: How often the simulator asks lab-mux (the mux backing's server) when it started: one loopback GET.
+#: A restarted lab-mux serves its clusters' endpoints again but none of their objects; they are
+#: Available again only once their Nodes and mirror pods are written again (issue goal: 60 s).
+MUX_POLL_SECONDS = 2.0
 
 
 def _now() -> str:
@@ -76,8 +83,10 @@ def _now() -> str:
 # --- pure builders ---------------------------------------------------------------------------
 
 
-def node(machine_name: str, bmh_uid: str, control_plane: bool) -> Obj:
-    """The Node object (metadata + spec) a kubelet registers; status comes from node_status()."""
+def node(machine_name: str, bmh_uid: str, control_plane: bool, provider_id: str = "") -> Obj:
+    """The Node object (metadata + spec) a kubelet registers; status comes from node_status().
+    provider_id: the Machine's, when CAPM3 set it already (a Node written again into a restarted
+    lab-mux): CAPM3 sets it only once, and CAPI finds a Machine's Node by it."""
     labels = {
         "kubernetes.io/hostname": machine_name,
         "kubernetes.io/os": "linux",
@@ -87,6 +96,8 @@ def node(machine_name: str, bmh_uid: str, control_plane: bool) -> Obj:
         UUID_LABEL: bmh_uid,
     }
     spec: dict[str, Any] = {"podCIDR": "192.168.0.0/24", "podCIDRs": ["192.168.0.0/24"]}
+    if provider_id:
+        spec["providerID"] = provider_id
     if control_plane:
         # what `kubeadm init` / `join --control-plane` (mark-control-plane phase) set
         labels[CP_ROLE_LABEL] = ""
@@ -283,21 +294,39 @@ def kubeadm_config(cluster_name: str, version: str, endpoint: str, **kw: Any) ->
 # --- writing into a workload apiserver --------------------------------------------------------
 
 
-def _apply_status(
+# Plain create and merge patch, no server-side apply: the mux backing's in-memory API server (CAPI's
+# test library) serves neither apply patches nor a status subresource, and these work on both.
+
+
+def _create(client: Client, obj: Obj) -> Obj:
+    """POST the object; when it exists already (a concurrent writer), the stored one."""
+    res = client.resource(obj["apiVersion"], obj["kind"])
+    ns, name = obj["metadata"].get("namespace"), obj["metadata"]["name"]
+    try:
+        return dict(client.request("POST", res.path(ns), params={"fieldManager": FIELD_MANAGER}, body=obj))
+    except ApiError as e:
+        if e.status != 409:
+            raise
+    got = client.get(obj["apiVersion"], obj["kind"], name, ns)
+    if got is None:
+        raise LabError(f"{obj['kind']} {name} was there a moment ago and is gone")
+    return got
+
+
+def _patch_status(
     client: Client, api_version: str, kind: str, name: str, ns: str | None, status: Obj
 ) -> None:
-    """Server-side apply on the status subresource (the only way to set a Node's or Pod's status)."""
+    """Merge-patch the status subresource (the only way to set a Pod's status on a kube-apiserver);
+    where no status subresource is served (404 from the in-memory server), the object itself."""
     res = client.resource(api_version, kind)
-    body: Obj = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "status": status}
-    if ns:
-        body["metadata"]["namespace"] = ns
-    client.request(
-        "PATCH",
-        res.path(ns, name) + "/status",
-        params={"fieldManager": FIELD_MANAGER, "force": "true"},
-        body=body,
-        content_type=APPLY_PATCH,
-    )
+    body: Obj = {"status": status}
+    params = {"fieldManager": FIELD_MANAGER}
+    try:
+        client.request(
+            "PATCH", res.path(ns, name) + "/status", params=params, body=body, content_type=MERGE_PATCH
+        )
+    except NotFound:
+        client.request("PATCH", res.path(ns, name), params=params, body=body, content_type=MERGE_PATCH)
 
 
 def write_node(
@@ -308,6 +337,7 @@ def write_node(
     control_plane: bool,
     cluster_name: str = "",
     endpoint: str = "",
+    provider_id: str = "",
 ) -> bool:
     """Create what is missing (Node, mirror pods, kubeadm-config); True when anything was written.
 
@@ -316,27 +346,28 @@ def write_node(
     now, wrote = _now(), False
     current = client.get("v1", "Node", machine_name)
     if current is None:
-        current = client.apply_one(node(machine_name, bmh_uid, control_plane), FIELD_MANAGER)
+        current = _create(client, node(machine_name, bmh_uid, control_plane, provider_id))
         wrote = True
     if not phases.is_true(current, "Ready"):
-        _apply_status(
+        _patch_status(
             client, "v1", "Node", machine_name, None, node_status(machine_name, bmh_uid, version, now)
         )
         wrote = True
     if not control_plane:
         return wrote
-    for pod in mirror_pods(machine_name, version, current["metadata"]["uid"]):
+    # the mux backing's in-memory server assigns no uid: no owner reference there
+    for pod in mirror_pods(machine_name, version, current["metadata"].get("uid")):
         name = pod["metadata"]["name"]
         got = client.get("v1", "Pod", name, "kube-system")
         if got is None:
-            client.apply_one(pod, FIELD_MANAGER)
+            _create(client, pod)
             wrote = True
         if got is None or (got.get("status") or {}).get("phase") != "Running":
             component = pod["metadata"]["labels"]["component"]
-            _apply_status(client, "v1", "Pod", name, "kube-system", pod_status(component, version, now))
+            _patch_status(client, "v1", "Pod", name, "kube-system", pod_status(component, version, now))
             wrote = True
     if client.get("v1", "ConfigMap", "kubeadm-config", "kube-system") is None:
-        client.apply_one(kubeadm_config(cluster_name, version, endpoint), FIELD_MANAGER)
+        _create(client, kubeadm_config(cluster_name, version, endpoint))
         wrote = True
     return wrote
 
@@ -478,6 +509,7 @@ def _reconcile(settings: Settings, mgmt: Client, bmh: Mapping[str, Any], clients
             control_plane,
             cluster_name,
             _endpoint(cluster),
+            spec.get("providerID") or "",
         )
     except ApiError as e:
         if stale_credentials(e):
@@ -551,6 +583,8 @@ class _State:
         self.lock = threading.Lock()
         self.stop = stop or threading.Event()
         self.done: set[tuple[str, str]] = set()
+        #: host uid -> namespace, for the done hosts: which to hand again when lab-mux restarts
+        self.namespace_of: dict[str, str] = {}
         self.inflight: set[tuple[str, str]] = set()
         self.newer: dict[tuple[str, str], Obj] = {}
         self.pending: dict[str, Obj] = {}
@@ -610,10 +644,49 @@ class _State:
         with self.lock:
             self.deleted.add(uid)
             self.done = {k for k in self.done if k[0] != uid}
+            self.namespace_of.pop(uid, None)
             self.newer = {k: v for k, v in self.newer.items() if k[0] != uid}
             self.pending.pop(uid, None)
             self.lab_ns.pop(ns, None)
         self.clients.drop_namespace(ns)
+
+    def resync(self, namespaces: set[str]) -> int:
+        """Hand the hosts of these namespaces again: forget they were done and end the watch the
+        loop reads, whose next list brings every host (writes skip what exists). How many."""
+        with self.lock:
+            again = {k for k in self.done if self.namespace_of.get(k[0]) in namespaces}
+            self.done -= again
+            watch = self.current
+        if watch is not None:
+            watch.stop()
+        return len(again)
+
+
+def watch_mux(settings: Settings, mgmt: Client, st: _State) -> None:
+    """Until stop: when lab-mux's start time changes (killed and restarted by supervisord, or the
+    stack brought up again while this ran), hand every host of a mux cluster again, so what the
+    kubelet and kubeadm would have written is back in the restarted process's empty store."""
+    seen: str | None = None
+    while not st.stop.wait(MUX_POLL_SECONDS):
+        ctl = muxapi.control(settings, timeout=5.0)
+        if ctl is None:  # lab-mux never ran in this lab home
+            continue
+        try:
+            started = str(ctl.health().get("started", ""))
+        except LabError:  # down, or restarting: ask again
+            continue
+        if seen is not None and started != seen:
+            try:
+                namespaces = {
+                    n["metadata"]["name"]
+                    for n in mgmt.list("v1", "Namespace", label_selector=f"{BACKING_LABEL}={MUX_BACKING}")
+                }
+            except (LabError, OSError) as e:
+                log.warning("lab-mux restarted, its clusters not listed yet: %s (retrying)", e)
+                continue  # seen stays: the next poll tries again
+            n = st.resync(namespaces)
+            log.info("lab-mux restarted (started %s): writing %d mux hosts' nodes again", started, n)
+        seen = started
 
 
 def run(
@@ -633,6 +706,7 @@ def run(
     """
     st = _State(stop)
     threading.Thread(target=st.stop_watch, name="nodesim-stop", daemon=True).start()
+    threading.Thread(target=watch_mux, args=(settings, mgmt, st), name="nodesim-mux", daemon=True).start()
     deadline = None if stop_after is None else time.monotonic() + stop_after
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nodesim") as pool:
@@ -702,6 +776,7 @@ def _handle(settings: Settings, mgmt: Client, bmh: Obj, st: _State) -> None:
             ):
                 with st.lock:
                     st.done.add(key)
+                    st.namespace_of[meta["uid"]] = meta["namespace"]
         except (LabError, OSError) as e:
             log.warning("%s/%s: %s (retrying)", meta["namespace"], meta["name"], e)
             failed = True

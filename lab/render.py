@@ -56,7 +56,11 @@ def backed_objects(
     `ca`, backing.etcd_ca(), when rendering many). Creates the cluster's PKI on first use."""
     name = naming.cluster_name(settings.prefix, index)
     host, port = backing.endpoint(name, index)
-    cluster_pki = pki_store.cluster_pki(settings, name, host, port, ca or backing.etcd_ca())
+    # a backing may need another CA key type than lab's default
+    algorithm = getattr(backing, "ca_algorithm", pki.DEFAULT_ALGORITHM)
+    cluster_pki = pki_store.cluster_pki(
+        settings, name, host, port, ca or backing.etcd_ca(), algorithm=algorithm
+    )
     return manifests.cluster_objects(
         settings,
         index,

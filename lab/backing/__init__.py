@@ -1,7 +1,8 @@
 """Backing capacity: where each workload cluster's kube-apiserver and etcd tenant live.
 
-Three runtimes share one contract, so create, delete and status never ask which one they hold:
+Four runtimes share one contract, so create, delete and status never ask which one they hold:
 - `local`: processes on this machine (lab.backing.local), the default;
+- `mux`: one multiplexer process on this machine serving many clusters' APIs (lab.backing.mux);
 - `kind`: a backing kind cluster on a VM, apiservers as Deployments behind NodePort Services;
 - `process`: a host prepared by the playbook, running lab's own supervised processes over SSH.
 
@@ -21,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from lab import naming, pki
-from lab.backing import kind, local, process, store
+from lab.backing import kind, local, mux, process, store
 from lab.backing.store import Entry, check_name
 from lab.config import Settings
 from lab.errors import LabError
@@ -96,9 +97,11 @@ def open_backing(settings: Settings, name: str) -> Backing:
     """The Backing of a name: the built-in local one, or a registered kind/process backing."""
     if name == naming.LOCAL_BACKING:
         return local.LocalBacking(settings)
+    if name == naming.MUX_BACKING:
+        return mux.MuxBacking(settings)
     entry = store.load(settings, name)
     if entry is None:
-        known = ", ".join([naming.LOCAL_BACKING, *(e.name for e in store.entries(settings))])
+        known = ", ".join([*naming.BUILT_IN_BACKINGS, *(e.name for e in store.entries(settings))])
         raise LabError(f"no backing named {name!r} (known: {known}); register it with lab backing add")
     if entry.runtime == "kind":
         return kind.KindBacking(settings, entry)
@@ -122,6 +125,7 @@ def usage(settings: Settings, *, local_backing: bool) -> list[dict[str, Any]]:
     found: list[tuple[str, str, int, str]] = []
     if local_backing:
         found.append((naming.LOCAL_BACKING, "local", settings.local_capacity, "127.1.0.0/16"))
+        found.append((naming.MUX_BACKING, "mux", settings.mux_capacity, naming.MUX_HOST))
     for e in store.entries(settings):
         address = e.spec.get("node_address") or e.spec.get("host") or ""
         found.append((e.name, e.runtime, e.capacity, address))

@@ -220,10 +220,8 @@ def register(
     Re-running with the same name updates capacity and ports and re-applies (same CA, same certificates).
     """
     check_name(name)
-    if name == naming.LOCAL_BACKING:
-        raise UsageError(
-            f"{naming.LOCAL_BACKING!r} is the built-in backing of this machine; choose another name"
-        )
+    if name in naming.BUILT_IN_BACKINGS:
+        raise UsageError(f"{name!r} is a built-in backing of this machine; choose another name")
     if capacity < 1:
         raise UsageError(f"capacity must be at least 1, got {capacity}")
     block = node_ports.parse_block(node_port_block) if node_port_block else node_ports.DEFAULT_BLOCK

@@ -56,10 +56,8 @@ def etcd_ca(settings: Settings, name: str) -> pki.KeyPair:
 
 def save(settings: Settings, entry: Entry) -> None:
     """Write atomically: a crash leaves the old entry or the new one, never half of one."""
-    if entry.name == naming.LOCAL_BACKING:
-        raise LabError(
-            f"{naming.LOCAL_BACKING!r} is the built-in backing of this machine; choose another name"
-        )
+    if entry.name in naming.BUILT_IN_BACKINGS:
+        raise LabError(f"{entry.name!r} is a built-in backing of this machine; choose another name")
     if entry.runtime not in RUNTIMES:
         raise LabError(f"unknown backing runtime {entry.runtime!r}: one of {', '.join(RUNTIMES)}")
     d = backing_dir(settings, entry.name)

@@ -162,8 +162,8 @@ def remove_cmd(
 
     settings = config.load()
     store.check_name(name)
-    if name == naming.LOCAL_BACKING:
-        raise UsageError(f"{naming.LOCAL_BACKING!r} is built in and cannot be removed")
+    if name in naming.BUILT_IN_BACKINGS:
+        raise UsageError(f"{name!r} is built in and cannot be removed")
     entry = store.load(settings, name)
     if entry is None:
         known = ", ".join(e.name for e in store.entries(settings)) or "none"

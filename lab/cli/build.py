@@ -26,7 +26,7 @@ def _listing(settings: config.Settings) -> list[dict[str, object]]:
             {
                 "name": name,
                 "component": t.component,
-                "version": getattr(settings.versions, t.component),
+                "version": build.target_version(settings, t),
                 "package": t.package,
                 "cached": cached,
                 "path": str(path),
@@ -88,7 +88,7 @@ def _build_all(
     ) as progress:
         overall = progress.add_task("all targets", total=len(todo))
         for n in todo:
-            version = getattr(settings.versions, build.TARGETS[n].component)
+            version = build.target_version(settings, n)
             task = progress.add_task(f"{n} {version}", total=1)
             started = time.monotonic()
             build.build(settings, n, patches=patches)

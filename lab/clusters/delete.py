@@ -151,9 +151,9 @@ def leftovers(
 
 
 def known_backings(settings: Settings, targets: Sequence[Target]) -> dict[str, Backing]:
-    """Every backing a cluster may live on: local (in local mode), the registered ones, and those the
+    """Every backing a cluster may live on: local and mux (in local mode), the registered ones, and those the
     namespaces name. A registered backing that cannot be reached fails the delete before it starts."""
-    local = [naming.LOCAL_BACKING] if management.for_settings(settings).local_backing else []
+    local = list(naming.BUILT_IN_BACKINGS) if management.for_settings(settings).local_backing else []
     names = [*local, *(e.name for e in entries(settings)), *(t.backing for t in targets)]
     return open_all(settings, names)
 

@@ -1,6 +1,6 @@
 """What remains of workload clusters after a delete, looked for everywhere a cluster leaves traces:
 the tenant etcd (keys under /<name>/, user and role <name>), the management API (the namespace),
-the process table, the lab home and supervisord's running programs.
+the process table, the lab home, supervisord's running programs and the mux backing's lab-mux.
 
 Empty means clean: the e2e tests assert `residue(...) == {}`. It is deliberately independent of
 delete's own bookkeeping (it reads the world, not lab's notes), so it can catch delete's bugs.
@@ -125,6 +125,32 @@ def programs(settings: Settings, names: Sequence[str] | None) -> Found:
     return found
 
 
+def multiplexed(settings: Settings, names: Sequence[str] | None) -> Found:
+    """Clusters the mux backing's lab-mux still serves, and for named ones of it a listener still
+    accepting on the cluster's mux port (unregister must close it)."""
+    import socket
+
+    from lab.backing import mux
+
+    pattern = _name_pattern(settings.prefix, names)
+    found: Found = {}
+    for name in mux.registered(settings):
+        if pattern.fullmatch(name):
+            _add(found, name, f"registered in {mux.PROGRAM_NAME}")
+    if mux.control(settings) is None:  # lab-mux never ran in this lab home: no port is ours
+        return found
+    for name in names or ():
+        index = naming.parse_index(settings.prefix, name)
+        if index is None or not 0 < index <= naming.MUX_MAX_PORT - naming.MUX_PORT_BASE:
+            continue
+        host, port = naming.mux_endpoint(index)
+        with socket.socket() as s:
+            s.settimeout(1)
+            if s.connect_ex((host, port)) == 0:
+                _add(found, name, f"a listener on {host}:{port}")
+    return found
+
+
 # --- etcd -------------------------------------------------------------------------------------
 
 
@@ -212,6 +238,7 @@ def residue(settings: Settings, names: Sequence[str] | None = None) -> Found:
         processes(settings, names),
         programs(settings, names),
         files(settings, names),
+        multiplexed(settings, names),
     ):
         for name, what in part.items():
             found.setdefault(name, []).extend(what)

@@ -80,7 +80,7 @@ def run_lab(env: dict[str, str], *args: str, timeout: float) -> subprocess.Compl
 
 def stack_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_") and k != "KUBECONFIG"}
-    base = free_block(BLOCK + 5)
+    base = free_block(BLOCK + 6)
     env |= {
         "LAB_HOME": str(home),
         "LAB_BIN_CACHE": os.environ.get("LAB_BIN_CACHE") or str(default_home() / "bin"),
@@ -90,5 +90,6 @@ def stack_env(home: Path) -> dict[str, str]:
         "LAB_PORTS__MGMT_APISERVER": str(base + BLOCK + 2),
         "LAB_PORTS__TENANT_ETCD": str(base + BLOCK + 3),
         "LAB_PORTS__TENANT_ETCD_PEER": str(base + BLOCK + 4),
+        "LAB_PORTS__MUX_CONTROL": str(base + BLOCK + 5),
     }
     return env

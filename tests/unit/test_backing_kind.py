@@ -295,7 +295,7 @@ def test_pod_reason_names_the_cause() -> None:
             "error: --node-ports and --etcd-node-port go with --kubeconfig",
         ),
         (["backing", "add", "B_1", "--kubeconfig", "k"], "error: invalid backing name 'B_1'"),
-        (["backing", "add", "local", "--kubeconfig", "k"], "error: 'local' is the built-in backing"),
+        (["backing", "add", "local", "--kubeconfig", "k"], "error: 'local' is a built-in backing"),
         (
             ["backing", "add", "b1", "--kubeconfig", "nosuch.yaml"],
             "error: kubeconfig nosuch.yaml does not exist",
@@ -342,10 +342,13 @@ def test_register_checks_before_writing(settings: Settings, tmp_path: Path) -> N
     assert not (settings.home / "backings").exists()
 
 
-def test_list_in_a_fresh_home_shows_local_and_writes_nothing(run_lab, lab_env: dict[str, str]) -> None:
+def test_list_in_a_fresh_home_shows_the_built_in_backings_and_writes_nothing(
+    run_lab, lab_env: dict[str, str]
+) -> None:
     r = run_lab("backing", "list", "-o", "json")
     assert r.returncode == 0, r.stderr
     assert yaml.safe_load(r.stdout) == [
-        {"name": "local", "runtime": "local", "capacity": 100, "used": 0, "address": "127.1.0.0/16"}
+        {"name": "local", "runtime": "local", "capacity": 100, "used": 0, "address": "127.1.0.0/16"},
+        {"name": "mux", "runtime": "mux", "capacity": 1000, "used": 0, "address": "127.2.0.1"},
     ]
     assert not Path(lab_env["LAB_HOME"]).exists()

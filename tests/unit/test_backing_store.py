@@ -50,7 +50,7 @@ def test_local_is_built_in_and_cannot_be_registered(settings: Settings) -> None:
 
 def test_an_unknown_backing_names_the_known_ones(settings: Settings) -> None:
     store.save(settings, store.Entry("h1", "kind", 5))
-    with pytest.raises(LabError, match=r"no backing named 'nope' \(known: local, h1\)"):
+    with pytest.raises(LabError, match=r"no backing named 'nope' \(known: local, mux, h1\)"):
         open_backing(settings, "nope")
 
 

@@ -206,6 +206,26 @@ def test_go_version_reads_the_real_toolchain() -> None:
     assert f"go{major}.{minor}" in out.stdout
 
 
+def test_lab_mux_is_versioned_by_its_module_content(tmp_path: Path) -> None:
+    """An edit of lab's own Go code must rebuild: the cache key is a digest of the module's files,
+    and test files do not count."""
+    src = tmp_path / "mod"
+    src.mkdir()
+    (src / "go.mod").write_text("module x\n")
+    (src / "main.go").write_text("package main\n")
+    before = build.source_version(src)
+    (src / "main_test.go").write_text("package main\n")
+    build.source_version.cache_clear()
+    assert build.source_version(src) == before
+    (src / "main.go").write_text("package main\n\nfunc main() {}\n")
+    build.source_version.cache_clear()
+    assert build.source_version(src) != before and before.startswith("src-")
+    t = build.TARGETS["lab-mux"]
+    assert (
+        t.source == build.MUX_SOURCE and (t.source / "go.mod").is_file() and (t.source / "go.sum").is_file()
+    )
+
+
 # --- source patches ------------------------------------------------------------------------------
 
 REPO_PATCHES = Path(__file__).resolve().parents[2] / "patches"

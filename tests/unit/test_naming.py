@@ -51,3 +51,15 @@ def test_bad_ranges_are_usage_errors(start: int, count: int, message: str) -> No
 
 def test_good_range() -> None:
     assert list(naming.check_range(101, 3, 9999)) == [101, 102, 103]
+
+
+def test_mux_endpoints_are_distinct_and_never_the_local_backings() -> None:
+    last = naming.MUX_MAX_PORT - naming.MUX_PORT_BASE
+    seen = {naming.mux_endpoint(i) for i in range(1, last + 1)}
+    assert len(seen) == last
+    assert naming.mux_endpoint(1) == ("127.2.0.1", 20001) and naming.mux_endpoint(last)[1] == 32767
+    assert all(port != naming.APISERVER_PORT for _h, port in seen)
+    assert naming.local_endpoint(1)[0] != naming.MUX_HOST
+    for bad in (0, last + 1):
+        with pytest.raises(ValueError):
+            naming.mux_endpoint(bad)

@@ -192,3 +192,38 @@ def test_a_failure_during_a_long_watch_ends_it_after_the_retry_interval(
     late = FakeWatch()
     st.watching(late, long=True)  # type: ignore[arg-type]
     assert late.stopped.wait(5)
+
+
+class _StoppableWatch:
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_resync_hands_again_only_the_hosts_of_the_namespaces_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restarted lab-mux: its hosts are done no more, a local cluster's stay done, and the watch the
+    loop reads ends so its next list brings every host again."""
+    ran: list[str] = []
+    monkeypatch.setattr(nodesim, "_is_lab_namespace", lambda *_a: True)
+    monkeypatch.setattr(
+        nodesim, "reconcile_host", lambda _s, _m, bmh, _c: ran.append(bmh["metadata"]["uid"]) or True
+    )
+    st = nodesim._State()
+    for uid, ns in (("u-mux", "test-1"), ("u-local", "test-2")):
+        nodesim._handle(None, None, _bmh(uid, ns), st)  # type: ignore[arg-type]
+    assert ran == ["u-mux", "u-local"] and st.namespace_of == {"u-mux": "test-1", "u-local": "test-2"}
+    watch = _StoppableWatch()
+    st.current = watch  # type: ignore[assignment]
+    assert st.resync({"test-1"}) == 1
+    assert watch.stopped and st.done == {("u-local", "m")}
+    for uid, ns in (("u-mux", "test-1"), ("u-local", "test-2")):
+        nodesim._handle(None, None, _bmh(uid, ns), st)  # type: ignore[arg-type]
+    assert ran == ["u-mux", "u-local", "u-mux"]  # the local host was not handled again
+
+
+def test_a_node_written_again_carries_the_machines_provider_id() -> None:
+    assert "providerID" not in nodesim.node("m-1", "u-1", control_plane=True)["spec"]  # CAPM3 sets it
+    again = nodesim.node("m-1", "u-1", control_plane=True, provider_id="metal3://ns/h/m")
+    assert again["spec"]["providerID"] == "metal3://ns/h/m"
