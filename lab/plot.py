@@ -10,8 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lab.errors import LabError
-from lab.phases import RunKind
-from lab.report import Report
+from lab.report import Report, done_word, unit
 
 
 def render_png(report: Report, latencies: Mapping[str, Sequence[float]], path: Path) -> Path:
@@ -24,17 +23,18 @@ def render_png(report: Report, latencies: Mapping[str, Sequence[float]], path: P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done_word = "Available" if report.run["kind"] == RunKind.create else "deleted"
+    done = done_word(report.run)
+    what = unit(report.run)
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained")
     fig.suptitle(
-        f"lab run {report.run['id']} ({report.run['kind']}): {report.done}/{report.clusters} {done_word}"
+        f"lab run {report.run['id']} ({report.run['kind']}): {report.done}/{report.clusters} {what} {done}"
     )
 
     minutes = [t / 60 for t in report.timeline]
     left.step([0.0, *minutes], list(range(len(minutes) + 1)), where="post", color="tab:blue")
     left.set_xlabel("minutes since run start")
-    left.set_ylabel(f"clusters {done_word}")
-    left.set_title(f"Clusters {done_word} over time")
+    left.set_ylabel(f"{what} {done}")
+    left.set_title(f"{what.capitalize()} {done} over time")
     left.set_ylim(0, max(report.clusters, 1) * 1.05)
     left.grid(alpha=0.3)
 

@@ -53,7 +53,7 @@ def report_cmd(
         from lab.plot import render_png
 
         try:
-            render_png(model, report.latencies(chosen.kind, events), plot)
+            render_png(model, report.latencies(chosen.kind, events, chosen.settings), plot)
         except OSError as e:
             raise LabError(f"cannot write the plot to {plot}: {e.strerror or e}") from None
         err_console.print(f"plot written to {plot}")
