@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lab import naming
+from lab.components import MGMT_ETCD
 from lab.metrics import SAMPLER_COMPONENT, SAMPLER_CPU, SLO_HISTOGRAM, parse_labels
 from lab.phases import PREVIOUS, Phase, RunKind, run_phases
 from lab.records import Event, MetricSample, Run, Sample
@@ -499,6 +500,23 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+def payload_lines(run: dict[str, Any], m: Metrics | None) -> list[str]:
+    """The lines two runs with and without `--payload-kb` are compared by: the payload, the
+    management etcd's largest db size and the apiserver's mutating p99 during the run."""
+    out = []
+    kb = run["settings"].get("payload_kb")
+    if kb:
+        out.append(f"- payload: {kb} KiB of files in each KubeadmControlPlane")
+    if m is not None:
+        db = [e.db_bytes for e in m.etcd if e.component == MGMT_ETCD]
+        mutating = [s for s in m.slo if s.call == "mutating" and s.p99 is not None]
+        if db or mutating:
+            parts = [f"etcd db {_mib(int(max(db)))} (max)"] if db else []
+            parts += [f"apiserver mutating p99 {mutating[0].p99:.3f}s" for _ in mutating[:1]]
+            out.append("- management: " + ", ".join(parts))
+    return out
+
+
 def done_word(run: dict[str, Any]) -> str:
     """What the last phase of a run means, for headings: Available, deleted, or the hosts' state."""
     kind = RunKind(run["kind"])
@@ -526,6 +544,7 @@ def to_markdown(r: Report) -> str:
         f"- host: {host.get('cores', '?')} cores, {mem}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         f"- tuning: {run['settings'].get('tuning') or 'default'}",
+        *payload_lines(run, r.metrics),
         f"- {what}: {r.clusters}, {done_word_}: {r.done}"
         + (
             f", in {duration(r.wall_seconds)} ({r.clusters_per_minute:.1f}/min)"

@@ -130,6 +130,7 @@ class Creator:
     backings: dict[str, Backing]
     tracker: Tracker | None = None
     parallel: int = 10
+    payload_kb: int = 0  # lab.manifests.payload
     namespaces: dict[int, Obj] = field(default_factory=dict)
     _cas: dict[str, Any] = field(default_factory=dict)
 
@@ -137,7 +138,7 @@ class Creator:
         b = self.backings[self.plan.placement[index]]
         if b.name not in self._cas:
             self._cas[b.name] = b.etcd_ca()
-        return render.backed_objects(self.settings, index, b, self._cas[b.name])
+        return render.backed_objects(self.settings, index, b, self._cas[b.name], self.payload_kb)
 
     def confirm_complete(self) -> set[int]:
         """Complete clusters whose digest no longer matches what lab renders now move to `partial`."""

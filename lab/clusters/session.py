@@ -99,8 +99,10 @@ def create_clusters(
     wait: bool = True,
     timeout: float = 1800.0,
     preflight: Callable[[create.Plan], None] = lambda _plan: None,
+    payload_kb: int = 0,
 ) -> Result:
-    """preflight: checks the plan against this host before anything is created (raises to refuse)."""
+    """preflight: checks the plan against this host before anything is created (raises to refuse).
+    payload_kb: KiB of files in each KubeadmControlPlane (lab.manifests.payload)."""
     create.check_stack(mgmt)
     plan, opened = create.make_plan(settings, mgmt, indexes, backings)
     preflight(plan)
@@ -115,6 +117,7 @@ def create_clusters(
                 count=len(indexes),
                 parallel=parallel,
                 backings=sorted({plan.placement[i] for i in indexes}),
+                payload_kb=payload_kb,
             ),
         )
         status = "interrupted"
@@ -128,7 +131,7 @@ def create_clusters(
             record=[plan.names[i] for i in plan.todo],
             on_change=lambda: display.update(tracker.counts(), tracker.done(), len(names)),
         )
-        creator = create.Creator(settings, mgmt, plan, opened, tracker, parallel)
+        creator = create.Creator(settings, mgmt, plan, opened, tracker, parallel, payload_kb)
         sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
         try:
             with sampler, metrics_sampler(settings, db, run_id), tracker:

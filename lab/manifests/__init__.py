@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab import naming
 from lab.config import Settings
-from lab.manifests import capi, metal3, names
+from lab.manifests import capi, metal3, names, payload
 from lab.manifests.common import lab_labels, obj
 from lab.manifests.secrets import bmc_password, bmc_secret, pki_secrets
 
@@ -35,8 +35,10 @@ def cluster_objects(
     etcd_endpoints: list[str],
     bmc_password: str,
     backing: str = naming.LOCAL_BACKING,
+    payload_kb: int = 0,
 ) -> list[dict[str, Any]]:
-    """Every object of workload cluster `index`, in apply order.
+    """Every object of workload cluster `index`, in apply order; `payload_kb` KiB of files in the
+    KubeadmControlPlane (lab.manifests.payload).
 
     Order: the Namespace, then Secrets (KCP and BMO look them up), then the host (BMO can register and
     inspect it while the rest is created), then templates before what references them, the Cluster last.
@@ -59,7 +61,9 @@ def cluster_objects(
         metal3.machine_template(name, index, names.workers_template(name), names.workers_data_template(name)),
         capi.kubeadm_config_template(name, index),
         metal3.metal3_cluster(name, index, endpoint),
-        capi.kubeadm_control_plane(name, index, k8s, endpoint[0], etcd_endpoints, pki.certificates_expiry),
+        capi.kubeadm_control_plane(
+            name, index, k8s, endpoint[0], etcd_endpoints, pki.certificates_expiry, payload.files(payload_kb)
+        ),
         capi.machine_deployment(name, index, k8s),
         capi.cluster(name, index),
     ]
