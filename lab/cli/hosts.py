@@ -17,6 +17,9 @@ from lab.phases import Phase, RunKind, run_phases
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
+    from lab.hosts.create import Plan as CreatePlan
+    from lab.hosts.delete import Plan as DeletePlan
+
 #: Hosts listed by name at the end; the rest are counted.
 MAX_LISTED = 20
 
@@ -29,9 +32,9 @@ class ProgressDisplay:
         self.progress = phase_progress(enabled)
         self.tasks: dict[Phase, TaskID] = {}
 
-    def planned(self, plan: object) -> None:
-        total = len(getattr(plan, "indexes", []))
-        err_console.print(plan.summary())  # type: ignore[attr-defined]
+    def planned(self, plan: CreatePlan | DeletePlan) -> None:
+        total = len(plan.indexes)
+        err_console.print(plan.summary())
         for p in self.phases:
             self.tasks[p] = self.progress.add_task(p.value, total=total)
         self.progress.start()  # only now: an error in planning stays one line

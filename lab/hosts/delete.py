@@ -28,7 +28,7 @@ from lab.config import Settings
 from lab.hosts import inventory
 from lab.hosts.tracker import Tracker
 from lab.kube import Client
-from lab.phases import Phase, RunKind
+from lab.phases import PHASES, Phase, RunKind
 
 #: DELETE requests in flight at once (the client's QPS limit still applies).
 PARALLEL = 10
@@ -207,7 +207,7 @@ def delete_hosts(
             db,
             run_id,
             record=names,
-            on_change=lambda: display.update(tracker.counts()),
+            on_change=lambda: display.update(tracker.counts(PHASES[RunKind.delete_hosts])),
         )
         deleter = Deleter(settings, mgmt, plan, tracker)
         sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)

@@ -22,7 +22,7 @@ from lab.records import Records
 
 
 @dataclass
-class HostState:
+class Followed:
     index: int
     reached: set[Phase] = field(default_factory=set)
     state: str = "not seen yet"  # BMO's provisioning state now, for the "stuck" list
@@ -45,7 +45,7 @@ class Tracker:
     ) -> None:
         self.mgmt = mgmt
         self.prefix = prefix
-        self.state = {name: HostState(index) for name, index in hosts.items()}
+        self.state = {name: Followed(index) for name, index in hosts.items()}
         self.records = records
         self.run_id = run_id
         self.recorded = set(record)
@@ -119,18 +119,19 @@ class Tracker:
         if self.on_change is not None:
             self.on_change()
 
-    def counts(self) -> dict[Phase, int]:
+    def counts(self, phases: Iterable[Phase]) -> dict[Phase, int]:
+        """How many hosts reached each of `phases` (the run's: the bars ask on every event)."""
         with self._changed:
-            return {p: sum(p in s.reached for s in self.state.values()) for p in Phase}
+            return {p: sum(p in s.reached for s in self.state.values()) for p in phases}
 
-    def pending(self, done: Callable[[HostState], bool]) -> dict[str, str]:
+    def pending(self, done: Callable[[Followed], bool]) -> dict[str, str]:
         """name -> BMO's state now, for every host not `done`, in index order."""
         with self._changed:
             return {
                 n: s.state for n, s in sorted(self.state.items(), key=lambda x: x[1].index) if not done(s)
             }
 
-    def wait(self, done: Callable[[HostState], bool], deadline: float) -> bool:
+    def wait(self, done: Callable[[Followed], bool], deadline: float) -> bool:
         """Until every host is `done` (True) or the monotonic deadline passes (False)."""
         with self._changed:
             while True:

@@ -58,6 +58,12 @@ def test_create_hosts_provisioned_converge_report_delete(stack: Stack) -> None:
         assert naming.CLUSTER_LABEL not in b["metadata"]["labels"]  # cluster commands never see it
         secret = stack.kubectl_json("get", "secret", "-n", ns, b["spec"]["bmc"]["credentialsName"])
         assert secret["data"]["username"] and secret["data"]["password"]
+    one = stack.kubectl_json("get", "bmh", "-n", ns, names[0], "--show-managed-fields")
+    secret_full = stack.kubectl_json(
+        "get", "secret", "-n", ns, one["spec"]["bmc"]["credentialsName"], "--show-managed-fields"
+    )
+    sizes = [len(json.dumps(o, separators=(",", ":"))) for o in (one, secret_full)]
+    print(f"a provisioned BareMetalHost is {sizes[0]} B as JSON, its secret {sizes[1]} B")
     macs = {b["spec"]["bootMACAddress"] for b in bmhs.values()}
     assert len(macs) == COUNT and not macs & {naming.boot_mac(i) for i in range(START, START + COUNT)}
 
