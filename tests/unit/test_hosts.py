@@ -142,3 +142,36 @@ def test_bad_input_is_one_error_line_and_changes_nothing(
     assert r.stdout == ""
     left = [p.name for p in Path(lab_env["LAB_HOME"]).rglob("*") if p.name != "lab.lock"]
     assert left == [], left  # no key, no records, nothing but the lock file
+
+
+def test_the_tracker_records_each_state_once_for_the_hosts_of_the_run(tmp_path: Path) -> None:
+    """States as a watch delivers them: the first sighting of each is its timestamp, states the
+    host was already in are not re-timed for hosts the run did not create, and pending() says
+    where each host that is not done stands."""
+    from lab.hosts.tracker import Tracker
+    from lab.records import Records
+
+    def bmh(name: str, state: str) -> dict[str, Any]:
+        return {"metadata": {"name": name}, "status": {"provisioning": {"state": state}}}
+
+    with Records(tmp_path / "runs.sqlite") as db:
+        run = db.start_run(RunKind.create_hosts, ["lab"], {"state": "provisioned"})
+        t = Tracker(None, "test", {"test-bmh-1": 1, "test-bmh-2": 2}, db, run, record=["test-bmh-1"])  # type: ignore[arg-type]
+        for state in ("registering", "registering", "inspecting", "provisioned"):
+            t.observe(bmh("test-bmh-1", state))
+        t.observe(bmh("test-bmh-2", "available"))
+        events = db.events(run)
+        assert [(e.cluster, e.phase) for e in events] == [
+            ("test-bmh-1", Phase.host_registering),
+            ("test-bmh-1", Phase.host_inspecting),
+            ("test-bmh-1", Phase.host_provisioned),
+        ]
+        assert events[0].index == 1
+        order = phases.run_phases(RunKind.create_hosts, {"state": "provisioned"})
+        assert t.counts(order)[Phase.host_provisioned] == 1 and t.counts(order)[Phase.host_available] == 1
+
+        def done(s: Any) -> bool:
+            return Phase.host_provisioned in s.reached
+
+        assert t.pending(done) == {"test-bmh-2": "available"}
+        assert t.wait(done, 0.0) is False
