@@ -80,3 +80,12 @@ def bmc_key(settings: Settings) -> bytes:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_private(path, secrets.token_bytes(KEY_BYTES))
     return path.read_bytes()
+
+
+def by_state(inv: Inventory) -> dict[str, int]:
+    """BMO's provisioning state -> how many standalone hosts are in it now (for `lab status`)."""
+    out: dict[str, int] = {}
+    for bmh in inv.hosts.values():
+        state = ((bmh.get("status") or {}).get("provisioning") or {}).get("state") or "none"
+        out[state] = out.get(state, 0) + 1
+    return dict(sorted(out.items()))

@@ -67,6 +67,9 @@ def test_create_hosts_provisioned_converge_report_delete(stack: Stack) -> None:
     macs = {b["spec"]["bootMACAddress"] for b in bmhs.values()}
     assert len(macs) == COUNT and not macs & {naming.boot_mac(i) for i in range(START, START + COUNT)}
 
+    status = json.loads(stack.lab("status", "-o", "json").stdout)
+    assert status["hosts_by_state"] == {"provisioned": COUNT}
+
     # the report: percentiles per BMO state, from lab's apply
     report = json.loads(stack.lab("report", "--format", "json").stdout)
     assert report["run"]["id"] == created["run"] and report["run"]["kind"] == "create-hosts"
@@ -100,6 +103,7 @@ def test_create_hosts_provisioned_converge_report_delete(stack: Stack) -> None:
     assert gone["deleted"] == names and gone["pending"] == {} and gone["namespace_removed"]
     assert stack.kubectl("get", "namespace", ns, check=False).returncode != 0
     assert _ours(stack, "bmh", ns) == [] and _ours(stack, "secrets", ns) == []
+    assert json.loads(stack.lab("status", "-o", "json").stdout)["hosts_by_state"] == {}
     report = json.loads(stack.lab("report", "--format", "json").stdout)
     assert report["run"]["kind"] == "delete-hosts" and report["done"] == COUNT
     assert _phase(report, "deprovisioning")["reached"] >= 1
