@@ -170,13 +170,18 @@ class Deleter:
             "v1", "Secret", ns
         )
 
-    def remove_namespace(self) -> bool:
-        """DELETE the namespace when empty; True once it is gone."""
+    def remove_namespace(self) -> bool | None:
+        """DELETE the namespace when empty: True once it is gone, False while it goes, None when
+        something not lab's keeps it (hosts or secrets someone else put there: left alone)."""
         ns = self.mgmt.get("v1", "Namespace", self.plan.namespace)
         if ns is None:
+            inventory.forget_key(self.settings)  # no host left to derive a password for
             return True
-        if not ns["metadata"].get("deletionTimestamp") and self.namespace_empty():
-            self.mgmt.delete("v1", "Namespace", self.plan.namespace)
+        if ns["metadata"].get("deletionTimestamp"):
+            return False
+        if not self.namespace_empty():
+            return None
+        self.mgmt.delete("v1", "Namespace", self.plan.namespace)
         return False
 
 
@@ -218,18 +223,19 @@ def delete_hosts(
                 inv = inventory.read(settings, mgmt)
                 deleter.request(inv)
                 deleter.step(inv)
+                settled = False  # every host done, and the namespace gone or kept
                 while wait and time.monotonic() < deadline:
-                    if len(deleter.done) == len(plan.indexes) and (
-                        not plan.remove_namespace or deleter.remove_namespace()
-                    ):
-                        result.namespace_removed = plan.remove_namespace
-                        break
+                    if len(deleter.done) == len(plan.indexes):
+                        removed = deleter.remove_namespace() if plan.remove_namespace else None
+                        if removed is not False:
+                            result.namespace_removed, settled = bool(removed), True
+                            break
                     time.sleep(POLL)
                     inv = inventory.read(settings, mgmt)
                     deleter.step(inv)
                 inv = inventory.read(settings, mgmt)
                 result.pending = deleter.pending(inv) if wait else {}
-                if wait and plan.remove_namespace and not result.namespace_removed and not result.pending:
+                if wait and not settled and not result.pending:
                     result.pending[plan.namespace] = "namespace not removed yet"
                 result.deleted = [plan.names[i] for i in sorted(deleter.done)]
             status = "ok" if not result.pending else "timeout"

@@ -82,6 +82,11 @@ def bmc_key(settings: Settings) -> bytes:
     return path.read_bytes()
 
 
+def forget_key(settings: Settings) -> None:
+    """Remove the key once no standalone host is left: delete-hosts --all leaves nothing behind."""
+    (settings.pki_dir / "hosts-bmc.key").unlink(missing_ok=True)
+
+
 def by_state(inv: Inventory) -> dict[str, int]:
     """BMO's provisioning state -> how many standalone hosts are in it now (for `lab status`)."""
     out: dict[str, int] = {}

@@ -67,6 +67,8 @@ def test_create_hosts_provisioned_converge_report_delete(stack: Stack) -> None:
     macs = {b["spec"]["bootMACAddress"] for b in bmhs.values()}
     assert len(macs) == COUNT and not macs & {naming.boot_mac(i) for i in range(START, START + COUNT)}
 
+    key = settings.pki_dir / "hosts-bmc.key"  # what the BMC passwords derive from
+    assert key.stat().st_mode & 0o777 == 0o600
     status = json.loads(stack.lab("status", "-o", "json").stdout)
     assert status["hosts_by_state"] == {"provisioned": COUNT}
 
@@ -104,6 +106,7 @@ def test_create_hosts_provisioned_converge_report_delete(stack: Stack) -> None:
     assert stack.kubectl("get", "namespace", ns, check=False).returncode != 0
     assert _ours(stack, "bmh", ns) == [] and _ours(stack, "secrets", ns) == []
     assert json.loads(stack.lab("status", "-o", "json").stdout)["hosts_by_state"] == {}
+    assert not key.exists()
     report = json.loads(stack.lab("report", "--format", "json").stdout)
     assert report["run"]["kind"] == "delete-hosts" and report["done"] == COUNT
     assert _phase(report, "deprovisioning")["reached"] >= 1
