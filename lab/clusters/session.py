@@ -104,7 +104,7 @@ def create_clusters(
     """preflight: checks the plan against this host before anything is created (raises to refuse).
     payload_kb: KiB of files in each KubeadmControlPlane (lab.manifests.payload)."""
     create.check_stack(mgmt)
-    plan, opened = create.make_plan(settings, mgmt, indexes, backings)
+    plan, opened = create.make_plan(settings, mgmt, indexes, backings, payload_kb)
     preflight(plan)
     started = time.monotonic()
     with records.open_records(settings) as db:

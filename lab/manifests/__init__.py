@@ -20,11 +20,17 @@ if TYPE_CHECKING:
 __all__ = ["bmc_password", "cluster_objects", "namespace"]
 
 
-def namespace(cluster: str, index: int, backing: str = naming.LOCAL_BACKING) -> dict[str, Any]:
+def namespace(
+    cluster: str, index: int, backing: str = naming.LOCAL_BACKING, payload_kb: int = 0
+) -> dict[str, Any]:
     """The cluster's namespace; its labels are how lab lists the clusters that exist and where each
-    one's apiserver runs, so delete finds it after any crash."""
+    one's apiserver runs, so delete finds it after any crash. A payload is noted on it
+    (payload.ANNOTATION) so a later create of the same cluster can tell it apart."""
     labels = {**lab_labels(cluster, index), naming.BACKING_LABEL: backing}
-    return obj("Namespace", names.namespace(cluster), None, labels)
+    ns = obj("Namespace", names.namespace(cluster), None, labels)
+    if payload_kb:
+        ns["metadata"]["annotations"] = {payload.ANNOTATION: str(payload_kb)}
+    return ns
 
 
 def cluster_objects(
@@ -49,7 +55,7 @@ def cluster_objects(
         raise ValueError(f"PKI of {pki.name} passed for cluster {name}")
     k8s = settings.versions.kubernetes
     return [
-        namespace(name, index, backing),
+        namespace(name, index, backing, payload_kb),
         *pki_secrets(name, index, pki),
         bmc_secret(name, index, bmc_password),
         metal3.baremetal_host(name, index),

@@ -34,6 +34,8 @@ ETCD_MAX_REQUEST = 1536 * 1024
 HEADROOM = 64 * 1024
 MAX_KB = (ETCD_MAX_REQUEST - HEADROOM) // 1024
 OWNER, PERMISSIONS = "root:root", "0644"
+#: On a cluster's namespace: the payload it was created with (absent: none).
+ANNOTATION = "scale-lab.metal3.io/payload-kb"
 
 
 def check_kb(kb: int) -> int:
@@ -47,6 +49,12 @@ def check_kb(kb: int) -> int:
             f"(its default --max-request-bytes): at most {MAX_KB}"
         )
     return kb
+
+
+def of_namespace(ns: dict[str, Any]) -> int:
+    """The payload an existing cluster was created with, from its namespace (0: none or unreadable)."""
+    value = ((ns.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION, "0")
+    return int(value) if isinstance(value, str) and value.isdigit() else 0
 
 
 def path(kb: int, part: int) -> str:

@@ -45,9 +45,21 @@ def test_payload_reaches_the_bootstrap_secret_and_deletes_to_zero_residue(stack:
     print(f"KCP {kcp_bytes} B, bootstrap value {len(cloud_init)} B for a {KB} KiB payload")
     assert len(cloud_init) < KB * 1024 + payload.HEADROOM  # the bound's room for the rest holds
 
-    report = stack.lab("report").stdout
+    report = stack.lab("report", "--run", str(res["run"])).stdout
     assert f"- payload: {KB} KiB of files in each KubeadmControlPlane" in report
     assert "- management: etcd db" in report, report[:2000]
+
+    # another payload for the same cluster would roll its control plane out: refused, nothing changed
+    generation = kcp["metadata"]["generation"]  # moves with the spec only (status writes do not)
+    bad = stack.lab("create-clusters", "1", "--start", str(INDEX), check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
+    assert "created with --payload-kb 30, not 0" in bad.stderr
+    same = json.loads(
+        stack.lab("create-clusters", "1", "--start", str(INDEX), "--payload-kb", str(KB), "-o", "json").stdout
+    )
+    assert same["unchanged"] == [NAME] and same["available"] == [NAME]
+    after = stack.kubectl_json("get", "kubeadmcontrolplane", "-n", NAME, NAME)
+    assert after["metadata"]["generation"] == generation
 
     stack.lab("delete-clusters", "--start", str(INDEX), "--count", "1", "--wait", timeout=TIMEOUT)
     assert residue(settings, [NAME]) == {}

@@ -87,3 +87,10 @@ def test_the_report_names_the_payload_and_the_management_etcd_size() -> None:
     assert "- management: etcd db 48 MiB (max)" in md
     plain = Run(2, RunKind.create, t0, t0 + 60, "ok", ["lab"], {}, {"cores": 2})
     assert "payload" not in report.to_markdown(report.build(plain, []))
+
+
+def test_the_namespace_notes_the_payload_only_when_there_is_one() -> None:
+    assert manifests.namespace("test-3", 3)["metadata"].get("annotations") is None
+    ns = manifests.namespace("test-3", 3, payload_kb=30)
+    assert ns["metadata"]["annotations"] == {payload.ANNOTATION: "30"}
+    assert payload.of_namespace(ns) == 30 and payload.of_namespace(manifests.namespace("test-3", 3)) == 0
