@@ -158,9 +158,12 @@ class Deleter:
             if i in inv.hosts:
                 state = ((inv.hosts[i].get("status") or {}).get("provisioning") or {}).get("state") or "none"
                 out[self.plan.names[i]] = f"BareMetalHost {state}"
-            else:
+            elif i in inv.secrets:
                 fin = inv.secrets[i]["metadata"].get("finalizers") or []
                 out[self.plan.names[i]] = "Secret" + (f" held by finalizers {fin}" if fin else "")
+            else:  # gone since the last pass
+                self.done.add(i)
+                self.tracker.mark(self.plan.names[i], Phase.host_deleted)
         return out
 
     def namespace_empty(self) -> bool:
