@@ -33,7 +33,7 @@ def report_cmd(
         report.DEFAULT_BATCH, "--batch", min=1, help="clusters per row of the scaling table"
     ),
 ) -> None:
-    """Scaling table, per-phase p50/p90/p99/max, component RSS/CPU and metrics of a create or delete run."""
+    """Scaling table, per-phase p50/p90/p99/max (per BMO state for hosts), component RSS/CPU and metrics of a create or delete run."""
     settings = config.load()
     if plot is not None and plot.is_dir():  # --plot "" is "." too
         raise UsageError(f"--plot takes a file name; {str(plot)!r} is a directory")
