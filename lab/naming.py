@@ -55,7 +55,7 @@ def parse_index(prefix: str, name: str) -> int | None:
     return int(tail) if head == prefix and tail.isdigit() and not tail.startswith("0") else None
 
 
-def check_range(start: int, count: int, max_index: int) -> range:
+def check_range(start: int, count: int, max_index: int, what: str = "clusters") -> range:
     """Validate a --start/--count pair before anything is touched."""
     if count < 1:
         raise UsageError(f"count must be at least 1, got {count}")
@@ -64,20 +64,27 @@ def check_range(start: int, count: int, max_index: int) -> range:
     last = start + count - 1
     if last > max_index:
         raise UsageError(
-            f"clusters {start}..{last} go past the configured maximum index {max_index} (setting max_index)"
+            f"{what} {start}..{last} go past the configured maximum index {max_index} (setting max_index)"
         )
     return range(start, last + 1)
 
 
-def boot_mac(index: int) -> str:
+#: Third octet of the boot MACs: 0x61 ("a") for the clusters' hosts, 0x62 for `lab create-hosts`'
+#: standalone hosts, so no two hosts of one lab ever share a MAC.
+CLUSTER_MAC_OCTET, STANDALONE_MAC_OCTET = 0x61, 0x62
+#: Third octet of the BMC addresses' subnet, by the same split.
+CLUSTER_BMC_SUBNET, STANDALONE_BMC_SUBNET = 122, 123
+
+
+def boot_mac(index: int, octet: int = CLUSTER_MAC_OCTET) -> str:
     """A locally administered unicast MAC (02:...) with the index in the low 24 bits."""
     if not 0 < index < 1 << 24:
         raise ValueError(f"index {index} out of range for a MAC")
     low = index.to_bytes(3, "big")
-    return "02:6c:61:" + ":".join(f"{b:02x}" for b in low)
+    return f"02:6c:{octet:02x}:" + ":".join(f"{b:02x}" for b in low)
 
 
-def bmc_address(index: int) -> str:
+def bmc_address(index: int, subnet: int = CLUSTER_BMC_SUBNET) -> str:
     """A VirtualBMC-style address; BMO in test mode parses it but never dials it.
 
     Indexes 1..254 get libvirt://192.168.122.N:6233/; past that the port moves on, as VirtualBMC does
@@ -85,7 +92,28 @@ def bmc_address(index: int) -> str:
     """
     host = 1 + (index - 1) % 254
     port = 6233 + (index - 1) // 254
-    return f"libvirt://192.168.122.{host}:{port}/"
+    return f"libvirt://192.168.{subnet}.{host}:{port}/"
+
+
+#: Label on the namespace and every object of `lab create-hosts` (value: the lab's prefix). Not
+#: CLUSTER_LABEL: cluster commands, `lab status` and the node simulator never see these hosts.
+HOSTS_LABEL = "scale-lab.metal3.io/hosts"
+
+
+def hosts_namespace(prefix: str) -> str:
+    """test-hosts: one namespace for every standalone host; never a cluster name (parse_index
+    reads no index in it)."""
+    return f"{prefix}-hosts"
+
+
+def host_name(prefix: str, index: int) -> str:
+    """test-bmh-7; clusters' hosts are test-<N>-host-0 in their own namespaces, so names never meet."""
+    return f"{prefix}-bmh-{index}"
+
+
+def parse_host_index(prefix: str, name: str) -> int | None:
+    """Inverse of host_name; None when the name is not one of ours."""
+    return parse_index(f"{prefix}-bmh", name)
 
 
 def local_endpoint(index: int) -> tuple[str, int]:

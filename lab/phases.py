@@ -29,6 +29,8 @@ from lab.manifests.kinds import API_VERSIONS
 class RunKind(StrEnum):
     create = "create"
     delete = "delete"
+    create_hosts = "create-hosts"
+    delete_hosts = "delete-hosts"
 
 
 class Phase(StrEnum):
@@ -52,6 +54,10 @@ class Phase(StrEnum):
       namespace_deleted  the cluster's namespace is gone from the management cluster
       tenant_deleted     the etcd tenant (user, role, keys under /<cluster>/) is gone
       apiserver_stopped  the workload kube-apiserver is stopped: the cluster is done
+
+    create-hosts and delete-hosts (standalone BareMetalHosts, per host): lab's apply returned
+    (host_applied) or its DELETE was accepted (host_delete_requested), then each BMO provisioning
+    state the host was first seen in (BMO_STATES), then host_deleted: the host and its secret are gone.
     """
 
     applied = "applied"
@@ -68,6 +74,20 @@ class Phase(StrEnum):
     namespace_deleted = "namespace_deleted"
     tenant_deleted = "tenant_deleted"
     apiserver_stopped = "apiserver_stopped"
+
+    host_applied = "host_applied"
+    host_registering = "registering"
+    host_inspecting = "inspecting"
+    host_preparing = "preparing"
+    host_available = "available"
+    host_provisioning = "provisioning"
+    host_provisioned = "provisioned"
+
+    host_delete_requested = "host_delete_requested"
+    host_deprovisioning = "deprovisioning"
+    host_powering_off = "powering off before delete"
+    host_deleting = "deleting"
+    host_deleted = "host_deleted"
 
 
 #: The phases of each kind of run, in order: the first is the origin of every latency, the last
@@ -90,6 +110,39 @@ PHASES: dict[RunKind, tuple[Phase, ...]] = {
         Phase.tenant_deleted,
         Phase.apiserver_stopped,
     ),
+    RunKind.create_hosts: (
+        Phase.host_applied,
+        Phase.host_registering,
+        Phase.host_inspecting,
+        Phase.host_preparing,
+        Phase.host_available,
+        Phase.host_provisioning,
+        Phase.host_provisioned,
+    ),
+    RunKind.delete_hosts: (
+        Phase.host_delete_requested,
+        Phase.host_deprovisioning,
+        Phase.host_powering_off,
+        Phase.host_deleting,
+        Phase.host_deleted,
+    ),
+}
+
+#: BMO's status.provisioning.state (v1alpha1 ProvisioningState) -> the phase a host shows by it.
+#: A state BMO passes through faster than a watch event is simply not recorded for that host.
+BMO_STATES: dict[str, Phase] = {
+    p.value: p
+    for p in (
+        Phase.host_registering,
+        Phase.host_inspecting,
+        Phase.host_preparing,
+        Phase.host_available,
+        Phase.host_provisioning,
+        Phase.host_provisioned,
+        Phase.host_deprovisioning,
+        Phase.host_powering_off,
+        Phase.host_deleting,
+    )
 }
 
 #: The phase each phase waits for: its step latency is measured from that one.
@@ -105,11 +158,37 @@ PREVIOUS: dict[Phase, Phase] = {
     Phase.namespace_deleted: Phase.cluster_deleted,
     Phase.tenant_deleted: Phase.namespace_deleted,
     Phase.apiserver_stopped: Phase.tenant_deleted,
+    Phase.host_registering: Phase.host_applied,
+    Phase.host_inspecting: Phase.host_registering,
+    Phase.host_preparing: Phase.host_inspecting,
+    Phase.host_available: Phase.host_preparing,
+    Phase.host_provisioning: Phase.host_available,
+    Phase.host_provisioned: Phase.host_provisioning,
+    # an available host skips deprovisioning: its step to powering off is then not measured
+    Phase.host_deprovisioning: Phase.host_delete_requested,
+    Phase.host_powering_off: Phase.host_deprovisioning,
+    Phase.host_deleting: Phase.host_powering_off,
+    Phase.host_deleted: Phase.host_deleting,
 }
 
 
 def run_kind(phase: Phase) -> RunKind:
     return next(k for k, phases in PHASES.items() if phase in phases)
+
+
+def run_phases(kind: RunKind, settings: Mapping[str, Any] | None = None) -> tuple[Phase, ...]:
+    """The phases of one recorded run, the last meaning done: a create-hosts run for `available`
+    hosts (its settings' "state") is done at host_available."""
+    order = PHASES[kind]
+    if kind is RunKind.create_hosts and (settings or {}).get("state") == Phase.host_available.value:
+        return order[: order.index(Phase.host_available) + 1]
+    return order
+
+
+def host_phase(bmh: Mapping[str, Any]) -> Phase | None:
+    """The phase a BareMetalHost's current provisioning state shows; None for none of BMO_STATES."""
+    state = ((bmh.get("status") or {}).get("provisioning") or {}).get("state")
+    return BMO_STATES.get(state) if isinstance(state, str) else None
 
 
 CONTROL_PLANE_LABEL = "cluster.x-k8s.io/control-plane"

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.errors import LabError
-from lab.phases import RunKind
-from lab.report import Report
+from lab.report import Report, done_word, unit
 from lab.report_series import Chart
 
 if TYPE_CHECKING:
@@ -44,18 +43,19 @@ def render_png(report: Report, latencies: Mapping[str, Sequence[float]], path: P
 def _overview(report: Report, latencies: Mapping[str, Sequence[float]]) -> Figure:
     from matplotlib.figure import Figure
 
-    done_word = "Available" if report.run["kind"] == RunKind.create else "deleted"
+    done = done_word(report.run)
+    what = unit(report.run)
     fig = Figure(figsize=(13, 5), layout="constrained")
     left, right = fig.subplots(1, 2)
     fig.suptitle(
-        f"lab run {report.run['id']} ({report.run['kind']}): {report.done}/{report.clusters} {done_word}"
+        f"lab run {report.run['id']} ({report.run['kind']}): {report.done}/{report.clusters} {what} {done}"
     )
 
     minutes = [t / 60 for t in report.timeline]
     left.step([0.0, *minutes], list(range(len(minutes) + 1)), where="post", color="tab:blue")
     left.set_xlabel("minutes since run start")
-    left.set_ylabel(f"clusters {done_word}")
-    left.set_title(f"Clusters {done_word} over time")
+    left.set_ylabel(f"{what} {done}")
+    left.set_title(f"{what.capitalize()} {done} over time")
     left.set_ylim(0, max(report.clusters, 1) * 1.05)
     left.grid(alpha=0.3)
 

@@ -67,17 +67,18 @@ class Sample:
     cpu_percent: float  # of one core, as psutil reports it (can exceed 100)
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
+_RUNS_COLUMNS = """(
     id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind     TEXT NOT NULL CHECK (kind IN ('create', 'delete')),
+    kind     TEXT NOT NULL,
     started  REAL NOT NULL,
     finished REAL,
     status   TEXT,
     argv     TEXT NOT NULL,
     settings TEXT NOT NULL,
     host     TEXT NOT NULL
-);
+)"""
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs {_RUNS_COLUMNS};
 CREATE TABLE IF NOT EXISTS cluster_events (
     run_id  INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     cluster TEXT NOT NULL,
@@ -105,8 +106,9 @@ CREATE TABLE IF NOT EXISTS metric_samples (
 CREATE INDEX IF NOT EXISTS metric_samples_by_run ON metric_samples (run_id, component, metric, ts);
 """
 #: 2: metric_samples (lab.metrics). Every statement above is IF NOT EXISTS, so running the script
-#: on an older file is its migration.
-_SCHEMA_VERSION = 2
+#: on an older file is its migration. 3: runs.kind lost its CHECK (create, delete): RunKind says
+#: which kinds exist (create-hosts, delete-hosts joined), so a new kind needs no table rebuild again.
+_SCHEMA_VERSION = 3
 
 
 def host_facts() -> dict[str, Any]:
@@ -140,8 +142,34 @@ class Records:
                     f"{path} was written by a newer lab (schema {version}); upgrade lab to read it"
                 )
             if create or version < _SCHEMA_VERSION:  # a reader (lab report) must not write the file
+                old = self._db.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()
+                if old and "CHECK" in old[0]:
+                    self._drop_kind_check()
                 self._db.executescript(_SCHEMA)
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+    def _drop_kind_check(self) -> None:
+        """Schema 3: rebuild `runs` without the CHECK on kind (SQLite cannot alter a constraint), as
+        SQLite's own ALTER TABLE procedure does: foreign keys off, so dropping the old table cascades
+        to no event or sample, and the copy keeps every id."""
+        self._db.execute("PRAGMA foreign_keys=OFF")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(f"CREATE TABLE runs_v3 {_RUNS_COLUMNS}")
+                self._db.execute(
+                    "INSERT INTO runs_v3 (id, kind, started, finished, status, argv, settings, host)"
+                    " SELECT id, kind, started, finished, status, argv, settings, host FROM runs"
+                )
+                self._db.execute("DROP TABLE runs")
+                self._db.execute("ALTER TABLE runs_v3 RENAME TO runs")
+                self._db.execute("PRAGMA user_version=3")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        finally:
+            self._db.execute("PRAGMA foreign_keys=ON")
 
     def close(self) -> None:
         with self._lock:

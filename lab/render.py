@@ -50,10 +50,11 @@ def local_objects(settings: Settings, index: int, ca: pki.KeyPair | None = None)
 
 
 def backed_objects(
-    settings: Settings, index: int, backing: Backing, ca: pki.KeyPair | None = None
+    settings: Settings, index: int, backing: Backing, ca: pki.KeyPair | None = None, payload_kb: int = 0
 ) -> list[dict[str, Any]]:
     """Every object of cluster `index` placed on `backing`: its endpoint, etcd and etcd CA (pass
-    `ca`, backing.etcd_ca(), when rendering many). Creates the cluster's PKI on first use."""
+    `ca`, backing.etcd_ca(), when rendering many), `payload_kb` KiB of files in its KCP. Creates
+    the cluster's PKI on first use."""
     name = naming.cluster_name(settings.prefix, index)
     host, port = backing.endpoint(name, index)
     # a backing may need another CA key type than lab's default
@@ -69,4 +70,5 @@ def backed_objects(
         backing.etcd_servers(),
         manifests.bmc_password(cluster_pki),
         backing.name,
+        payload_kb,
     )

@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lab import naming, report_series
+from lab.components import MGMT_ETCD
 from lab.metrics import SAMPLER_COMPONENT, SAMPLER_CPU, SLO_HISTOGRAM, parse_labels
-from lab.phases import PHASES, PREVIOUS, Phase, RunKind
+from lab.phases import PREVIOUS, Phase, RunKind, run_phases
 from lab.records import Event, MetricSample, Run, Sample
 
 DEFAULT_BATCH = 10
@@ -199,9 +200,11 @@ def _by_cluster(events: Sequence[Event]) -> dict[str, tuple[int, dict[Phase, flo
     return out
 
 
-def latencies(kind: RunKind, events: Sequence[Event]) -> dict[str, list[float]]:
-    """Per phase of `kind`, every cluster's seconds from its first phase to that one."""
-    order = PHASES[kind]
+def latencies(
+    kind: RunKind, events: Sequence[Event], settings: dict[str, Any] | None = None
+) -> dict[str, list[float]]:
+    """Per phase of `kind` (phases.run_phases), every cluster's seconds from its first phase to that one."""
+    order = run_phases(kind, settings)
     out: dict[str, list[float]] = {p.value: [] for p in order}
     for _i, ts in _by_cluster([e for e in events if e.phase in order]).values():
         if order[0] in ts:
@@ -221,12 +224,12 @@ def build(
     """The report of one run; clusters missing phases are counted and listed, never dropped."""
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
-    order = PHASES[run.kind]
+    order = run_phases(run.kind, run.settings)
     final = order[-1]
     clusters = _by_cluster([e for e in events if e.phase in order])
 
     phases = []
-    since_start = latencies(run.kind, events)
+    since_start = latencies(run.kind, events, run.settings)
     for phase in order:
         since = since_start[phase.value]
         prev = PREVIOUS.get(phase)
@@ -518,9 +521,40 @@ def _patched_line(settings: dict[str, Any]) -> list[str]:
     return ["- patched: " + ", ".join(parts)]
 
 
+def payload_lines(run: dict[str, Any], m: Metrics | None) -> list[str]:
+    """The lines two runs with and without `--payload-kb` are compared by: the payload, the
+    management etcd's largest db size and the apiserver's mutating p99 during the run."""
+    out = []
+    kb = run["settings"].get("payload_kb")
+    if kb:
+        out.append(f"- payload: {kb} KiB of files in each KubeadmControlPlane")
+    if m is not None:
+        db = [e.db_bytes for e in m.etcd if e.component == MGMT_ETCD]
+        mutating = [s for s in m.slo if s.call == "mutating" and s.p99 is not None]
+        if db or mutating:
+            parts = [f"etcd db {_mib(int(max(db)))} (max)"] if db else []
+            parts += [f"apiserver mutating p99 {mutating[0].p99:.3f}s" for _ in mutating[:1]]
+            out.append("- management: " + ", ".join(parts))
+    return out
+
+
+def done_word(run: dict[str, Any]) -> str:
+    """What the last phase of a run means, for headings: Available, deleted, or the hosts' state."""
+    kind = RunKind(run["kind"])
+    if kind is RunKind.create_hosts:
+        return str(run["settings"].get("state") or "provisioned")
+    return "Available" if kind is RunKind.create else "deleted"
+
+
+def unit(run: dict[str, Any]) -> str:
+    """clusters, or hosts for a create-hosts or delete-hosts run."""
+    return "hosts" if RunKind(run["kind"]) in (RunKind.create_hosts, RunKind.delete_hosts) else "clusters"
+
+
 def to_markdown(r: Report) -> str:
     run = r.run
-    done_word = "Available" if run["kind"] == RunKind.create else "deleted"
+    done_word_ = done_word(run)
+    what = unit(run)
     versions = run["settings"].get("versions", {})
     host = run["host"]
     mem = f"{host['memory_bytes'] / 2**30:.0f} GiB" if host.get("memory_bytes") else "?"
@@ -532,7 +566,8 @@ def to_markdown(r: Report) -> str:
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         f"- tuning: {run['settings'].get('tuning') or 'default'}",
         *_patched_line(run["settings"]),
-        f"- clusters: {r.clusters}, {done_word}: {r.done}"
+        *payload_lines(run, r.metrics),
+        f"- {what}: {r.clusters}, {done_word_}: {r.done}"
         + (
             f", in {duration(r.wall_seconds)} ({r.clusters_per_minute:.1f}/min)"
             if r.clusters_per_minute
@@ -543,7 +578,7 @@ def to_markdown(r: Report) -> str:
         "",
     ]
     lines += _table(
-        ["clusters", done_word, "cumulative", "step"],
+        [what, done_word_, "cumulative", "step"],
         [
             [f"{b.first}-{b.last}", f"{b.done}/{b.clusters}", duration(b.done_at), duration(b.step)]
             for b in r.batches
@@ -603,9 +638,13 @@ def to_markdown(r: Report) -> str:
     if r.metrics is not None:
         lines += ["", *metrics_markdown(r.metrics)]
     if r.incomplete:
-        lines += ["", f"## Incomplete: {len(r.incomplete)} cluster(s) never reached `{r.final_phase}`", ""]
+        lines += [
+            "",
+            f"## Incomplete: {len(r.incomplete)} {what.removesuffix('s')}(s) never reached `{r.final_phase}`",
+            "",
+        ]
         lines += _table(
-            ["cluster", "last phase", "waiting for"],
+            [what.removesuffix("s"), "last phase", "waiting for"],
             [[i.cluster, i.last_phase or "-", i.waiting_for] for i in r.incomplete[:MAX_LISTED]],
         )
         if len(r.incomplete) > MAX_LISTED:

@@ -17,8 +17,7 @@ import html
 from collections.abc import Iterable, Sequence
 
 from lab.bottleneck import Bottleneck
-from lab.phases import RunKind
-from lab.report import Metrics, Report, duration
+from lab.report import Metrics, Report, done_word, duration, unit
 
 #: Nothing but data: images and the page's own <style>: no script, font, frame or connection.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -88,7 +87,7 @@ def _mib(n: float) -> str:
 def _summary(r: Report) -> str:
     run = r.run
     host = run["host"]
-    done_word = "Available" if run["kind"] == RunKind.create else "deleted"
+    done = done_word(run)
     mem = f"{host['memory_bytes'] / 2**30:.0f} GiB" if host.get("memory_bytes") else "?"
     rate = (
         f", in {duration(r.wall_seconds)} ({r.clusters_per_minute:.1f}/min)" if r.clusters_per_minute else ""
@@ -102,7 +101,7 @@ def _summary(r: Report) -> str:
         f"tuning: {esc(settings.get('tuning') or 'default')}",
         "settings: "
         + esc(", ".join(f"{k}={v}" for k, v in settings.items() if k not in ("versions", "tuning"))),
-        f"clusters: {r.clusters}, {done_word}: {r.done}{esc(rate)}",
+        f"{unit(run)}: {r.clusters}, {esc(done)}: {r.done}{esc(rate)}",
     ]
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
@@ -263,7 +262,7 @@ def render(r: Report, figures: Sequence[Figure], found: Bottleneck | None = None
     tables, then one plot per time series chart. `figures` are in the order of
     lab.plot.svg_figures: the overview first."""
     run = r.run
-    done_word = "Available" if run["kind"] == RunKind.create else "deleted"
+    done = done_word(run)
     title = f"lab run {run['id']}: {run['kind']} ({run['status']})"
     overview, series = (figures[0], figures[1:]) if figures else (None, [])
     parts = [
@@ -282,7 +281,7 @@ def render(r: Report, figures: Sequence[Figure], found: Bottleneck | None = None
     parts += [
         f"<h2>Scaling (batches of {r.batch_size}, by index; times from the run start)</h2>",
         table(
-            ["clusters", done_word, "cumulative", "step"],
+            [unit(run), done, "cumulative", "step"],
             [
                 [f"{b.first}-{b.last}", f"{b.done}/{b.clusters}", duration(b.done_at), duration(b.step)]
                 for b in r.batches

@@ -12,6 +12,7 @@ from lab.cli._preflight import RaiseLimitsOption
 from lab.cli.app import app
 from lab.clusters import create
 from lab.errors import LabError, UsageError
+from lab.manifests import payload
 from lab.phases import PHASES, Phase, RunKind
 
 #: Stuck clusters listed by name on a timeout; the rest are counted.
@@ -51,6 +52,9 @@ def create_clusters_cmd(
         [], "--backing", help="backing to place clusters on (repeat to spread); default: local"
     ),
     parallel: int = typer.Option(10, "--parallel", help="clusters converged at once (batch size)"),
+    payload_kb: int = typer.Option(
+        0, "--payload-kb", help="KiB of files added to each KubeadmControlPlane (and bootstrap secret)"
+    ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="wait until every cluster is Available"),
     timeout: float = typer.Option(1800.0, "--timeout", help="seconds --wait waits in all"),
     raise_limits: bool = RaiseLimitsOption,
@@ -62,6 +66,7 @@ def create_clusters_cmd(
     if parallel < 1:
         raise UsageError(f"--parallel must be at least 1, got {parallel}")
     check_timeout(timeout)
+    payload.check_kb(payload_kb)
     stack = management.for_settings(settings)
     if not stack.local_backing and not backing:
         raise UsageError(f"mode {stack.mode} has no local backing: name one with --backing")
@@ -85,6 +90,7 @@ def create_clusters_cmd(
                 wait=wait,
                 timeout=timeout,
                 preflight=lambda p: _preflight.for_create(settings, p.placement, p.new, raise_limits),
+                payload_kb=payload_kb,
             )
         finally:
             if display.progress.live.is_started:  # stopping an unstarted bar prints an empty line

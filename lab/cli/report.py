@@ -50,7 +50,7 @@ def report_cmd(
         help="two run ids side by side, with deltas and noise",
     ),
 ) -> None:
-    """Scaling table, per-phase p50/p90/p99/max, component RSS/CPU, metrics and bottleneck of a create or delete run; --check gates it, --compare sets two runs side by side."""
+    """Scaling table, per-phase p50/p90/p99/max (per BMO state for hosts), component RSS/CPU, metrics and bottleneck of a create or delete run; --check gates it, --compare sets two runs side by side."""
     settings = config.load()
     _check_options(run, plot, html, check, compare)
     if compare is not None:
@@ -76,7 +76,7 @@ def report_cmd(
         from lab.plot import render_png
 
         try:
-            render_png(model, report.latencies(chosen.kind, events), plot)
+            render_png(model, report.latencies(chosen.kind, events, chosen.settings), plot)
         except OSError as e:
             raise LabError(f"cannot write the plot to {plot}: {e.strerror or e}") from None
         err_console.print(f"plot written to {plot}")

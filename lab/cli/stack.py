@@ -104,6 +104,17 @@ def _clusters(settings: config.Settings) -> tuple[list[ClusterInfo] | None, str 
         return None, str(e)
 
 
+def _hosts(settings: config.Settings) -> dict[str, int] | None:
+    """Standalone hosts (lab create-hosts) by BMO state; None when the management API does not answer."""
+    from lab.hosts import inventory
+
+    try:
+        with mgmt.client(settings, attempts=2, timeout=10.0, parallel=1) as client:
+            return inventory.by_state(inventory.read(settings, client))
+    except LabError:
+        return None
+
+
 def _component_rows(rows: list[status.Row]) -> list[tuple[str, ...]]:
     """Table rows: one per component; the workload apiservers (wkl-<cluster>) in one row, RSS and CPU summed."""
     out: list[tuple[str, ...]] = []
@@ -150,6 +161,7 @@ def status_cmd(output: Output = OutputOption) -> None:
     settings = config.load()
     rows = management.for_settings(settings).status()
     clusters, why = _clusters(settings) if rows else (None, "stack is not running")
+    hosts = _hosts(settings) if clusters is not None else None
     busy = lock.holder(settings)
     if output == Output.json:
         print_json(
@@ -160,6 +172,7 @@ def status_cmd(output: Output = OutputOption) -> None:
                 "clusters": None if clusters is None else [c.as_dict() for c in clusters],
                 "clusters_by_phase": None if clusters is None else by_phase(clusters),
                 "clusters_error": None if clusters is not None or not rows else why,
+                "hosts_by_state": hosts,
             }
         )
         return
@@ -185,6 +198,9 @@ def status_cmd(output: Output = OutputOption) -> None:
     console.print(f"clusters: {len(clusters)}" + (f" ({detail})" if detail else ""))
     local = sum(c.backing == naming.LOCAL_BACKING for c in clusters)
     console.print(f"local backing: {local} of {settings.local_capacity} cluster(s)")
+    if hosts:
+        states = ", ".join(f"{n} {s}" for s, n in hosts.items())
+        console.print(f"standalone hosts: {sum(hosts.values())} ({states})")
 
 
 @app.command("kubeconfig")

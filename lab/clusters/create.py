@@ -29,6 +29,7 @@ from lab.clusters.tracker import Tracker
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kube import ApiError, Client
+from lab.manifests import payload
 from lab.phases import Phase
 
 DIGEST_ANNOTATION = "scale-lab.metal3.io/applied-digest"
@@ -80,11 +81,26 @@ def existing_namespaces(settings: Settings, mgmt: Client) -> dict[int, Obj]:
 
 
 def make_plan(
-    settings: Settings, mgmt: Client, indexes: Sequence[int], backing_names: Sequence[str]
+    settings: Settings,
+    mgmt: Client,
+    indexes: Sequence[int],
+    backing_names: Sequence[str],
+    payload_kb: int = 0,
 ) -> tuple[Plan, dict[str, Backing]]:
-    """Placement and what exists; raises (UsageError, LabError) before anything is created."""
+    """Placement and what exists; raises (UsageError, LabError) before anything is created.
+
+    Existing clusters created with another --payload-kb are refused: converging them would change
+    the KCP's files, which KCP answers with a rollout to a second Machine that has no host to get."""
     backings = open_all(settings, backing_names or [naming.LOCAL_BACKING])
     namespaces = existing_namespaces(settings, mgmt)
+    other = [i for i in indexes if i in namespaces and payload.of_namespace(namespaces[i]) != payload_kb]
+    if other:
+        first = namespaces[other[0]]
+        raise LabError(
+            f"{len(other)} existing cluster(s) ({naming.cluster_name(settings.prefix, other[0])} first) were "
+            f"created with --payload-kb {payload.of_namespace(first)}, not {payload_kb}: changing it would "
+            "roll their control plane out to a host they do not have; delete them first"
+        )
     existing: dict[int, str] = {}
     for i in indexes:
         ns = namespaces.get(i)
@@ -130,6 +146,7 @@ class Creator:
     backings: dict[str, Backing]
     tracker: Tracker | None = None
     parallel: int = 10
+    payload_kb: int = 0  # lab.manifests.payload
     namespaces: dict[int, Obj] = field(default_factory=dict)
     _cas: dict[str, Any] = field(default_factory=dict)
 
@@ -137,7 +154,7 @@ class Creator:
         b = self.backings[self.plan.placement[index]]
         if b.name not in self._cas:
             self._cas[b.name] = b.etcd_ca()
-        return render.backed_objects(self.settings, index, b, self._cas[b.name])
+        return render.backed_objects(self.settings, index, b, self._cas[b.name], self.payload_kb)
 
     def confirm_complete(self) -> set[int]:
         """Complete clusters whose digest no longer matches what lab renders now move to `partial`."""

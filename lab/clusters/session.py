@@ -99,10 +99,12 @@ def create_clusters(
     wait: bool = True,
     timeout: float = 1800.0,
     preflight: Callable[[create.Plan], None] = lambda _plan: None,
+    payload_kb: int = 0,
 ) -> Result:
-    """preflight: checks the plan against this host before anything is created (raises to refuse)."""
+    """preflight: checks the plan against this host before anything is created (raises to refuse).
+    payload_kb: KiB of files in each KubeadmControlPlane (lab.manifests.payload)."""
     create.check_stack(mgmt)
-    plan, opened = create.make_plan(settings, mgmt, indexes, backings)
+    plan, opened = create.make_plan(settings, mgmt, indexes, backings, payload_kb)
     preflight(plan)
     started = time.monotonic()
     with records.open_records(settings) as db:
@@ -117,6 +119,7 @@ def create_clusters(
                 parallel=parallel,
                 backings=sorted({plan.placement[i] for i in indexes}),
                 patched=supervised.running_patches(settings),
+                payload_kb=payload_kb,
             ),
         )
         status = "interrupted"
@@ -130,7 +133,7 @@ def create_clusters(
             record=[plan.names[i] for i in plan.todo],
             on_change=lambda: display.update(tracker.counts(), tracker.done(), len(names)),
         )
-        creator = create.Creator(settings, mgmt, plan, opened, tracker, parallel)
+        creator = create.Creator(settings, mgmt, plan, opened, tracker, parallel, payload_kb)
         sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
         try:
             with sampler, metrics_sampler(settings, db, run_id), tracker:

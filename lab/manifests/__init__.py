@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab import naming
 from lab.config import Settings
-from lab.manifests import capi, metal3, names
+from lab.manifests import capi, metal3, names, payload
 from lab.manifests.common import lab_labels, obj
 from lab.manifests.secrets import bmc_password, bmc_secret, pki_secrets
 
@@ -20,11 +20,17 @@ if TYPE_CHECKING:
 __all__ = ["bmc_password", "cluster_objects", "namespace"]
 
 
-def namespace(cluster: str, index: int, backing: str = naming.LOCAL_BACKING) -> dict[str, Any]:
+def namespace(
+    cluster: str, index: int, backing: str = naming.LOCAL_BACKING, payload_kb: int = 0
+) -> dict[str, Any]:
     """The cluster's namespace; its labels are how lab lists the clusters that exist and where each
-    one's apiserver runs, so delete finds it after any crash."""
+    one's apiserver runs, so delete finds it after any crash. A payload is noted on it
+    (payload.ANNOTATION) so a later create of the same cluster can tell it apart."""
     labels = {**lab_labels(cluster, index), naming.BACKING_LABEL: backing}
-    return obj("Namespace", names.namespace(cluster), None, labels)
+    ns = obj("Namespace", names.namespace(cluster), None, labels)
+    if payload_kb:
+        ns["metadata"]["annotations"] = {payload.ANNOTATION: str(payload_kb)}
+    return ns
 
 
 def cluster_objects(
@@ -35,8 +41,10 @@ def cluster_objects(
     etcd_endpoints: list[str],
     bmc_password: str,
     backing: str = naming.LOCAL_BACKING,
+    payload_kb: int = 0,
 ) -> list[dict[str, Any]]:
-    """Every object of workload cluster `index`, in apply order.
+    """Every object of workload cluster `index`, in apply order; `payload_kb` KiB of files in the
+    KubeadmControlPlane (lab.manifests.payload).
 
     Order: the Namespace, then Secrets (KCP and BMO look them up), then the host (BMO can register and
     inspect it while the rest is created), then templates before what references them, the Cluster last.
@@ -47,7 +55,7 @@ def cluster_objects(
         raise ValueError(f"PKI of {pki.name} passed for cluster {name}")
     k8s = settings.versions.kubernetes
     return [
-        namespace(name, index, backing),
+        namespace(name, index, backing, payload_kb),
         *pki_secrets(name, index, pki),
         bmc_secret(name, index, bmc_password),
         metal3.baremetal_host(name, index),
@@ -59,7 +67,9 @@ def cluster_objects(
         metal3.machine_template(name, index, names.workers_template(name), names.workers_data_template(name)),
         capi.kubeadm_config_template(name, index),
         metal3.metal3_cluster(name, index, endpoint),
-        capi.kubeadm_control_plane(name, index, k8s, endpoint[0], etcd_endpoints, pki.certificates_expiry),
+        capi.kubeadm_control_plane(
+            name, index, k8s, endpoint[0], etcd_endpoints, pki.certificates_expiry, payload.files(payload_kb)
+        ),
         capi.machine_deployment(name, index, k8s),
         capi.cluster(name, index),
     ]

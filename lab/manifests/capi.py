@@ -61,7 +61,9 @@ def kubeadm_control_plane(
     endpoint_host: str,
     etcd_endpoints: list[str],
     certificates_expiry: str,
+    files: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """`files`: extra kubeadmConfigSpec.files (lab.manifests.payload), none by default."""
     if not etcd_endpoints:
         raise ValueError("external etcd needs at least one endpoint")
     sans = list(dict.fromkeys([endpoint_host, "127.0.0.1", "localhost"]))
@@ -99,6 +101,7 @@ def kubeadm_control_plane(
                 },
                 "initConfiguration": {"nodeRegistration": node_registration()},
                 "joinConfiguration": {"controlPlane": {}, "nodeRegistration": node_registration()},
+                **({"files": [dict(f) for f in files]} if files else {}),
             },
         },
     )

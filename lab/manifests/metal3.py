@@ -26,6 +26,15 @@ IMAGE: dict[str, str] = {
     "diskFormat": "raw",
 }
 
+#: IMAGE as a BareMetalHost's spec.image spells it (BMO's Image: `format`, where CAPM3's template
+#: says `diskFormat`).
+HOST_IMAGE: dict[str, str] = {
+    "url": IMAGE["url"],
+    "checksum": IMAGE["checksum"],
+    "checksumType": IMAGE["checksumType"],
+    "format": IMAGE["diskFormat"],
+}
+
 
 def metal3_cluster(cluster: str, index: int, endpoint: tuple[str, int]) -> dict[str, Any]:
     host, port = endpoint
@@ -75,14 +84,32 @@ def machine_template(cluster: str, index: int, name: str, data_template_name: st
 
 def baremetal_host(cluster: str, index: int) -> dict[str, Any]:
     """One host per cluster, with a BMC address and boot MAC unique to the index (see lab.naming)."""
-    return obj(
-        "BareMetalHost",
+    return host(
         names.host(cluster),
         names.namespace(cluster),
         cluster_labels(cluster, index),
-        spec={
-            "online": True,
-            "bootMACAddress": naming.boot_mac(index),
-            "bmc": {"address": naming.bmc_address(index), "credentialsName": names.bmc_secret(cluster)},
-        },
+        naming.boot_mac(index),
+        naming.bmc_address(index),
+        names.bmc_secret(cluster),
     )
+
+
+def host(
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    mac: str,
+    bmc_address: str,
+    credentials: str,
+    image: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A BareMetalHost that BMO in test mode registers, inspects and makes available; with `image`
+    it goes on to provision it (module docstring: why the clusters' hosts get none)."""
+    spec: dict[str, Any] = {
+        "online": True,
+        "bootMACAddress": mac,
+        "bmc": {"address": bmc_address, "credentialsName": credentials},
+    }
+    if image is not None:
+        spec["image"] = dict(image)
+    return obj("BareMetalHost", name, namespace, labels, spec=spec)

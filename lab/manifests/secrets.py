@@ -71,16 +71,22 @@ def pki_secrets(cluster: str, index: int, pki: ClusterPKI) -> list[dict[str, Any
 
 def bmc_secret(cluster: str, index: int, password: str) -> dict[str, Any]:
     """Credentials BMO requires for every host (non-empty username and password)."""
+    return credentials(
+        names.bmc_secret(cluster), names.namespace(cluster), cluster_labels(cluster, index), password
+    )
+
+
+def credentials(name: str, namespace: str, labels: dict[str, str], password: str) -> dict[str, Any]:
+    """A BMC credentials Secret, pre-labelled for BMO's cache (BMO_SECRET_LABEL)."""
     if not password.strip():
         raise ValueError("the BMC password must not be empty")
     if password in (BMC_USERNAME, "password", "admin"):
         raise ValueError("refusing a guessable BMC password")
-    labels = {**cluster_labels(cluster, index), BMO_SECRET_LABEL[0]: BMO_SECRET_LABEL[1]}
     return obj(
         "Secret",
-        names.bmc_secret(cluster),
-        names.namespace(cluster),
-        labels,
+        name,
+        namespace,
+        {**labels, BMO_SECRET_LABEL[0]: BMO_SECRET_LABEL[1]},
         type="Opaque",
         data={"username": _b64(BMC_USERNAME.encode()), "password": _b64(password.encode())},
     )

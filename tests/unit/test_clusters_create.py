@@ -286,3 +286,26 @@ def test_complete_clusters_apply_nothing_but_their_apiservers_are_ensured(settin
         ("a", "ensure", ["test-1"]),
         ("a", "wait_ready", ["test-1"]),
     ]
+
+
+def test_plan_refuses_existing_clusters_of_another_payload(
+    settings: config.Settings, opened: dict[str, FakeBacking]
+) -> None:
+    """A changed --payload-kb would change the KCP's files: KCP rolls out to a second Machine the
+    cluster has no host for. Refused before anything changes; the same payload converges."""
+    from lab.manifests import payload
+
+    log: list = []
+    opened[naming.LOCAL_BACKING] = FakeBacking(naming.LOCAL_BACKING, capacity=5, log=log)
+    with_payload = _existing("test-2", digest="d1")
+    with_payload["metadata"]["annotations"][payload.ANNOTATION] = "30"
+    mgmt = FakeMgmt({"Namespace": [_existing("test-1", digest="d0"), with_payload]}, log=log)
+    with pytest.raises(
+        LabError, match=r"1 existing cluster\(s\) \(test-2 first\) were created with --payload-kb 30, not 0"
+    ):
+        create.make_plan(settings, mgmt, [1, 2, 3], [])
+    with pytest.raises(LabError, match=r"test-1 first.*--payload-kb 0, not 30"):
+        create.make_plan(settings, mgmt, [1, 2, 3], [], 30)
+    plan, _ = create.make_plan(settings, mgmt, [2, 3], [], 30)
+    assert plan.complete == {2} and plan.new == {3}
+    assert not [e for e in log if e[1] in ("ensure", "apply", "apply_one", "preflight") and e[0] != "local"]

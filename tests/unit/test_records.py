@@ -148,3 +148,33 @@ def test_sampler_samples_real_processes_and_skips_dead_ones(db: Records) -> None
     assert max(s.cpu_percent for s in busy_samples) > 0
     assert {s.component for s in samples} <= {"busy", "short"}
     assert all(s.ts > db.run(rid).started for s in samples)
+
+
+def test_a_schema_2_file_takes_host_runs_and_keeps_its_runs(tmp_path: Path) -> None:
+    """Files written before create-hosts had a CHECK on runs.kind; opening one rebuilds the table
+    without it, ids, events and samples kept."""
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL CHECK (kind IN ('create', 'delete')), started REAL NOT NULL,
+            finished REAL, status TEXT, argv TEXT NOT NULL, settings TEXT NOT NULL, host TEXT NOT NULL);
+        CREATE TABLE cluster_events (run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            cluster TEXT NOT NULL, idx INTEGER NOT NULL, phase TEXT NOT NULL, ts REAL NOT NULL,
+            PRIMARY KEY (run_id, cluster, phase)) WITHOUT ROWID;
+        INSERT INTO runs VALUES (7, 'create', 1.0, 2.0, 'ok', '[]', '{}', '{}');
+        INSERT INTO cluster_events VALUES (7, 'test-1', 1, 'applied', 1.5);
+        PRAGMA user_version=2;
+        """
+    )
+    conn.close()
+    with Records(path) as db:
+        assert [r.id for r in db.runs()] == [7]
+        assert [e.phase for e in db.events(7)] == [Phase.applied]
+        new = db.start_run(RunKind.create_hosts, ["lab"], {})
+        assert new > 7
+        assert db.run(new).kind is RunKind.create_hosts
+    with sqlite3.connect(path) as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert "CHECK" not in c.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
