@@ -123,7 +123,11 @@ def test_two_clusters_served_then_unregistered_to_nothing(settings: Settings) ->
     with pytest.raises(LabError, match="401"):
         wrong.clusters()
 
+    # KCP's EtcdClusterHealthy for a mux cluster: its store is lab-mux's, healthy while it serves it
+    assert backing.tenant_health(names) == {names[0]: None, names[1]: None}
+
     backing.remove([names[0]])
+    assert backing.tenant_health(names) == {names[0]: "lab-mux does not serve it (no store)", names[1]: None}
     assert not _listening(naming.mux_endpoint(indexes[0])[1])
     assert _listening(naming.mux_endpoint(indexes[1])[1])
     assert backing.present() == {names[1]}
