@@ -338,9 +338,10 @@ def _class_units(
     return per_class, spans
 
 
-def _slowest(series: dict[tuple[str, str, str], Points]) -> dict[str, tuple[float, str, float]]:
-    """Per call class, the verb+resource with the highest mean latency: (mean, "VERB resource", calls)."""
-    out: dict[str, tuple[float, str, float]] = {}
+def _slowest(series: dict[tuple[str, str, str], Points]) -> dict[str, tuple[float, str, str, float]]:
+    """Per call class, the verb+resource with the highest mean latency: (mean, verb, resource, calls).
+    The resource is "" for calls to no resource (e.g. GET /readyz, /metrics)."""
+    out: dict[str, tuple[float, str, str, float]] = {}
     for (c, m, lab), pts in series.items():
         if m != f"{SLO_HISTOGRAM}_count":
             continue
@@ -352,7 +353,7 @@ def _slowest(series: dict[tuple[str, str, str], Points]) -> dict[str, tuple[floa
         total = sum(v for _w, v in deltas(series.get((c, f"{SLO_HISTOGRAM}_sum", lab), [])))
         mean = total / count
         if cls not in out or mean > out[cls][0]:
-            out[cls] = (mean, f"{kv.get('verb')} {kv.get('resource')}", count)
+            out[cls] = (mean, kv.get("verb", ""), kv.get("resource", ""), count)
     return out
 
 
@@ -386,14 +387,15 @@ def _slo(
         )
         figs = [fig]
         if cls in slowest:
-            mean, call, count = slowest[cls]
+            mean, verb, resource, count = slowest[cls]
+            call = f"{verb} {resource}" if resource else f"{verb} (no resource)"
             text += f"; slowest mean: {call} {mean * 1000:.1f} ms over {count:.0f} calls"
             figs.append(
                 Figure(
                     f"slowest_mean:{cls}",
                     f"{SLO_HISTOGRAM}_sum/_count",
                     "kube-apiserver",
-                    f"verb={call.split()[0]},resource={call.split()[1]}",
+                    f"verb={verb},resource={resource}",
                     mean,
                     "s",
                     window,

@@ -213,3 +213,16 @@ def test_recorded_run_in_lab_report_md_and_json(
     verdicts = {(f["topic"], f["subject"]): f["verdict"] for f in doc["bottleneck"]["findings"]}
     assert verdicts[("slo", runs.DELETE_HIGH_SLO_BREACH)] == "breach"
     assert doc["bottleneck"]["run_id"] == runs.DELETE_HIGH and doc["run"]["id"] == runs.DELETE_HIGH
+
+
+def test_the_slowest_call_may_be_to_no_resource() -> None:
+    """kube-apiserver labels calls to no resource (GET /readyz, /metrics) with resource="": the
+    slowest of a class can be one of them (seen on a real 3-cluster run, where it crashed the report)."""
+    samples = _buckets("read", {"0.1": [0, 40, 100], "+Inf": [0, 40, 100]})
+    samples += _ms(
+        "kube-apiserver", "apiserver_request_duration_seconds_count", "resource=,verb=GET", [0, 10]
+    )
+    samples += _ms("kube-apiserver", "apiserver_request_duration_seconds_sum", "resource=,verb=GET", [0, 0.5])
+    read = _finding(bottleneck.analyse(_run(), [], samples), "slo", "read")
+    assert read.statement.endswith("; slowest mean: GET (no resource) 50.0 ms over 10 calls.")
+    assert read.figures[1].labels == "verb=GET,resource="
