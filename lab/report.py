@@ -684,7 +684,38 @@ def metrics_markdown(m: Metrics) -> list[str]:
         "### kube-apiserver: p99 against the clusterloader2 SLOs",
         "",
     ]
-    lines += _table(
+    lines += _table(*slo_table(m))
+    if m.inflight_peak:
+        lines += [
+            "",
+            "- peak inflight: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(m.inflight_peak.items())),
+        ]
+    if m.priority_levels:
+        lines += ["", "Priority and fairness (by priority level):", ""]
+        lines += _table(*priority_table(m))
+    lines += ["", "### Controllers (deepest queue first)", ""]
+    if m.controllers:
+        lines += _table(*controller_table(m.controllers[:MAX_CONTROLLERS]))
+        if len(m.controllers) > MAX_CONTROLLERS:
+            lines.append(f"\n... and {len(m.controllers) - MAX_CONTROLLERS} more (see --format json)")
+    else:
+        lines.append("No controller queued anything.")
+    if m.clients:
+        lines += ["", "### API clients", ""]
+        lines += _table(*client_table(m))
+    if m.etcd:
+        lines += ["", "### etcd", ""]
+        lines += _table(*etcd_table(m))
+    return lines
+
+
+#: One table of the metrics section: header and rows, as text (the Markdown and HTML reports both
+#: render these, so the two never disagree on a column or a number's format).
+Table = tuple[list[str], list[list[str]]]
+
+
+def slo_table(m: Metrics) -> Table:
+    return (
         ["calls", "requests", "p99 (s)", "SLO (s)", "met"],
         [
             [
@@ -697,90 +728,84 @@ def metrics_markdown(m: Metrics) -> list[str]:
             for r in m.slo
         ],
     )
-    if m.inflight_peak:
-        lines += [
-            "",
-            "- peak inflight: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(m.inflight_peak.items())),
-        ]
-    if m.priority_levels:
-        lines += ["", "Priority and fairness (by priority level):", ""]
-        lines += _table(
-            ["priority level", "requests", "mean queue wait (ms)", "rejected", "peak queued"],
+
+
+def priority_table(m: Metrics) -> Table:
+    return (
+        ["priority level", "requests", "mean queue wait (ms)", "rejected", "peak queued"],
+        [
+            [p.level, _n(p.requests), _ms(p.mean_wait_seconds), _n(p.rejected), _n(p.peak_queued)]
+            for p in m.priority_levels
+        ],
+    )
+
+
+def controller_table(controllers: Sequence[ControllerRow]) -> Table:
+    return (
+        [
+            "manager",
+            "controller",
+            "peak depth",
+            "adds",
+            "retries",
+            "reconciles",
+            "errors",
+            "mean reconcile (ms)",
+            "mean queue wait (ms)",
+            "longest running (s)",
+        ],
+        [
             [
-                [p.level, _n(p.requests), _ms(p.mean_wait_seconds), _n(p.rejected), _n(p.peak_queued)]
-                for p in m.priority_levels
-            ],
-        )
-    lines += ["", "### Controllers (deepest queue first)", ""]
-    if m.controllers:
-        lines += _table(
+                c.component,
+                c.controller,
+                _n(c.peak_depth),
+                _n(c.adds),
+                _n(c.retries),
+                _n(c.reconciles),
+                _n(c.errors),
+                _ms(c.mean_reconcile_seconds),
+                _ms(c.mean_queue_wait_seconds),
+                f"{c.peak_longest_running_seconds:.1f}",
+            ]
+            for c in controllers
+        ],
+    )
+
+
+def client_table(m: Metrics) -> Table:
+    return (
+        ["component", "requests", "client-side throttling (s)"],
+        [
             [
-                "manager",
-                "controller",
-                "peak depth",
-                "adds",
-                "retries",
-                "reconciles",
-                "errors",
-                "mean reconcile (ms)",
-                "mean queue wait (ms)",
-                "longest running (s)",
-            ],
+                c.component,
+                _n(c.requests),
+                "not exported" if c.throttled_seconds is None else f"{c.throttled_seconds:.1f}",
+            ]
+            for c in m.clients
+        ],
+    )
+
+
+def etcd_table(m: Metrics) -> Table:
+    return (
+        [
+            "component",
+            "db size (max)",
+            "WAL fsync mean (ms)",
+            "backend commit mean (ms)",
+            "proposals committed",
+        ],
+        [
             [
-                [
-                    c.component,
-                    c.controller,
-                    _n(c.peak_depth),
-                    _n(c.adds),
-                    _n(c.retries),
-                    _n(c.reconciles),
-                    _n(c.errors),
-                    _ms(c.mean_reconcile_seconds),
-                    _ms(c.mean_queue_wait_seconds),
-                    f"{c.peak_longest_running_seconds:.1f}",
-                ]
-                for c in m.controllers[:MAX_CONTROLLERS]
-            ],
-        )
-        if len(m.controllers) > MAX_CONTROLLERS:
-            lines.append(f"\n... and {len(m.controllers) - MAX_CONTROLLERS} more (see --format json)")
-    else:
-        lines.append("No controller queued anything.")
-    if m.clients:
-        lines += ["", "### API clients", ""]
-        lines += _table(
-            ["component", "requests", "client-side throttling (s)"],
-            [
-                [
-                    c.component,
-                    _n(c.requests),
-                    "not exported" if c.throttled_seconds is None else f"{c.throttled_seconds:.1f}",
-                ]
-                for c in m.clients
-            ],
-        )
-    if m.etcd:
-        lines += ["", "### etcd", ""]
-        lines += _table(
-            [
-                "component",
-                "db size (max)",
-                "WAL fsync mean (ms)",
-                "backend commit mean (ms)",
-                "proposals committed",
-            ],
-            [
-                [
-                    e.component,
-                    _mib(int(e.db_bytes)),
-                    _ms(e.wal_fsync_mean_seconds),
-                    _ms(e.backend_commit_mean_seconds),
-                    _n(e.proposals_committed),
-                ]
-                for e in m.etcd
-            ],
-        )
-    return lines
+                e.component,
+                _mib(int(e.db_bytes)),
+                _ms(e.wal_fsync_mean_seconds),
+                _ms(e.backend_commit_mean_seconds),
+                _n(e.proposals_committed),
+            ]
+            for e in m.etcd
+        ],
+    )
 
 
 def _sec(v: float | None) -> str:

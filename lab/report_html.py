@@ -17,7 +17,18 @@ import html
 from collections.abc import Iterable, Sequence
 
 from lab.bottleneck import Bottleneck
-from lab.report import Metrics, Report, done_word, duration, unit
+from lab.report import (
+    Metrics,
+    Report,
+    client_table,
+    controller_table,
+    done_word,
+    duration,
+    etcd_table,
+    priority_table,
+    slo_table,
+    unit,
+)
 
 #: Nothing but data: images and the page's own <style>: no script, font, frame or connection.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -70,14 +81,6 @@ def figure(fig: Figure) -> str:
 
 def _sec(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}"
-
-
-def _ms(v: float | None) -> str:
-    return "-" if v is None else f"{v * 1000:.1f}"
-
-
-def _n(v: float) -> str:
-    return f"{v:.0f}"
 
 
 def _mib(n: float) -> str:
@@ -147,106 +150,21 @@ def _metrics(m: Metrics) -> str:
         f"<h2>Metrics ({m.scrapes} scrapes over {esc(duration(m.sampled_seconds))}; increases over the run)</h2>",
         f"<p>sampler: {m.rows_per_scrape:.0f} rows per scrape, {esc(cpu)}</p>",
         "<h3>kube-apiserver: p99 against the clusterloader2 SLOs</h3>",
-        table(
-            ["calls", "requests", "p99 (s)", "SLO (s)", "met"],
-            [
-                [
-                    s.call,
-                    _n(s.requests),
-                    "-" if s.p99 is None else ("> " if s.beyond_buckets else "") + f"{s.p99:.3f}",
-                    f"{s.slo:g}",
-                    "-" if s.met is None else ("yes" if s.met else "NO"),
-                ]
-                for s in m.slo
-            ],
-        ),
+        table(*slo_table(m)),
     ]
     if m.inflight_peak:
         peaks = ", ".join(f"{k} {v:.0f}" for k, v in sorted(m.inflight_peak.items()))
         out.append(f"<p>peak inflight: {esc(peaks)}</p>")
     if m.priority_levels:
-        out += [
-            "<h3>Priority and fairness (by priority level)</h3>",
-            table(
-                ["priority level", "requests", "mean queue wait (ms)", "rejected", "peak queued"],
-                [
-                    [p.level, _n(p.requests), _ms(p.mean_wait_seconds), _n(p.rejected), _n(p.peak_queued)]
-                    for p in m.priority_levels
-                ],
-            ),
-        ]
+        out += ["<h3>Priority and fairness (by priority level)</h3>", table(*priority_table(m))]
     out.append("<h3>Controllers (deepest queue first)</h3>")
     out.append(
-        table(
-            [
-                "manager",
-                "controller",
-                "peak depth",
-                "adds",
-                "retries",
-                "reconciles",
-                "errors",
-                "mean reconcile (ms)",
-                "mean queue wait (ms)",
-                "longest running (s)",
-            ],
-            [
-                [
-                    c.component,
-                    c.controller,
-                    _n(c.peak_depth),
-                    _n(c.adds),
-                    _n(c.retries),
-                    _n(c.reconciles),
-                    _n(c.errors),
-                    _ms(c.mean_reconcile_seconds),
-                    _ms(c.mean_queue_wait_seconds),
-                    f"{c.peak_longest_running_seconds:.1f}",
-                ]
-                for c in m.controllers
-            ],
-        )
-        if m.controllers
-        else "<p>No controller queued anything.</p>"
+        table(*controller_table(m.controllers)) if m.controllers else "<p>No controller queued anything.</p>"
     )
     if m.clients:
-        out += [
-            "<h3>API clients</h3>",
-            table(
-                ["component", "requests", "client-side throttling (s)"],
-                [
-                    [
-                        c.component,
-                        _n(c.requests),
-                        "not exported" if c.throttled_seconds is None else f"{c.throttled_seconds:.1f}",
-                    ]
-                    for c in m.clients
-                ],
-            ),
-        ]
+        out += ["<h3>API clients</h3>", table(*client_table(m))]
     if m.etcd:
-        out += [
-            "<h3>etcd</h3>",
-            table(
-                [
-                    "component",
-                    "db size (max)",
-                    "WAL fsync mean (ms)",
-                    "backend commit mean (ms)",
-                    "proposals committed",
-                ],
-                [
-                    [
-                        e.component,
-                        _mib(e.db_bytes),
-                        _ms(e.wal_fsync_mean_seconds),
-                        _ms(e.backend_commit_mean_seconds),
-                        _n(e.proposals_committed),
-                    ]
-                    for e in m.etcd
-                ],
-            ),
-        ]
+        out += ["<h3>etcd</h3>", table(*etcd_table(m))]
     return "\n".join(out)
 
 
