@@ -2,6 +2,10 @@
 
 Tests never touch the user's lab home: `lab_env` points LAB_HOME at a tmp dir, and `run_lab` runs
 the real console entry point in a subprocess, so exit codes and stderr are exactly what a user sees.
+
+scripts/test runs the suite on two pytest-xdist workers (`--dist loadgroup`), each with its own real
+stack; `pytest_collection_modifyitems` below makes each test file one unit of work, so file order and
+module fixtures hold as in a single process.
 """
 
 from __future__ import annotations
@@ -21,6 +25,20 @@ from hypothesis import settings
 settings.register_profile("dev", deadline=None)
 settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+#: the xdist group of every test that uses the session's Docker engine: one engine per machine (a
+#: second dockerd in the same network namespace is refused), so they all run in one worker
+DOCKER_GROUP = "docker-engine"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """One xdist group per test file (the Docker engine's users share one), so a worker runs a whole
+    file in order, with its module fixtures, as a single process would."""
+    for item in items:
+        uses_engine = "docker_engine" in getattr(item, "fixturenames", ())
+        group = DOCKER_GROUP if uses_engine else item.path.relative_to(config.rootpath).as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ create runs, lets read-only ones through, and frees itself when the holder is ki
 Indexes 9401.. keep clear of the other e2e modules (a local cluster's loopback address is its index's).
 
 The inotify tests lower fs.inotify.max_user_instances for the few seconds a refusal takes and restore
-it in a finally: they need root, as the sysctl does.
+it in a finally: they need root, as the sysctl does, and run alone (marked serial: scripts/test runs
+them after the parallel part), since the limit is the whole machine's.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from lab.runtime import lock
 
 INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="lowering a sysctl needs root")
+#: lowering the host-wide limit would starve a stack that another pytest worker runs meanwhile
+host_wide = pytest.mark.serial
 
 
 def _tree(home: Path) -> set[str]:
@@ -48,6 +51,7 @@ def instances_limit() -> Iterator[int]:
 
 
 @needs_root
+@host_wide
 def test_create_refuses_when_inotify_instances_run_short(stack: Stack, instances_limit: int) -> None:
     count = 40  # needs 3 instances each; the limit leaves room for 1 each (and for other users meanwhile)
     before, namespaces = _tree(stack.home), _namespaces(stack)
@@ -70,6 +74,7 @@ def test_create_refuses_when_inotify_instances_run_short(stack: Stack, instances
 
 
 @needs_root
+@host_wide
 def test_up_refuses_on_a_fresh_home_and_creates_nothing(tmp_path: Path, instances_limit: int) -> None:
     home = tmp_path / "fresh" / "home"
     used = preflight.inotify_usage(os.getuid()).instances
@@ -95,6 +100,7 @@ def test_up_refuses_on_a_fresh_home_and_creates_nothing(tmp_path: Path, instance
 
 
 @needs_root
+@host_wide
 def test_raise_limits_raises_what_the_run_needs(stack: Stack, instances_limit: int) -> None:
     used = preflight.inotify_usage(os.getuid()).instances
     INSTANCES.write_text(f"{used + 1}\n")
