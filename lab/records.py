@@ -322,6 +322,39 @@ class Records:
         return [MetricSample(*r) for r in rows]
 
 
+class RunScope:
+    """One command's run record from start to end: `with RunScope(db, kind, argv, snapshot) as run:`
+    starts the run (its id is `run.id`) and always finishes it, with the status that says how the
+    command ended: ok, or timeout when the body set `run.timed_out` (what it waited for did not all
+    happen by its deadline), interrupted on Ctrl-C (KeyboardInterrupt), failed on any other
+    exception, which goes on up. Every command that records a run (create/delete clusters, create/
+    delete hosts) ends it the same way, so a report can trust one meaning of each status.
+    """
+
+    def __init__(
+        self, records: Records, kind: RunKind | str, argv: list[str], settings: Mapping[str, Any]
+    ) -> None:
+        self.records = records
+        self.kind = kind
+        self.argv = argv
+        self.settings = settings
+        self.timed_out = False
+        self.id = -1  # set by __enter__
+
+    def __enter__(self) -> RunScope:
+        self.id = self.records.start_run(self.kind, self.argv, self.settings)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        if exc_type is None:
+            status = "timeout" if self.timed_out else "ok"
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = "interrupted"
+        else:
+            status = "failed"
+        self.records.finish_run(self.id, status)
+
+
 def _run(row: tuple[Any, ...]) -> Run:
     rid, kind, started, finished, status, argv, settings, host = row
     return Run(

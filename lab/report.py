@@ -492,11 +492,12 @@ def duration(seconds: float | None) -> str:
         return f"{seconds:.1f}s"
     s = round(seconds)
     h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s"
+    m, rest = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {rest:02d}s"
 
 
-def _mib(n: int) -> str:
+def mib(n: float) -> str:
+    """Bytes as whole MiB, for the Markdown and the HTML report."""
     return f"{n / 2**20:.0f} MiB"
 
 
@@ -532,7 +533,7 @@ def payload_lines(run: dict[str, Any], m: Metrics | None) -> list[str]:
         db = [e.db_bytes for e in m.etcd if e.component == MGMT_ETCD]
         mutating = [s for s in m.slo if s.call == "mutating" and s.p99 is not None]
         if db or mutating:
-            parts = [f"etcd db {_mib(int(max(db)))} (max)"] if db else []
+            parts = [f"etcd db {mib(int(max(db)))} (max)"] if db else []
             parts += [f"apiserver mutating p99 {mutating[0].p99:.3f}s" for _ in mutating[:1]]
             out.append("- management: " + ", ".join(parts))
     return out
@@ -608,11 +609,11 @@ def to_markdown(r: Report) -> str:
                 p.phase,
                 str(p.reached),
                 *(
-                    _sec(v)
+                    sec(v)
                     for v in (p.since_start.p50, p.since_start.p90, p.since_start.p99, p.since_start.max)
                 ),
                 p.step_from or "-",
-                *(_sec(v) for v in (p.step.p50, p.step.p90, p.step.p99, p.step.max)),
+                *(sec(v) for v in (p.step.p50, p.step.p90, p.step.p99, p.step.max)),
             ]
             for p in r.phases
         ],
@@ -627,7 +628,7 @@ def to_markdown(r: Report) -> str:
                     str(c.processes),
                     str(c.samples),
                     "idle" if c.idle else "whole run",
-                    _mib(c.rss_bytes),
+                    mib(c.rss_bytes),
                     f"{c.cpu_percent:.1f}",
                 ]
                 for c in r.components
@@ -798,7 +799,7 @@ def etcd_table(m: Metrics) -> Table:
         [
             [
                 e.component,
-                _mib(int(e.db_bytes)),
+                mib(int(e.db_bytes)),
                 _ms(e.wal_fsync_mean_seconds),
                 _ms(e.backend_commit_mean_seconds),
                 _n(e.proposals_committed),
@@ -808,5 +809,6 @@ def etcd_table(m: Metrics) -> Table:
     )
 
 
-def _sec(v: float | None) -> str:
+def sec(v: float | None) -> str:
+    """Seconds to a tenth, "-" for none, for the Markdown and the HTML report."""
     return "-" if v is None else f"{v:.1f}"

@@ -25,7 +25,9 @@ from lab.report import (
     done_word,
     duration,
     etcd_table,
+    mib,
     priority_table,
+    sec,
     slo_table,
     unit,
 )
@@ -79,14 +81,6 @@ def figure(fig: Figure) -> str:
     )
 
 
-def _sec(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f}"
-
-
-def _mib(n: float) -> str:
-    return f"{n / 2**20:.0f} MiB"
-
-
 def _summary(r: Report) -> str:
     run = r.run
     host = run["host"]
@@ -129,11 +123,11 @@ def _phases(r: Report) -> str:
                 p.phase,
                 p.reached,
                 *(
-                    _sec(v)
+                    sec(v)
                     for v in (p.since_start.p50, p.since_start.p90, p.since_start.p99, p.since_start.max)
                 ),
                 p.step_from or "-",
-                *(_sec(v) for v in (p.step.p50, p.step.p90, p.step.p99, p.step.max)),
+                *(sec(v) for v in (p.step.p50, p.step.p90, p.step.p99, p.step.max)),
             ]
             for p in r.phases
         ],
@@ -217,7 +211,7 @@ def render(r: Report, figures: Sequence[Figure], found: Bottleneck | None = None
                     c.processes,
                     c.samples,
                     "idle" if c.idle else "whole run",
-                    _mib(c.rss_bytes),
+                    mib(c.rss_bytes),
                     f"{c.cpu_percent:.1f}",
                 ]
                 for c in r.components

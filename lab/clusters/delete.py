@@ -501,33 +501,25 @@ def delete(
     started = time.monotonic()
     if not plan.names:
         return Result(None, plan, wait)
-    with records.open_records(settings) as db:
-        run_id = db.start_run(
-            RunKind.delete,
-            sys.argv,
-            records.settings_snapshot(
-                settings,
-                management.tuning_profile(settings),
-                clusters=len(plan.names),
-                names="all" if names is None else f"{len(names)} named",
-                wait=wait,
-                patched=supervised.running_patches(settings),
-            ),
-        )
-        deleter = Deleter(settings, mgmt, plan, backings, db, run_id, on_progress)
-        status = "interrupted"
-        try:
-            sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
-            with sampler, metrics_sampler(settings, db, run_id):
-                pending = deleter.run(wait, started + timeout)
-            result = Result(run_id, plan, wait, sorted(deleter.requested, key=_index_key))
-            result.deleted = sorted(deleter.done(), key=_index_key)
-            result.pending = pending
-            result.seconds = time.monotonic() - started
-            status = "ok" if not pending or not wait else "timeout"
-            return result
-        except BaseException as e:
-            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            raise
-        finally:
-            db.finish_run(run_id, status)
+    snapshot = records.settings_snapshot(
+        settings,
+        management.tuning_profile(settings),
+        clusters=len(plan.names),
+        names="all" if names is None else f"{len(names)} named",
+        wait=wait,
+        patched=supervised.running_patches(settings),
+    )
+    with (
+        records.open_records(settings) as db,
+        records.RunScope(db, RunKind.delete, sys.argv, snapshot) as run,
+    ):
+        deleter = Deleter(settings, mgmt, plan, backings, db, run.id, on_progress)
+        sampler = records.Sampler(db, run.id, lambda: component_pids(settings), SAMPLE_INTERVAL)
+        with sampler, metrics_sampler(settings, db, run.id):
+            pending = deleter.run(wait, started + timeout)
+        result = Result(run.id, plan, wait, sorted(deleter.requested, key=_index_key))
+        result.deleted = sorted(deleter.done(), key=_index_key)
+        result.pending = pending
+        result.seconds = time.monotonic() - started
+        run.timed_out = bool(pending) and wait
+        return result

@@ -107,22 +107,21 @@ def create_clusters(
     plan, opened = create.make_plan(settings, mgmt, indexes, backings, payload_kb)
     preflight(plan)
     started = time.monotonic()
-    with records.open_records(settings) as db:
-        run_id = db.start_run(
-            RunKind.create,
-            sys.argv,
-            records.settings_snapshot(
-                settings,
-                management.tuning_profile(settings),
-                start=indexes[0],
-                count=len(indexes),
-                parallel=parallel,
-                backings=sorted({plan.placement[i] for i in indexes}),
-                patched=supervised.running_patches(settings),
-                payload_kb=payload_kb,
-            ),
-        )
-        status = "interrupted"
+    snapshot = records.settings_snapshot(
+        settings,
+        management.tuning_profile(settings),
+        start=indexes[0],
+        count=len(indexes),
+        parallel=parallel,
+        backings=sorted({plan.placement[i] for i in indexes}),
+        patched=supervised.running_patches(settings),
+        payload_kb=payload_kb,
+    )
+    with (
+        records.open_records(settings) as db,
+        records.RunScope(db, RunKind.create, sys.argv, snapshot) as run,
+    ):
+        run_id = run.id
         names = {plan.names[i]: i for i in indexes}
         tracker = Tracker(
             mgmt,
@@ -135,29 +134,21 @@ def create_clusters(
         )
         creator = create.Creator(settings, mgmt, plan, opened, tracker, parallel, payload_kb)
         sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
-        try:
-            with sampler, metrics_sampler(settings, db, run_id), tracker:
-                creator.namespaces = create.existing_namespaces(settings, mgmt)
-                stale = creator.confirm_complete()
-                display.planned(plan)
-                if stale:
-                    display.message(
-                        f"{len(stale)} existing cluster(s) render differently now: converging them"
-                    )
-                creator.run()
-                result = Result(run_id, plan, wait)
-                if wait:
-                    if tracker.wait(started + timeout):
-                        for _ in range(IDLE_SAMPLES):
-                            time.sleep(IDLE_INTERVAL)
-                            sampler.tick()
-                    result.stuck = tracker.pending()
-                result.done = [n for n in names if n not in tracker.pending()]
-            status = "ok" if not result.stuck else "timeout"
-            result.seconds = time.monotonic() - started
-            return result
-        except BaseException as e:
-            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            raise
-        finally:
-            db.finish_run(run_id, status)
+        with sampler, metrics_sampler(settings, db, run_id), tracker:
+            creator.namespaces = create.existing_namespaces(settings, mgmt)
+            stale = creator.confirm_complete()
+            display.planned(plan)
+            if stale:
+                display.message(f"{len(stale)} existing cluster(s) render differently now: converging them")
+            creator.run()
+            result = Result(run_id, plan, wait)
+            if wait:
+                if tracker.wait(started + timeout):
+                    for _ in range(IDLE_SAMPLES):
+                        time.sleep(IDLE_INTERVAL)
+                        sampler.tick()
+                result.stuck = tracker.pending()
+            result.done = [n for n in names if n not in tracker.pending()]
+        run.timed_out = bool(result.stuck)
+        result.seconds = time.monotonic() - started
+        return result

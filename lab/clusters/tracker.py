@@ -9,17 +9,14 @@ controller writes it, and the apiserver does the filtering work once for every c
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from lab import phases
-from lab.errors import LabError
-from lab.kube import Client
 from lab.phases import Phase
-from lab.records import Records
+from lab.tracking import WatchTracker
 
 #: What --wait requires, beyond the phases: the control-plane Machine's own Ready condition.
 MACHINE_READY = "Ready"
@@ -53,71 +50,21 @@ class ClusterState:
 _ORDER = list(Phase)
 
 
-class Tracker:
-    """Watches in threads; `record` names the clusters whose phases go into the run's records
-    (clusters that already existed are followed for --wait but not re-timed)."""
+class Tracker(WatchTracker[ClusterState]):
+    """Watches in threads, one per kind (lab.phases.WATCHED); `record` names the clusters whose
+    phases go into the run's records (clusters that already existed are followed for --wait but not
+    re-timed)."""
 
-    def __init__(
-        self,
-        mgmt: Client,
-        prefix: str,
-        clusters: Mapping[str, int],
-        records: Records | None = None,
-        run_id: int | None = None,
-        record: Iterable[str] = (),
-        on_change: Callable[[], None] | None = None,
-    ) -> None:
-        self.mgmt = mgmt
-        self.prefix = prefix
-        self.state = {name: ClusterState(index) for name, index in clusters.items()}
-        self.records = records
-        self.run_id = run_id
-        self.recorded = set(record)
-        self.on_change = on_change
-        self.error: Exception | None = None
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._watches: list[Any] = []
-        self._threads: list[threading.Thread] = []
+    def _new(self, index: int) -> ClusterState:
+        return ClusterState(index)
 
-    # --- lifecycle ----------------------------------------------------------------------------
-
-    def start(self) -> Tracker:
+    def _open(self) -> Iterator[tuple[str, Any]]:
         for api_version, kind in phases.WATCHED:
-            w = self.mgmt.watch(api_version, kind)
-            self._watches.append(w)
-            t = threading.Thread(target=self._follow, args=(w,), name=f"track-{kind}", daemon=True)
-            t.start()
-            self._threads.append(t)
-        return self
+            yield f"track-{kind}", self.mgmt.watch(api_version, kind)
 
-    def stop(self) -> None:
-        for w in self._watches:
-            w.stop()
-        for t in self._threads:
-            t.join(timeout=5)
-
-    def __enter__(self) -> Tracker:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    def _follow(self, watch: Any) -> None:
-        try:
-            for ev in watch:
-                if ev.type != "DELETED":
-                    self.observe(ev.object)
-        except (LabError, OSError) as e:  # the stack went away: --wait reports it
-            with self._changed:
-                self.error = e
-                self._changed.notify_all()
-
-    # --- state ----------------------------------------------------------------------------------
-
-    def mark(self, name: str, phase: Phase, ts: float | None = None) -> None:
-        """A phase lab itself sees (applied)."""
-        self._reach(name, [(phase, time.time() if ts is None else ts)])
+    def _event(self, ev: Any) -> None:
+        if ev.type != "DELETED":
+            self.observe(ev.object)
 
     def observe(self, obj: Mapping[str, Any]) -> None:
         found = phases.cluster_of(obj, self.prefix)
@@ -126,7 +73,7 @@ class Tracker:
         name = found[0]
         now = time.time()
         kind = obj.get("kind")
-        with self._lock:
+        with self._changed:
             st = self.state[name]
             if kind == "Cluster":
                 st.cluster_hold = phases.blocking(obj)
@@ -142,41 +89,18 @@ class Tracker:
             stamped.append((p, ts))
         self._reach(name, stamped)
 
-    def _reach(self, name: str, stamped: list[tuple[Phase, float]]) -> None:
-        with self._changed:
-            st = self.state[name]
-            new = [(p, ts) for p, ts in stamped if p not in st.reached]
-            st.reached.update(p for p, _ in new)
-            self._changed.notify_all()
-        if new and self.records is not None and self.run_id is not None and name in self.recorded:
-            self.records.record_many(self.run_id, [(name, st.index, p, ts) for p, ts in new])
-        if self.on_change is not None:
-            self.on_change()
-
-    def counts(self) -> dict[Phase, int]:
-        with self._lock:
-            return {p: sum(p in s.reached for s in self.state.values()) for p in Phase}
-
     def done(self) -> int:
-        with self._lock:
+        with self._changed:
             return sum(s.done for s in self.state.values())
 
     def pending(self) -> dict[str, str]:
         """name -> what holds it, for every cluster not done."""
-        with self._lock:
-            return {
-                n: s.holding() for n, s in sorted(self.state.items(), key=lambda x: x[1].index) if not s.done
-            }
+        return self._pending(_is_done, ClusterState.holding)
 
     def wait(self, deadline: float) -> bool:
         """Until every cluster is done (True) or the monotonic deadline passes (False)."""
-        with self._changed:
-            while True:
-                if self.error is not None:
-                    raise LabError(f"lost the watch on the management cluster: {self.error}")
-                if all(s.done for s in self.state.values()):
-                    return True
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._changed.wait(min(left, 1.0))
+        return self._wait(_is_done, deadline)
+
+
+def _is_done(s: ClusterState) -> bool:
+    return s.done

@@ -128,12 +128,12 @@ def create_hosts(
     key = inventory.bmc_key(settings)
     goal = target(state)
     started = time.monotonic()
-    with records.open_records(settings) as db:
-        snapshot = records.settings_snapshot(
-            settings, start=indexes[0], count=len(indexes), state=state.value
-        )
-        run_id = db.start_run(RunKind.create_hosts, sys.argv, snapshot)
-        status = "interrupted"
+    snapshot = records.settings_snapshot(settings, start=indexes[0], count=len(indexes), state=state.value)
+    with (
+        records.open_records(settings) as db,
+        records.RunScope(db, RunKind.create_hosts, sys.argv, snapshot) as run,
+    ):
+        run_id = run.id
         order = run_phases(RunKind.create_hosts, snapshot)
         names = {plan.names[i]: i for i in indexes}
         tracker = Tracker(
@@ -146,37 +146,29 @@ def create_hosts(
             on_change=lambda: display.update(tracker.counts(order)),
         )
         sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
-        try:
-            with sampler, metrics_sampler(settings, db, run_id), tracker:
-                display.planned(plan)
-                if plan.new:
-                    mgmt.apply_one(manifests.namespace(settings.prefix))
+        with sampler, metrics_sampler(settings, db, run_id), tracker:
+            display.planned(plan)
+            if plan.new:
+                mgmt.apply_one(manifests.namespace(settings.prefix))
 
-                    def applied(obj: Obj) -> None:
-                        if obj["kind"] == "BareMetalHost":
-                            tracker.mark(obj["metadata"]["name"], Phase.host_applied)
+                def applied(obj: Obj) -> None:
+                    if obj["kind"] == "BareMetalHost":
+                        tracker.mark(obj["metadata"]["name"], Phase.host_applied)
 
-                    objs = [
-                        o for i in plan.new for o in manifests.host_objects(settings.prefix, i, state, key)
-                    ]
-                    mgmt.apply(objs, on_applied=applied)
-                for name in names:  # hosts that were there: their first phase for --wait's counts
-                    if name not in tracker.recorded:
-                        tracker.mark(name, Phase.host_applied)
-                result = Result(run_id, plan, wait)
+                objs = [o for i in plan.new for o in manifests.host_objects(settings.prefix, i, state, key)]
+                mgmt.apply(objs, on_applied=applied)
+            for name in names:  # hosts that were there: their first phase for --wait's counts
+                if name not in tracker.recorded:
+                    tracker.mark(name, Phase.host_applied)
+            result = Result(run_id, plan, wait)
 
-                def done(s: Followed) -> bool:
-                    return goal in s.reached
+            def done(s: Followed) -> bool:
+                return goal in s.reached
 
-                if wait:
-                    tracker.wait(done, started + timeout)
-                    result.stuck = tracker.pending(done)
-                result.done = [n for n in names if n not in tracker.pending(done)]
-            status = "ok" if not result.stuck else "timeout"
-            result.seconds = time.monotonic() - started
-            return result
-        except BaseException as e:
-            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            raise
-        finally:
-            db.finish_run(run_id, status)
+            if wait:
+                tracker.wait(done, started + timeout)
+                result.stuck = tracker.pending(done)
+            result.done = [n for n in names if n not in tracker.pending(done)]
+        run.timed_out = bool(result.stuck)
+        result.seconds = time.monotonic() - started
+        return result

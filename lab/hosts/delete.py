@@ -203,10 +203,12 @@ def delete_hosts(
         return Result(None, plan, wait)
     started = time.monotonic()
     deadline = started + timeout
-    with records.open_records(settings) as db:
-        snapshot = records.settings_snapshot(settings, count=len(plan.indexes), all=indexes is None)
-        run_id = db.start_run(RunKind.delete_hosts, sys.argv, snapshot)
-        status = "interrupted"
+    snapshot = records.settings_snapshot(settings, count=len(plan.indexes), all=indexes is None)
+    with (
+        records.open_records(settings) as db,
+        records.RunScope(db, RunKind.delete_hosts, sys.argv, snapshot) as run,
+    ):
+        run_id = run.id
         names = {plan.names[i]: i for i in plan.indexes}
         tracker = Tracker(
             mgmt,
@@ -220,32 +222,26 @@ def delete_hosts(
         deleter = Deleter(settings, mgmt, plan, tracker)
         sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
         result = Result(run_id, plan, wait)
-        try:
-            with sampler, metrics_sampler(settings, db, run_id), tracker:
-                display.planned(plan)
+        with sampler, metrics_sampler(settings, db, run_id), tracker:
+            display.planned(plan)
+            inv = inventory.read(settings, mgmt)
+            deleter.request(inv)
+            deleter.step(inv)
+            settled = False  # every host done, and the namespace gone or kept
+            while wait and time.monotonic() < deadline:
+                if len(deleter.done) == len(plan.indexes):
+                    removed = deleter.remove_namespace() if plan.remove_namespace else None
+                    if removed is not False:
+                        result.namespace_removed, settled = bool(removed), True
+                        break
+                time.sleep(POLL)
                 inv = inventory.read(settings, mgmt)
-                deleter.request(inv)
                 deleter.step(inv)
-                settled = False  # every host done, and the namespace gone or kept
-                while wait and time.monotonic() < deadline:
-                    if len(deleter.done) == len(plan.indexes):
-                        removed = deleter.remove_namespace() if plan.remove_namespace else None
-                        if removed is not False:
-                            result.namespace_removed, settled = bool(removed), True
-                            break
-                    time.sleep(POLL)
-                    inv = inventory.read(settings, mgmt)
-                    deleter.step(inv)
-                inv = inventory.read(settings, mgmt)
-                result.pending = deleter.pending(inv) if wait else {}
-                if wait and not settled and not result.pending:
-                    result.pending[plan.namespace] = "namespace not removed yet"
-                result.deleted = [plan.names[i] for i in sorted(deleter.done)]
-            status = "ok" if not result.pending else "timeout"
-            result.seconds = time.monotonic() - started
-            return result
-        except BaseException as e:
-            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            raise
-        finally:
-            db.finish_run(run_id, status)
+            inv = inventory.read(settings, mgmt)
+            result.pending = deleter.pending(inv) if wait else {}
+            if wait and not settled and not result.pending:
+                result.pending[plan.namespace] = "namespace not removed yet"
+            result.deleted = [plan.names[i] for i in sorted(deleter.done)]
+        run.timed_out = bool(result.pending)
+        result.seconds = time.monotonic() - started
+        return result

@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,25 @@ def _get(port: int, ca_pem: bytes, client: pki.KeyPair | None, tmp: Path) -> byt
         return tls.recv(64)
 
 
+@contextmanager
+def _registered(settings: Settings, count: int) -> Iterator[tuple[mux.MuxBacking, list[tuple[str, int]]]]:
+    """`count` clusters registered with lab-mux on free ports and ready to serve: (the backing,
+    [(name, index)]); removed at the end, also when the test fails."""
+    backing = mux.MuxBacking(settings)
+    clusters = [(naming.cluster_name(settings.prefix, i), i) for i in _free_indexes(count)]
+    try:
+        backing.ensure(clusters)
+        backing.wait_ready([n for n, _ in clusters], 60)
+        yield backing, clusters
+    finally:
+        backing.remove([n for n, _ in clusters])
+
+
+def _admin(settings: Settings, name: str) -> Path:
+    """The admin kubeconfig lab writes for a cluster."""
+    return pki.cluster_pki_dir(settings, name) / "admin.kubeconfig"
+
+
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A tmp lab home with the shared binary cache and its own control port; supervisord stopped at
@@ -101,7 +121,7 @@ def test_two_clusters_served_then_unregistered_to_nothing(settings: Settings) ->
     token = mux.token_path(settings)
     assert token.stat().st_mode & 0o777 == 0o600
     for name, i in clusters:
-        kubeconfig = pki.cluster_pki_dir(settings, name) / "admin.kubeconfig"
+        kubeconfig = _admin(settings, name)
         assert kubeconfig.stat().st_mode & 0o777 == 0o600
         with Client.from_kubeconfig(kubeconfig, attempts=2) as client:
             assert client.config.server == f"https://{naming.MUX_HOST}:{naming.mux_endpoint(i)[1]}"
@@ -113,7 +133,7 @@ def test_two_clusters_served_then_unregistered_to_nothing(settings: Settings) ->
                 body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"only-{name}"}},
             )
     # each cluster's objects are its own
-    first, second = (pki.cluster_pki_dir(settings, n) / "admin.kubeconfig" for n in names)
+    first, second = (_admin(settings, n) for n in names)
     with Client.from_kubeconfig(second) as client:
         assert client.get("v1", "ConfigMap", f"only-{names[0]}", "kube-system") is None
         assert client.get("v1", "ConfigMap", f"only-{names[1]}", "kube-system") is not None
@@ -152,19 +172,10 @@ def test_only_the_clusters_own_client_certificate_gets_in(settings: Settings, tm
     """No client certificate, or one from another cluster's CA, is refused in the TLS handshake; the
     admin kubeconfig's gets in; nothing answers on 127.0.0.1 at the cluster's port (loopback
     127.2.0.1 only). The CAs are lab's ECDSA default."""
-    backing = mux.MuxBacking(settings)
-    clusters = [(naming.cluster_name(settings.prefix, i), i) for i in _free_indexes(2)]
-    try:
-        backing.ensure(clusters)
-        backing.wait_ready([n for n, _ in clusters], 60)
-        (one, i1), (two, _) = clusters
+    with _registered(settings, 2) as (_backing, [(one, i1), (two, _)]):
         port = naming.mux_endpoint(i1)[1]
-        _, ca_one, admin_one = pki.kubeconfig_client(
-            (pki.cluster_pki_dir(settings, one) / "admin.kubeconfig").read_bytes()
-        )
-        _, _, admin_two = pki.kubeconfig_client(
-            (pki.cluster_pki_dir(settings, two) / "admin.kubeconfig").read_bytes()
-        )
+        _, ca_one, admin_one = pki.kubeconfig_client(_admin(settings, one).read_bytes())
+        _, _, admin_two = pki.kubeconfig_client(_admin(settings, two).read_bytes())
         ca_key = x509.load_pem_x509_certificate(ca_one).public_key()
         assert isinstance(ca_key, ec.EllipticCurvePublicKey)  # lab's default, not RSA
         assert _get(port, ca_one, admin_one, tmp_path).startswith(b"HTTP/1.1 200")
@@ -172,8 +183,6 @@ def test_only_the_clusters_own_client_certificate_gets_in(settings: Settings, tm
             with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
                 _get(port, ca_one, client, tmp_path)
         assert _listening(port) and not _listening(port, "127.0.0.1")
-    finally:
-        backing.remove([n for n, _ in clusters])
 
 
 def test_the_node_simulator_writes_into_a_mux_cluster(settings: Settings) -> None:
@@ -181,13 +190,8 @@ def test_the_node_simulator_writes_into_a_mux_cluster(settings: Settings) -> Non
     the object where no status subresource is served) lands in the in-memory API as on a real one."""
     from lab import nodesim
 
-    backing = mux.MuxBacking(settings)
-    (i,) = _free_indexes(1)
-    name = naming.cluster_name(settings.prefix, i)
-    try:
-        backing.ensure([(name, i)])
-        backing.wait_ready([name], 60)
-        kubeconfig = pki.cluster_pki_dir(settings, name) / "admin.kubeconfig"
+    with _registered(settings, 1) as (_backing, [(name, i)]):
+        kubeconfig = _admin(settings, name)
         with Client.from_kubeconfig(kubeconfig, attempts=2) as client:
             version = settings.versions.kubernetes
             host, port = naming.mux_endpoint(i)
@@ -201,21 +205,14 @@ def test_the_node_simulator_writes_into_a_mux_cluster(settings: Settings) -> Non
             assert sorted(p["metadata"]["labels"]["component"] for p in pods) == sorted(nodesim.COMPONENTS)
             assert all(p["status"]["phase"] == "Running" for p in pods)
             assert client.get("v1", "ConfigMap", "kubeadm-config", "kube-system") is not None
-    finally:
-        backing.remove([name])
 
 
 def test_kill_9_brings_the_same_endpoints_back_with_a_fresh_store(settings: Settings) -> None:
     """supervisord starts lab-mux again after a kill; lab-mux registers its clusters again from its
     state file (0600) before its control API answers: same port, same CA (the kubeconfig works as
     before); the objects are not kept (the node simulator writes them again, tested in e2e)."""
-    backing = mux.MuxBacking(settings)
-    (i,) = _free_indexes(1)
-    name = naming.cluster_name(settings.prefix, i)
-    try:
-        backing.ensure([(name, i)])
-        backing.wait_ready([name], 60)
-        kubeconfig = pki.cluster_pki_dir(settings, name) / "admin.kubeconfig"
+    with _registered(settings, 1) as (backing, [(name, _i)]):
+        kubeconfig = _admin(settings, name)
         with Client.from_kubeconfig(kubeconfig, attempts=2) as client:
             client.request(
                 "POST",
@@ -236,6 +233,4 @@ def test_kill_9_brings_the_same_endpoints_back_with_a_fresh_store(settings: Sett
             namespaces = {n["metadata"]["name"] for n in client.list("v1", "Namespace")}
             assert namespaces == {"default", "kube-system", "kube-public", "kube-node-lease"}
             assert client.get("v1", "ConfigMap", "before-kill", "kube-system") is None
-    finally:
-        backing.remove([name])
     assert name not in mux.registered(settings)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,56 @@ def test_run_lifecycle_and_snapshot(db: Records, lab_env: dict[str, str]) -> Non
     assert (db.run(rid).finished, db.run(rid).status) == (1100.0, "timeout")
     with pytest.raises(LabError, match="no run 99"):
         db.finish_run(99)
+
+
+def _scoped(db: Records, body: Callable[[records.RunScope], None]) -> records.Run:
+    """Runs `body` in a RunScope (re-raising what it raises) and returns the run it recorded."""
+    try:
+        with records.RunScope(db, RunKind.create_hosts, ["lab", "create-hosts", "2"], {"count": 2}) as run:
+            assert db.run(run.id).status is None and db.run(run.id).finished is None  # open while running
+            body(run)
+    finally:
+        recorded = db.run()
+    return recorded
+
+
+def _timed_out(run: records.RunScope) -> None:
+    run.timed_out = True
+
+
+def _ctrl_c(_run: records.RunScope) -> None:
+    raise KeyboardInterrupt
+
+
+def _lab_error(_run: records.RunScope) -> None:
+    raise LabError("the stack went away")
+
+
+def _bug(_run: records.RunScope) -> None:
+    raise ZeroDivisionError
+
+
+def test_a_run_scope_finishes_its_run_with_how_the_command_ended(db: Records) -> None:
+    before = time.time()
+    ok = _scoped(db, lambda _run: None)
+    assert (ok.kind, ok.status, ok.argv, ok.settings) == (
+        RunKind.create_hosts,
+        "ok",
+        ["lab", "create-hosts", "2"],
+        {"count": 2},
+    )
+    assert ok.finished is not None and before <= ok.started <= ok.finished <= time.time()
+    assert _scoped(db, _timed_out).status == "timeout"
+    with pytest.raises(KeyboardInterrupt):
+        _scoped(db, _ctrl_c)
+    assert (db.run().status, db.run().finished is not None) == ("interrupted", True)
+    with pytest.raises(LabError, match="the stack went away"):
+        _scoped(db, _lab_error)
+    assert (db.run().status, db.run().finished is not None) == ("failed", True)
+    with pytest.raises(ZeroDivisionError):
+        _scoped(db, _bug)
+    assert (db.run().status, db.run().finished is not None) == ("failed", True)
+    assert [r.status for r in db.runs()] == ["ok", "timeout", "interrupted", "failed", "failed"]
 
 
 def test_latest_run_and_unknown_run(db: Records) -> None:
