@@ -1,0 +1,175 @@
+"""The offline clusterctl repository, for real: rendered from the Go module cache with the real
+kubectl (kustomize) and helm (built from its module), read by the real clusterctl of the pinned CAPI
+release in a network namespace with no network at all, and every provider's components (as
+clusterctl generates them, variables substituted) and cert-manager.yaml accepted by a real
+kube-apiserver in a server-side dry-run after their CRDs and namespaces were created.
+
+Builds: clusterctl and helm into the shared build cache once (helm v4.2.2 cold: see the
+measurement in lab.kindmgmt.offline), nothing when cached.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from support.apiserver import RunningApiserver
+
+from lab import build, config, images
+from lab.kindmgmt import clusterctl, offline
+
+pytestmark = pytest.mark.slow
+
+CLUSTERCTL = build.Target(
+    "clusterctl", "capi", "sigs.k8s.io/cluster-api/cmd/clusterctl", stamp=build._capi_stamp, what="clusterctl"
+)
+#: cluster-scoped kinds created for real before the dry-run (the rest needs them to exist)
+FIRST = ("CustomResourceDefinition", "Namespace")
+
+
+@pytest.fixture(scope="module")
+def shared() -> config.Settings:
+    return config.Settings(home=config.default_home())
+
+
+@pytest.fixture(scope="module")
+def rendered(
+    tmp_path_factory: pytest.TempPathFactory, shared: config.Settings
+) -> tuple[config.Settings, Path]:
+    build.build(shared, "helm", print)
+    settings = config.Settings(home=tmp_path_factory.mktemp("offline-home"), bin_cache=shared.bin_dir)
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is needed to render (kustomize)"
+    out = offline.render(settings, kubectl, print)
+    print(f"rendered in {out.seconds:.1f}s")
+    return settings, out.config
+
+
+@pytest.fixture(scope="module")
+def clusterctl_bin(shared: config.Settings) -> Path:
+    return build.build(shared, CLUSTERCTL, print)
+
+
+def _no_network(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run in a fresh network namespace: only a down loopback, so any fetch fails."""
+    return subprocess.run(
+        ["unshare", "--net", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **clusterctl.init_env({})},
+    )
+
+
+def _generate(clusterctl_bin: Path, cfg: Path, p: clusterctl.Provider, version: str) -> str:
+    out = _no_network(
+        [str(clusterctl_bin), "generate", "provider", p.flag, f"{p.name}:{version}", "--config", str(cfg)]
+    )
+    assert out.returncode == 0, f"{p.name} {p.type}: {out.stderr}"
+    return out.stdout
+
+
+def test_the_repository_has_clusterctls_layout(rendered: tuple[config.Settings, Path]) -> None:
+    settings, cfg = rendered
+    base = offline.repository_dir(settings)
+    for src in offline.SOURCES:
+        path = offline.components_path(base, src, offline.version_of(settings, src))
+        assert path.is_file() and (path.parent / "metadata.yaml").is_file()
+        text = path.read_text()
+        assert images.resolve(settings, src.image).reference in text
+        assert "${" in text  # clusterctl's variables kept for clusterctl
+    written = yaml.safe_load(cfg.read_text())
+    assert written == offline.config(settings, base)
+
+
+@pytest.mark.parametrize("src", offline.SOURCES, ids=lambda s: offline.manifest_label(s.provider))
+def test_clusterctl_generates_every_provider_with_no_network(
+    rendered: tuple[config.Settings, Path], clusterctl_bin: Path, src: offline.Source
+) -> None:
+    settings, cfg = rendered
+    text = _generate(clusterctl_bin, cfg, src.provider, offline.version_of(settings, src))
+    deployments = [d for d in yaml.safe_load_all(text) if d and d["kind"] == "Deployment"]
+    assert len(deployments) == 1
+    (manager,) = [
+        c for c in deployments[0]["spec"]["template"]["spec"]["containers"] if c["name"] == "manager"
+    ]
+    assert manager["image"] == images.resolve(settings, src.image).reference
+    assert manager["imagePullPolicy"] == "IfNotPresent"
+    assert "${" not in text  # every variable had a default
+
+
+def test_a_version_not_in_the_repository_is_refused_with_no_network(
+    rendered: tuple[config.Settings, Path], clusterctl_bin: Path
+) -> None:
+    _, cfg = rendered
+    out = _no_network(
+        [str(clusterctl_bin), "generate", "provider", "--core", "cluster-api:v1.13.5", "--config", str(cfg)]
+    )
+    assert out.returncode != 0 and "cluster-api/v1.13.5/metadata.yaml" in out.stderr
+
+
+def _kubectl(api: RunningApiserver, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", str(api.kubeconfig_path), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _dry_run(api: RunningApiserver, text: str, what: str) -> int:
+    """CRDs and namespaces created for real (and waited for), then every other object server-side
+    dry-run applied; the number of objects dry-run."""
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    first = [d for d in docs if d["kind"] in FIRST]
+    rest = [d for d in docs if d["kind"] not in FIRST]
+    if first:
+        out = _kubectl(api, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(first))
+        assert out.returncode == 0, f"{what}: {out.stderr}"
+        crds = [f"crd/{d['metadata']['name']}" for d in first if d["kind"] == "CustomResourceDefinition"]
+        if crds:
+            out = _kubectl(api, "wait", "--for=condition=Established", "--timeout=120s", *crds, stdin="")
+            assert out.returncode == 0, f"{what}: {out.stderr}"
+    out = _kubectl(
+        api, "apply", "--server-side", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(rest)
+    )
+    assert out.returncode == 0, f"{what}: {out.stderr}"
+    assert out.stdout.count("serverside-applied (server dry run)") == len(rest), out.stdout
+    return len(rest)
+
+
+def test_every_component_passes_a_server_side_dry_run(
+    rendered: tuple[config.Settings, Path], clusterctl_bin: Path, apiserver: RunningApiserver
+) -> None:
+    settings, cfg = rendered
+    # cert-manager first: the providers' Certificates and Issuers are its CRDs' objects
+    cm = offline.cert_manager_path(offline.repository_dir(settings), settings.versions.cert_manager)
+    counts = {"cert-manager": _dry_run(apiserver, cm.read_text(), "cert-manager")}
+    for src in offline.SOURCES:
+        text = _generate(clusterctl_bin, cfg, src.provider, offline.version_of(settings, src))
+        counts[offline.manifest_label(src.provider)] = _dry_run(apiserver, text, src.provider.name)
+    print(counts)
+    assert all(n > 0 for n in counts.values())
+
+
+def test_cert_manager_yaml_is_the_releases_shape(rendered: tuple[config.Settings, Path]) -> None:
+    settings, _ = rendered
+    version = settings.versions.cert_manager
+    path = offline.cert_manager_path(offline.repository_dir(settings), version)
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    kinds = [d["kind"] for d in docs]
+    assert kinds[0] == "Namespace" and docs[0]["metadata"]["name"] == "cert-manager"
+    n_crds = kinds.count("CustomResourceDefinition")
+    assert n_crds == 6 and set(kinds[1 : 1 + n_crds]) == {"CustomResourceDefinition"}
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert set(deployments) == {"cert-manager", "cert-manager-cainjector", "cert-manager-webhook"}
+    got = {c["image"] for d in deployments.values() for c in d["spec"]["template"]["spec"]["containers"]}
+    assert got == {
+        f"quay.io/jetstack/cert-manager-{n}:{version}" for n in ("controller", "cainjector", "webhook")
+    }
+    assert {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} <= set(kinds)
+    assert not any(d["kind"] == "Job" for d in docs)  # startupapicheck disabled, as in the release
