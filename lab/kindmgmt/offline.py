@@ -211,13 +211,16 @@ def join_docs(docs: list[str]) -> str:
 
 
 def _module(key: str, version: str) -> Path:
-    """The module in the Go module cache; offline, a module missing there is one line saying what to do."""
+    """The module in the Go module cache; offline, a module missing there is one line saying what to do
+    (and, when the settings moved the version off lab's table, which version the table pins)."""
     module = versions.COMPONENTS[key].module
     try:
         return gomod.module_dir(module, version)
     except LabError:
+        pinned = versions.COMPONENTS[key].default
+        moved = f" (versions.{key} is {version}; lab's table pins {pinned})" if version != pinned else ""
         raise LabError(
-            f"offline: {module}@{version} is not in the Go module cache; run `go mod download "
+            f"offline: {module}@{version} is not in the Go module cache{moved}; run `go mod download "
             f"{module}@{version}` while online first"
         ) from None
 

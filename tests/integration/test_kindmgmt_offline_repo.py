@@ -10,8 +10,10 @@ measurement in lab.kindmgmt.offline), nothing when cached.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ import yaml
 from support.apiserver import RunningApiserver
 
 from lab import build, config, images
+from lab.errors import LabError
 from lab.kindmgmt import clusterctl, offline
 
 pytestmark = pytest.mark.slow
@@ -173,3 +176,59 @@ def test_cert_manager_yaml_is_the_releases_shape(rendered: tuple[config.Settings
     }
     assert {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} <= set(kinds)
     assert not any(d["kind"] == "Job" for d in docs)  # startupapicheck disabled, as in the release
+
+
+RENDER = """
+import sys
+from pathlib import Path
+from lab import config
+from lab.kindmgmt import offline
+s = config.Settings(home=Path(sys.argv[1]), bin_cache=Path(sys.argv[2]))
+print(offline.render(s, "kubectl").config)
+"""
+
+
+def test_rendering_itself_needs_no_network(
+    rendered: tuple[config.Settings, Path], shared: config.Settings, tmp_path: Path
+) -> None:
+    """The whole render (module cache look-ups, kustomize, helm) in a network namespace with no network."""
+    home = tmp_path / "home"
+    out = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", RENDER, str(home), str(shared.bin_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert out.returncode == 0, out.stderr
+    settings, _ = rendered
+    fresh = config.Settings(home=home)
+    for src in offline.SOURCES:
+        version = offline.version_of(settings, src)
+        a = offline.components_path(offline.repository_dir(settings), src, version).read_text()
+        b = offline.components_path(offline.repository_dir(fresh), src, version).read_text()
+        assert a == b, f"{src.provider.name}: rendering is not deterministic"
+    cm = offline.cert_manager_path(offline.repository_dir(fresh), settings.versions.cert_manager)
+    assert (
+        cm.read_text()
+        == offline.cert_manager_path(
+            offline.repository_dir(settings), settings.versions.cert_manager
+        ).read_text()
+    )
+
+
+def test_a_module_missing_offline_is_one_line_before_anything_is_rendered(
+    tmp_path: Path, shared: config.Settings
+) -> None:
+    settings = config.Settings(
+        home=tmp_path / "home",
+        bin_cache=shared.bin_dir,
+        versions=config.Versions(ipam="v1.13.99"),
+    )
+    with pytest.raises(LabError) as e:
+        offline.render(settings, "kubectl")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "github.com/metal3-io/ip-address-manager@v1.13.99 is not in the Go module cache" in msg
+    assert "lab's table pins v1.13.2" in msg and "go mod download" in msg
+    assert not offline.repository_dir(settings).exists()

@@ -153,3 +153,9 @@ def test_crds_are_split_from_the_rest_and_comment_only_docs_dropped() -> None:
     assert [yaml.safe_load(d)["metadata"]["name"] for d in other] == ["d"]
     joined = offline.join_docs([*crds, *other])
     assert [d["kind"] for d in yaml.safe_load_all(joined)] == ["CustomResourceDefinition", "Deployment"]
+
+
+def test_offline_is_for_kind_mode_only(run_lab) -> None:
+    out = run_lab("up", "--mode", "local", "--offline")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == "error: --offline is for kind mode (lab up --mode kind --offline)"
