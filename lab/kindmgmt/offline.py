@@ -23,8 +23,15 @@ URL point at them (`file://`), so clusterctl reads nothing from the network:
   tags are `quay.io/jetstack/cert-manager-*:<version>`.
 
 Layout (clusterctl's local repository, `{base}/{provider-label}/{version}/{file}`, under
-<home>/kind/clusterctl-repository). Measured here (2 cores, load ~2): rendering the five providers
-and cert-manager takes ~12 s (kubectl kustomize 0.7-2.6 s each, helm template ~1 s twice).
+<home>/kind/clusterctl-repository). Measured here (2 cores shared by other builds, load average 11.9
+by `uptime`): the five providers and cert-manager render in 14.0 s (kubectl kustomize 1.2-4.4 s
+each, helm template twice); 12.8 s again in a network namespace with no network at all. helm
+itself (`lab build helm`, v4.2.2 from its module) built cold in 290 s, load 2.2 rising to 10.8.
+
+Not offline yet (a note for the next step): cert-manager's three images. Its cmd/controller,
+cmd/cainjector and cmd/webhook are nested modules (module paths .../controller-binary etc., which
+do not match their directories) that the Go module proxy does not serve, and the controller imports
+github.com/Venafi/vcert/v5, which the proxy refuses (403) at every version.
 """
 
 from __future__ import annotations
