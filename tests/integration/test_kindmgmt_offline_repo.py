@@ -232,3 +232,27 @@ def test_a_module_missing_offline_is_one_line_before_anything_is_rendered(
     assert "github.com/metal3-io/ip-address-manager@v1.13.99 is not in the Go module cache" in msg
     assert "lab's table pins v1.13.2" in msg and "go mod download" in msg
     assert not offline.repository_dir(settings).exists()
+
+
+BMO = """
+import sys
+from pathlib import Path
+from lab import config
+from lab.kindmgmt import bmo, offline
+s = config.Settings(home=Path(sys.argv[1]))
+objs = bmo.build("kubectl", bmo.render_dir(s, offline.bmo_module(s)))
+print(bmo.manager(objs)["spec"]["template"]["spec"]["containers"][0]["image"])
+"""
+
+
+def test_bmo_overlay_builds_from_its_module_with_no_network(tmp_path: Path, shared: config.Settings) -> None:
+    """Offline, `lab up --mode kind` builds BMO's test-mode overlay over BMO's module, not GitHub."""
+    out = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", BMO, str(tmp_path / "home")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == images.resolve(shared, "bmo").reference
