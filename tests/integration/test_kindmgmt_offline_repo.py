@@ -14,11 +14,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from support.apiserver import RunningApiserver
+from support.apiserver import RunningApiserver, running_apiserver
 
 from lab import build, config, images
 from lab.errors import LabError
@@ -54,6 +55,17 @@ def rendered(
 @pytest.fixture(scope="module")
 def clusterctl_bin(shared: config.Settings) -> Path:
     return build.build(shared, CLUSTERCTL, print)
+
+
+@pytest.fixture(scope="module")
+def own_apiserver(
+    tmp_path_factory: pytest.TempPathFactory, shared: config.Settings
+) -> Iterator[RunningApiserver]:
+    """A kube-apiserver of this module's own: the CRDs created here (CAPI's with clusterctl's
+    conversion webhooks, cert-manager's) must not meet another test's CRDs in the session's."""
+    bins = build.ensure(shared, ["etcd", "kube-apiserver"], log=print)
+    with running_apiserver(tmp_path_factory.mktemp("api"), bins["etcd"], bins["kube-apiserver"]) as api:
+        yield api
 
 
 def _no_network(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -146,9 +158,10 @@ def _dry_run(api: RunningApiserver, text: str, what: str) -> int:
 
 
 def test_every_component_passes_a_server_side_dry_run(
-    rendered: tuple[config.Settings, Path], clusterctl_bin: Path, apiserver: RunningApiserver
+    rendered: tuple[config.Settings, Path], clusterctl_bin: Path, own_apiserver: RunningApiserver
 ) -> None:
     settings, cfg = rendered
+    apiserver = own_apiserver
     # cert-manager first: the providers' Certificates and Issuers are its CRDs' objects
     cm = offline.cert_manager_path(offline.repository_dir(settings), settings.versions.cert_manager)
     counts = {"cert-manager": _dry_run(apiserver, cm.read_text(), "cert-manager")}
