@@ -126,6 +126,24 @@ def test_a_version_not_in_the_repository_is_refused_with_no_network(
     assert out.returncode != 0 and "cluster-api/v1.13.5/metadata.yaml" in out.stderr
 
 
+def test_clusterctl_lists_exactly_the_images_lab_builds_and_cert_managers(
+    rendered: tuple[config.Settings, Path], clusterctl_bin: Path, own_apiserver: RunningApiserver
+) -> None:
+    """`clusterctl init list-images` reads the whole offline repository (cert-manager.yaml too, while
+    the cluster has no cert-manager namespace: this test runs before the dry-run creates it)."""
+    settings, cfg = rendered
+    argv = [str(clusterctl_bin), "init", "list-images", "--config", str(cfg)]
+    argv += ["--kubeconfig", str(own_apiserver.kubeconfig_path)]
+    for p in clusterctl.PROVIDERS:
+        argv += [p.flag, f"{p.name}:{getattr(settings.versions, p.version_key)}"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=clusterctl.init_env())
+    assert out.returncode == 0, out.stderr
+    version = settings.versions.cert_manager
+    want = {images.resolve(settings, s.image).reference for s in offline.SOURCES}
+    want |= {f"quay.io/jetstack/cert-manager-{n}:{version}" for n in ("controller", "cainjector", "webhook")}
+    assert set(out.stdout.split()) == want
+
+
 def _kubectl(api: RunningApiserver, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["kubectl", "--kubeconfig", str(api.kubeconfig_path), *args],
