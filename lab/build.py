@@ -265,6 +265,8 @@ TARGETS: dict[str, Target] = {
             "capm3-manager", "capm3", "github.com/metal3-io/cluster-api-provider-metal3", _CAPM3, what="CAPM3"
         ),
         Target("ipam-manager", "ipam", "github.com/metal3-io/ip-address-manager", _IPAM, what="Metal3 IPAM"),
+        # kind mode offline only: renders cert-manager's release manifest from its chart (lab.kindmgmt.offline)
+        Target("helm", "helm", "helm.sh/helm/v4/cmd/helm", what="helm template of cert-manager's chart"),
         # last: only the mux backing needs it (CAPI's in-memory API server library, imported by lab/mux)
         Target("lab-mux", "lab-mux", ".", what="multiplexed workload APIs", source=MUX_SOURCE),
     )

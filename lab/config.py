@@ -43,6 +43,7 @@ class Versions(BaseModel):
     etcd: str = versions.COMPONENTS["etcd"].default
     kind: str = versions.COMPONENTS["kind"].default
     cert_manager: str = versions.COMPONENTS["cert_manager"].default
+    helm: str = versions.COMPONENTS["helm"].default
 
     @field_validator("*", mode="before")
     @classmethod

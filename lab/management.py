@@ -77,12 +77,15 @@ class Management(Protocol):
 
 
 def for_settings(
-    settings: Settings, mode: str | None = None, *, bmo_source: Path | None = None
+    settings: Settings, mode: str | None = None, *, bmo_source: Path | None = None, offline: bool = False
 ) -> Management:
-    """The provider for `mode` (default: the settings' mode). bmo_source: kind mode's local BMO tree."""
+    """The provider for `mode` (default: the settings' mode). bmo_source: kind mode's local BMO tree;
+    offline: kind mode with clusterctl's repository rendered from the module cache."""
     chosen = mode or settings.mode
     if chosen == "kind":
-        return KindStack(settings, bmo_source)
+        return KindStack(settings, bmo_source, offline)
+    if offline:
+        raise UsageError("--offline is for kind mode (lab up --mode kind --offline)")
     if chosen == "local":
         return LocalStack(settings)
     raise UsageError(f"mode must be one of {', '.join(MODES)}, not {chosen!r}")

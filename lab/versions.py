@@ -38,6 +38,10 @@ COMPONENTS: dict[str, Component] = {
         Component(
             "cert_manager", "github.com/cert-manager/cert-manager", "v1.21.1", "cert-manager (kind mode)"
         ),
+        # kind mode offline only: renders cert-manager.yaml from the chart in the cert-manager module
+        # with `helm template`, as cert-manager's release does; the version its Makefile tools list pins
+        # for that (make/_shared/tools/00_mod.mk at v1.21.1: helm=v4.2.2).
+        Component("helm", "helm.sh/helm/v4", "v4.2.2", "helm (renders cert-manager's manifest offline)"),
     )
 }
 

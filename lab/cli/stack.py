@@ -49,9 +49,14 @@ def up_cmd(
         "--bmo-source",
         help="kind mode: a local BMO source tree at the pinned version (default: GitHub)",
     ),
+    offline: bool = typer.Option(
+        False,
+        "--offline",
+        help="kind mode: clusterctl reads a repository rendered from the Go module cache, not GitHub",
+    ),
     raise_limits: bool = RaiseLimitsOption,
 ) -> None:
-    """Start or converge the management stack: build what is missing, start etcd, kube-apiserver, kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs and webhooks, and wait until every component is healthy. Safe to re-run. --mode kind: a kind cluster, clusterctl init, BMO in test mode, tuning patches."""
+    """Start or converge the management stack: build what is missing, start etcd, kube-apiserver, kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs and webhooks, and wait until every component is healthy. Safe to re-run. --mode kind: a kind cluster, clusterctl init, BMO in test mode, tuning patches; --offline: clusterctl's providers and cert-manager from files rendered from the Go module cache."""
     settings = config.load()
     # `is None` checks: an empty --mode or --tuning is bad input, not "the default".
     if mode is not None and mode not in management.MODES:
@@ -60,7 +65,7 @@ def up_cmd(
         raise UsageError(
             f"unknown tuning profile {tuning_profile!r}; use one of {', '.join(tuning.PROFILES)}"
         )
-    stack = management.for_settings(settings, mode, bmo_source=bmo_source)
+    stack = management.for_settings(settings, mode, bmo_source=bmo_source, offline=offline)
     if stack.local_backing:  # the local stack runs on this host: check its limits first
         _preflight.for_up(settings, raise_limits)
     with err_console.status("lab up: starting") as spinner:

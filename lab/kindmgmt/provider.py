@@ -22,12 +22,13 @@ class KindStack:
     mode = "kind"
     local_backing = False
 
-    def __init__(self, settings: Settings, bmo_source: Path | None = None) -> None:
+    def __init__(self, settings: Settings, bmo_source: Path | None = None, offline: bool = False) -> None:
         self.settings = settings
         self.bmo_source = bmo_source
+        self.offline = offline
 
     def up(self, profile: str | None, log: Log) -> up.KindUpResult:
-        return up.up(self.settings, profile, log, self.bmo_source)
+        return up.up(self.settings, profile, log, self.bmo_source, self.offline)
 
     def down(self, purge: bool) -> bool:
         return supervised.down(self.settings, purge)

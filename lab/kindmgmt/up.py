@@ -1,7 +1,9 @@
 """`lab up --mode kind`: the steps in order, each safe to re-run.
 
-preflight (tools; nothing is written before it passes) -> BMO overlay built (a wrong base or no
-network fails here, still before any cluster exists) -> kind cluster created or reused -> control-
+preflight (tools; nothing is written before it passes) -> offline only: the local clusterctl
+repository rendered from the module cache (lab.kindmgmt.offline; a module missing offline is an
+error here) -> BMO overlay built (a wrong base or no network fails here, still before any cluster
+exists; offline, from BMO's module in the module cache) -> kind cluster created or reused -> control-
 plane taint removed -> BMO CRDs -> clusterctl init of the providers not yet installed -> BMO -> wait
 for every manager -> tuning patches -> wait for the patched ones -> the node simulator (a local
 supervised process as in local mode: it writes the Nodes when hosts are provisioned).
@@ -25,6 +27,7 @@ from lab.kindmgmt import (
     clusterctl,
     kind_dir,
     kubeconfig_path,
+    offline,
     patches,
     preflight,
     proc,
@@ -100,13 +103,25 @@ def _tune_bmo(settings: Settings, objects: list[dict[str, Any]], profile: str) -
 
 
 def up(
-    settings: Settings, profile: str | None = None, log: Log = lambda _m: None, bmo_source: Path | None = None
+    settings: Settings,
+    profile: str | None = None,
+    log: Log = lambda _m: None,
+    bmo_source: Path | None = None,
+    offline_mode: bool = False,
 ) -> KindUpResult:
+    """offline_mode: clusterctl reads a repository rendered here from the module cache (no GitHub),
+    and BMO's overlay is built from BMO's module unless bmo_source says otherwise."""
     started = time.monotonic()
     tools = preflight.check(settings)
     profile = profile or read_state(settings).get("profile") or "default"
     _check_profile(settings, profile)
     action = cluster.plan(settings, cluster.existing_clusters(tools.kind))
+    config_file = None
+    if offline_mode:
+        rendered = offline.render(settings, tools.kubectl, log)
+        log(f"clusterctl repository rendered offline in {rendered.seconds:.1f}s ({rendered.config})")
+        config_file = rendered.config
+        bmo_source = bmo_source or offline.bmo_module(settings)
 
     where = str(bmo_source) if bmo_source else f"GitHub {bmo.REPO} at {settings.versions.bmo}"
     log(f"building the BMO test-mode overlay from {where}")
@@ -118,7 +133,7 @@ def up(
     result = KindUpResult(0.0, kubeconfig, profile, "created" if action == "create" else "reused")
     with Client.from_kubeconfig(kubeconfig) as client:
         cluster.untaint(client)
-        result.installed = install(settings, client, tools, objects, log)
+        result.installed = install(settings, client, tools, objects, log, config_file)
         for namespace, name in (*patches.DEPLOYMENTS.values(), IPAM_DEPLOYMENT):
             log(f"waiting for {namespace}/{name}")
             waits.wait_rolled_out(client, namespace, name, ROLLOUT_TIMEOUT)
@@ -132,10 +147,16 @@ def up(
 
 
 def install(
-    settings: Settings, client: Client, tools: preflight.Tools, objects: list[dict[str, Any]], log: Log
+    settings: Settings,
+    client: Client,
+    tools: preflight.Tools,
+    objects: list[dict[str, Any]],
+    log: Log,
+    config_file: Path | None = None,
 ) -> list[str]:
     """BMO's CRDs, `clusterctl init` of the providers not installed yet, then BMO; the providers
-    installed. Providers at another version are an error (upgrading is the user's decision)."""
+    installed. Providers at another version are an error (upgrading is the user's decision).
+    config_file: clusterctl's config (offline: lab.kindmgmt.offline's); default the online one."""
     missing, drifted = clusterctl.plan(settings, clusterctl.installed(providers(client)))
     if drifted:
         raise LabError(
@@ -149,7 +170,7 @@ def install(
     waits.wait_established(client, [o["metadata"]["name"] for o in crds])
     if missing:
         log(f"clusterctl init: {', '.join(missing)} (and cert-manager {settings.versions.cert_manager})")
-        config_file = clusterctl.write_config(settings)
+        config_file = config_file or clusterctl.write_config(settings)
         proc.run(
             clusterctl.init_argv(settings, tools.clusterctl, kubeconfig_path(settings), config_file),
             env=clusterctl.init_env(),
