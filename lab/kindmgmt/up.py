@@ -3,7 +3,9 @@
 preflight (tools; nothing is written before it passes) -> offline only: the local clusterctl
 repository rendered from the module cache (lab.kindmgmt.offline; a module missing offline is an
 error here) -> BMO overlay built (a wrong base or no network fails here, still before any cluster
-exists; offline, from BMO's module in the module cache) -> kind cluster created or reused -> control-
+exists; offline, from BMO's module in the module cache) -> offline only: every image the nodes will
+run present in the Docker engine (lab.kindmgmt.offline_images; one error line naming the missing
+ones) -> kind cluster created or reused -> offline only: those images loaded into its nodes -> control-
 plane taint removed -> BMO CRDs -> clusterctl init of the providers not yet installed -> BMO -> wait
 for every manager -> tuning patches -> wait for the patched ones -> the node simulator (a local
 supervised process as in local mode: it writes the Nodes when hosts are provisioned).
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import tuning
+from lab import engine, tuning
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kindmgmt import (
@@ -28,6 +30,7 @@ from lab.kindmgmt import (
     kind_dir,
     kubeconfig_path,
     offline,
+    offline_images,
     patches,
     preflight,
     proc,
@@ -128,8 +131,14 @@ def up(
     overlay = bmo.render_dir(settings, bmo_source)
     objects = _tune_bmo(settings, bmo.build(tools.kubectl, overlay), profile)
     bmo.manager(objects)  # the overlay must produce the manager before anything is created
+    preload: list[str] = []
+    if offline_mode:
+        preload = offline_images.needed(rendered.files, objects)
+        offline_images.check(settings, engine.Client(), preload, cluster.node_image(settings))
 
     kubeconfig = cluster.ensure(settings, tools.kind, action, log)
+    if preload:
+        offline_images.load(tools.kind, cluster.CLUSTER_NAME, preload, log)
     result = KindUpResult(0.0, kubeconfig, profile, "created" if action == "create" else "reused")
     with Client.from_kubeconfig(kubeconfig) as client:
         cluster.untaint(client)
