@@ -158,6 +158,8 @@ class Creator:
     parallel: int = 10
     payload_kb: int = 0  # lab.manifests.payload
     n_workers: int = 0  # lab.manifests.workers
+    #: what rest() marks once a cluster's objects are applied (a scale run: scale_applied)
+    applied_phase: Phase = Phase.applied
     namespaces: dict[int, Obj] = field(default_factory=dict)
     _cas: dict[str, Any] = field(default_factory=dict)
 
@@ -201,7 +203,7 @@ class Creator:
             objs = rendered[i]
             self.mgmt.apply(objs[1:])
             if self.tracker is not None:
-                self.tracker.mark(self.plan.names[i], Phase.applied)
+                self.tracker.mark(self.plan.names[i], self.applied_phase)
             self._set_digest(i, digest(objs))
 
         errors: list[tuple[int, LabError]] = []

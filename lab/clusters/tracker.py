@@ -54,6 +54,10 @@ class ClusterState:
 
     def holding(self) -> str:
         """The most specific reason this cluster is not done yet."""
+        if self.goal is Phase.hosts_removed:
+            if Phase.workers_removed in self.reached:
+                return "surplus worker hosts not deprovisioned and deleted yet"
+            return "surplus worker Machines not removed yet (drain, deprovision, Node deletion)"
         if self.goal is not None or (self.workers and Phase.cluster_available in self.reached):
             return (
                 f"{len(self.provisioned)} of {self.workers} worker hosts provisioned, "
