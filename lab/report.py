@@ -528,6 +528,9 @@ def payload_lines(run: dict[str, Any], m: Metrics | None) -> list[str]:
     kb = run["settings"].get("payload_kb")
     if kb:
         out.append(f"- payload: {kb} KiB of files in each KubeadmControlPlane")
+    n_workers = run["settings"].get("workers")
+    if n_workers:
+        out.append(f"- workers: {n_workers} per cluster (worker hosts, MachineDeployment replicas)")
     if m is not None:
         db = [e.db_bytes for e in m.etcd if e.component == MGMT_ETCD]
         mutating = [s for s in m.slo if s.call == "mutating" and s.p99 is not None]
@@ -543,6 +546,8 @@ def done_word(run: dict[str, Any]) -> str:
     kind = RunKind(run["kind"])
     if kind is RunKind.create_hosts:
         return str(run["settings"].get("state") or "provisioned")
+    if kind is RunKind.scale:
+        return f"at {run['settings'].get('workers')} workers"
     return "Available" if kind is RunKind.create else "deleted"
 
 
