@@ -215,6 +215,20 @@ PREVIOUS: dict[Phase, Phase] = {
 }
 
 
+#: Where a phase's step starts in a run whose order lacks its PREVIOUS: in a create run with workers,
+#: the worker Machines get their bootstrap data once the control plane is initialized.
+FALLBACK_PREVIOUS: dict[Phase, Phase] = {Phase.workers_provisioned: Phase.kcp_initialized}
+
+
+def previous(phase: Phase, order: tuple[Phase, ...]) -> Phase | None:
+    """The phase `phase`'s step is measured from in a run of `order` (run_phases)."""
+    prev = PREVIOUS.get(phase)
+    if prev in order:
+        return prev
+    fallback = FALLBACK_PREVIOUS.get(phase)
+    return fallback if fallback in order else None
+
+
 def run_kind(phase: Phase) -> RunKind:
     return next(k for k, phases in PHASES.items() if phase in phases)
 

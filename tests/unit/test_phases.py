@@ -154,3 +154,16 @@ def test_run_phases_of_workers_and_scale_runs() -> None:
         Phase.workers_removed,
         Phase.hosts_removed,
     )
+
+
+def test_a_create_run_with_workers_measures_the_first_worker_step_from_kcp_initialized() -> None:
+    from lab.phases import previous
+
+    order = run_phases(RunKind.create, {"workers": 1})
+    assert previous(Phase.workers_provisioned, order) == Phase.kcp_initialized
+    assert previous(Phase.workers_written, order) == Phase.workers_provisioned
+    assert (
+        previous(Phase.workers_provisioned, run_phases(RunKind.scale, {"direction": "up"}))
+        == Phase.scale_applied
+    )
+    assert previous(Phase.applied, order) is None
