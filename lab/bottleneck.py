@@ -17,7 +17,7 @@ Four questions, the ones the Metal3 scale notes answered by hand:
   by verb x resource they are most of a scrape), so a breach names the class, and the verb+resource
   with the slowest mean latency (sum/count, kept by verb and resource) as where to look.
 - phase: the phase clusters waited longest for: the largest median step from the phase it waits for
-  (lab.phases.PREVIOUS), with p90 and max.
+  (lab.phases.previous), with p90 and max.
 
 Every figure is also a Measure: its value and the units it is a statistic of (per-cluster times,
 per-scrape-interval increments), so lab.compare can bootstrap run-to-run noise from the same data.
@@ -34,7 +34,7 @@ from typing import Any
 
 from lab import tuning
 from lab.metrics import SLO_HISTOGRAM, parse_labels
-from lab.phases import PHASES, PREVIOUS, Phase
+from lab.phases import Phase, previous, run_phases
 from lab.records import Event, MetricSample, Run
 from lab.report import SLO_SECONDS, histogram_quantile, percentile
 
@@ -409,7 +409,7 @@ def _slo(
 
 
 def _phases(run: Run, events: Sequence[Event]) -> tuple[list[Finding], list[Measure]]:
-    order = PHASES[run.kind]
+    order = run_phases(run.kind, run.settings)
     ts: dict[str, dict[Phase, float]] = defaultdict(dict)
     for e in events:
         if e.phase in order:
@@ -417,7 +417,7 @@ def _phases(run: Run, events: Sequence[Event]) -> tuple[list[Finding], list[Meas
     best: tuple[float, Phase, Phase, list[float], Window] | None = None
     measures = []
     for phase in order:
-        prev = PREVIOUS.get(phase)
+        prev = previous(phase, order)
         if prev is None:
             continue
         pairs = [(t[prev], t[phase]) for t in ts.values() if prev in t and phase in t]

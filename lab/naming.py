@@ -76,6 +76,26 @@ CLUSTER_MAC_OCTET, STANDALONE_MAC_OCTET = 0x61, 0x62
 CLUSTER_BMC_SUBNET, STANDALONE_BMC_SUBNET = 122, 123
 
 
+#: Worker host `slot` (1..MAX_WORKER_SLOTS) of a cluster: MAC octet WORKER_MAC_OCTET + slot and BMC
+#: subnet WORKER_BMC_SUBNET + slot, apart from the control-plane host's (0x61, 122) and the standalone
+#: hosts' (0x62, 123), so every host of one lab has its own MAC and BMC address.
+WORKER_MAC_OCTET, WORKER_BMC_SUBNET = 0x70, 130
+MAX_WORKER_SLOTS = 15  # 0x71..0x7f, 192.168.131..145
+
+
+def worker_mac(index: int, slot: int) -> str:
+    """Boot MAC of worker host `slot` of cluster `index`."""
+    if not 0 < slot <= MAX_WORKER_SLOTS:
+        raise ValueError(f"worker slot {slot} out of range 1..{MAX_WORKER_SLOTS}")
+    return boot_mac(index, WORKER_MAC_OCTET + slot)
+
+
+def worker_bmc_address(index: int, slot: int) -> str:
+    if not 0 < slot <= MAX_WORKER_SLOTS:
+        raise ValueError(f"worker slot {slot} out of range 1..{MAX_WORKER_SLOTS}")
+    return bmc_address(index, WORKER_BMC_SUBNET + slot)
+
+
 def boot_mac(index: int, octet: int = CLUSTER_MAC_OCTET) -> str:
     """A locally administered unicast MAC (02:...) with the index in the low 24 bits."""
     if not 0 < index < 1 << 24:

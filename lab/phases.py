@@ -11,6 +11,10 @@ Fields, as served at the pinned versions (CAPI v1beta2, BMO v1alpha1):
 - KubeadmControlPlane: status.initialization.controlPlaneInitialized true (set once KCP finds
   kube-system/kubeadm-config in the workload cluster), and condition Available=True
 - Cluster: condition Available=True
+- MachineDeployment (workers): spec.replicas > 0, status.availableReplicas == status.replicas ==
+  spec.replicas and condition Available=True
+- worker BareMetalHosts (label lab.manifests.workers.ROLE_LABEL=worker) count towards the cluster's
+  worker phases (lab.clusters.tracker adds them up), never towards bmh_provisioned or node_written
 v1beta2 conditions are metav1.Condition lists under status.conditions. Each workload cluster lives
 in the namespace of its own name, so the namespace names the cluster.
 """
@@ -23,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from lab import naming
+from lab.manifests import workers
 from lab.manifests.kinds import API_VERSIONS
 
 
@@ -31,6 +36,7 @@ class RunKind(StrEnum):
     delete = "delete"
     create_hosts = "create-hosts"
     delete_hosts = "delete-hosts"
+    scale = "scale"
 
 
 class Phase(StrEnum):
@@ -54,6 +60,16 @@ class Phase(StrEnum):
       namespace_deleted  the cluster's namespace is gone from the management cluster
       tenant_deleted     the etcd tenant (user, role, keys under /<cluster>/) is gone
       apiserver_stopped  the workload kube-apiserver is stopped: the cluster is done
+
+    create with --workers W > 0 adds, before cluster_available (a v1beta2 Cluster is Available only
+    once its MachineDeployments are: condition WorkersAvailable):
+      workers_provisioned  BMO moved all W worker hosts to `provisioned`
+      workers_written      the node simulator wrote all W worker Nodes (the last one's own timestamp)
+      md_available         the MachineDeployment has W available replicas and Available=True
+    scale (`lab scale-clusters`), per cluster: scale_applied (lab's apply of the new W returned),
+    then going up the three worker phases above, going down workers_removed (no Machine of the
+    surplus hosts is left: CAPI deleted their Nodes first) and hosts_removed (the surplus hosts,
+    deprovisioned by BMO, are deleted with their secrets).
 
     create-hosts and delete-hosts (standalone BareMetalHosts, per host): lab's apply returned
     (host_applied) or its DELETE was accepted (host_delete_requested), then each BMO provisioning
@@ -88,6 +104,13 @@ class Phase(StrEnum):
     host_powering_off = "powering off before delete"
     host_deleting = "deleting"
     host_deleted = "host_deleted"
+
+    scale_applied = "scale_applied"
+    workers_provisioned = "workers_provisioned"
+    workers_written = "workers_written"
+    md_available = "md_available"
+    workers_removed = "workers_removed"
+    hosts_removed = "hosts_removed"
 
 
 #: The phases of each kind of run, in order: the first is the origin of every latency, the last
@@ -126,7 +149,21 @@ PHASES: dict[RunKind, tuple[Phase, ...]] = {
         Phase.host_deleting,
         Phase.host_deleted,
     ),
+    RunKind.scale: (
+        Phase.scale_applied,
+        Phase.workers_provisioned,
+        Phase.workers_written,
+        Phase.md_available,
+        Phase.workers_removed,
+        Phase.hosts_removed,
+    ),
 }
+
+#: What --workers W > 0 adds to a create run, in order, before cluster_available.
+WORKER_PHASES = (Phase.workers_provisioned, Phase.workers_written, Phase.md_available)
+#: The phases of a scale run going up, and going down.
+SCALE_UP = (Phase.scale_applied, *WORKER_PHASES)
+SCALE_DOWN = (Phase.scale_applied, Phase.workers_removed, Phase.hosts_removed)
 
 #: BMO's status.provisioning.state (v1alpha1 ProvisioningState) -> the phase a host shows by it.
 #: A state BMO passes through faster than a watch event is simply not recorded for that host.
@@ -169,7 +206,27 @@ PREVIOUS: dict[Phase, Phase] = {
     Phase.host_powering_off: Phase.host_deprovisioning,
     Phase.host_deleting: Phase.host_powering_off,
     Phase.host_deleted: Phase.host_deleting,
+    # in a create run these two steps are not measured (no scale_applied): since applied only
+    Phase.workers_provisioned: Phase.scale_applied,
+    Phase.workers_written: Phase.workers_provisioned,
+    Phase.md_available: Phase.workers_written,
+    Phase.workers_removed: Phase.scale_applied,
+    Phase.hosts_removed: Phase.workers_removed,
 }
+
+
+#: Where a phase's step starts in a run whose order lacks its PREVIOUS: in a create run with workers,
+#: the worker Machines get their bootstrap data once the control plane is initialized.
+FALLBACK_PREVIOUS: dict[Phase, Phase] = {Phase.workers_provisioned: Phase.kcp_initialized}
+
+
+def previous(phase: Phase, order: tuple[Phase, ...]) -> Phase | None:
+    """The phase `phase`'s step is measured from in a run of `order` (run_phases)."""
+    prev = PREVIOUS.get(phase)
+    if prev in order:
+        return prev
+    fallback = FALLBACK_PREVIOUS.get(phase)
+    return fallback if fallback in order else None
 
 
 def run_kind(phase: Phase) -> RunKind:
@@ -178,10 +235,16 @@ def run_kind(phase: Phase) -> RunKind:
 
 def run_phases(kind: RunKind, settings: Mapping[str, Any] | None = None) -> tuple[Phase, ...]:
     """The phases of one recorded run, the last meaning done: a create-hosts run for `available`
-    hosts (its settings' "state") is done at host_available."""
+    hosts (its settings' "state") is done at host_available; a create run with "workers" > 0 has
+    WORKER_PHASES before cluster_available; a scale run is SCALE_UP or SCALE_DOWN by its "direction"."""
     order = PHASES[kind]
-    if kind is RunKind.create_hosts and (settings or {}).get("state") == Phase.host_available.value:
+    settings = settings or {}
+    if kind is RunKind.create_hosts and settings.get("state") == Phase.host_available.value:
         return order[: order.index(Phase.host_available) + 1]
+    if kind is RunKind.create and settings.get("workers"):
+        return (*order[:-1], *WORKER_PHASES, order[-1])
+    if kind is RunKind.scale:
+        return SCALE_DOWN if settings.get("direction") == "down" else SCALE_UP
     return order
 
 
@@ -202,6 +265,7 @@ WATCHED: tuple[tuple[str, str], ...] = (
     (API_VERSIONS["Cluster"], "Machine"),  # Machines are CAPI core, same group/version as Cluster
     (API_VERSIONS["KubeadmControlPlane"], "KubeadmControlPlane"),
     (API_VERSIONS["Cluster"], "Cluster"),
+    (API_VERSIONS["MachineDeployment"], "MachineDeployment"),
 )
 
 
@@ -223,10 +287,7 @@ def observed(obj: Mapping[str, Any]) -> list[Phase]:
     kind = obj.get("kind")
     out: list[Phase] = []
     if kind == "BareMetalHost":
-        if (status.get("provisioning") or {}).get("state") == "provisioned":
-            out.append(Phase.bmh_provisioned)
-        if node_written_at(obj) is not None:
-            out.append(Phase.node_written)
+        out += _host_phases(obj)
     elif kind == "Machine":
         labels = (obj.get("metadata") or {}).get("labels") or {}
         if CONTROL_PLANE_LABEL in labels and (status.get("nodeRef") or {}).get("name"):
@@ -238,7 +299,36 @@ def observed(obj: Mapping[str, Any]) -> list[Phase]:
             out.append(Phase.kcp_available)
     elif kind == "Cluster" and is_true(obj, "Available"):
         out.append(Phase.cluster_available)
+    elif kind == "MachineDeployment" and md_available(obj):
+        out.append(Phase.md_available)
     return out
+
+
+def _host_phases(bmh: Mapping[str, Any]) -> list[Phase]:
+    if is_worker_host(bmh):
+        return []  # counted per cluster: lab.clusters.tracker
+    out = [Phase.bmh_provisioned] if is_provisioned(bmh) else []
+    return out + ([Phase.node_written] if node_written_at(bmh) is not None else [])
+
+
+def is_worker_host(bmh: Mapping[str, Any]) -> bool:
+    return ((bmh.get("metadata") or {}).get("labels") or {}).get(workers.ROLE_LABEL) == workers.WORKER
+
+
+def is_provisioned(bmh: Mapping[str, Any]) -> bool:
+    return ((bmh.get("status") or {}).get("provisioning") or {}).get("state") == "provisioned"
+
+
+def md_available(md: Mapping[str, Any]) -> bool:
+    """All of a MachineDeployment's W > 0 replicas available, none surplus, Available=True."""
+    want = (md.get("spec") or {}).get("replicas") or 0
+    status = md.get("status") or {}
+    return (
+        want > 0
+        and status.get("availableReplicas") == want
+        and status.get("replicas") == want
+        and is_true(md, "Available")
+    )
 
 
 def format_timestamp(epoch: float) -> str:

@@ -33,7 +33,9 @@ def etcd_ca(settings: Settings) -> pki.KeyPair:
     return pki_store.load_or_create_ca(etcd_ca_dir(settings), ETCD_CA_CN)
 
 
-def local_objects(settings: Settings, index: int, ca: pki.KeyPair | None = None) -> list[dict[str, Any]]:
+def local_objects(
+    settings: Settings, index: int, ca: pki.KeyPair | None = None, n_workers: int = 0
+) -> list[dict[str, Any]]:
     """Every object of cluster `index` in apply order; pass `ca` (etcd_ca()) when rendering many."""
     check_local(settings)
     name = naming.cluster_name(settings.prefix, index)
@@ -46,11 +48,17 @@ def local_objects(settings: Settings, index: int, ca: pki.KeyPair | None = None)
         cluster_pki,
         [client_url(settings)],
         manifests.bmc_password(cluster_pki),
+        n_workers=n_workers,
     )
 
 
 def backed_objects(
-    settings: Settings, index: int, backing: Backing, ca: pki.KeyPair | None = None, payload_kb: int = 0
+    settings: Settings,
+    index: int,
+    backing: Backing,
+    ca: pki.KeyPair | None = None,
+    payload_kb: int = 0,
+    n_workers: int = 0,
 ) -> list[dict[str, Any]]:
     """Every object of cluster `index` placed on `backing`: its endpoint, etcd and etcd CA (pass
     `ca`, backing.etcd_ca(), when rendering many), `payload_kb` KiB of files in its KCP. Creates
@@ -71,4 +79,5 @@ def backed_objects(
         manifests.bmc_password(cluster_pki),
         backing.name,
         payload_kb,
+        n_workers,
     )

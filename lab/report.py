@@ -3,7 +3,7 @@
 The numbers follow the shape the Metal3 scaling notes kept by hand ("clusters 0-100 in M minutes",
 per 100-cluster step) plus the latency model of kube-burner/clusterloader2: every phase's latency is
 measured from the cluster's first phase (`applied` for create, `delete_requested` for delete), with
-p50/p90/p99/max over clusters, and the step from the phase it waits for (phases.PREVIOUS).
+p50/p90/p99/max over clusters, and the step from the phase it waits for (phases.previous).
 
 Percentiles interpolate linearly between closest ranks (numpy's default "linear" method), so p50 of
 an even count is the mean of the two middle values.
@@ -22,7 +22,7 @@ from typing import Any
 from lab import naming, report_series
 from lab.components import MGMT_ETCD
 from lab.metrics import SAMPLER_COMPONENT, SAMPLER_CPU, SLO_HISTOGRAM, parse_labels
-from lab.phases import PREVIOUS, Phase, RunKind, run_phases
+from lab.phases import Phase, RunKind, previous, run_phases
 from lab.records import Event, MetricSample, Run, Sample
 
 DEFAULT_BATCH = 10
@@ -232,7 +232,7 @@ def build(
     since_start = latencies(run.kind, events, run.settings)
     for phase in order:
         since = since_start[phase.value]
-        prev = PREVIOUS.get(phase)
+        prev = previous(phase, order)
         steps = [ts[phase] - ts[prev] for _i, ts in clusters.values() if prev and phase in ts and prev in ts]
         count = sum(1 for _i, ts in clusters.values() if phase in ts)
         phases.append(PhaseRow(phase.value, count, stats(since), prev.value if prev else None, stats(steps)))
@@ -529,6 +529,9 @@ def payload_lines(run: dict[str, Any], m: Metrics | None) -> list[str]:
     kb = run["settings"].get("payload_kb")
     if kb:
         out.append(f"- payload: {kb} KiB of files in each KubeadmControlPlane")
+    n_workers = run["settings"].get("workers")
+    if n_workers:
+        out.append(f"- workers: {n_workers} per cluster (worker hosts, MachineDeployment replicas)")
     if m is not None:
         db = [e.db_bytes for e in m.etcd if e.component == MGMT_ETCD]
         mutating = [s for s in m.slo if s.call == "mutating" and s.p99 is not None]
@@ -544,6 +547,8 @@ def done_word(run: dict[str, Any]) -> str:
     kind = RunKind(run["kind"])
     if kind is RunKind.create_hosts:
         return str(run["settings"].get("state") or "provisioned")
+    if kind is RunKind.scale:
+        return f"at {run['settings'].get('workers')} workers"
     return "Available" if kind is RunKind.create else "deleted"
 
 

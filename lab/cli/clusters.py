@@ -12,8 +12,8 @@ from lab.cli._preflight import RaiseLimitsOption
 from lab.cli.app import app
 from lab.clusters import create
 from lab.errors import LabError, UsageError
-from lab.manifests import payload
-from lab.phases import PHASES, Phase, RunKind
+from lab.manifests import payload, workers
+from lab.phases import Phase, RunKind, run_phases
 
 #: Stuck clusters listed by name on a timeout; the rest are counted.
 MAX_LISTED = 20
@@ -22,10 +22,11 @@ MAX_LISTED = 20
 class ProgressDisplay:
     """One bar per create phase: how many of the clusters have reached it."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, n_workers: int = 0) -> None:
         self.total = total
         self.progress = phase_progress(enabled)
-        self.tasks = {p: self.progress.add_task(p.value, total=total) for p in PHASES[RunKind.create]}
+        order = run_phases(RunKind.create, {"workers": n_workers})
+        self.tasks = {p: self.progress.add_task(p.value, total=total) for p in order}
 
     def planned(self, plan: create.Plan) -> None:
         err_console.print(
@@ -55,6 +56,11 @@ def create_clusters_cmd(
     payload_kb: int = typer.Option(
         0, "--payload-kb", help="KiB of files added to each KubeadmControlPlane (and bootstrap secret)"
     ),
+    n_workers: int = typer.Option(
+        0,
+        "--workers",
+        help=f"worker hosts and MachineDeployment replicas per cluster (0..{workers.MAX_WORKERS})",
+    ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="wait until every cluster is Available"),
     timeout: float = typer.Option(1800.0, "--timeout", help="seconds --wait waits in all"),
     raise_limits: bool = RaiseLimitsOption,
@@ -67,6 +73,7 @@ def create_clusters_cmd(
         raise UsageError(f"--parallel must be at least 1, got {parallel}")
     check_timeout(timeout)
     payload.check_kb(payload_kb)
+    workers.check_count(n_workers)
     stack = management.for_settings(settings)
     if not stack.local_backing and not backing:
         raise UsageError(f"mode {stack.mode} has no local backing: name one with --backing")
@@ -77,7 +84,7 @@ def create_clusters_cmd(
     for b in backing:
         check_name(b)
     client = mgmt.client(settings, parallel=max(parallel, 4))
-    display = ProgressDisplay(count, enabled=output == Output.table)
+    display = ProgressDisplay(count, enabled=output == Output.table, n_workers=n_workers)
     with client:
         try:
             result = create_clusters(
@@ -91,6 +98,7 @@ def create_clusters_cmd(
                 timeout=timeout,
                 preflight=lambda p: _preflight.for_create(settings, p.placement, p.new, raise_limits),
                 payload_kb=payload_kb,
+                n_workers=n_workers,
             )
         finally:
             if display.progress.live.is_started:  # stopping an unstarted bar prints an empty line

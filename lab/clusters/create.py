@@ -29,7 +29,7 @@ from lab.clusters.tracker import Tracker
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kube import ApiError, Client
-from lab.manifests import payload
+from lab.manifests import payload, workers
 from lab.phases import Phase
 
 DIGEST_ANNOTATION = "scale-lab.metal3.io/applied-digest"
@@ -86,13 +86,23 @@ def make_plan(
     indexes: Sequence[int],
     backing_names: Sequence[str],
     payload_kb: int = 0,
+    n_workers: int = 0,
 ) -> tuple[Plan, dict[str, Backing]]:
     """Placement and what exists; raises (UsageError, LabError) before anything is created.
 
     Existing clusters created with another --payload-kb are refused: converging them would change
-    the KCP's files, which KCP answers with a rollout to a second Machine that has no host to get."""
+    the KCP's files, which KCP answers with a rollout to a second Machine that has no host to get.
+    So are those with another --workers: an apply never deletes, so fewer workers would leave the
+    surplus hosts behind; lab scale-clusters changes it (and deprovisions what goes)."""
     backings = open_all(settings, backing_names or [naming.LOCAL_BACKING])
     namespaces = existing_namespaces(settings, mgmt)
+    other_w = [i for i in indexes if i in namespaces and workers.of_namespace(namespaces[i]) != n_workers]
+    if other_w:
+        first = namespaces[other_w[0]]
+        raise LabError(
+            f"{len(other_w)} existing cluster(s) ({naming.cluster_name(settings.prefix, other_w[0])} first) "
+            f"have --workers {workers.of_namespace(first)}, not {n_workers}: change it with lab scale-clusters"
+        )
     other = [i for i in indexes if i in namespaces and payload.of_namespace(namespaces[i]) != payload_kb]
     if other:
         first = namespaces[other[0]]
@@ -147,6 +157,9 @@ class Creator:
     tracker: Tracker | None = None
     parallel: int = 10
     payload_kb: int = 0  # lab.manifests.payload
+    n_workers: int = 0  # lab.manifests.workers
+    #: what rest() marks once a cluster's objects are applied (a scale run: scale_applied)
+    applied_phase: Phase = Phase.applied
     namespaces: dict[int, Obj] = field(default_factory=dict)
     _cas: dict[str, Any] = field(default_factory=dict)
 
@@ -154,7 +167,9 @@ class Creator:
         b = self.backings[self.plan.placement[index]]
         if b.name not in self._cas:
             self._cas[b.name] = b.etcd_ca()
-        return render.backed_objects(self.settings, index, b, self._cas[b.name], self.payload_kb)
+        return render.backed_objects(
+            self.settings, index, b, self._cas[b.name], self.payload_kb, self.n_workers
+        )
 
     def confirm_complete(self) -> set[int]:
         """Complete clusters whose digest no longer matches what lab renders now move to `partial`."""
@@ -188,7 +203,7 @@ class Creator:
             objs = rendered[i]
             self.mgmt.apply(objs[1:])
             if self.tracker is not None:
-                self.tracker.mark(self.plan.names[i], Phase.applied)
+                self.tracker.mark(self.plan.names[i], self.applied_phase)
             self._set_digest(i, digest(objs))
 
         errors: list[tuple[int, LabError]] = []

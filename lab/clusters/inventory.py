@@ -127,6 +127,8 @@ def derive(
                 continue
             if field == "machine" and phases.CONTROL_PLANE_LABEL not in (obj["metadata"].get("labels") or {}):
                 continue
+            if field == "host" and phases.is_worker_host(obj):
+                continue  # the phase is the control plane's: its host is host-0
             if field == "cluster" and obj["metadata"]["name"] != found[0]:
                 continue  # not lab's Cluster (lab names it like its namespace)
             setattr(seen[found[0]], field, obj)

@@ -100,11 +100,13 @@ def create_clusters(
     timeout: float = 1800.0,
     preflight: Callable[[create.Plan], None] = lambda _plan: None,
     payload_kb: int = 0,
+    n_workers: int = 0,
 ) -> Result:
     """preflight: checks the plan against this host before anything is created (raises to refuse).
-    payload_kb: KiB of files in each KubeadmControlPlane (lab.manifests.payload)."""
+    payload_kb: KiB of files in each KubeadmControlPlane (lab.manifests.payload); n_workers: worker
+    hosts and MachineDeployment replicas of each cluster (lab.manifests.workers)."""
     create.check_stack(mgmt)
-    plan, opened = create.make_plan(settings, mgmt, indexes, backings, payload_kb)
+    plan, opened = create.make_plan(settings, mgmt, indexes, backings, payload_kb, n_workers)
     preflight(plan)
     started = time.monotonic()
     snapshot = records.settings_snapshot(
@@ -116,6 +118,7 @@ def create_clusters(
         backings=sorted({plan.placement[i] for i in indexes}),
         patched=supervised.running_patches(settings),
         payload_kb=payload_kb,
+        workers=n_workers,
     )
     with (
         records.open_records(settings) as db,
@@ -131,8 +134,9 @@ def create_clusters(
             run_id,
             record=[plan.names[i] for i in plan.todo],
             on_change=lambda: display.update(tracker.counts(), tracker.done(), len(names)),
+            workers=n_workers,
         )
-        creator = create.Creator(settings, mgmt, plan, opened, tracker, parallel, payload_kb)
+        creator = create.Creator(settings, mgmt, plan, opened, tracker, parallel, payload_kb, n_workers)
         sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
         with sampler, metrics_sampler(settings, db, run_id), tracker:
             creator.namespaces = create.existing_namespaces(settings, mgmt)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab import naming
 from lab.config import Settings
-from lab.manifests import capi, metal3, names, payload
+from lab.manifests import capi, metal3, names, payload, workers
 from lab.manifests.common import lab_labels, obj
 from lab.manifests.secrets import bmc_password, bmc_secret, pki_secrets
 
@@ -21,16 +21,29 @@ __all__ = ["bmc_password", "cluster_objects", "namespace"]
 
 
 def namespace(
-    cluster: str, index: int, backing: str = naming.LOCAL_BACKING, payload_kb: int = 0
+    cluster: str, index: int, backing: str = naming.LOCAL_BACKING, payload_kb: int = 0, n_workers: int = 0
 ) -> dict[str, Any]:
     """The cluster's namespace; its labels are how lab lists the clusters that exist and where each
-    one's apiserver runs, so delete finds it after any crash. A payload is noted on it
-    (payload.ANNOTATION) so a later create of the same cluster can tell it apart."""
+    one's apiserver runs, so delete finds it after any crash. A payload and a worker count are noted
+    on it (payload.ANNOTATION, workers.ANNOTATION) so a later create or scale can tell it apart."""
     labels = {**lab_labels(cluster, index), naming.BACKING_LABEL: backing}
     ns = obj("Namespace", names.namespace(cluster), None, labels)
+    annotations = {}
     if payload_kb:
-        ns["metadata"]["annotations"] = {payload.ANNOTATION: str(payload_kb)}
+        annotations[payload.ANNOTATION] = str(payload_kb)
+    if n_workers:
+        annotations[workers.ANNOTATION] = str(n_workers)
+    if annotations:
+        ns["metadata"]["annotations"] = annotations
     return ns
+
+
+def worker_hosts(cluster: str, index: int, bmc_password: str, n_workers: int) -> list[dict[str, Any]]:
+    """[Secret, BareMetalHost] of worker slots 1..n_workers, in apply order."""
+    out: list[dict[str, Any]] = []
+    for slot in range(1, n_workers + 1):
+        out += [bmc_secret(cluster, index, bmc_password, slot), metal3.worker_host(cluster, index, slot)]
+    return out
 
 
 def cluster_objects(
@@ -42,34 +55,44 @@ def cluster_objects(
     bmc_password: str,
     backing: str = naming.LOCAL_BACKING,
     payload_kb: int = 0,
+    n_workers: int = 0,
 ) -> list[dict[str, Any]]:
     """Every object of workload cluster `index`, in apply order; `payload_kb` KiB of files in the
-    KubeadmControlPlane (lab.manifests.payload).
+    KubeadmControlPlane (lab.manifests.payload); `n_workers` worker hosts and MachineDeployment
+    replicas (lab.manifests.workers).
 
-    Order: the Namespace, then Secrets (KCP and BMO look them up), then the host (BMO can register and
-    inspect it while the rest is created), then templates before what references them, the Cluster last.
+    Order: the Namespace, then Secrets (KCP and BMO look them up), then the hosts (BMO can register and
+    inspect them while the rest is created), then templates before what references them, the Cluster last.
     `bmc_password` is the caller's so it stays stable; lab.manifests.bmc_password(pki) derives one.
     """
     name = naming.cluster_name(settings.prefix, index)
     if pki.name != name:
         raise ValueError(f"PKI of {pki.name} passed for cluster {name}")
+    workers.check_count(n_workers)
     k8s = settings.versions.kubernetes
     return [
-        namespace(name, index, backing, payload_kb),
+        namespace(name, index, backing, payload_kb, n_workers),
         *pki_secrets(name, index, pki),
         bmc_secret(name, index, bmc_password),
         metal3.baremetal_host(name, index),
+        *worker_hosts(name, index, bmc_password, n_workers),
         metal3.data_template(name, index, names.controlplane_data_template(name)),
         metal3.data_template(name, index, names.workers_data_template(name)),
         metal3.machine_template(
-            name, index, names.controlplane_template(name), names.controlplane_data_template(name)
+            name,
+            index,
+            names.controlplane_template(name),
+            names.controlplane_data_template(name),
+            workers.CONTROL_PLANE,
         ),
-        metal3.machine_template(name, index, names.workers_template(name), names.workers_data_template(name)),
+        metal3.machine_template(
+            name, index, names.workers_template(name), names.workers_data_template(name), workers.WORKER
+        ),
         capi.kubeadm_config_template(name, index),
         metal3.metal3_cluster(name, index, endpoint),
         capi.kubeadm_control_plane(
             name, index, k8s, endpoint[0], etcd_endpoints, pki.certificates_expiry, payload.files(payload_kb)
         ),
-        capi.machine_deployment(name, index, k8s),
+        capi.machine_deployment(name, index, k8s, n_workers),
         capi.cluster(name, index),
     ]

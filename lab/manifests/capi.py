@@ -1,6 +1,6 @@
 """Cluster API objects of one workload cluster: Cluster, KubeadmControlPlane, MachineDeployment and
 its KubeadmConfigTemplate, shaped like CAPM3's own clusterctl template (examples/clusterctl-templates)
-with lab's choices: one control-plane replica, external etcd, zero workers.
+with lab's choices: one control-plane replica, external etcd, W workers (0 by default).
 """
 
 from __future__ import annotations
@@ -117,8 +117,12 @@ def kubeadm_config_template(name: str, index: int) -> dict[str, Any]:
     )
 
 
-def machine_deployment(name: str, index: int, k8s_version: str) -> dict[str, Any]:
-    """Zero workers: the pool exists so scaling it is one patch, but nothing is created by default."""
+def machine_deployment(name: str, index: int, k8s_version: str, replicas: int = 0) -> dict[str, Any]:
+    """`replicas` workers, 0 by default: the pool always exists so scaling it is one apply.
+
+    On scale-down `lab scale-clusters` marks the Machines of the surplus hosts with CAPI's
+    delete-machine annotation, which every MachineSet deletion order deletes first: the hosts freed
+    are the highest slots, the ones scale-down removes."""
     selector = {CAPI_CLUSTER_LABEL: name, DEPLOYMENT_NAME_LABEL: name}
     return obj(
         "MachineDeployment",
@@ -127,7 +131,7 @@ def machine_deployment(name: str, index: int, k8s_version: str) -> dict[str, Any
         cluster_labels(name, index),
         spec={
             "clusterName": name,
-            "replicas": 0,
+            "replicas": replicas,
             "selector": {"matchLabels": dict(selector)},
             # What the defaulting webhook would set.
             "rollout": {

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab import naming
-from lab.manifests import names
+from lab.manifests import names, workers
 from lab.manifests.common import cluster_labels, obj
 
 #: What CAPM3 asks BMO to write to the disk. BMO in test mode never downloads it, so the host is
@@ -63,7 +63,10 @@ def data_template(cluster: str, index: int, name: str) -> dict[str, Any]:
     )
 
 
-def machine_template(cluster: str, index: int, name: str, data_template_name: str) -> dict[str, Any]:
+def machine_template(
+    cluster: str, index: int, name: str, data_template_name: str, role: str
+) -> dict[str, Any]:
+    """Its Machines claim only hosts of `role` (lab.manifests.workers: why)."""
     return obj(
         "Metal3MachineTemplate",
         name,
@@ -75,6 +78,7 @@ def machine_template(cluster: str, index: int, name: str, data_template_name: st
                 "spec": {
                     "automatedCleaningMode": "metadata",
                     "dataTemplate": {"name": data_template_name},
+                    "hostSelector": workers.selector(role),
                     "image": dict(IMAGE),
                 }
             },
@@ -83,14 +87,26 @@ def machine_template(cluster: str, index: int, name: str, data_template_name: st
 
 
 def baremetal_host(cluster: str, index: int) -> dict[str, Any]:
-    """One host per cluster, with a BMC address and boot MAC unique to the index (see lab.naming)."""
+    """The control-plane host, with a BMC address and boot MAC unique to the index (see lab.naming)."""
     return host(
         names.host(cluster),
         names.namespace(cluster),
-        cluster_labels(cluster, index),
+        {**cluster_labels(cluster, index), workers.ROLE_LABEL: workers.CONTROL_PLANE},
         naming.boot_mac(index),
         naming.bmc_address(index),
         names.bmc_secret(cluster),
+    )
+
+
+def worker_host(cluster: str, index: int, slot: int) -> dict[str, Any]:
+    """Worker host `slot` (1..W), with its own MAC and BMC address (lab.naming.worker_mac)."""
+    return host(
+        names.worker_host(cluster, slot),
+        names.namespace(cluster),
+        {**cluster_labels(cluster, index), workers.ROLE_LABEL: workers.WORKER},
+        naming.worker_mac(index, slot),
+        naming.worker_bmc_address(index, slot),
+        names.worker_bmc_secret(cluster, slot),
     )
 
 

@@ -33,5 +33,22 @@ def host(cluster: str) -> str:
     return f"{cluster}-host-0"
 
 
+def worker_host(cluster: str, slot: int) -> str:
+    """Worker host `slot` (1..W): test-7-host-1, test-7-host-2, next to the control plane's host-0."""
+    return f"{cluster}-host-{slot}"
+
+
+def worker_slot(cluster: str, host_name: str) -> int | None:
+    """Inverse of worker_host; None for the control-plane host or a name that is not one of ours."""
+    head, _, tail = host_name.rpartition("-host-")
+    if head != cluster or not tail.isdigit() or tail.startswith("0"):
+        return None
+    return int(tail)
+
+
 def bmc_secret(cluster: str) -> str:
     return f"{host(cluster)}-bmc-secret"
+
+
+def worker_bmc_secret(cluster: str, slot: int) -> str:
+    return f"{worker_host(cluster, slot)}-bmc-secret"

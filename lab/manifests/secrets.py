@@ -69,11 +69,11 @@ def pki_secrets(cluster: str, index: int, pki: ClusterPKI) -> list[dict[str, Any
     ]
 
 
-def bmc_secret(cluster: str, index: int, password: str) -> dict[str, Any]:
-    """Credentials BMO requires for every host (non-empty username and password)."""
-    return credentials(
-        names.bmc_secret(cluster), names.namespace(cluster), cluster_labels(cluster, index), password
-    )
+def bmc_secret(cluster: str, index: int, password: str, slot: int = 0) -> dict[str, Any]:
+    """Credentials BMO requires for every host (non-empty username and password); `slot` > 0: of
+    that worker host (the cluster's hosts share the password)."""
+    name = names.worker_bmc_secret(cluster, slot) if slot else names.bmc_secret(cluster)
+    return credentials(name, names.namespace(cluster), cluster_labels(cluster, index), password)
 
 
 def credentials(name: str, namespace: str, labels: dict[str, str], password: str) -> dict[str, Any]:

@@ -9,7 +9,6 @@ fixture deletes it (Cluster, namespace, apiserver, tenant) whatever happens.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -225,20 +224,15 @@ def test_simulated_node_pods_and_kubeadm_config(made: Made) -> None:
     assert kc is not None and kc["metadata"]["annotations"][nodesim.CERT_EXPIRY_ANNOTATION]
 
 
-def _second_host(made: Made) -> dict[str, Any]:
-    """A second host for the worker: the rendered one with its own name, MAC and BMC address."""
-    [host] = [o for o in render.local_objects(made.settings, INDEX) if o["kind"] == "BareMetalHost"]
-    extra = copy.deepcopy(host)
-    extra["metadata"]["name"] = host["metadata"]["name"].replace("host-0", "host-1")
-    mac = host["spec"]["bootMACAddress"].split(":")
-    extra["spec"]["bootMACAddress"] = ":".join([*mac[:3], "ff", *mac[4:]])
-    extra["spec"]["bmc"]["address"] = host["spec"]["bmc"]["address"].replace("192.168.122.", "192.168.123.")
-    return extra
+def _second_host(made: Made) -> list[dict[str, Any]]:
+    """A worker host and its BMC secret, as `create-clusters --workers 1` renders them."""
+    objs = render.local_objects(made.settings, INDEX, n_workers=1)
+    return [o for o in objs if o["metadata"]["name"].startswith(f"{made.name}-host-1")]
 
 
 def test_machine_deployment_scaled_to_one_gets_a_worker_node(made: Made) -> None:
     c = made.client
-    c.apply_one(_second_host(made))
+    c.apply(_second_host(made))
     [md] = [o for o in render.local_objects(made.settings, INDEX) if o["kind"] == "MachineDeployment"]
     md["spec"]["replicas"] = 1
     c.apply_one(md)

@@ -13,6 +13,15 @@ import pytest
         (["render", "1", "-o", "xml"], "error: Invalid value for '--output'"),
         (["doctor", "--mode", "vm"], "error: Invalid value for --mode"),
         (["status", "--output", "csv"], "error: Invalid value for '--output'"),
+        (["create-clusters", "1", "--workers", "16"], "error: --workers 16 is past the capacity of 15"),
+        (["create-clusters", "1", "--workers", "-1"], "error: --workers must be 0 or more"),
+        (["scale-clusters", "--workers", "2"], "error: say which clusters"),
+        (["scale-clusters", "--all", "--start", "1", "--workers", "1"], "error: --all scales every cluster"),
+        (["scale-clusters", "--all", "--workers", "99"], "error: --workers 99 is past the capacity"),
+        (
+            ["scale-clusters", "--start", "1", "--count", "0", "--workers", "1"],
+            "error: count must be at least 1",
+        ),
     ],
 )
 def test_usage_errors_are_one_line(run_lab, args: list[str], expected: str) -> None:

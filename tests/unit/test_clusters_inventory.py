@@ -122,3 +122,18 @@ def test_counts_by_phase_keep_every_phase_in_order() -> None:
     assert list(counts) == list(inv.ORDER)
     assert counts[inv.AVAILABLE] == 2 and sum(counts.values()) == 2
     assert inv.by_phase([]) == dict.fromkeys(inv.ORDER, 0)
+
+
+def test_a_worker_host_never_stands_for_the_control_planes() -> None:
+    from lab.manifests import workers
+
+    cluster = _obj("Cluster", "test-1", status=_cond("Available", "False", "NotReady", "waiting"))
+    cp = _obj("BareMetalHost", "test-1", "test-1-host-0", {"provisioning": {"state": "provisioning"}})
+    worker = _obj(
+        "BareMetalHost",
+        "test-1",
+        "test-1-host-1",
+        {"provisioning": {"state": "available"}},
+        labels={workers.ROLE_LABEL: workers.WORKER},
+    )
+    assert _one(clusters=[cluster], hosts=[cp, worker]).phase == inv.PROVISIONING

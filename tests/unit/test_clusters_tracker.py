@@ -14,6 +14,7 @@ from support.fakes import FakeMgmt, bmh, cluster, kcp, lifecycle, machine
 from lab import phases
 from lab.clusters.tracker import Tracker
 from lab.errors import LabError
+from lab.manifests import workers
 from lab.records import Phase, Records, RunKind
 
 CLUSTERS = {"test-1": 1, "test-2": 2}
@@ -137,3 +138,63 @@ def test_a_lost_watch_ends_the_wait_with_an_error() -> None:
         mgmt.watches["Machine"].fail(LabError("connection refused"))
         with pytest.raises(LabError, match="lost the watch on the management cluster: connection refused"):
             t.wait(time.monotonic() + 10)
+
+
+def _worker(ns: str, slot: int, state: str = "provisioned", written: str | None = None) -> dict[str, Any]:
+    host = bmh(ns, written=written, state=state)
+    host["metadata"]["name"] = f"{ns}-host-{slot}"
+    host["metadata"]["labels"] = {workers.ROLE_LABEL: workers.WORKER}
+    return host
+
+
+def _md(ns: str, want: int, available: int) -> dict[str, Any]:
+    cond = {"type": "Available", "status": "True" if available == want else "False"}
+    return {
+        "kind": "MachineDeployment",
+        "metadata": {"name": ns, "namespace": ns},
+        "spec": {"replicas": want},
+        "status": {"replicas": available, "availableReplicas": available, "conditions": [cond]},
+    }
+
+
+def test_worker_phases_wait_for_all_w_hosts_and_the_last_nodes_own_time() -> None:
+    t = _tracker(workers=2)
+    for obj in [bmh("test-1"), *lifecycle("test-1")]:
+        t.observe(obj)
+    assert not t.state["test-1"].done  # Available, but the workers are not there yet
+    t.observe(_worker("test-1", 1, written="2026-11-21T19:30:01.000Z"))
+    t.observe(_worker("test-1", 3))  # past W: not one of this run's hosts
+    assert Phase.workers_provisioned not in t.state["test-1"].reached
+    t.observe(_worker("test-1", 2, state="provisioning"))
+    assert Phase.workers_provisioned not in t.state["test-1"].reached
+    t.observe(_worker("test-1", 2, written="2026-11-21T19:30:05.000Z"))
+    st = t.state["test-1"]
+    assert {Phase.workers_provisioned, Phase.workers_written} <= st.reached
+    assert Phase.bmh_provisioned in st.reached  # from host-0 only
+    t.observe(_md("test-1", 1, 1))  # an MD of another W (before a scale's apply): not this run's
+    assert not st.done
+    t.observe(_md("test-1", 2, 2))
+    assert st.done and "2 of 2 worker hosts" in t.state["test-1"].holding()
+
+
+def test_records_of_a_scale_run_hold_only_its_phases(tmp_path: Path) -> None:
+    with Records(tmp_path / "records.sqlite") as db:
+        run = db.start_run(RunKind.scale, ["lab"], {"direction": "up"}, host={})
+        t = _tracker(
+            records=db,
+            run_id=run,
+            record=["test-1"],
+            workers=1,
+            goal={"test-1": Phase.md_available, "test-2": Phase.md_available},
+            phases=phases.SCALE_UP,
+        )
+        t.mark("test-1", Phase.scale_applied, ts=100.0)
+        for obj in [
+            *lifecycle("test-1"),
+            _worker("test-1", 1, written="2026-11-21T19:30:05.000Z"),
+            _md("test-1", 1, 1),
+        ]:
+            t.observe(obj)
+        assert t.state["test-1"].done and not t.state["test-2"].done
+        got = {e.phase for e in db.events(run)}
+        assert got == set(phases.SCALE_UP)

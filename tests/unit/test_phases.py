@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab.manifests import workers
 from lab.phases import (
     NODE_WRITTEN_ANNOTATION,
     PHASES,
@@ -15,6 +16,7 @@ from lab.phases import (
     format_timestamp,
     node_written_at,
     observed,
+    run_phases,
 )
 
 
@@ -92,7 +94,12 @@ def test_cluster_of_reads_the_namespace() -> None:
 
 
 def test_every_controller_driven_create_phase_has_a_watched_kind() -> None:
-    driven = set(PHASES[RunKind.create]) - {Phase.applied}
+    """With workers: workers_provisioned and workers_written add hosts up (lab.clusters.tracker)."""
+    driven = set(run_phases(RunKind.create, {"workers": 2})) - {
+        Phase.applied,
+        Phase.workers_provisioned,
+        Phase.workers_written,
+    }
     samples = [
         _written("2026-11-21T19:30:01.123Z"),
         _obj("Machine", {"nodeRef": {"name": "n"}}, **{"cluster.x-k8s.io/control-plane": ""}),
@@ -101,6 +108,62 @@ def test_every_controller_driven_create_phase_has_a_watched_kind() -> None:
             {"initialization": {"controlPlaneInitialized": True}, **_cond("Available", "True")},
         ),
         _obj("Cluster", _cond("Available", "True")),
+        _md(2, 2, "True"),
     ]
     assert {s["kind"] for s in samples} == {k for _v, k in WATCHED}
     assert {p for s in samples for p in observed(s)} == driven
+
+
+def _md(want: int, available: int, cond: str, replicas: int | None = None) -> dict[str, Any]:
+    md = _obj(
+        "MachineDeployment",
+        {
+            "availableReplicas": available,
+            "replicas": available if replicas is None else replicas,
+            **_cond("Available", cond),
+        },
+    )
+    md["spec"] = {"replicas": want}
+    return md
+
+
+def test_machine_deployment_is_available_with_all_w_replicas_and_no_surplus() -> None:
+    assert observed(_md(2, 2, "True")) == [Phase.md_available]
+    assert observed(_md(2, 1, "True")) == []
+    assert observed(_md(2, 2, "False")) == []
+    assert observed(_md(1, 1, "True", replicas=2)) == []  # scaling down: a surplus Machine is left
+    assert observed(_md(0, 0, "True")) == []  # no workers: nothing to time
+
+
+def test_worker_hosts_never_show_the_control_planes_phases() -> None:
+    host = _written("2026-11-21T19:30:01.123Z")
+    assert observed(host) == [Phase.bmh_provisioned, Phase.node_written]
+    host["metadata"]["labels"] = {workers.ROLE_LABEL: workers.WORKER}
+    assert observed(host) == []
+
+
+def test_run_phases_of_workers_and_scale_runs() -> None:
+    create = PHASES[RunKind.create]
+    assert run_phases(RunKind.create, {}) == run_phases(RunKind.create, {"workers": 0}) == create
+    with_workers = run_phases(RunKind.create, {"workers": 3})
+    assert with_workers[-1] == Phase.cluster_available  # Cluster Available waits for WorkersAvailable
+    assert with_workers[-4:-1] == (Phase.workers_provisioned, Phase.workers_written, Phase.md_available)
+    assert run_phases(RunKind.scale, {"direction": "up"})[-1] == Phase.md_available
+    assert run_phases(RunKind.scale, {"direction": "down"}) == (
+        Phase.scale_applied,
+        Phase.workers_removed,
+        Phase.hosts_removed,
+    )
+
+
+def test_a_create_run_with_workers_measures_the_first_worker_step_from_kcp_initialized() -> None:
+    from lab.phases import previous
+
+    order = run_phases(RunKind.create, {"workers": 1})
+    assert previous(Phase.workers_provisioned, order) == Phase.kcp_initialized
+    assert previous(Phase.workers_written, order) == Phase.workers_provisioned
+    assert (
+        previous(Phase.workers_provisioned, run_phases(RunKind.scale, {"direction": "up"}))
+        == Phase.scale_applied
+    )
+    assert previous(Phase.applied, order) is None

@@ -1,0 +1,73 @@
+"""`lab scale-clusters` planning (pure) and create's refusal of another --workers: which clusters go
+up or down, which hosts are surplus, and bad input refused before anything changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from support.fakes import FakeMgmt
+
+from lab import config, naming
+from lab.clusters import create
+from lab.clusters.scale import plan_scale
+from lab.errors import LabError, UsageError
+from lab.manifests import workers
+
+Obj = dict[str, Any]
+
+
+def _ns(index: int, n_workers: int = 0, backing: str = "local") -> Obj:
+    meta: Obj = {
+        "name": f"test-{index}",
+        "labels": {naming.CLUSTER_LABEL: f"test-{index}", naming.BACKING_LABEL: backing},
+    }
+    if n_workers:
+        meta["annotations"] = {workers.ANNOTATION: str(n_workers)}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def _host(cluster: str, slot: int) -> Obj:
+    return {"metadata": {"name": f"{cluster}-host-{slot}", "namespace": cluster}}
+
+
+def test_plan_splits_up_down_and_unchanged_and_finds_the_surplus_hosts() -> None:
+    namespaces = {1: _ns(1, 0), 2: _ns(2, 2), 3: _ns(3, 1, "mux"), 4: _ns(4, 1)}
+    hosts = [
+        _host("test-2", 1),
+        _host("test-2", 2),
+        _host("test-3", 1),
+        _host("test-4", 1),
+        _host("test-4", 2),
+    ]
+    plan = plan_scale("test", 1, None, namespaces, hosts)
+    assert plan.up == [1] and plan.down == [2, 4] and plan.unchanged == [3]
+    # test-4 says 1 but still has host-2: an interrupted scale-down, finished by this one
+    assert plan.surplus == {2: ["test-2-host-2"], 4: ["test-4-host-2"]}
+    assert plan.placement[3] == "mux" and plan.summary() == "1 up, 2 down, 1 already at 1 workers"
+    assert plan_scale("test", 0, [2], namespaces, hosts).surplus == {2: ["test-2-host-1", "test-2-host-2"]}
+
+
+def test_plan_refuses_missing_clusters_and_bad_counts_before_anything() -> None:
+    namespaces = {1: _ns(1)}
+    with pytest.raises(LabError, match=r"1 of the clusters do not exist \(test-2 first\)"):
+        plan_scale("test", 1, [1, 2], namespaces, [])
+    with pytest.raises(LabError, match="no clusters to scale"):
+        plan_scale("test", 1, None, {}, [])
+    with pytest.raises(UsageError, match="past the capacity"):
+        plan_scale("test", workers.MAX_WORKERS + 1, [1], namespaces, [])
+
+
+def test_create_refuses_existing_clusters_of_another_worker_count(
+    lab_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An apply never deletes: converging to fewer workers would leave hosts behind."""
+    settings = config.load()
+    monkeypatch.setattr(create, "open_all", lambda _s, names: {})
+    mgmt = FakeMgmt({"Namespace": [_ns(1, 2)]})
+    with pytest.raises(
+        LabError, match=r"test-1 first\) have --workers 2, not 0: change it with lab scale-clusters"
+    ):
+        create.make_plan(settings, mgmt, [1], [])  # type: ignore[arg-type]
+    with pytest.raises(LabError, match="have --workers 2, not 3"):
+        create.make_plan(settings, mgmt, [1], [], 0, 3)  # type: ignore[arg-type]
