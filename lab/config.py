@@ -43,6 +43,8 @@ class Versions(BaseModel):
     etcd: str = versions.COMPONENTS["etcd"].default
     kind: str = versions.COMPONENTS["kind"].default
     cert_manager: str = versions.COMPONENTS["cert_manager"].default
+    node_etcd: str = versions.COMPONENTS["node_etcd"].default
+    coredns: str = versions.COMPONENTS["coredns"].default
 
     @field_validator("*", mode="before")
     @classmethod
