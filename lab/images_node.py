@@ -379,10 +379,11 @@ def node_dockerfile(root: str, kubernetes: str, key: str) -> str:
 #: imported without unpacking (kubelet unpacks what it runs), containerd stopped again
 IMPORT_SCRIPT = """set -e
 containerd >/tmp/containerd.log 2>&1 &
-for i in $(seq 100); do ctr version >/dev/null 2>&1 && break; sleep 0.2; done
+pid=$!
+for i in $(seq 150); do ctr version >/dev/null 2>&1 && break; sleep 0.2; done
 ctr -n k8s.io images import --all-platforms --no-unpack --digests /kind/control-plane.tar
 ctr -n k8s.io images ls -q
-kill %1; wait || true
+kill $pid; wait $pid || true
 rm -f /kind/control-plane.tar /tmp/containerd.log
 """
 
@@ -430,11 +431,12 @@ def _import_and_commit(client: Client, staged: str, cp_archive: Path, reference:
     )["Id"]
     try:
         client.json("POST", f"/containers/{cid}/start")
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
+        upload = cp_archive.with_name("upload.tar")
+        with tarfile.open(upload, "w") as tar:
             tar.add(cp_archive, arcname="control-plane.tar")
-        buf.seek(0)
-        client.put_archive(cid, "/kind", buf)
+        with upload.open("rb") as f:
+            client.put_archive(cid, "/kind", f)
+        upload.unlink()
         code, output = client.exec(cid, ["bash", "-c", IMPORT_SCRIPT], timeout=1800)
         if code != 0:
             raise LabError(
@@ -463,6 +465,7 @@ def build_node(settings: Settings, client: Client, log: Log = lambda _m: None) -
     """kindest/node:<kubernetes> in the engine and as an archive; every binary built first if missing."""
     started = time.monotonic()
     client.info()  # one clear line when there is no engine, before anything is built
+    ensure_lb(settings, client, log)
     reference = node_reference(settings)
     cp = control_plane_images(settings, log)
     binaries = {n: build.build(settings, n, log) for n in ("kubeadm", "kubelet", "kubectl")}
@@ -562,3 +565,101 @@ def build_result(settings: Settings, client: Client, log: Log = lambda _m: None)
     """build_node as a row of `lab images build`."""
     r = build_node(settings, client, log)
     return images.Result(NAME, r.reference, r.archive, r.action, r.seconds)
+
+
+# --- kind's load balancer ----------------------------------------------------------------------
+
+#: kind's load balancer in front of several control-plane nodes is an envoy image it pulls
+#: (pkg/cluster/internal/loadbalancer: `const Image`), configured by files it writes into the
+#: container: /home/envoy/lds.yaml (the listener's port_value) and cds.yaml (one socket_address per
+#: control-plane node). envoy cannot be built here (C++, Bazel), so lab tags a stand-in with that name:
+#: the node root (bash, socat) and this `envoy`, which reads the same files every second and forwards
+#: TCP connections to the backends, starting each at a random one and moving to the next when a
+#: connect fails (a node not yet serving), which is all kind and kubeadm need of it.
+LB_ENVOY = r"""#!/bin/bash
+# lab's stand-in for envoy in kind's load balancer (lab.images_node): plain TCP forwarding.
+set -u
+cds=/home/envoy/cds.yaml lds=/home/envoy/lds.yaml pid="" seen=""
+while true; do
+  port=$(grep -o 'port_value: *[0-9]*' "$lds" 2>/dev/null | head -1 | grep -o '[0-9]*$')
+  backends=$(tr -d '\r' < "$cds" 2>/dev/null | awk '/address: /{a=$2} /port_value: /{if (a!="") print a":"$2; a=""}' | tr '\n' ' ')
+  now="$port|$backends"
+  if [ "$now" != "$seen" ]; then
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null
+    pid=""
+    if [ -n "$port" ] && [ -n "$backends" ]; then
+      echo "lab lb: :$port -> $backends"
+      LB_BACKENDS="$backends" socat TCP-LISTEN:"$port",fork,reuseaddr EXEC:/usr/local/bin/lab-lb-connect &
+      pid=$!
+    fi
+    seen="$now"
+  fi
+  sleep 1
+done
+"""
+LB_CONNECT = r"""#!/bin/bash
+# one connection: the backends in turn from a random one, the first that accepts it
+read -r -a all <<< "$LB_BACKENDS"
+n=${#all[@]}
+start=$((RANDOM % n))
+for ((i = 0; i < n; i++)); do
+  b=${all[$(((start + i) % n))]}
+  socat STDIO TCP:"$b",connect-timeout=1 && exit 0
+done
+exit 1
+"""
+
+
+def lb_reference(settings: Settings) -> str:
+    """The image kind runs its load balancer from, as its module at the pinned version names it."""
+    root = gomod.module_dir(versions.COMPONENTS["kind"].module, settings.versions.kind)
+    const = root / "pkg" / "cluster" / "internal" / "loadbalancer" / "const.go"
+    for line in const.read_text().splitlines():
+        if line.strip().startswith("const Image"):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise LabError(f"kind {settings.versions.kind}: no load balancer image in {const}")
+
+
+def lb_dockerfile(root: str, key: str) -> str:
+    """Pure: the stand-in: kind runs `bash -c '... envoy -c /home/envoy/envoy.yaml'` in it."""
+    return "\n".join(
+        [
+            f"FROM {root}",
+            "COPY bin/ /usr/local/bin/",
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            f'LABEL {NODE_LABEL}-lb="{key}"',
+            "",
+        ]
+    )
+
+
+def ensure_lb(settings: Settings, client: Client, log: Log = lambda _m: None) -> str:
+    """kind's load balancer image (the stand-in) in the engine: present, loaded, or built."""
+    reference = lb_reference(settings)
+    key = hashlib.sha256((root_reference() + LB_ENVOY + LB_CONNECT).encode()).hexdigest()[:16]
+    archive = settings.images_dir / NAME / "lb" / f"{key}.tar"
+    try:
+        inspect = client.json("GET", f"/images/{urllib.parse.quote(reference, safe='')}/json")
+    except EngineError as e:
+        if " 404 " not in str(e):
+            raise
+        inspect = {}
+    if ((inspect.get("Config") or {}).get("Labels") or {}).get(f"{NODE_LABEL}-lb") == key:
+        return reference
+    if archive.is_file():
+        log(f"loading {reference} (lab's stand-in) from {archive}")
+        client.load(archive)
+        return reference
+    root = ensure_root(settings, client, log)
+    work = settings.images_dir / "tmp"
+    work.mkdir(parents=True, exist_ok=True)
+    log(f"building {reference}: lab's stand-in for kind's load balancer")
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        files: dict[str, bytes | Path] = {
+            "Dockerfile": lb_dockerfile(root, key).encode(),
+            "bin/envoy": LB_ENVOY.encode(),
+            "bin/lab-lb-connect": LB_CONNECT.encode(),
+        }
+        _build(client, _context(files, Path(tmp), "lb"), reference)
+    client.save(reference, archive)
+    return reference
