@@ -129,3 +129,11 @@ def test_node_is_listed_and_needs_an_engine_before_any_build(run_lab, lab_env, t
         r.stderr
         == f"error: no Docker engine at unix://{tmp_path}/none.sock: {tmp_path}/none.sock does not exist\n"
     )
+
+
+def test_the_load_balancer_stand_in_takes_the_name_kind_runs(lab_env: dict[str, str]) -> None:
+    """kind v0.33.0 names its load balancer image in pkg/cluster/internal/loadbalancer/const.go."""
+    assert images_node.lb_reference(config.load()) == "docker.io/envoyproxy/envoy:v1.36.2"
+    lines = images_node.lb_dockerfile("lab.local/kind-node-root:x", "k1").splitlines()
+    assert lines[0] == "FROM lab.local/kind-node-root:x" and 'LABEL lab.kind-node-lb="k1"' in lines
+    assert not any(line.startswith("ENTRYPOINT") for line in lines)  # kind runs `bash -c ...` in it
