@@ -199,7 +199,15 @@ def test_a_bare_build_leaves_out_the_node_image_targets() -> None:
     """`lab build` with no name builds what the local stack needs; the kind node image's five
     Kubernetes programs, its etcd and CoreDNS are built by `lab images build node` (or by name)."""
     node_only = [n for n, t in build.TARGETS.items() if not t.default]
-    assert node_only == ["kubeadm", "kubelet", "kubectl", "kube-scheduler", "kube-proxy", "node-etcd", "coredns"]
+    assert node_only == [
+        "kubeadm",
+        "kubelet",
+        "kubectl",
+        "kube-scheduler",
+        "kube-proxy",
+        "node-etcd",
+        "coredns",
+    ]
     assert build.TARGETS["node-etcd"].package == build.TARGETS["etcd"].package
 
 
