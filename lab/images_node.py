@@ -419,15 +419,6 @@ def node_key(settings: Settings, cp: list[ControlPlaneImage], binaries: dict[str
     return h.hexdigest()[:16]
 
 
-def _save_many(client: Client, refs: list[str], out: Path) -> None:
-    """One `docker save` archive of several images (their shared base layer once)."""
-    query = "&".join(f"names={urllib.parse.quote(r, safe='')}" for r in refs)
-    resp = client._request("GET", f"/images/get?{query}", timeout=3600)
-    with out.open("wb") as f:
-        for chunk in iter(lambda: resp.read1(1 << 20), b""):
-            f.write(chunk)
-
-
 def _import_and_commit(client: Client, staged: str, cp_archive: Path, reference: str) -> list[str]:
     """Step 3: a container of the staged image imports the control-plane images into its containerd;
     committed with kind's ENTRYPOINT. The images the node's containerd lists."""
@@ -454,10 +445,7 @@ def _import_and_commit(client: Client, staged: str, cp_archive: Path, reference:
             raise LabError(
                 f"importing the control-plane images into the node failed: {output.strip()[-500:]}"
             )
-        repo, tag = reference.rsplit(":", 1)
-        changes = [f"ENTRYPOINT {json.dumps(ENTRYPOINT)}", "CMD []"]
-        query = [("container", cid), ("repo", repo), ("tag", tag), *(("changes", c) for c in changes)]
-        client._request("POST", "/commit?" + urllib.parse.urlencode(query)).read()
+        client.commit(cid, reference, [f"ENTRYPOINT {json.dumps(ENTRYPOINT)}", "CMD []"])
         return [ln for ln in output.splitlines() if ln.startswith("registry.k8s.io/")]
     finally:
         client.json("DELETE", f"/containers/{cid}", {"force": "1", "v": "1"})
@@ -505,7 +493,7 @@ def build_node(settings: Settings, client: Client, log: Log = lambda _m: None) -
             log(f"building {c.reference} from {c.binary}")
             _build_cp(client, c, bases, Path(tmp))
         cp_archive = Path(tmp) / "control-plane.tar"
-        _save_many(client, list(refs), cp_archive)
+        client.save_all(list(refs), cp_archive)
         pause = next(r for r in refs if r.rsplit(":", 1)[0].endswith("/pause"))
         upstream = (kind_files(settings) / "etc" / "containerd" / "config.toml").read_text()
         files: dict[str, bytes | Path] = {

@@ -204,6 +204,22 @@ class Client:
         code = state.get("ExitCode")
         return (-1 if code is None else int(code)), out.decode(errors="replace")
 
+    def save_all(self, refs: list[str], out: Path) -> None:
+        """One `docker save` archive of several images: layers they share are in it once."""
+        query = urllib.parse.urlencode([("names", r) for r in refs])
+        resp = self._request("GET", f"/images/get?{query}", timeout=3600)
+        tmp = out.with_name(f".{out.name}.tmp")
+        with tmp.open("wb") as f:
+            for chunk in iter(lambda: resp.read1(1 << 20), b""):
+                f.write(chunk)
+        tmp.replace(out)
+
+    def commit(self, container: str, reference: str, changes: list[str]) -> None:
+        """`docker commit --change ...` of a container as `reference` (repository:tag)."""
+        repo, tag = reference.rsplit(":", 1)
+        query = [("container", container), ("repo", repo), ("tag", tag), *(("changes", c) for c in changes)]
+        self._request("POST", "/commit?" + urllib.parse.urlencode(query)).read()
+
     def put_archive(self, container: str, path: str, tar: bytes | IO[bytes]) -> None:
         """Unpack a tar stream into a container's filesystem at `path` (an existing directory)."""
         self._request(
