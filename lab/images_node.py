@@ -38,6 +38,7 @@ Measured here (2 cores shared with other builds and tests, load average 12-16 th
   276 MB archive;
 - the node image with the base and root loaded from their archives: 105 s (seven control-plane
   images, the staged root, the import, the commit and the save); the archive is 1.5 GB (1513 MiB);
+  `lab images build node` in a new lab home, base and root from their archives: 69 s (load 7-11);
   warm: 1-2.4 s when the engine has it (hashing the binaries for the key), 32-37 s to load the archive
   into a fresh engine;
 - `kind create cluster` with 3 control-plane nodes on it: 130 s, every node Ready 14 s after lab's
