@@ -108,6 +108,8 @@ class Target:
     #: A Go module shipped inside this package (lab's own program): built from a copy of it, and
     #: versioned by source_version's digest instead of a pinned upstream version.
     source: Path | None = None
+    #: Built by a bare `lab build`; False for what only `lab images build node` needs (20+ CPU-minutes).
+    default: bool = True
 
 
 #: The Go module of lab-mux, inside the package (lab/mux).
@@ -267,6 +269,29 @@ TARGETS: dict[str, Target] = {
         Target("ipam-manager", "ipam", "github.com/metal3-io/ip-address-manager", _IPAM, what="Metal3 IPAM"),
         # kind mode offline only: renders cert-manager's release manifest from its chart (lab.kindmgmt.offline)
         Target("helm", "helm", "helm.sh/helm/v4/cmd/helm", what="helm template of cert-manager's chart"),
+        # kind mode's node image only (lab.images_node): not built by a bare `lab build`.
+        *(
+            Target(
+                n,
+                "kubernetes",
+                f"k8s.io/kubernetes/cmd/{n}",
+                _K8S,
+                _k8s_stamp,
+                "kind node image",
+                default=False,
+            )
+            for n in ("kubeadm", "kubelet", "kubectl", "kube-scheduler", "kube-proxy")
+        ),
+        Target(
+            "node-etcd",
+            "node_etcd",
+            "go.etcd.io/etcd/server/v3",
+            what="kind node image's etcd",
+            default=False,
+        ),
+        Target(
+            "coredns", "coredns", "github.com/coredns/coredns", what="kind node image's DNS", default=False
+        ),
         # last: only the mux backing needs it (CAPI's in-memory API server library, imported by lab/mux)
         Target("lab-mux", "lab-mux", ".", what="multiplexed workload APIs", source=MUX_SOURCE),
     )
@@ -645,3 +670,52 @@ def _compile(
 
 def ensure(settings: Settings, names: list[str], log: Log = lambda _m: None) -> dict[str, Path]:
     return {n: build(settings, n, log) for n in names}
+
+
+# --- pause: the one C program ---------------------------------------------------------------------
+
+#: where the pinned Kubernetes module keeps pause's source, and the flags its Makefile compiles it with
+PAUSE_SOURCE = "build/pause/linux/pause.c"
+PAUSE_CFLAGS = ("-Os", "-Wall", "-Werror", "-static")
+
+
+def pause_path(settings: Settings) -> Path:
+    return settings.bin_dir / "pause" / versions.PAUSE / "pause"
+
+
+def build_pause(settings: Settings, log: Log = lambda _m: None) -> Path:
+    """The pause program of the kind node image, compiled from the pinned Kubernetes module's C source
+    as its Makefile does (static, so it runs FROM scratch); cached like the Go binaries."""
+    out = pause_path(settings)
+    if out.is_file() and os.access(out, os.X_OK):
+        return out
+    cc = shutil.which("gcc")
+    if cc is None:
+        raise LabError(
+            "building pause needs gcc and the static C library (Debian: apt-get install gcc libc6-dev)"
+        )
+    source = (
+        gomod.module_dir(versions.COMPONENTS["kubernetes"].module, settings.versions.kubernetes)
+        / PAUSE_SOURCE
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(".pause.tmp")
+    started = time.monotonic()
+    cmd = [cc, *PAUSE_CFLAGS, f"-DVERSION=v{versions.PAUSE}-lab", "-o", str(tmp), str(source)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    if res.returncode != 0:
+        raise LabError(f"building pause failed: {' '.join(res.stderr.strip().splitlines()[-2:])}")
+    tmp.rename(out)
+    seconds = time.monotonic() - started
+    info = {
+        "name": "pause",
+        "version": versions.PAUSE,
+        "source": f"{settings.versions.kubernetes}/{PAUSE_SOURCE}",
+        "seconds": round(seconds, 1),
+        "cc": " ".join(cmd[:-4]),
+        "bytes": out.stat().st_size,
+        "built": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    log(f"built pause {versions.PAUSE} in {seconds:.1f}s")
+    return out

@@ -44,6 +44,8 @@ class Versions(BaseModel):
     kind: str = versions.COMPONENTS["kind"].default
     cert_manager: str = versions.COMPONENTS["cert_manager"].default
     helm: str = versions.COMPONENTS["helm"].default
+    node_etcd: str = versions.COMPONENTS["node_etcd"].default
+    coredns: str = versions.COMPONENTS["coredns"].default
 
     @field_validator("*", mode="before")
     @classmethod

@@ -31,13 +31,8 @@ downloading and configuring packages; cached as an 81 MB archive after); each co
 cold, 0.4-4.6 s when present; archives ~130 MiB each, because every `docker save` carries the base layer
 (one multi-image archive would share it).
 
-Not built yet (a note for the next step): the kind node image for the pinned Kubernetes. It needs
-kubelet, kubeadm and kubectl built like kube-apiserver; a debootstrap root with systemd,
-containerd, runc, the CNI plugins, iptables, conntrack, iproute2 and mount; kind's own
-images/base/files from the kind module; containerd's CRI `restrict_oom_score_adj = true` (nothing in
-a node can lower oom_score_adj on a host without CAP_SYS_RESOURCE); the control-plane images
-(kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, etcd, coredns, pause) imported
-into the node's containerd with `ctr -n k8s.io images import`; and a committed ENTRYPOINT of kind's.
+The kind node image for the pinned Kubernetes, with the control-plane images inside, is
+lab.images_node's (`lab images build node`), on the same base.
 cert-manager's three images and the kind backing's apiserver and etcd images follow this module's
 pattern.
 """

@@ -35,6 +35,14 @@ COMPONENTS: dict[str, Component] = {
         # The cert-manager clusterctl v1.13.6 installs by default (CertManagerDefaultVersion in
         # cmd/clusterctl/client/config/cert_manager_client.go); pinned so another clusterctl build
         # cannot change it underneath a run.
+        # kind mode's node image (lab.images_node): the etcd, CoreDNS and pause kubeadm v1.35.4 deploys,
+        # read from its constants (cmd/kubeadm/app/constants/constants.go: DefaultEtcdVersion "3.6.6-0",
+        # CoreDNSVersion "v1.13.1", PauseVersion "3.10.1"; `kubeadm config images list` prints the same).
+        # kubeadm's etcd differs from lab's own (above): each is what its user expects.
+        Component(
+            "node_etcd", "go.etcd.io/etcd/server/v3", "v3.6.6", "etcd of the kind node image (kubeadm's)"
+        ),
+        Component("coredns", "github.com/coredns/coredns", "v1.13.1", "CoreDNS of the kind node image"),
         Component(
             "cert_manager", "github.com/cert-manager/cert-manager", "v1.21.1", "cert-manager (kind mode)"
         ),
@@ -44,6 +52,10 @@ COMPONENTS: dict[str, Component] = {
         Component("helm", "helm.sh/helm/v4", "v4.2.2", "helm (renders cert-manager's manifest offline)"),
     )
 }
+
+#: The pause image kubeadm v1.35.4 expects (PauseVersion in the constants named above), built from
+#: the pinned Kubernetes module's own C source (build/pause/linux/pause.c), so not a module row.
+PAUSE = "3.10.1"
 
 #: Oldest Go toolchain that builds every component above (their go.mod files say go 1.25.0).
 GO_MIN = (1, 25)

@@ -101,7 +101,9 @@ def _build_all(
 
 @app.command("build")
 def build_cmd(
-    names: list[str] = typer.Argument(None, help="targets to build; default: all (see --list)"),
+    names: list[str] = typer.Argument(
+        None, help="targets to build; default: all but the kind node image's (see --list)"
+    ),
     list_: bool = typer.Option(False, "--list", help="show targets, versions and what is cached"),
     patch: list[Path] = typer.Option(
         None,
@@ -129,7 +131,7 @@ def build_cmd(
     if list_:
         _show_listing(settings, output)
         return
-    wanted = names or list(build.TARGETS)
+    wanted = names or [n for n, t in build.TARGETS.items() if t.default]
     with lock.hold(settings):
         _build(settings, wanted, output, patches)
 

@@ -179,6 +179,58 @@ class Client:
                 if msg.get("stream"):
                     progress(str(msg["stream"]).strip())
 
+    # --- containers: what building kind's node image and configuring its nodes need --------------
+
+    def exec(self, container: str, cmd: list[str], timeout: float = 600) -> tuple[int, str]:
+        """`docker exec` (not a TTY): the exit code and the output, stdout and stderr interleaved."""
+        ex = self.json(
+            "POST",
+            f"/containers/{container}/exec",
+            body={"Cmd": cmd, "AttachStdout": True, "AttachStderr": True},
+        )["Id"]
+        # not detached: the engine answers with the multiplexed output and closes when cmd ends
+        raw = self._request(
+            "POST",
+            f"/exec/{ex}/start",
+            body=b'{"Detach": false}',
+            headers={"Content-Type": "application/json"},
+            timeout=timeout,
+        ).read()
+        out = b""
+        while len(raw) >= 8:  # frames: 1 byte stream, 3 padding, 4 bytes big-endian size
+            size = int.from_bytes(raw[4:8], "big")
+            out, raw = out + raw[8 : 8 + size], raw[8 + size :]
+        state = self.json("GET", f"/exec/{ex}/json")
+        code = state.get("ExitCode")
+        return (-1 if code is None else int(code)), out.decode(errors="replace")
+
+    def save_all(self, refs: list[str], out: Path) -> None:
+        """One `docker save` archive of several images: layers they share are in it once."""
+        query = urllib.parse.urlencode([("names", r) for r in refs])
+        resp = self._request("GET", f"/images/get?{query}", timeout=3600)
+        tmp = out.with_name(f".{out.name}.tmp")
+        with tmp.open("wb") as f:
+            for chunk in iter(lambda: resp.read1(1 << 20), b""):
+                f.write(chunk)
+        tmp.replace(out)
+
+    def commit(self, container: str, reference: str, changes: list[str]) -> None:
+        """`docker commit --change ...` of a container as `reference` (repository:tag)."""
+        repo, tag = reference.rsplit(":", 1)
+        query = [("container", container), ("repo", repo), ("tag", tag), *(("changes", c) for c in changes)]
+        self._request("POST", "/commit?" + urllib.parse.urlencode(query)).read()
+
+    def put_archive(self, container: str, path: str, tar: bytes | IO[bytes]) -> None:
+        """Unpack a tar stream into a container's filesystem at `path` (an existing directory)."""
+        self._request(
+            "PUT",
+            f"/containers/{container}/archive",
+            {"path": path},
+            tar,
+            {"Content-Type": "application/x-tar"},
+            timeout=3600,
+        ).read()
+
 
 def probe(host: str | None = None, timeout: float = 10) -> EngineInfo:
     """The engine's version and setup, or an EngineError saying why there is none."""

@@ -7,6 +7,10 @@ kind's default image moves with every kind release.
 
 With more than one node kind keeps the control-plane NoSchedule taint (it only removes it for a
 single node), and cert-manager does not tolerate it, so `untaint` removes it as the seed did.
+
+On lab's own node image (`lab images build node`, told apart by its label) kind's default CNI
+(kindnetd) is absent: the config disables it and lab.kindmgmt.podnet sets up the pod network after
+create (and again on reuse, idempotently).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from typing import Any
 
 import yaml
 
-from lab import doctor
+from lab import doctor, images_node
 from lab.config import Settings
+from lab.engine import Client as Engine
+from lab.engine import EngineError
 from lab.errors import LabError
-from lab.kindmgmt import kind_dir, kubeconfig_path, proc
+from lab.kindmgmt import kind_dir, kubeconfig_path, podnet, proc
 from lab.kube import Client
 from lab.runtime.files import write_private
 
@@ -39,9 +45,10 @@ def node_image(settings: Settings) -> str:
 CGROUP_V1_PATCH = "kind: KubeletConfiguration\nfailCgroupV1: false\n"
 
 
-def render_config(settings: Settings, cgroup_v1: bool = False) -> dict[str, Any]:
+def render_config(settings: Settings, cgroup_v1: bool = False, own_network: bool = False) -> dict[str, Any]:
     """The kind Cluster config: N control-plane nodes on the pinned node image; on a cgroup v1 host
-    (`cgroup_v1`, detected by the caller) the kubelet patch that lets it start there."""
+    (`cgroup_v1`, detected by the caller) the kubelet patch that lets it start there; on lab's own
+    node image (`own_network`) no default CNI, lab's pod network instead (lab.kindmgmt.podnet)."""
     image = node_image(settings)
     cfg: dict[str, Any] = {
         "kind": "Cluster",
@@ -49,14 +56,27 @@ def render_config(settings: Settings, cgroup_v1: bool = False) -> dict[str, Any]
         "name": CLUSTER_NAME,
         "nodes": [{"role": "control-plane", "image": image} for _ in range(settings.kind_nodes)],
     }
+    if own_network:
+        cfg["networking"] = {"disableDefaultCNI": True}
     if cgroup_v1:
         cfg["kubeadmConfigPatches"] = [CGROUP_V1_PATCH]
     return cfg
 
 
+def lab_node_image(settings: Settings) -> bool:
+    """Whether the engine's node image is lab's own (no kindnetd); False when there is no engine (the
+    create fails on that with kind's own message)."""
+    try:
+        return images_node.is_lab_node_image(Engine(), node_image(settings))
+    except EngineError:
+        return False
+
+
 def host_config(settings: Settings) -> dict[str, Any]:
-    """render_config for this host: its workarounds only where their cause is detected."""
-    return render_config(settings, cgroup_v1=doctor.host_cgroup_version() == "1")
+    """render_config for this host and engine: its workarounds only where their cause is detected."""
+    return render_config(
+        settings, cgroup_v1=doctor.host_cgroup_version() == "1", own_network=lab_node_image(settings)
+    )
 
 
 def config_yaml(settings: Settings) -> str:
@@ -107,31 +127,25 @@ def plan(settings: Settings, existing: list[str]) -> str:
     return "reuse"
 
 
-def create_argv(kind: str, config: Path, kubeconfig: Path) -> list[str]:
+def create_argv(kind: str, config: Path, kubeconfig: Path, wait: bool = True) -> list[str]:
     """kind create, writing the kubeconfig into the lab home: without --kubeconfig kind would add a
-    context to the user's ~/.kube/config and switch its current context."""
-    return [
-        kind,
-        "create",
-        "cluster",
-        "--config",
-        str(config),
-        "--kubeconfig",
-        str(kubeconfig),
-        "--wait",
-        "5m",
-    ]
+    context to the user's ~/.kube/config and switch its current context. Not `--wait` on lab's own
+    node image: its nodes turn Ready only once lab.kindmgmt.podnet has given them a pod network."""
+    argv = [kind, "create", "cluster", "--config", str(config), "--kubeconfig", str(kubeconfig)]
+    return [*argv, "--wait", "5m"] if wait else argv
 
 
 def ensure(settings: Settings, kind: str, action: str, log: Log) -> Path:
     """Create the cluster (action 'create') or reuse it; write its kubeconfig (0600) either way."""
+    cfg = host_config(settings)
+    own_network = bool(cfg.get("networking", {}).get("disableDefaultCNI"))
     if action == "create":
         path = config_path(settings)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.write_text(config_yaml(settings))
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         log(f"creating kind cluster {CLUSTER_NAME} ({settings.kind_nodes} nodes, {node_image(settings)})")
         try:
-            proc.run(create_argv(kind, path, kubeconfig_path(settings)), timeout=900)
+            proc.run(create_argv(kind, path, kubeconfig_path(settings), wait=not own_network), timeout=900)
         except LabError:
             path.unlink(missing_ok=True)  # kind removed its half-made cluster: do not claim it
             raise
@@ -139,6 +153,10 @@ def ensure(settings: Settings, kind: str, action: str, log: Log) -> Path:
         log(f"kind cluster {CLUSTER_NAME} exists with the same config: reusing it")
     kubeconfig = proc.run([kind, "get", "kubeconfig", "--name", CLUSTER_NAME], timeout=60).stdout
     write_private(kubeconfig_path(settings), kubeconfig.encode())
+    if own_network:
+        with Client.from_kubeconfig(kubeconfig_path(settings)) as client:
+            podnet.configure(Engine(), client, log)
+            podnet.wait_ready(client)
     return kubeconfig_path(settings)
 
 

@@ -190,14 +190,30 @@ def test_a_target_outside_the_table_builds_by_itself(lab_env: dict[str, str]) ->
 
 
 def test_unknown_target_is_a_usage_error(run_lab) -> None:  # type: ignore[no-untyped-def]
-    r = run_lab("build", "kubelet")
+    r = run_lab("build", "kubelett")
     assert r.returncode == 2
-    assert r.stderr.startswith("error: unknown build target kubelet; known: etcd, etcdctl, kube-apiserver")
+    assert r.stderr.startswith("error: unknown build target kubelett; known: etcd, etcdctl, kube-apiserver")
+
+
+def test_a_bare_build_leaves_out_the_node_image_targets() -> None:
+    """`lab build` with no name builds what the local stack needs; the kind node image's five
+    Kubernetes programs, its etcd and CoreDNS are built by `lab images build node` (or by name)."""
+    node_only = [n for n, t in build.TARGETS.items() if not t.default]
+    assert node_only == [
+        "kubeadm",
+        "kubelet",
+        "kubectl",
+        "kube-scheduler",
+        "kube-proxy",
+        "node-etcd",
+        "coredns",
+    ]
+    assert build.TARGETS["node-etcd"].package == build.TARGETS["etcd"].package
 
 
 def test_build_api_rejects_unknown_target(lab_env: dict[str, str]) -> None:
     with pytest.raises(LabError, match="unknown build target"):
-        build.build(config.load(), "kubelet")
+        build.build(config.load(), "kubelett")
 
 
 def test_go_version_reads_the_real_toolchain() -> None:

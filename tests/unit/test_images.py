@@ -72,7 +72,7 @@ def test_list_needs_no_engine_and_names_every_image(run_lab) -> None:
     r = run_lab("images", "build", "--list", "-o", "json", env={"DOCKER_HOST": "unix:///nonexistent.sock"})
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
-    assert [row["name"] for row in rows] == list(images.IMAGES)
+    assert [row["name"] for row in rows] == [*images.IMAGES, "node"]  # node: lab.images_node
     assert all(row["archive"] is None for row in rows)  # a fresh lab home
 
 
