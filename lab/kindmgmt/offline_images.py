@@ -4,7 +4,7 @@ created, then loaded into the kind nodes with `kind load docker-image`.
 Offline, kubelet can pull nothing: an image missing from a node leaves its pod in ErrImagePull, and
 clusterctl waits for cert-manager's webhook until its timeout. So the whole list is read from what
 will be applied (the rendered clusterctl repository, cert-manager.yaml, BMO's overlay) plus the
-node image, and every image not in the engine is named in one line with how to get it: `lab images
+node image (and kind's load balancer), and every image not in the engine is named in one line with how to get it: `lab images
 build NAME` for the images lab builds from the pinned modules, `docker load` of an archive for the
 others (cert-manager's three images cannot be built here: lab.kindmgmt.offline says why).
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from lab import images
+from lab import images, images_node
 from lab.config import Settings
 from lab.engine import Client
 from lab.errors import LabError
@@ -56,7 +56,15 @@ def objects_in(files: Iterable[Path]) -> list[dict[str, Any]]:
 
 def how_to_get(settings: Settings) -> dict[str, str]:
     """image reference -> the command that makes it here, for the images lab builds."""
-    return {images.resolve(settings, name).reference: f"lab images build {name}" for name in images.IMAGES}
+    out = {images.resolve(settings, name).reference: f"lab images build {name}" for name in images.IMAGES}
+    node = f"lab images build {images_node.NAME}"
+    return out | {images_node.node_reference(settings): node, images_node.lb_reference(settings): node}
+
+
+def host_images(settings: Settings, node_image: str) -> list[str]:
+    """What kind itself runs from the engine: the node image, and with several control-plane nodes
+    its load balancer (lab's stand-in, built with the node image)."""
+    return [node_image, *([images_node.lb_reference(settings)] if settings.kind_nodes > 1 else [])]
 
 
 def needed(files: Iterable[Path], bmo_objects: list[dict[str, Any]]) -> list[str]:
@@ -68,7 +76,7 @@ def check(settings: Settings, engine: Client, refs: list[str], node_image: str) 
     """One LabError line naming every image the engine lacks, with how to get each, before any
     cluster exists."""
     hints = how_to_get(settings)
-    missing = [r for r in [node_image, *refs] if engine.image_id(r) is None]
+    missing = [r for r in [*host_images(settings, node_image), *refs] if engine.image_id(r) is None]
     if not missing:
         return
 

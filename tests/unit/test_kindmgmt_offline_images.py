@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lab import config, images
+from lab import config, images, images_node
 from lab.errors import LabError
 from lab.kindmgmt import offline_images
 
@@ -66,26 +66,43 @@ def settings(lab_env: dict[str, str]) -> config.Settings:
 
 
 def test_all_present_passes(settings: config.Settings) -> None:
-    eng = _Engine({"node:v1", "a:1"})
+    lb = images_node.lb_reference(settings)
+    eng = _Engine({"node:v1", lb, "a:1"})
     offline_images.check(settings, eng, ["a:1"], "node:v1")  # type: ignore[arg-type]
-    assert eng.asked == ["node:v1", "a:1"]
+    assert settings.kind_nodes == 3 and eng.asked == ["node:v1", lb, "a:1"]
+
+
+def test_one_node_needs_no_load_balancer(lab_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_KIND_NODES", "1")
+    eng = _Engine({"node:v1"})
+    offline_images.check(config.load(), eng, [], "node:v1")  # type: ignore[arg-type]
+    assert eng.asked == ["node:v1"]
+
+
+def test_the_node_image_and_load_balancer_name_lab_images_build_node(settings: config.Settings) -> None:
+    hints = offline_images.how_to_get(settings)
+    assert hints[images_node.node_reference(settings)] == "lab images build node"
+    assert hints[images_node.lb_reference(settings)] == "lab images build node"
 
 
 def test_missing_images_are_one_line_with_how_to_get_each(settings: config.Settings) -> None:
     capi = images.resolve(settings, "capi").reference
     cm = "quay.io/jetstack/cert-manager-controller:v1.21.1"
+    lb = images_node.lb_reference(settings)
     with pytest.raises(LabError) as e:
-        offline_images.check(settings, _Engine({capi}), [capi, cm], "kindest/node:v1.35.4")  # type: ignore[arg-type]
+        offline_images.check(settings, _Engine({capi, lb}), [capi, cm], "kindest/node:v1.35.4")  # type: ignore[arg-type]
     msg = str(e.value)
     assert "\n" not in msg
     assert msg.startswith(
         "lab up --mode kind --offline: 2 image(s) not in the Docker engine at unix:///tmp/test.sock"
     )
     assert f"{cm} (docker load an archive of it)" in msg
-    assert "kindest/node:v1.35.4 (" in msg and capi not in msg
+    assert "kindest/node:v1.35.4 (lab images build node)" in msg and capi not in msg
 
 
 def test_an_image_lab_builds_names_its_build_command(settings: config.Settings) -> None:
     kcp = images.resolve(settings, "kcp").reference
     with pytest.raises(LabError, match=rf"{kcp} \(lab images build kcp\)"):
-        offline_images.check(settings, _Engine({"node:v1"}), [kcp], "node:v1")  # type: ignore[arg-type]
+        offline_images.check(
+            settings, _Engine({"node:v1", images_node.lb_reference(settings)}), [kcp], "node:v1"
+        )  # type: ignore[arg-type]
