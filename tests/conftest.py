@@ -3,9 +3,9 @@
 Tests never touch the user's lab home: `lab_env` points LAB_HOME at a tmp dir, and `run_lab` runs
 the real console entry point in a subprocess, so exit codes and stderr are exactly what a user sees.
 
-scripts/test runs the suite on two pytest-xdist workers (`--dist loadgroup`), each with its own real
-stack; `pytest_collection_modifyitems` below makes each test file one unit of work, so file order and
-module fixtures hold as in a single process.
+scripts/test runs the suite on two pytest-xdist workers, each with its own real stack;
+`pytest_xdist_make_scheduler` below makes each test file one unit of work, so file order and module
+fixtures hold as in a single process.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
+from support import scheduling
 
 # Generated tests (tests/badinput.py): no per-example deadline (each may start a subprocess on a
 # busy machine); in CI the same examples every run (derandomized, no example database), so a red
@@ -26,19 +28,18 @@ settings.register_profile("dev", deadline=None)
 settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-#: the xdist group of every test that uses the session's Docker engine: one engine per machine (a
-#: second dockerd in the same network namespace is refused), so they all run in one worker
-DOCKER_GROUP = "docker-engine"
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """scripts/test's workers get whole files (support.scheduling.unit). xdist's own loadgroup cannot do
+    this here: it tags items by rewriting `item._nodeid`, which pytest 9.2 no longer reads (measured:
+    every test went to its own worker, two stacks each ran half of one module)."""
+    from xdist.scheduler import LoadScopeScheduling
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """One xdist group per test file (the Docker engine's users share one), so a worker runs a whole
-    file in order, with its module fixtures, as a single process would."""
-    for item in items:
-        uses_engine = "docker_engine" in getattr(item, "fixturenames", ())
-        group = DOCKER_GROUP if uses_engine else item.path.relative_to(config.rootpath).as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scheduling.unit(nodeid, config.rootpath)
+
+    return FileScheduling(config, log)
 
 
 @pytest.fixture

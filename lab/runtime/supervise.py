@@ -37,8 +37,9 @@ DEAD_STATES = ("FATAL", "EXITED", "STOPPED", "UNKNOWN")
 #: Longest wait for stopping programs: past the longest stopwaitsecs (30 s, workload apiservers)
 #: supervisord has sent SIGKILL.
 STOP_TIMEOUT = 45.0
-#: sockaddr_un.sun_path is 108 bytes on Linux, including the trailing NUL.
-SOCKET_PATH_MAX = 107
+#: sockaddr_un.sun_path is 108 bytes on Linux, including the trailing NUL, and supervisord first
+#: binds "<socket>.<its pid>" (then links it to the name): up to 8 more bytes (pid_max 4194304).
+SOCKET_PATH_MAX = 107 - len(".4194304")
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,9 @@ def ensure_running(settings: Settings, timeout: float = 30.0) -> Supervisor:
     # supervisord forks into the background; the parent exits once the socket is set up.
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=settings.run_dir)
     if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        # supervisord ends its error with a "For help, use ... -h" line: the error is the line before
+        detail = [ln for ln in lines if ln.startswith("Error:")][:1] or lines[-1:] or ["no output"]
         log = settings.log_dir / "supervisord.log"
         raise LabError(f"supervisord would not start: {detail[0]} (log: {log})")
     if not poll.until(sup.alive, timeout, 0.1):

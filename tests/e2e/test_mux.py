@@ -6,7 +6,8 @@ is back at its endpoint with its objects and Available within 60 s; a mixed `--b
 --backing mux` create puts one cluster on each; delete --all leaves zero residue (no registration,
 no listener, no file).
 
-Indexes 7101-7105 keep clear of the other e2e modules (grep --start in tests/e2e).
+Indexes 101-105 keep clear of the other e2e modules (grep --start in tests/e2e), and their mux
+ports (20101-20105) of every test stack's ports (support.ports.free_block starts at 21000).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from lab.stack import mgmt
 
 pytestmark = pytest.mark.slow
 
-START, COUNT = 7101, 3
+START, COUNT = 101, 3
 #: the mixed create: one cluster on each backing
-MIXED_START, MIXED_COUNT = 7104, 2
+MIXED_START, MIXED_COUNT = 104, 2
 CAPI = "cluster.x-k8s.io/v1beta2"
 KCP_API = "controlplane.cluster.x-k8s.io/v1beta2"
 AVAILABLE_TIMEOUT = 600.0

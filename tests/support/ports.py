@@ -8,11 +8,12 @@ import random
 from lab.runtime.ports import LOOPBACK, bindable, ephemeral_range
 
 
-def free_block(size: int = 1, floor: int = 20000) -> int:
+def free_block(size: int = 1, floor: int = 21000) -> int:
     """The first of `size` consecutive free loopback ports, chosen at random below the ephemeral range.
 
     A listener on an ephemeral port can lose it to any outgoing connection before it binds (seen in
     CI: a manager's webhook port taken by a client socket), so tests and benchmarks pick from below.
+    The floor keeps clear of the mux backing's cluster ports (20000 + index) for indexes up to 1000.
     """
     ceiling = ephemeral_range()[0]
     if ceiling - floor < size * 4:

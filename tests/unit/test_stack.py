@@ -12,6 +12,7 @@ import pytest
 from support.ports import free_block
 
 from lab import config, tuning
+from lab.errors import LabError
 from lab.runtime import supervise
 from lab.stack import managers, mgmt, ports, up, webhooks
 
@@ -217,3 +218,18 @@ def test_a_manager_with_patches_runs_its_patched_build(tmp_path: Path) -> None:
     assert capi == str(s.bin_dir / "capi" / s.versions.capi / "capi-manager")
     upstream = config.Settings(home=tmp_path / "home", patches=tmp_path / "empty")
     assert managers.argv(upstream, managers.BY_NAME["kcp-manager"], [])[0] != kcp
+
+
+def test_a_home_whose_socket_path_leaves_no_room_for_supervisords_pid_suffix_is_refused(
+    tmp_path: Path,
+) -> None:
+    """supervisord binds "<socket>.<pid>" first: a 100-byte socket path fits sun_path but not that,
+    and supervisord then failed with only "For help, use ... -h" (seen under pytest-xdist)."""
+    name_len = 100 - len(f"{tmp_path}/") - len("/run/supervisor/supervisor.sock")
+    assert name_len > 0, tmp_path
+    home = tmp_path / ("h" * name_len)
+    s = config.Settings(home=home)
+    assert len(str(supervise.socket_path(s))) == 100
+    with pytest.raises(LabError, match=r"too deep: the supervisor socket path .* is over 99 bytes"):
+        supervise.ensure_running(s)
+    assert not home.exists()  # refused before anything was made
