@@ -22,6 +22,10 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment]
 
 
+#: the exit code of a command stopped by Ctrl-C, as a shell reports a SIGINT death (128 + 2)
+INTERRUPTED = 130
+
+
 def _register() -> None:
     for mod in pkgutil.iter_modules(__path__):
         if mod.name != "app" and not mod.name.startswith("_"):
@@ -49,7 +53,7 @@ def main() -> None:
         sys.exit(2)
     except Abort:
         print("error: aborted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except LabError as e:
         print(_one_line(f"error: {e}"), file=sys.stderr)
         sys.exit(e.exit_code)
@@ -60,4 +64,8 @@ def main() -> None:
             f"error: supervisord refused: {e.faultString} (re-run once the stack is settled)", file=sys.stderr
         )
         sys.exit(1)
+    if rv == INTERRUPTED:
+        # typer 0.29 turns Ctrl-C (KeyboardInterrupt) into Exit(130) and, without standalone mode,
+        # returns that code having printed nothing; no lab command exits 130 itself
+        print("error: aborted", file=sys.stderr)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -24,6 +24,13 @@ from lab.kindmgmt import kind_dir
 
 #: clusterctl waits this long for every provider's Deployment to be Available
 WAIT_PROVIDERS_SECONDS = 600
+#: clusterctl waits this long for cert-manager's webhook before it installs any provider: its own
+#: default, written into lab's clusterctl.yaml so that lab's limit on the whole init counts it
+CERT_MANAGER_WAIT_SECONDS = 600
+#: lab's limit on `clusterctl init`: both of clusterctl's waits and 10 minutes for the rest (applying
+#: cert-manager and the providers); below their sum, lab would kill clusterctl before it names what
+#: never became ready
+INIT_TIMEOUT_SECONDS = CERT_MANAGER_WAIT_SECONDS + WAIT_PROVIDERS_SECONDS + 600
 CERT_MANAGER_URL = "https://github.com/cert-manager/cert-manager/releases/{version}/cert-manager.yaml"
 
 
@@ -52,7 +59,8 @@ def wanted(settings: Settings) -> dict[tuple[str, str], str]:
 def config(settings: Settings) -> dict[str, Any]:
     """clusterctl's config file: cert-manager pinned; the providers are clusterctl's built-in ones."""
     version = settings.versions.cert_manager
-    return {"cert-manager": {"url": CERT_MANAGER_URL.format(version=version), "version": version}}
+    url = CERT_MANAGER_URL.format(version=version)
+    return {"cert-manager": {"url": url, "version": version, "timeout": f"{CERT_MANAGER_WAIT_SECONDS}s"}}
 
 
 def config_path(settings: Settings) -> Path:

@@ -146,7 +146,11 @@ def config(settings: Settings, base: Path) -> dict[str, Any]:
     version = settings.versions.cert_manager
     return {
         "providers": providers,
-        "cert-manager": {"url": cert_manager_path(base, version).as_uri(), "version": version},
+        "cert-manager": {
+            "url": cert_manager_path(base, version).as_uri(),
+            "version": version,
+            "timeout": f"{clusterctl.CERT_MANAGER_WAIT_SECONDS}s",
+        },
     }
 
 

@@ -183,7 +183,7 @@ def install(
         proc.run(
             clusterctl.init_argv(settings, tools.clusterctl, kubeconfig_path(settings), config_file),
             env=clusterctl.init_env(),
-            timeout=clusterctl.WAIT_PROVIDERS_SECONDS + 600,
+            timeout=clusterctl.INIT_TIMEOUT_SECONDS,
         )
     else:
         log("clusterctl providers already installed at the pinned versions")

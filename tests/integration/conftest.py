@@ -13,6 +13,7 @@ import pytest
 from support.apiserver import RunningApiserver, running_apiserver
 from support.docker import Engine, running_engine
 from support.etcd import RunningEtcd, scratch
+from support.kind import build_kind
 
 from lab import build, images
 from lab.config import Settings, default_home
@@ -58,3 +59,9 @@ def base_image(docker_engine: Engine) -> str:
     """lab's minimal Debian image in the session engine, from the shared cache's archive (made by
     debootstrap the first time: minutes)."""
     return images.ensure_base(Settings(home=default_home()), docker_engine.client, print)
+
+
+@pytest.fixture(scope="session")
+def kind(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The kind CLI at the pinned version, built from the Go module proxy (no release download)."""
+    return build_kind(tmp_path_factory.mktemp("kindbin"))

@@ -26,29 +26,12 @@ import yaml
 from support import busybox
 from support.docker import Engine
 
-from lab import build, config, gomod, images_node
+from lab import build, config, images_node
 from lab.config import Settings, default_home
 from lab.kindmgmt import cluster, podnet
 from lab.kube import Client
 
 pytestmark = pytest.mark.slow  # Go builds and a debootstrap the first time, a 3-node cluster always
-
-
-@pytest.fixture(scope="module")
-def kind(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The kind CLI at the pinned version, built from the Go module proxy (no release download)."""
-    version = Settings(home=Path("/nonexistent")).versions.kind
-    gobin = tmp_path_factory.mktemp("kindbin")
-    run = subprocess.run(
-        [gomod.go_binary(), "install", f"sigs.k8s.io/kind@{version}"],
-        env={**gomod.go_env(), "GOBIN": str(gobin), "GOFLAGS": ""},
-        cwd=gobin,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return gobin / "kind"
 
 
 def _kubectl(kubeconfig: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

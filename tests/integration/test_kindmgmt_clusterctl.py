@@ -15,23 +15,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.kind import build_clusterctl
 
-from lab import build, config, doctor
+from lab import config, doctor
 from lab.kindmgmt import clusterctl, preflight
 
 pytestmark = pytest.mark.slow  # builds clusterctl from the CAPI module when not cached: minutes cold
-
-#: clusterctl is a test tool here, not a stack target: built from this Target, outside build.TARGETS
-TARGET = build.Target(
-    "clusterctl", "capi", "sigs.k8s.io/cluster-api/cmd/clusterctl", stamp=build._capi_stamp, what="clusterctl"
-)
 
 
 @pytest.fixture(scope="module")
 def binary() -> Path:
     # The shared build cache, like tests/integration/test_tuning_flags.py; nothing else of the user's home.
-    settings = config.Settings(home=config.default_home())
-    return build.build(settings, TARGET, print)
+    return build_clusterctl()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from support import kindconfig
 
-from lab import config, doctor, gomod
+from lab import config, doctor
 from lab.kindmgmt import cluster
 
 pytestmark = pytest.mark.slow  # builds kind's validator and the kind CLI from the module proxy
@@ -65,20 +65,8 @@ def test_the_validator_can_fail(validate: Path, lab_env, tmp_path: Path) -> None
 
 
 @pytest.fixture(scope="module")
-def kind_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real kind CLI at the pinned version, built from the Go module proxy (no release download)."""
-    version = config.Settings(home=Path("/nonexistent")).versions.kind
-    gobin = tmp_path_factory.mktemp("kindbin")
-    run = subprocess.run(
-        [gomod.go_binary(), "install", f"sigs.k8s.io/kind@{version}"],
-        env={**gomod.go_env(), "GOBIN": str(gobin), "GOFLAGS": ""},
-        cwd=gobin,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return gobin / "kind"
+def kind_binary(kind: Path) -> Path:
+    return kind
 
 
 def _flags(binary: Path, *cmd: str) -> set[str]:

@@ -41,3 +41,20 @@ def test_help_and_version_exit_0(run_lab) -> None:
     assert run_lab("--help").returncode == 0
     r = run_lab("--version")
     assert r.returncode == 0 and r.stdout.startswith("lab ")
+
+
+def test_ctrl_c_is_one_error_line_and_exit_130(lab_env, monkeypatch, capsys) -> None:
+    """A KeyboardInterrupt inside a command (what Ctrl-C raises) ends as `error: aborted`, exit 130,
+    whichever way the installed typer reports it (an Abort, or a silent exit code)."""
+    from lab import doctor
+    from lab.cli import main
+
+    def interrupted(*_a: object, **_k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(doctor, "check", interrupted)
+    monkeypatch.setattr("sys.argv", ["lab", "doctor"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "error: aborted\n"

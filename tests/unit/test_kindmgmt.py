@@ -134,8 +134,12 @@ def test_clusterctl_versions_follow_settings(lab_env, monkeypatch, tmp_path: Pat
         "cert-manager": {
             "url": "https://github.com/cert-manager/cert-manager/releases/v1.21.0/cert-manager.yaml",
             "version": "v1.21.0",
+            "timeout": "600s",
         }
     }
+    # lab's limit on clusterctl init outlasts both of clusterctl's own waits
+    waits = clusterctl.CERT_MANAGER_WAIT_SECONDS + clusterctl.WAIT_PROVIDERS_SECONDS
+    assert waits < clusterctl.INIT_TIMEOUT_SECONDS
     written = yaml.safe_load(clusterctl.write_config(s).read_text())
     assert written["cert-manager"]["version"] == "v1.21.0"
 

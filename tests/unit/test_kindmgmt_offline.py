@@ -67,6 +67,7 @@ def test_the_config_overrides_every_provider_and_cert_manager_with_file_urls(
     assert cfg["cert-manager"] == {
         "url": f"file://{tmp_path}/cert-manager/v1.21.1/cert-manager.yaml",
         "version": "v1.21.1",
+        "timeout": "600s",  # clusterctl's default, explicit: lab's limit on the whole init counts it
     }
     # clusterctl reads the config as YAML; the dump must round-trip
     assert yaml.safe_load(yaml.safe_dump(cfg)) == cfg

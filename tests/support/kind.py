@@ -1,0 +1,36 @@
+"""kind and clusterctl for the tests, built from their Go modules at the pinned versions (never a
+release download), the way a user without network access to GitHub releases would get them."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from lab import build, gomod
+from lab.config import Settings, default_home
+
+#: clusterctl is a test tool here, not a stack target: built from this Target, outside build.TARGETS
+#: (clusterctl is part of the CAPI release, so it has no pin of its own)
+CLUSTERCTL = build.Target(
+    "clusterctl", "capi", "sigs.k8s.io/cluster-api/cmd/clusterctl", stamp=build._capi_stamp, what="clusterctl"
+)
+
+
+def build_kind(gobin: Path) -> Path:
+    """`go install sigs.k8s.io/kind@<pinned>` into gobin (Go's build cache makes a re-run seconds)."""
+    version = Settings(home=Path("/nonexistent")).versions.kind
+    run = subprocess.run(
+        [gomod.go_binary(), "install", f"sigs.k8s.io/kind@{version}"],
+        env={**gomod.go_env(), "GOBIN": str(gobin), "GOFLAGS": ""},
+        cwd=gobin,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return gobin / "kind"
+
+
+def build_clusterctl() -> Path:
+    """clusterctl in the shared build cache (built once from the CAPI module, reused after)."""
+    return build.build(Settings(home=default_home()), CLUSTERCTL, print)
