@@ -61,6 +61,7 @@ from lab import build, gomod, versions
 from lab.config import Settings
 from lab.engine import Client, EngineError
 from lab.errors import LabError
+from lab.runtime.mounts import unmount_under
 
 Log = Callable[[str], None]
 
@@ -259,44 +260,60 @@ def _import_root(client: Client, root: Path, reference: str, workdir: Path) -> N
     tarball.unlink()
 
 
-def ensure_base(settings: Settings, client: Client, log: Log = lambda _m: None) -> str:
-    """The base image in the engine: present, loaded from its archive, or made by debootstrap."""
-    ref = base_reference()
-    if client.image_id(ref):
-        return ref
-    archive = base_archive(settings)
+def debootstrap_image(
+    settings: Settings,
+    client: Client,
+    reference: str,
+    archive: Path,
+    what: str,
+    log: Log = lambda _m: None,
+    packages: tuple[str, ...] = (),
+) -> str:
+    """A Debian root as an image in the engine: present, loaded from its archive, or made by
+    `debootstrap --variant=minbase` of the host's release (with `packages`; its downloads kept in
+    <home>/images/debs for the next root), trimmed, imported and saved as `archive`."""
+    if client.image_id(reference):
+        return reference
     if archive.is_file():
-        log(f"loading {ref} from {archive}")
+        log(f"loading {reference} from {archive}")
         client.load(archive)
-        return ref
+        return reference
     debootstrap = shutil.which("debootstrap")
     if debootstrap is None:
-        raise LabError("the base image needs debootstrap (Debian: apt-get install debootstrap)")
+        raise LabError(f"the {what} needs debootstrap (Debian: apt-get install debootstrap)")
     if os.geteuid() != 0:
-        raise LabError("making the base image with debootstrap needs root")
+        raise LabError(f"making the {what} with debootstrap needs root")
     suite = debian_suite()
     work = settings.images_dir / "tmp"
     work.mkdir(parents=True, exist_ok=True)
+    cache = settings.images_dir / "debs"
+    cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         root = Path(tmp) / "root"
-        log(f"debootstrap --variant=minbase {suite} (base image {ref})")
+        log(f"debootstrap --variant=minbase {suite} with {len(packages)} packages ({what} {reference})")
         started = time.monotonic()
-        out = subprocess.run(
-            [debootstrap, "--variant=minbase", suite, str(root), DEBIAN_MIRROR],
-            capture_output=True,
-            text=True,
-            timeout=1800,
-            check=False,
-        )
+        include = [f"--include={','.join(packages)}"] if packages else []
+        cmd = [debootstrap, "--variant=minbase", *include, f"--cache-dir={cache}", suite, str(root)]
+        try:
+            out = subprocess.run(
+                [*cmd, DEBIAN_MIRROR], capture_output=True, text=True, timeout=3600, check=False
+            )
+        finally:
+            unmount_under(root)  # a failed second stage leaves /proc and /sys mounted in the root
         if out.returncode != 0:
             tail = " | ".join((out.stdout + out.stderr).strip().splitlines()[-2:])
-            raise LabError(f"debootstrap {suite} failed: {tail}")
+            raise LabError(f"debootstrap {suite} ({what}) failed: {tail}")
         for rel in _BASE_TRIM:
             shutil.rmtree(root / rel, ignore_errors=True)
-        _import_root(client, root, ref, Path(tmp))
-        log(f"base image {ref} made in {time.monotonic() - started:.0f}s")
-    client.save(ref, archive)
-    return ref
+        _import_root(client, root, reference, Path(tmp))
+        log(f"{what} {reference} made in {time.monotonic() - started:.0f}s")
+    client.save(reference, archive)
+    return reference
+
+
+def ensure_base(settings: Settings, client: Client, log: Log = lambda _m: None) -> str:
+    """The base image of every controller image in the engine (debootstrap_image)."""
+    return debootstrap_image(settings, client, base_reference(), base_archive(settings), "base image", log)
 
 
 # --- controller images -------------------------------------------------------------------------

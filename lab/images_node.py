@@ -51,7 +51,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -196,59 +195,12 @@ def root_archive(settings: Settings) -> Path:
     return settings.images_dir / "base" / f"{root_reference().rsplit('/', 1)[-1].replace(':', '-')}.tar"
 
 
-def _unmount_under(root: Path) -> None:
-    """Unmount whatever is mounted below `root`, deepest first, before the tree is removed."""
-    prefix = str(root.resolve()) + "/"
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, timeout=60, check=False)
-
-
 def ensure_root(settings: Settings, client: Client, log: Log = lambda _m: None) -> str:
-    """The node root in the engine: present, loaded from its archive, or made by debootstrap."""
-    ref = root_reference()
-    if client.image_id(ref):
-        return ref
-    archive = root_archive(settings)
-    if archive.is_file():
-        log(f"loading {ref} from {archive}")
-        client.load(archive)
-        return ref
-    debootstrap = shutil.which("debootstrap")
-    if debootstrap is None:
-        raise LabError("the kind node image needs debootstrap (Debian: apt-get install debootstrap)")
-    suite = images.debian_suite()
-    work = settings.images_dir / "tmp"
-    work.mkdir(parents=True, exist_ok=True)
-    cache = settings.images_dir / "debs"  # debootstrap's downloads, kept for the next root
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work) as tmp:
-        root = Path(tmp) / "root"
-        log(f"debootstrap --variant=minbase {suite} with {len(NODE_PACKAGES)} packages (node root {ref})")
-        started = time.monotonic()
-        cmd = [
-            debootstrap,
-            "--variant=minbase",
-            f"--include={','.join(NODE_PACKAGES)}",
-            f"--cache-dir={cache}",
-            suite,
-            str(root),
-            images.DEBIAN_MIRROR,
-        ]
-        try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
-        finally:
-            _unmount_under(root)  # a failed second stage leaves /proc, /sys mounted in the root
-        if out.returncode != 0:
-            tail = " | ".join((out.stdout + out.stderr).strip().splitlines()[-2:])
-            raise LabError(f"debootstrap {suite} (node root) failed: {tail}")
-        for rel in images._BASE_TRIM:
-            shutil.rmtree(root / rel, ignore_errors=True)
-        images._import_root(client, root, ref, Path(tmp))
-        log(f"node root {ref} made in {time.monotonic() - started:.0f}s")
-    client.save(ref, archive)
-    return ref
+    """The node root in the engine: present, loaded from its archive, or made by debootstrap with
+    NODE_PACKAGES (images.debootstrap_image)."""
+    return images.debootstrap_image(
+        settings, client, root_reference(), root_archive(settings), "node root", log, NODE_PACKAGES
+    )
 
 
 # --- control-plane images ----------------------------------------------------------------------

@@ -220,10 +220,12 @@ def _mark_for_deletion(mgmt: Client, ns: str, machines: Sequence[str]) -> None:
             )
 
 
-def _start(
+def _run_scope(
     settings: Settings, db: records.Records, direction: str, plan: ScalePlan, idx: Sequence[int]
-) -> int:
-    return db.start_run(
+) -> records.RunScope:
+    """The recorded run of one direction (records.RunScope ends it with how the body ended)."""
+    return records.RunScope(
+        db,
         RunKind.scale,
         sys.argv,
         records.settings_snapshot(
@@ -249,17 +251,15 @@ def _scale_up(
     say: Callable[[str], None],
 ) -> None:
     idx = plan.up
-    run_id = _start(settings, db, "up", plan, idx)
-    result.runs["up"] = run_id
-    status = "interrupted"
     names_ = {plan.names[i]: i for i in idx}
-    try:
+    with _run_scope(settings, db, "up", plan, idx) as run:
+        result.runs["up"] = run.id
         tracker = Tracker(
             mgmt,
             settings.prefix,
             names_,
             db,
-            run_id,
+            run.id,
             record=list(names_),
             workers=plan.target,
             goal=dict.fromkeys(names_, Phase.md_available),
@@ -273,12 +273,7 @@ def _scale_up(
             pending = tracker.pending()
         result.stuck.update(pending)
         result.done += [n for n in names_ if n not in pending]
-        status = "ok" if not pending else "timeout"
-    except BaseException as e:
-        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        raise
-    finally:
-        db.finish_run(run_id, status)
+        run.timed_out = bool(pending)
 
 
 def _scale_down(
@@ -292,21 +287,19 @@ def _scale_down(
     say: Callable[[str], None],
 ) -> None:
     idx = plan.down
-    run_id = _start(settings, db, "down", plan, idx)
-    result.runs["down"] = run_id
-    status = "interrupted"
     names_ = {plan.names[i]: i for i in idx}
-    tracker = Tracker(
-        mgmt,
-        settings.prefix,
-        names_,
-        db,
-        run_id,
-        record=list(names_),
-        goal=dict.fromkeys(names_, Phase.hosts_removed),
-        phases=SCALE_DOWN,
-    )
-    try:
+    with _run_scope(settings, db, "down", plan, idx) as run:
+        result.runs["down"] = run.id
+        tracker = Tracker(
+            mgmt,
+            settings.prefix,
+            names_,
+            db,
+            run.id,
+            record=list(names_),
+            goal=dict.fromkeys(names_, Phase.hosts_removed),
+            phases=SCALE_DOWN,
+        )
         for i in idx:
             _mark_for_deletion(
                 mgmt, plan.names[i], _machines_on(mgmt, plan.names[i], plan.surplus.get(i, []))
@@ -323,12 +316,7 @@ def _scale_down(
         pending = tracker.pending()
         result.stuck.update(pending)
         result.done += [n for n in names_ if n not in pending]
-        status = "ok" if not pending else "timeout"
-    except BaseException as e:
-        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        raise
-    finally:
-        db.finish_run(run_id, status)
+        run.timed_out = bool(pending)
 
 
 def _down_pass(mgmt: Client, target: int, waiting: set[str], deleted: set[str], tracker: Tracker) -> set[str]:

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from lab.engine import caps
 from lab.engine.api import Client, EngineError
+from lab.runtime.mounts import unmount_under
 from lab.runtime.procs import alive
 
 Log = Callable[[str], None]
@@ -327,17 +328,6 @@ def _pids_using(needle: str) -> list[int]:
     return pids
 
 
-def _unmount_under(root: Path) -> None:
-    mounts = []
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            point = line.split()[4].encode().decode("unicode_escape")
-            if point == str(root) or point.startswith(f"{root}/"):
-                mounts.append(point)
-    for point in sorted(mounts, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, timeout=30, check=False)
-
-
 def engine_bridges(layout: Layout) -> list[str]:
     """The engine's bridges: its default one and one per network it created (while it runs)."""
     names = []
@@ -390,7 +380,7 @@ def stop(root: Path, log: Log = lambda _m: None) -> bool:
             _stop_pid(cpid, 15)
     for shim in _pids_using(str(layout.containerd_socket)):
         _stop_pid(shim, 5)
-    _unmount_under(layout.root)
+    unmount_under(layout.root)
     for bridge in bridges:
         if _ip("link", "show", bridge, check=False):
             _ip("link", "delete", bridge, check=False)
