@@ -269,4 +269,11 @@ def test_machine_deployment_scaled_to_one_gets_a_worker_node(made: Made) -> None
         2.0,
     )
     assert got["status"]["readyReplicas"] == 1
-    assert _true(c.get(CAPI, "Cluster", made.name, made.name), "Available")
+    # the Cluster's Available aggregates its MachineDeployments': CAPI's cluster controller sets it on
+    # its next reconcile after the MachineDeployment's status (CI once read it in between)
+    wait_for(
+        "Cluster Available with its worker",
+        lambda: _true(c.get(CAPI, "Cluster", made.name, made.name), "Available"),
+        WORKER_TIMEOUT,
+        2.0,
+    )
