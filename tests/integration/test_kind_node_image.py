@@ -25,6 +25,7 @@ import pytest
 import yaml
 from support import busybox
 from support.docker import Engine
+from support.kind import delete_cluster
 
 from lab import build, config, images_node
 from lab.config import Settings, default_home
@@ -79,18 +80,9 @@ def kind_env(docker_engine: Engine, kind: Path, lab_env: dict[str, str], monkeyp
     try:
         yield settings
     finally:
-        deleted = subprocess.run(
-            [str(kind), "delete", "cluster", "--name", cluster.CLUSTER_NAME],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
         client = docker_engine.client
+        deleted = delete_cluster(kind, client)
         left = [c["Names"] for c in client.json("GET", "/containers/json", {"all": "1"})]
-        # kind keeps its `kind` network for the next cluster by design: removed here, and nothing else
-        # may be left
-        if any(n["Name"] == "kind" for n in client.json("GET", "/networks")):
-            client.json("DELETE", "/networks/kind")
         networks = sorted(n["Name"] for n in client.json("GET", "/networks"))
         assert deleted.returncode == 0, deleted.stderr
         assert left == [], f"kind delete cluster left containers {left}"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from support.docker import Engine
-from support.kind import build_clusterctl
+from support.kind import build_clusterctl, delete_cluster
 
 from lab import images, images_node
 from lab.config import Settings, default_home
@@ -103,16 +103,7 @@ def test_offline_up_stops_at_the_image_check_then_loads_the_images_into_the_node
     try:
         _past_the_check(kind, env, lab_env, missing, built)
     finally:
-        deleted = subprocess.run(
-            [str(kind), "delete", "cluster", "--name", cluster.CLUSTER_NAME],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**os.environ, **env},
-        )
-        # kind keeps its `kind` network for the next cluster by design: a user removes it by hand
-        if any(n["Name"] == "kind" for n in client.json("GET", "/networks")):
-            client.json("DELETE", "/networks/kind")
+        deleted = delete_cluster(kind, client, env)
     assert deleted.returncode == 0, deleted.stderr
     (home / "kubeconfig").unlink()  # kind's kubeconfig of the deleted cluster
 
