@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import configparser
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -220,16 +221,15 @@ def test_a_manager_with_patches_runs_its_patched_build(tmp_path: Path) -> None:
     assert managers.argv(upstream, managers.BY_NAME["kcp-manager"], [])[0] != kcp
 
 
-def test_a_home_whose_socket_path_leaves_no_room_for_supervisords_pid_suffix_is_refused(
-    tmp_path: Path,
-) -> None:
+def test_a_home_whose_socket_path_leaves_no_room_for_supervisords_pid_suffix_is_refused() -> None:
     """supervisord binds "<socket>.<pid>" first: a 100-byte socket path fits sun_path but not that,
-    and supervisord then failed with only "For help, use ... -h" (seen under pytest-xdist)."""
-    name_len = 100 - len(f"{tmp_path}/") - len("/run/supervisor/supervisor.sock")
-    assert name_len > 0, tmp_path
-    home = tmp_path / ("h" * name_len)
-    s = config.Settings(home=home)
-    assert len(str(supervise.socket_path(s))) == 100
-    with pytest.raises(LabError, match=r"too deep: the supervisor socket path .* is over 99 bytes"):
-        supervise.ensure_running(s)
-    assert not home.exists()  # refused before anything was made
+    and supervisord then failed with only "For help, use ... -h" (seen under pytest-xdist). The home
+    is under a short tmp dir: pytest's own tmp_path can be longer than 100 bytes with xdist."""
+    with tempfile.TemporaryDirectory(prefix="ld") as tmp:
+        name_len = 100 - len(f"{tmp}/") - len("/run/supervisor/supervisor.sock")
+        home = Path(tmp) / ("h" * name_len)
+        s = config.Settings(home=home)
+        assert len(str(supervise.socket_path(s))) == 100
+        with pytest.raises(LabError, match=r"too deep: the supervisor socket path .* is over 99 bytes"):
+            supervise.ensure_running(s)
+        assert not home.exists()  # refused before anything was made
