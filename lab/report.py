@@ -724,23 +724,15 @@ def to_markdown(r: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def shards_markdown(rows: Sequence[ShardRow], done_word_: str) -> list[str]:
-    """The KCP shards section of a sharded run; nothing for an unsharded one."""
-    if not rows:
-        return []
-    out = ["", f"## KCP shards ({len(rows)}; a cluster's shard is its index mod {len(rows)})", ""]
-    return out + _table(
-        [
-            "shard",
-            "manager",
-            "clusters",
-            done_word_,
-            "p50",
-            "p90",
-            "RSS",
-            "CPU (% of a core)",
-            "KCP reconciles",
-        ],
+def shards_heading(rows: Sequence[ShardRow]) -> str:
+    return f"KCP shards ({len(rows)}; a cluster's shard is its index mod {len(rows)})"
+
+
+def shards_table(rows: Sequence[ShardRow], done_word_: str) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the KCP shards table, for the Markdown and the HTML report."""
+    header = ["shard", "manager", "clusters", done_word_, "p50", "p90", "RSS", "CPU (% of a core)"]
+    return (
+        [*header, "KCP reconciles"],
         [
             [
                 s.shard,
@@ -756,6 +748,13 @@ def shards_markdown(rows: Sequence[ShardRow], done_word_: str) -> list[str]:
             for s in rows
         ],
     )
+
+
+def shards_markdown(rows: Sequence[ShardRow], done_word_: str) -> list[str]:
+    """The KCP shards section of a sharded run; nothing for an unsharded one."""
+    if not rows:
+        return []
+    return ["", f"## {shards_heading(rows)}", "", *_table(*shards_table(rows, done_word_))]
 
 
 #: Controllers the Markdown lists (deepest queue first); --format json has them all.

@@ -75,6 +75,8 @@ def up_cmd(
             f"unknown tuning profile {tuning_profile!r}; use one of {', '.join(tuning.PROFILES)}"
         )
     stack = management.for_settings(settings, mode, bmo_source=bmo_source, offline=offline)
+    if n_shards not in (None, 1) and not stack.local_backing:
+        raise UsageError(f"--shards is for mode local: mode {stack.mode} runs one KCP manager")
     if stack.local_backing:  # the local stack runs on this host: check its limits first
         _preflight.for_up(settings, raise_limits)
     with err_console.status("lab up: starting") as spinner:

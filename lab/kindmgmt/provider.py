@@ -30,7 +30,7 @@ class KindStack:
 
     def up(self, profile: str | None, log: Log, shards: int | None = None) -> up.KindUpResult:
         if shards not in (None, 1):  # lab.shards: the local stack's KCP managers only
-            raise UsageError("--shards is for mode local: kind mode runs one KCP manager")
+            raise UsageError("--shards is for mode local: mode kind runs one KCP manager")
         return up.up(self.settings, profile, log, self.bmo_source, self.offline)
 
     def down(self, purge: bool) -> bool:
