@@ -285,8 +285,6 @@ def prepare(settings: Settings) -> mgmt.MgmtPKI:
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
     for m in managers.MANAGERS:
         managers.cert_dir(settings, m).mkdir(parents=True, exist_ok=True)
-    for name in shards.EXTRA_PROGRAMS:  # working directories of the KCP shards a --shards may add
-        (settings.run_dir / name).mkdir(parents=True, exist_ok=True)
     return p
 
 
@@ -334,6 +332,8 @@ def up(
     applied = ensure_objects(settings, p, log)
     if dropped := drop_surplus_shards(sup, k):
         log(f"removed {', '.join(dropped)}")
+    for n in range(1, k):  # the working directories of KCP's other shards
+        (settings.run_dir / shards.program(n)).mkdir(parents=True, exist_ok=True)
     changed += converge(settings, sup, manager_programs(settings, profile, k), MANAGER_TIMEOUT, log)
     changed += converge(settings, sup, simulator_programs(settings), MANAGER_TIMEOUT, log)
     write_state(settings, tuning=profile, shards=k)
