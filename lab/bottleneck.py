@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lab import tuning
+from lab import shards, tuning
 from lab.metrics import SLO_HISTOGRAM, parse_labels
 from lab.phases import Phase, previous, run_phases
 from lab.records import Event, MetricSample, Run
@@ -204,7 +204,9 @@ def _minor(version: str) -> tuning.Minor | None:
 
 
 def qps_limit(run: Run, component: str) -> tuple[float | None, str]:
-    """The manager's management-API client QPS in this run, and where the number comes from."""
+    """The manager's management-API client QPS in this run, and where the number comes from; a
+    KCP shard's (lab.shards) is kcp-manager's, whose flags every shard runs with."""
+    component = shards.base_manager(component)
     key = tuning.COMPONENTS.get(component)
     minor = _minor(str(run.settings.get("versions", {}).get(key, ""))) if key else None
     if key is None or minor is None:

@@ -31,6 +31,8 @@ class Converged(Protocol):
 
     seconds: float
     profile: str
+    #: KCP managers the stack runs (lab.shards)
+    n_shards: int
 
     @property
     def state(self) -> str:
@@ -51,8 +53,9 @@ class Management(Protocol):
     #: stack's supervisord) exists: only next to the local stack.
     local_backing: bool
 
-    def up(self, profile: str | None, log: Log) -> Converged:
-        """Start or converge; safe to re-run. `profile` None: the one stored by the last up/tune."""
+    def up(self, profile: str | None, log: Log, shards: int | None = None) -> Converged:
+        """Start or converge; safe to re-run. `profile` None: the one stored by the last up/tune;
+        `shards` (KCP instances, lab.shards) None: the count stored by the last up."""
         ...
 
     def down(self, purge: bool) -> bool:
@@ -102,3 +105,14 @@ def tuning_profile(settings: Settings) -> str | None:
     from lab.stack.up import read_state as local_state
 
     return local_state(settings).get("tuning")
+
+
+def shards(settings: Settings) -> int:
+    """How many KCP shards the management cluster runs (lab.shards), as `lab up --shards` stored
+    it: what the renderer labels each cluster's objects for. 1 before any up, and in kind mode,
+    which does not shard."""
+    if settings.mode == "kind":
+        return 1
+    from lab.stack.up import current_shards
+
+    return current_shards(settings)

@@ -3,7 +3,8 @@ lab.manifests, shared by `lab render` and whatever creates clusters.
 
 Writes the lab home (the shared etcd CA, each cluster's PKI, created once and reused after), never a
 cluster. Local mode only: each cluster's apiserver at naming.local_endpoint(index), its data in the
-local multi-tenant etcd at lab.etcd.server.client_url.
+local multi-tenant etcd at lab.etcd.server.client_url. The KCP shard label follows the shard count
+the stack runs with (lab.management.shards).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def local_objects(
         [client_url(settings)],
         manifests.bmc_password(cluster_pki),
         n_workers=n_workers,
+        n_shards=management.shards(settings),
     )
 
 
@@ -80,4 +82,5 @@ def backed_objects(
         backing.name,
         payload_kb,
         n_workers,
+        management.shards(settings),
     )

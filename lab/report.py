@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lab import naming, report_series
+from lab import naming, report_series, shards
 from lab.components import MGMT_ETCD
 from lab.metrics import SAMPLER_COMPONENT, SAMPLER_CPU, SLO_HISTOGRAM, parse_labels
 from lab.phases import Phase, RunKind, previous, run_phases
@@ -68,6 +68,21 @@ class ComponentRow:
     rss_bytes: int  # median, per process
     cpu_percent: float  # median, percent of one core, per process
     processes: int = 1  # distinct processes behind the row (one per cluster for workload apiservers)
+
+
+@dataclass(frozen=True)
+class ShardRow:
+    """One KCP shard of a sharded run (lab.shards): its manager and the clusters it owned."""
+
+    shard: str  # its watch-filter label value
+    manager: str  # the supervised program
+    clusters: int  # of the run's clusters, those whose index falls to this shard
+    done: int  # of them, how many reached the final phase
+    to_done: Stats  # seconds from each one's first phase to the final one
+    rss_bytes: int | None  # the manager's median RSS and CPU (lab.report.components' window)
+    cpu_percent: float | None
+    #: kubeadmcontrolplane reconciles the manager's metrics counted over the run (None: not scraped)
+    reconciles: float | None
 
 
 @dataclass(frozen=True)
@@ -167,6 +182,8 @@ class Report:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     #: RSS/CPU and metric time series (lab.report_series): the HTML report's plots
     charts: list[report_series.Chart] = field(default_factory=list)
+    #: per KCP shard, for a run on a sharded stack (lab.shards); empty with one KCP manager
+    shards: list[ShardRow] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,6 +228,51 @@ def latencies(
             for p in order:
                 if p in ts:
                     out[p.value].append(ts[p] - ts[order[0]])
+    return out
+
+
+#: the KCP controller's name in controller-runtime's metrics
+KCP_CONTROLLER = "kubeadmcontrolplane"
+
+
+def shard_rows(
+    run: Run,
+    clusters: dict[str, tuple[int, dict[Phase, float]]],
+    comps: Sequence[ComponentRow],
+    m: Metrics | None,
+) -> list[ShardRow]:
+    """Per KCP shard of a run recorded with `shards` > 1 (lab.shards: a cluster's shard is its index
+    mod K), the clusters it owned and its manager's figures; none for an unsharded run."""
+    k = run.settings.get("shards")
+    if not isinstance(k, int) or k < 2:
+        return []
+    order = run_phases(run.kind, run.settings)
+    first, final = order[0], order[-1]
+    by_component = {c.component: c for c in comps}
+    out = []
+    for n in range(k):
+        mine = [ts for index, ts in clusters.values() if shards.of_index(index, k) == n]
+        to_done = [ts[final] - ts[first] for ts in mine if final in ts and first in ts]
+        name = shards.program(n)
+        comp = by_component.get(name)
+        reconciles = None
+        if m is not None:
+            counted = [
+                r.reconciles for r in m.controllers if r.component == name and r.controller == KCP_CONTROLLER
+            ]
+            reconciles = sum(counted) if counted else 0.0
+        out.append(
+            ShardRow(
+                shards.label_value(n),
+                name,
+                len(mine),
+                sum(final in ts for ts in mine),
+                stats(to_done),
+                comp.rss_bytes if comp else None,
+                comp.cpu_percent if comp else None,
+                reconciles,
+            )
+        )
     return out
 
 
@@ -265,6 +327,8 @@ def build(
         missing = next(p for p in order if p not in ts)
         incomplete.append(Incomplete(name, index, reached[-1].value if reached else None, missing.value))
 
+    comps = components(samples, last_done)
+    m = metrics(metric_samples)
     return Report(
         run=_run_info(run),
         final_phase=final.value,
@@ -275,11 +339,12 @@ def build(
         batch_size=batch_size,
         batches=batches,
         phases=phases,
-        components=components(samples, last_done),
+        components=comps,
         incomplete=incomplete,
-        metrics=metrics(metric_samples),
+        metrics=m,
         timeline=sorted(t - run.started for t in all_finals),
         latencies=since_start,
+        shards=shard_rows(run, clusters, comps, m),
         charts=report_series.charts(samples, metric_samples, run.started, component_group),
     )
 
@@ -641,6 +706,7 @@ def to_markdown(r: Report) -> str:
         )
     else:
         lines.append("No resource samples were recorded.")
+    lines += shards_markdown(r.shards, done_word_)
     if r.metrics is not None:
         lines += ["", *metrics_markdown(r.metrics)]
     if r.incomplete:
@@ -656,6 +722,39 @@ def to_markdown(r: Report) -> str:
         if len(r.incomplete) > MAX_LISTED:
             lines.append(f"\n... and {len(r.incomplete) - MAX_LISTED} more (see --format json)")
     return "\n".join(lines) + "\n"
+
+
+def shards_heading(rows: Sequence[ShardRow]) -> str:
+    return f"KCP shards ({len(rows)}; a cluster's shard is its index mod {len(rows)})"
+
+
+def shards_table(rows: Sequence[ShardRow], done_word_: str) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the KCP shards table, for the Markdown and the HTML report."""
+    header = ["shard", "manager", "clusters", done_word_, "p50", "p90", "RSS", "CPU (% of a core)"]
+    return (
+        [*header, "KCP reconciles"],
+        [
+            [
+                s.shard,
+                s.manager,
+                str(s.clusters),
+                str(s.done),
+                sec(s.to_done.p50),
+                sec(s.to_done.p90),
+                "-" if s.rss_bytes is None else mib(s.rss_bytes),
+                "-" if s.cpu_percent is None else f"{s.cpu_percent:.1f}",
+                "-" if s.reconciles is None else _n(s.reconciles),
+            ]
+            for s in rows
+        ],
+    )
+
+
+def shards_markdown(rows: Sequence[ShardRow], done_word_: str) -> list[str]:
+    """The KCP shards section of a sharded run; nothing for an unsharded one."""
+    if not rows:
+        return []
+    return ["", f"## {shards_heading(rows)}", "", *_table(*shards_table(rows, done_word_))]
 
 
 #: Controllers the Markdown lists (deepest queue first); --format json has them all.

@@ -28,6 +28,8 @@ from lab.report import (
     mib,
     priority_table,
     sec,
+    shards_heading,
+    shards_table,
     slo_table,
     unit,
 )
@@ -220,6 +222,8 @@ def render(r: Report, figures: Sequence[Figure], found: Bottleneck | None = None
         if r.components
         else "<p>No resource samples were recorded.</p>",
     ]
+    if r.shards:
+        parts += [f"<h2>{esc(shards_heading(r.shards))}</h2>", table(*shards_table(r.shards, done))]
     if r.metrics is not None:
         parts.append(_metrics(r.metrics))
     if series:

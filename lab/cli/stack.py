@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from lab import build, config, management, naming, tuning
+from lab import build, config, management, naming, shards, tuning
 from lab.cli import _preflight
 from lab.cli._lock import mutating
 from lab.cli._output import Output, OutputOption, console, err_console, print_json
@@ -54,9 +54,18 @@ def up_cmd(
         "--offline",
         help="kind mode: clusterctl reads a repository rendered from the Go module cache, not GitHub",
     ),
+    n_shards: int = typer.Option(
+        None,
+        "--shards",
+        metavar="K",
+        help=f"local mode: K KCP managers (1..{shards.MAX_SHARDS}), each watching the clusters "
+        "labelled for it; default: the count of the last up (1 at first)",
+    ),
     raise_limits: bool = RaiseLimitsOption,
 ) -> None:
     """Start or converge the management stack: build what is missing, start etcd, kube-apiserver, kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs and webhooks, and wait until every component is healthy. Safe to re-run. --mode kind: a kind cluster, clusterctl init, BMO in test mode, tuning patches; --offline: clusterctl's providers and cert-manager from files rendered from the Go module cache."""
+    if n_shards is not None:
+        shards.check_count(n_shards)
     settings = config.load()
     # `is None` checks: an empty --mode or --tuning is bad input, not "the default".
     if mode is not None and mode not in management.MODES:
@@ -66,6 +75,8 @@ def up_cmd(
             f"unknown tuning profile {tuning_profile!r}; use one of {', '.join(tuning.PROFILES)}"
         )
     stack = management.for_settings(settings, mode, bmo_source=bmo_source, offline=offline)
+    if n_shards not in (None, 1) and not stack.local_backing:
+        raise UsageError(f"--shards is for mode local: mode {stack.mode} runs one KCP manager")
     if stack.local_backing:  # the local stack runs on this host: check its limits first
         _preflight.for_up(settings, raise_limits)
     with err_console.status("lab up: starting") as spinner:
@@ -74,10 +85,11 @@ def up_cmd(
             spinner.update(f"lab up: {msg}")
             err_console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}", highlight=False)
 
-        result = stack.up(tuning_profile, log)
+        result = stack.up(tuning_profile, log, n_shards)
     detail = "; ".join(result.done()) or "nothing to change"
+    sharded = f", {result.n_shards} KCP shards" if result.n_shards > 1 else ""
     console.print(
-        f"[green]{result.state}[/green] in {result.seconds:.1f}s (tuning {result.profile}; {detail}); "
+        f"[green]{result.state}[/green] in {result.seconds:.1f}s (tuning {result.profile}{sharded}; {detail}); "
         f"kubeconfig: {stack.kubeconfig()}"
     )
 
@@ -158,6 +170,47 @@ def _component_rows(rows: list[status.Row]) -> list[tuple[str, ...]]:
     return out
 
 
+def _shards(k: int, rows: list[status.Row], clusters: list[ClusterInfo] | None) -> list[dict[str, object]]:
+    """One entry per KCP shard (lab.shards): its manager program, state, health and how many
+    clusters its label owns (None when the clusters are unknown). With one shard it owns them all."""
+    by_name = {r.name: r for r in rows}
+    out: list[dict[str, object]] = []
+    for n in range(k):
+        name = shards.program(n)
+        row = by_name.get(name)
+        owned = None
+        if clusters is not None:
+            owned = len(clusters) if k == 1 else sum(c.shard == n for c in clusters)
+        out.append(
+            {
+                "shard": shards.label_value(n),
+                "watch_filter": shards.label_value(n) if k > 1 else None,
+                "manager": name,
+                "state": row.state if row else None,
+                "healthy": row.healthy if row else None,
+                "clusters": owned,
+            }
+        )
+    return out
+
+
+def _print_shards(sharded: list[dict[str, object]], clusters: list[ClusterInfo]) -> None:
+    """Nothing with one shard: the table already has kcp-manager."""
+    if len(sharded) < 2:
+        return
+    unassigned = sum(c.shard is None for c in clusters)
+    console.print(
+        f"KCP shards: {len(sharded)}"
+        + (f" ({unassigned} cluster(s) without a shard label yet)" if unassigned else ""),
+        highlight=False,
+    )
+    for s in sharded:
+        console.print(
+            f"  {s['shard']}: {s['manager']} {s['state'] or 'not running'}, {s['clusters']} cluster(s)",
+            highlight=False,
+        )
+
+
 @app.command("status")
 def status_cmd(output: Output = OutputOption) -> None:
     """Each component (supervisor state, pid, uptime, RSS, CPU, health) and the workload clusters by phase."""
@@ -168,6 +221,7 @@ def status_cmd(output: Output = OutputOption) -> None:
     clusters, why = _clusters(settings) if rows else (None, "stack is not running")
     hosts = _hosts(settings) if clusters is not None else None
     busy = lock.holder(settings)
+    sharded = _shards(management.shards(settings), rows, clusters) if rows else []
     if output == Output.json:
         print_json(
             {
@@ -178,6 +232,7 @@ def status_cmd(output: Output = OutputOption) -> None:
                 "clusters_by_phase": None if clusters is None else by_phase(clusters),
                 "clusters_error": None if clusters is not None or not rows else why,
                 "hosts_by_state": hosts,
+                "shards": sharded,
             }
         )
         return
@@ -201,6 +256,7 @@ def status_cmd(output: Output = OutputOption) -> None:
     counts = {p: n for p, n in by_phase(clusters).items() if n}
     detail = ", ".join(f"{n} {p}" for p, n in counts.items())
     console.print(f"clusters: {len(clusters)}" + (f" ({detail})" if detail else ""))
+    _print_shards(sharded, clusters)
     local = sum(c.backing == naming.LOCAL_BACKING for c in clusters)
     console.print(f"local backing: {local} of {settings.local_capacity} cluster(s)")
     if hosts:

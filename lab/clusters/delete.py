@@ -35,6 +35,7 @@ from lab import management, naming, phases, records, supervised
 from lab.backing import Backing, open_all
 from lab.backing.store import entries
 from lab.clusters.inventory import cluster_namespaces
+from lab.clusters.session import shards_snapshot
 from lab.config import Settings
 from lab.kube import ApiError, Client, NotFound
 from lab.kube.errors import retryable
@@ -508,6 +509,7 @@ def delete(
         names="all" if names is None else f"{len(names)} named",
         wait=wait,
         patched=supervised.running_patches(settings),
+        **shards_snapshot(settings),
     )
     with (
         records.open_records(settings) as db,

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lab import naming, phases
+from lab import naming, phases, shards
 from lab.config import Settings
 from lab.kube import Client
 from lab.manifests.kinds import API_VERSIONS
@@ -52,6 +52,9 @@ class ClusterInfo:
     phase: str
     #: what holds the cluster in its phase (None when available)
     reason: str | None = None
+    #: the KCP shard whose watch-filter label its KubeadmControlPlane carries (lab.shards); None
+    #: when unsharded or not applied yet
+    shard: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,7 +140,9 @@ def derive(
         labels = ns["metadata"].get("labels") or {}
         phase, reason = phase_of(ns, seen[name])
         backing = labels.get(naming.BACKING_LABEL, naming.LOCAL_BACKING)
-        out.append(ClusterInfo(name, index, backing, phase, reason))
+        kcp = seen[name].kcp
+        watch = ((kcp or {}).get("metadata", {}).get("labels") or {}).get(shards.WATCH_LABEL)
+        out.append(ClusterInfo(name, index, backing, phase, reason, shards.shard_of_label(watch)))
     return sorted(out, key=lambda c: c.index)
 
 

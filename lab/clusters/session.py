@@ -77,6 +77,13 @@ def component_pids(settings: Settings) -> dict[str, int]:
     return out
 
 
+def shards_snapshot(settings: Settings) -> dict[str, int]:
+    """`shards`: K for a run on a stack of K > 1 KCP managers (lab.shards), so its report shows each
+    shard; nothing with one, so an unsharded run records what it always did."""
+    k = management.shards(settings)
+    return {"shards": k} if k > 1 else {}
+
+
 def metrics_sampler(settings: Settings, db: records.Records, run_id: int) -> MetricsSampler:
     """The run's Prometheus sampler over every endpoint the management provider knows (lab.metrics)."""
     from lab.management import for_settings
@@ -119,6 +126,7 @@ def create_clusters(
         patched=supervised.running_patches(settings),
         payload_kb=payload_kb,
         workers=n_workers,
+        **shards_snapshot(settings),
     )
     with (
         records.open_records(settings) as db,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lab import components, supervised
 from lab.config import Settings
+from lab.errors import UsageError
 from lab.kindmgmt import kubeconfig_path, up
 from lab.metrics import Target
 
@@ -27,7 +28,9 @@ class KindStack:
         self.bmo_source = bmo_source
         self.offline = offline
 
-    def up(self, profile: str | None, log: Log) -> up.KindUpResult:
+    def up(self, profile: str | None, log: Log, shards: int | None = None) -> up.KindUpResult:
+        if shards not in (None, 1):  # lab.shards: the local stack's KCP managers only
+            raise UsageError("--shards is for mode local: mode kind runs one KCP manager")
         return up.up(self.settings, profile, log, self.bmo_source, self.offline)
 
     def down(self, purge: bool) -> bool:

@@ -57,6 +57,7 @@ class KindUpResult:
     installed: list[str] = field(default_factory=list)
     patched: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
+    n_shards = 1  # one KCP manager: kind mode does not shard (lab.shards)
     state = "ready"  # every manager Deployment rolled out
 
     def done(self) -> list[str]:

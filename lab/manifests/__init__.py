@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lab import naming
+from lab import naming, shards
 from lab.config import Settings
 from lab.manifests import capi, metal3, names, payload, workers
 from lab.manifests.common import lab_labels, obj
@@ -56,10 +56,12 @@ def cluster_objects(
     backing: str = naming.LOCAL_BACKING,
     payload_kb: int = 0,
     n_workers: int = 0,
+    n_shards: int = shards.DEFAULT,
 ) -> list[dict[str, Any]]:
     """Every object of workload cluster `index`, in apply order; `payload_kb` KiB of files in the
     KubeadmControlPlane (lab.manifests.payload); `n_workers` worker hosts and MachineDeployment
-    replicas (lab.manifests.workers).
+    replicas (lab.manifests.workers); with `n_shards` > 1 the Cluster and KCP carry the watch-filter
+    label of the KCP shard the index falls to (lab.shards), with 1 no label at all.
 
     Order: the Namespace, then Secrets (KCP and BMO look them up), then the hosts (BMO can register and
     inspect them while the rest is created), then templates before what references them, the Cluster last.
@@ -69,6 +71,7 @@ def cluster_objects(
     if pki.name != name:
         raise ValueError(f"PKI of {pki.name} passed for cluster {name}")
     workers.check_count(n_workers)
+    shard = shards.labels(index, shards.check_count(n_shards))
     k8s = settings.versions.kubernetes
     return [
         namespace(name, index, backing, payload_kb, n_workers),
@@ -91,8 +94,15 @@ def cluster_objects(
         capi.kubeadm_config_template(name, index),
         metal3.metal3_cluster(name, index, endpoint),
         capi.kubeadm_control_plane(
-            name, index, k8s, endpoint[0], etcd_endpoints, pki.certificates_expiry, payload.files(payload_kb)
+            name,
+            index,
+            k8s,
+            endpoint[0],
+            etcd_endpoints,
+            pki.certificates_expiry,
+            payload.files(payload_kb),
+            shard,
         ),
         capi.machine_deployment(name, index, k8s, n_workers),
-        capi.cluster(name, index),
+        capi.cluster(name, index, shard),
     ]

@@ -36,12 +36,13 @@ def node_registration() -> dict[str, Any]:
     }
 
 
-def cluster(name: str, index: int) -> dict[str, Any]:
+def cluster(name: str, index: int, shard: dict[str, str] | None = None) -> dict[str, Any]:
+    """`shard`: the watch-filter label of its KCP shard (lab.shards.labels), none by default."""
     return obj(
         "Cluster",
         name,
         names.namespace(name),
-        cluster_labels(name, index),
+        {**cluster_labels(name, index), **(shard or {})},
         spec={
             "clusterNetwork": {
                 "pods": {"cidrBlocks": [POD_CIDR]},
@@ -62,8 +63,11 @@ def kubeadm_control_plane(
     etcd_endpoints: list[str],
     certificates_expiry: str,
     files: list[dict[str, Any]] | None = None,
+    shard: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """`files`: extra kubeadmConfigSpec.files (lab.manifests.payload), none by default."""
+    """`files`: extra kubeadmConfigSpec.files (lab.manifests.payload), none by default. `shard`: the
+    watch-filter label of its KCP shard (lab.shards.labels), on the object and its machine template
+    (so on the Machines KCP creates, whose events the shard's filter lets through)."""
     if not etcd_endpoints:
         raise ValueError("external etcd needs at least one endpoint")
     sans = list(dict.fromkeys([endpoint_host, "127.0.0.1", "localhost"]))
@@ -71,14 +75,14 @@ def kubeadm_control_plane(
         "KubeadmControlPlane",
         name,
         names.namespace(name),
-        cluster_labels(name, index),
+        {**cluster_labels(name, index), **(shard or {})},
         spec={
             "replicas": 1,
             "version": k8s_version,
             "machineTemplate": {
                 # KCP copies these onto each Machine, Metal3Machine and KubeadmConfig it creates.
                 "metadata": {
-                    "labels": lab_labels(name, index),
+                    "labels": {**lab_labels(name, index), **(shard or {})},
                     "annotations": {CERT_EXPIRY_ANNOTATION: certificates_expiry},
                 },
                 "spec": {

@@ -7,7 +7,7 @@ controller-runtime /readyz (which includes the webhook server for the managers t
 
 from __future__ import annotations
 
-from lab import components
+from lab import components, shards
 from lab.config import Settings
 from lab.stack import managers, mgmt, ports
 from lab.supervised import Probe
@@ -27,4 +27,6 @@ def probes(settings: Settings) -> dict[str, Probe]:
     }
     for m in managers.MANAGERS:
         out[m.name] = Probe(f"http://{ports.LOOPBACK}:{ports.manager(settings, m.name).health}/readyz")
+    for name in shards.EXTRA_PROGRAMS:  # KCP shards past the first, whichever run
+        out[name] = Probe(f"http://{ports.LOOPBACK}:{ports.of_program(settings, name).health}/readyz")
     return out

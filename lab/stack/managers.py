@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import build
+from lab import build, shards
 from lab.config import Settings
 from lab.runtime.supervise import Program
 from lab.stack import mgmt, ports
@@ -123,8 +123,15 @@ def ensure_identity(settings: Settings, m: Manager, p: mgmt.MgmtPKI) -> None:
     mgmt.ensure_server(cert_dir(settings, m), "tls", p.webhook_ca, m.name, ["localhost"], [ports.LOOPBACK])
 
 
-def argv(settings: Settings, m: Manager, tuning_flags: list[str]) -> list[str]:
-    pp = ports.manager(settings, m.name)
+def argv(
+    settings: Settings,
+    m: Manager,
+    tuning_flags: list[str],
+    pp: ports.ManagerPorts | None = None,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """`pp`: other ports than the manager's own (a KCP shard's); `extra` flags go before the tuning."""
+    pp = pp or ports.manager(settings, m.name)
     exe = str(build.binary_path(settings, m.name))
     if m.go_flags:
         return [
@@ -145,6 +152,7 @@ def argv(settings: Settings, m: Manager, tuning_flags: list[str]) -> list[str]:
         # Plain HTTP metrics on loopback, so benchmarks can scrape without a token.
         f"--diagnostics-address={ports.LOOPBACK}:{pp.metrics}",
         "--insecure-diagnostics",
+        *extra,
         *tuning_flags,
     ]
 
@@ -169,6 +177,27 @@ def program(settings: Settings, m: Manager, tuning_flags: list[str], tuning_env:
         argv=argv(settings, m, tuning_flags),
         env=env(settings, m, tuning_env),
         directory=run_dir(settings, m),
+    )
+
+
+def shard_program(
+    settings: Settings, n: int, k: int, tuning_flags: list[str], tuning_env: dict[str, str]
+) -> Program:
+    """KCP shard n of k (lab.shards). K = 1: kcp-manager's program as it always was. K > 1: with
+    `--watch-filter=shard-<n>`; shard 0 is kcp-manager itself (the webhook configurations name its
+    port), shards 1.. are programs of their own with their own ports and working directory, the same
+    identity and the same webhook serving certificate."""
+    m = BY_NAME[shards.MANAGER]
+    if k == 1:
+        return program(settings, m, tuning_flags, tuning_env)
+    name = shards.program(n)
+    flags = (f"--watch-filter={shards.label_value(n)}",)
+    return Program(
+        name=name,
+        priority=400,
+        argv=argv(settings, m, tuning_flags, ports.shard(settings, n), flags),
+        env=env(settings, m, tuning_env),
+        directory=settings.run_dir / name,
     )
 
 

@@ -20,8 +20,8 @@ class LocalStack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def up(self, profile: str | None, log: Log) -> up.UpResult:
-        return up.up(self.settings, profile, log)
+    def up(self, profile: str | None, log: Log, shards: int | None = None) -> up.UpResult:
+        return up.up(self.settings, profile, log, shards)
 
     def down(self, purge: bool) -> bool:
         return up.down(self.settings, purge)

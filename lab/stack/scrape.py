@@ -9,7 +9,8 @@
   GET /metrics and nothing else) and sends it only to the process supervisord runs as bmo-manager,
   checked by the owner of the listening socket, since the certificate proves nothing;
 - kube-apiserver: HTTPS verified with the management CA, lab's admin client certificate;
-- both etcds: their plain-HTTP --listen-metrics-urls on loopback.
+- both etcds: their plain-HTTP --listen-metrics-urls on loopback;
+- the KCP shards past the first (lab.shards), as kcp-manager, each on its own port.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from lab import components
+from lab import components, shards
 from lab.config import Settings
 from lab.metrics import Target
 from lab.runtime.ports import listener_pid
 from lab.runtime.supervise import Supervisor
 from lab.stack import managers, mgmt, ports
+from lab.stack.up import current_shards
 
 #: seconds a metrics token lives (the apiserver's minimum is 600); renewed at half its life
 TOKEN_SECONDS = 3600
@@ -97,4 +99,6 @@ def targets(settings: Settings) -> list[Target]:
             )
         else:
             out.append(Target(m.name, f"http://{loop}:{port}/metrics"))
+    for n in range(1, current_shards(settings)):  # KCP's shards past kcp-manager (lab.shards)
+        out.append(Target(shards.program(n), f"http://{loop}:{ports.shard(settings, n).metrics}/metrics"))
     return out

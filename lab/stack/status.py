@@ -3,12 +3,14 @@ stack's start order, with the stack's probes."""
 
 from __future__ import annotations
 
-from lab import components, supervised
+from lab import components, shards, supervised
 from lab.config import Settings
 from lab.stack import health, managers
 from lab.supervised import CPU_WINDOW, Row
 
-ORDER = (*components.CORE, *managers.NAMES, components.NODESIM)
+#: start order; KCP's shards (lab.shards) right after kcp-manager, shard 0
+_MANAGERS = [n for m in managers.NAMES for n in (m, *(shards.EXTRA_PROGRAMS if m == shards.MANAGER else ()))]
+ORDER = (*components.CORE, *_MANAGERS, components.NODESIM)
 
 
 def rows(settings: Settings, window: float = CPU_WINDOW) -> list[Row]:

@@ -7,6 +7,12 @@ configurations (server-side apply, skipped when their digest is unchanged) -> ma
 health endpoint, so RUNNING past supervisord's startsecs is what "up" means for it).
 Every step is idempotent, so a second `lab up` on a healthy stack only reads: no build, no restart,
 no apply.
+
+`--shards K` (lab.shards) runs K KCP managers; K is stored beside the tuning profile in the stack's
+state, so a plain `lab up` or `lab tune` keeps it. Another K is converged (shard programs added or
+removed, kcp-manager restarted with its new filter) only while no workload cluster exists, and
+refused with one line otherwise, before any manager changes: the clusters' objects carry the
+labels of the shards they were given.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from lab import build, components, supervised, tuning
+from lab import build, components, naming, shards, supervised, tuning
 from lab.config import Settings
 from lab.errors import LabError, UsageError
 from lab.etcd import server as tenant_etcd
@@ -55,6 +61,13 @@ def current_profile(settings: Settings) -> str:
     return str(read_state(settings).get("tuning", "default"))
 
 
+def current_shards(settings: Settings) -> int:
+    """The KCP shard count the last `lab up` stored (1 before any, or when the file is damaged)."""
+    k = read_state(settings).get("shards", shards.DEFAULT)
+    ok = isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= shards.MAX_SHARDS
+    return k if ok else shards.DEFAULT
+
+
 def core_programs(settings: Settings) -> list[Program]:
     argv = [
         *tenant_etcd.etcd_command(settings),
@@ -68,12 +81,17 @@ def core_programs(settings: Settings) -> list[Program]:
     ]
 
 
-def manager_programs(settings: Settings, profile: str) -> list[Program]:
+def manager_programs(settings: Settings, profile: str, k: int | None = None) -> list[Program]:
+    """Every manager's program; KCP's once per shard (k: default the stored count)."""
+    k = current_shards(settings) if k is None else k
     out = []
     for m in managers.MANAGERS:
         flags = tuning.flags(settings, m.name, profile) if m.name in tuning.COMPONENTS else []
         env = tuning.env(m.name, profile) if m.name in tuning.COMPONENTS else {}
-        out.append(managers.program(settings, m, flags, env))
+        if m.name == shards.MANAGER:
+            out += [managers.shard_program(settings, n, k, flags, env) for n in range(k)]
+        else:
+            out.append(managers.program(settings, m, flags, env))
     return out
 
 
@@ -91,8 +109,8 @@ def build_targets(settings: Settings) -> list[str]:
 # --- ports -----------------------------------------------------------------------------------
 
 
-def port_owners(settings: Settings) -> dict[int, str]:
-    """Every port the stack listens on -> the component that owns it."""
+def port_owners(settings: Settings, k: int = shards.DEFAULT) -> dict[int, str]:
+    """Every port the stack listens on -> the component that owns it, with k KCP shards."""
     p = settings.ports
     out = {
         p.mgmt_etcd: components.MGMT_ETCD,
@@ -107,6 +125,9 @@ def port_owners(settings: Settings) -> dict[int, str]:
     for name in managers.NAMES:
         mp = ports.manager(settings, name)
         out |= {mp.webhook: name, mp.health: name, mp.metrics: name}
+    for n in range(1, k):
+        sp = ports.shard(settings, n)
+        out |= dict.fromkeys((sp.webhook, sp.health, sp.metrics), shards.program(n))
     return out
 
 
@@ -122,10 +143,10 @@ def our_pids(sup: Supervisor | None) -> set[int]:
     return pids
 
 
-def check_ports(settings: Settings, sup: Supervisor | None) -> None:
+def check_ports(settings: Settings, sup: Supervisor | None, k: int = shards.DEFAULT) -> None:
     """One clear error, before anything starts, when a port of ours is held by someone else."""
     mine = our_pids(sup)
-    for port, owner in sorted(port_owners(settings).items()):
+    for port, owner in sorted(port_owners(settings, k).items()):
         if bindable(port, ports.LOOPBACK, reuse=True):
             continue
         pid = listener_pid(port)
@@ -195,6 +216,35 @@ def ensure_objects(settings: Settings, p: mgmt.MgmtPKI, log: Log) -> bool:
     return True
 
 
+# --- shards ------------------------------------------------------------------------------------
+
+
+def check_reshard(settings: Settings, old: int, new: int) -> None:
+    """Another shard count only while no workload cluster exists (lab.shards says why); one line
+    otherwise. Asks the management apiserver, which must answer."""
+    if old == new:
+        return
+    try:
+        with mgmt.client(settings, attempts=2, timeout=10.0, parallel=1) as client:
+            found = client.list("v1", "Namespace", label_selector=naming.CLUSTER_LABEL)
+    except LabError as e:
+        raise LabError(f"cannot tell whether clusters exist before changing --shards: {e}") from None
+    if found:
+        first = found[0]["metadata"]["name"]
+        raise LabError(
+            f"{len(found)} cluster(s) ({first} first) exist with --shards {old}, labelled for those "
+            f"shards: delete them first (lab delete-clusters --all) or keep --shards {old}"
+        )
+
+
+def drop_surplus_shards(sup: Supervisor, k: int) -> list[str]:
+    """Remove the programs of shards >= k (a lower --shards); the names removed."""
+    surplus = [n for n in shards.EXTRA_PROGRAMS[k - 1 :] if sup.process(n) is not None]
+    if surplus:
+        sup.remove(surplus)
+    return surplus
+
+
 # --- the verbs ---------------------------------------------------------------------------------
 
 
@@ -205,6 +255,7 @@ class UpResult:
     changed: list[str] = field(default_factory=list)
     applied: bool = False
     profile: str = "default"
+    n_shards: int = shards.DEFAULT  # KCP managers (lab.shards)
     state = "healthy"  # every component answers its own health probe
 
     def done(self) -> list[str]:
@@ -246,12 +297,19 @@ def converge(
     return [*changes["added"], *changes["changed"]]
 
 
-def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: None) -> UpResult:
+def up(
+    settings: Settings, profile: str | None = None, log: Log = lambda _m: None, k: int | None = None
+) -> UpResult:
+    """k: KCP shards (lab.shards); None keeps the stored count."""
     started = time.monotonic()
     profile = check_profile(profile or current_profile(settings))
+    old_k = current_shards(settings)
+    k = shards.check_count(old_k if k is None else k)
     existing = Supervisor(settings)
     fresh = not existing.alive()
-    check_ports(settings, None if fresh else existing)
+    if not fresh:
+        check_reshard(settings, old_k, k)
+    check_ports(settings, None if fresh else existing, k)
 
     missing = [t for t in build_targets(settings) if not build.is_cached(settings, t)]
     build.ensure(settings, build_targets(settings), log)
@@ -259,18 +317,29 @@ def up(settings: Settings, profile: str | None = None, log: Log = lambda _m: Non
 
     if fresh:
         # supervisord starts every program file it finds; managers must wait for the apiserver.
-        remove_program_files(settings, [*managers.NAMES, *(p.name for p in simulator_programs(settings))])
+        sim = [p.name for p in simulator_programs(settings)]
+        remove_program_files(settings, [*managers.NAMES, *shards.EXTRA_PROGRAMS, *sim])
     sup = ensure_running(settings)
     core = core_programs(settings)
     changed = converge(settings, sup, core, CORE_TIMEOUT, log)
+    if fresh and k != old_k:  # only now can the apiserver say whether clusters exist
+        try:
+            check_reshard(settings, old_k, k)
+        except LabError:
+            down(settings)  # as it was: stopped
+            raise
     bootstrap_tenant_etcd(settings, log)
     applied = ensure_objects(settings, p, log)
-    changed += converge(settings, sup, manager_programs(settings, profile), MANAGER_TIMEOUT, log)
+    if dropped := drop_surplus_shards(sup, k):
+        log(f"removed {', '.join(dropped)}")
+    for n in range(1, k):  # the working directories of KCP's other shards
+        (settings.run_dir / shards.program(n)).mkdir(parents=True, exist_ok=True)
+    changed += converge(settings, sup, manager_programs(settings, profile, k), MANAGER_TIMEOUT, log)
     changed += converge(settings, sup, simulator_programs(settings), MANAGER_TIMEOUT, log)
-    write_state(settings, tuning=profile)
+    write_state(settings, tuning=profile, shards=k)
     if fresh:
         changed = [*dict.fromkeys([*(c.name for c in core), *changed])]
-    return UpResult(time.monotonic() - started, missing, changed, applied, profile)
+    return UpResult(time.monotonic() - started, missing, changed, applied, profile, k)
 
 
 def tune(settings: Settings, profile: str, log: Log = lambda _m: None) -> list[str]:

@@ -259,6 +259,12 @@ ARGS: list[Case] = [
     c("up --mode ''"),
     c("up --tuning turbo"),
     c("up --tuning ''"),
+    c("up --shards 0"),
+    c("up --shards -1"),
+    c("up --shards 6"),
+    c("up --shards 100000000000000000000"),
+    c("up --shards two"),
+    c("up --shards ''"),
     c("down extra"),
     c("down --purge=maybe"),
     # the host side of a process backing
@@ -412,6 +418,7 @@ def bad_name_args(draw: st.DrawFn) -> list[str]:
             ["host", "ensure", "--address=127.0.0.1", "--no-tar", "--", f"test-1:{draw(bad_int(1, 65535))}"],
             (),
         ),
+        (["up", f"--shards={draw(bad_int(1, 5))}"], ()),
     ]
     word = draw(text)
     choices += [
