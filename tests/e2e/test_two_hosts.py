@@ -2,10 +2,14 @@
 network-namespace SSH hosts (tests/support/hosts.py) provisioned by playbooks/backing-cluster.yml and
 registered (h1 with `lab backing add NAME --host ...`, h2 by the playbook's own registration task,
 backing_register), four clusters created across both and brought to Available by the real
-controllers, then deleted leaving nothing on either host.
+controllers, then deleted leaving nothing on either host. h2 also carries the multiplexer
+(backing_process_mux: the playbook installs lab-mux like the apiserver binary and registers it as
+backing h2-mux, which starts it under h2's supervisord): three clusters on h2-mux reach Available
+at h2's address, and their delete leaves nothing of them on h2. The warm playbook run (both
+hosts, the mux included) changes nothing.
 
 Issue 6 says `--start 1`; indexes are shared by every e2e test of one session (one management
-cluster), and test_clusters.py owns 1-6, so this module uses 960-963. Its `delete-clusters --all`
+cluster), and test_clusters.py owns 1-6, so this module uses 960-963 (964-966 on h2-mux). Its `delete-clusters --all`
 runs after the other modules (file order) and deletes only what is left: these four.
 
 The hosts share this machine's filesystem and process table (only the network is theirs), so the
@@ -17,6 +21,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,12 +43,15 @@ from support.hosts import (
 from support.stack import Stack
 
 from lab import build
-from lab.backing import store
+from lab.backing import mux, store
+from lab.backing.hostmux import HostMuxBacking
 from lab.backing.process import ProcessBacking
 from lab.clusters.residue import residue
 
 START, COUNT = 960, 4
 NAMES = [f"test-{i}" for i in range(START, START + COUNT)]
+MUX_START, MUX_COUNT = 964, 3
+MUX_NAMES = [f"test-{i}" for i in range(MUX_START, MUX_START + MUX_COUNT)]
 CREATE_TIMEOUT = 900
 WAIT = "600"
 HOST_HOME = "var/lib/metal3-scale-lab"
@@ -65,8 +74,8 @@ def hosts(stack: Stack) -> Iterator[list[Host]]:
         print(f"skipping the two-host end to end: {reason}")
         pytest.skip(reason)
     settings = stack.settings()
-    targets = ("etcd", "kube-apiserver")
-    paths = build.ensure(settings, list(targets), log=print)  # cached by lab up already
+    targets = ("etcd", "kube-apiserver", mux.PROGRAM_NAME)
+    paths = build.ensure(settings, list(targets), log=print)  # cached already (lab-mux: lab build lab-mux)
     binaries = [str(paths[t].relative_to(settings.bin_dir)) for t in targets]
     # Short: each host's supervisord socket lives under <work>/h/<host>/root/var/lib/metal3-scale-lab/run.
     work = Path(tempfile.mkdtemp(prefix="lbe", dir="/tmp"))
@@ -85,6 +94,8 @@ def hosts(stack: Stack) -> Iterator[list[Host]]:
                     "backing_name": "h2",
                     "backing_capacity": 4,
                     "backing_lab_command": [sys.executable, "-m", "lab"],
+                    "backing_process_mux": True,
+                    "backing_process_mux_capacity": MUX_COUNT,
                 }
             }
             args = (ns, work, wheel, artifacts, settings.bin_dir, binaries)
@@ -96,9 +107,10 @@ def hosts(stack: Stack) -> Iterator[list[Host]]:
             )
             assert all(r[1] == 0 for r in warm.recap.values()), warm.recap  # a re-run changes nothing
             yield made
-            for h in made:  # leave the stack's registry as it was; sshd and netns go next
-                if store.load(settings, h.name) is not None:
-                    stack.lab("backing", "remove", h.name, "--force", check=False)
+            # leave the stack's registry as it was; sshd and netns go next
+            for name in ("h2-mux", *(h.name for h in made)):
+                if store.load(settings, name) is not None:
+                    stack.lab("backing", "remove", name, "--force", check=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -201,6 +213,102 @@ def test_create_four_across_two_hosts_until_available(stack: Stack, hosts: list[
         assert _backing(stack, h).present() == set(mine)
     rows = {r["name"]: r for r in json.loads(stack.lab("backing", "list", "-o", "json").stdout)}
     assert (rows["h1"]["used"], rows["h2"]["used"]) == (2, 2)
+
+
+def _lab_mux(h: Host) -> list[str]:
+    """Command lines of lab-mux processes running from this host's lab home."""
+    return [c for c in _host_processes(h) if f"/{mux.PROGRAM_NAME} " in c]
+
+
+def _kubectl(kubeconfig: Path, *args: str) -> str:
+    res = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def _listening(ns: NsHost, port: int) -> bool:
+    """Whether anything accepts on the host's address and port (reached from here, as lab does)."""
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex((ns.address, port)) == 0
+
+
+def test_three_on_the_hosts_mux_until_available_then_delete_leaves_nothing(
+    stack: Stack, hosts: list[Host], tmp_path: Path
+) -> None:
+    """h2-mux (registered by the playbook): lab-mux runs on h2 from its lab home, clusters listen on
+    h2's address at 20000 + index, Available through the real controllers with the Ready node behind
+    `lab kubeconfig`; their delete leaves no registration, file or listener on h2, and lab-mux stays
+    up for the next ones."""
+    _h1, h2 = hosts
+    settings = stack.settings()
+    entry = store.load(settings, "h2-mux")
+    assert entry is not None and entry.runtime == "mux" and entry.capacity == MUX_COUNT
+    [cmd] = _lab_mux(h2)
+    assert f"--host={h2.ns.address}" in cmd and "--external-host" in cmd
+    assert "--control-address=127.0.0.1:" in cmd  # the control API on h2's loopback only
+    started = time.monotonic()
+    out = stack.lab(
+        "create-clusters",
+        str(MUX_COUNT),
+        "--start",
+        str(MUX_START),
+        "--backing",
+        "h2-mux",
+        "--wait",
+        "--timeout",
+        WAIT,
+        "-o",
+        "json",
+        timeout=CREATE_TIMEOUT,
+    )
+    print(f"create-clusters {MUX_COUNT} on h2's lab-mux until Available: {time.monotonic() - started:.1f}s")
+    res = json.loads(out.stdout)
+    assert res["available"] == MUX_NAMES and res["stuck"] == {}, res
+    endpoints = {
+        c["metadata"]["namespace"]: c["spec"]["controlPlaneEndpoint"]
+        for c in stack.kubectl_json("get", "clusters.cluster.x-k8s.io", "-A")["items"]
+        if c["metadata"]["namespace"] in MUX_NAMES
+    }
+    for name in MUX_NAMES:
+        index = int(name.rsplit("-", 1)[1])
+        assert endpoints[name] == {"host": h2.ns.address, "port": 20000 + index}
+        ns = stack.kubectl_json("get", "ns", name)
+        assert ns["metadata"]["labels"]["scale-lab.metal3.io/backing"] == "h2-mux"
+        # the Ready node through what a user runs, served by h2's lab-mux
+        kubeconfig = tmp_path / f"{name}.kubeconfig"
+        kubeconfig.write_text(stack.lab("kubeconfig", name).stdout)
+        nodes = json.loads(_kubectl(kubeconfig, "get", "nodes", "-o", "json"))["items"]
+        assert len(nodes) == 1, nodes
+        ready = [c for c in nodes[0]["status"]["conditions"] if c["type"] == "Ready"]
+        assert [c["status"] for c in ready] == ["True"], nodes[0]["status"]
+    b = HostMuxBacking(settings, entry)
+    assert b.present() == set(MUX_NAMES)
+    assert sorted(b.listing()["served"]) == MUX_NAMES
+    assert _apiservers(h2).keys().isdisjoint(MUX_NAMES)  # no kube-apiserver for a mux cluster
+    rows = {r["name"]: r for r in json.loads(stack.lab("backing", "list", "-o", "json").stdout)}
+    assert rows["h2-mux"]["runtime"] == "mux" and rows["h2-mux"]["used"] == MUX_COUNT
+
+    started = time.monotonic()
+    stack.lab(
+        "delete-clusters",
+        "--start",
+        str(MUX_START),
+        "--count",
+        str(MUX_COUNT),
+        "--wait",
+        timeout=CREATE_TIMEOUT,
+    )
+    print(f"delete-clusters {MUX_COUNT} on h2's lab-mux: {time.monotonic() - started:.1f}s")
+    assert residue(settings, MUX_NAMES) == {}
+    assert b.present() == set()
+    assert b.listing() | {"started": None} == {"served": [], "state": [], "files": [], "started": None}
+    assert [p for p in h2.home.rglob("*") if any(n in p.name for n in MUX_NAMES)] == []
+    for name in MUX_NAMES:
+        assert not _listening(h2.ns, 20000 + int(name.rsplit("-", 1)[1]))
+    assert len(_lab_mux(h2)) == 1  # still up for the next clusters
 
 
 def test_delete_all_leaves_nothing_on_either_host(stack: Stack, hosts: list[Host]) -> None:
