@@ -20,9 +20,10 @@ The controller issues every certificate, as for the process runtime; the host ge
 cluster's CA (certificate and key: lab-mux signs the serving certificate for the host's address).
 The manifests declare external etcd like every backing (KCP with external etcd never dials it).
 
-Not yet: after a restart of a host's lab-mux (crash, host reboot) its clusters are served again at
-their endpoints from its state file, but their objects come back only when the node simulator next
-hands their hosts (it watches this machine's lab-mux's start time, not a host's).
+Restart: the host's supervisord starts a killed lab-mux again, which serves its clusters again at
+their endpoints from its state file; the node simulator asks every mux host when its lab-mux started
+(started(), one ssh per host every nodesim.HOST_MUX_POLL_SECONDS) and, when that changes, writes
+the clusters' Nodes, mirror pods and kubeadm-config again, as for this machine's lab-mux.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import naming, pki, pki_store
-from lab.backing import process, ready
+from lab.backing import process, ready, store
 from lab.backing.host import tar_files
 from lab.backing.mux import PROGRAM_NAME
 from lab.backing.store import Entry
@@ -136,3 +137,18 @@ def register(settings: Settings, name: str, **kwargs: Any) -> Entry:
 def unregister(settings: Settings, entry: Entry, *, force: bool = False) -> None:
     """Refused while the host's lab-mux carries clusters (unless force); stops lab-mux there."""
     process.unregister(settings, entry, force=force, opener=HostMuxBacking)
+
+
+def started(settings: Settings) -> dict[str, str | None]:
+    """Each registered mux host's lab-mux start time (None when it or the host does not answer):
+    what the node simulator watches to write a restarted one's objects again. One ssh per host."""
+    out: dict[str, str | None] = {}
+    for entry in store.entries(settings):
+        if entry.runtime != "mux":
+            continue
+        try:
+            value = HostMuxBacking(settings, entry).listing()["started"]
+        except LabError:
+            value = None
+        out[entry.name] = None if value is None else str(value)
+    return out

@@ -5,7 +5,8 @@ backing_register), four clusters created across both and brought to Available by
 controllers, then deleted leaving nothing on either host. h2 also carries the multiplexer
 (backing_process_mux: the playbook installs lab-mux like the apiserver binary and registers it as
 backing h2-mux, which starts it under h2's supervisord): three clusters on h2-mux reach Available
-at h2's address, and their delete leaves nothing of them on h2. The warm playbook run (both
+at h2's address, come back whole and Available after a kill -9 of h2's lab-mux with no command,
+and their delete leaves nothing of them on h2. The warm playbook run (both
 hosts, the mux included) changes nothing.
 
 Issue 6 says `--start 1`; indexes are shared by every e2e test of one session (one management
@@ -19,8 +20,10 @@ test reads each host's lab home and processes directly to prove nothing is left.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -41,12 +44,14 @@ from support.hosts import (
     unavailable_reason,
 )
 from support.stack import Stack
+from support.wait import wait_for
 
-from lab import build
+from lab import build, nodesim
 from lab.backing import mux, store
 from lab.backing.hostmux import HostMuxBacking
 from lab.backing.process import ProcessBacking
 from lab.clusters.residue import residue
+from lab.runtime.supervise import log_file
 
 START, COUNT = 960, 4
 NAMES = [f"test-{i}" for i in range(START, START + COUNT)]
@@ -215,17 +220,86 @@ def test_create_four_across_two_hosts_until_available(stack: Stack, hosts: list[
     assert (rows["h1"]["used"], rows["h2"]["used"]) == (2, 2)
 
 
+def _lab_mux_pids(h: Host) -> list[tuple[int, str]]:
+    """(pid, command line) of lab-mux processes running from this host's lab home."""
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if str(h.home) in cmd and f"/{mux.PROGRAM_NAME} " in cmd:
+            out.append((p.info["pid"], cmd))
+    return out
+
+
 def _lab_mux(h: Host) -> list[str]:
-    """Command lines of lab-mux processes running from this host's lab home."""
-    return [c for c in _host_processes(h) if f"/{mux.PROGRAM_NAME} " in c]
+    return [cmd for _pid, cmd in _lab_mux_pids(h)]
 
 
-def _kubectl(kubeconfig: Path, *args: str) -> str:
+def _node_ready(kubeconfig: Path) -> bool:
+    """One Node, Ready, in the workload API behind the kubeconfig (what `lab kubeconfig` gives)."""
     res = subprocess.run(
-        ["kubectl", f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True, timeout=60
+        ["kubectl", f"--kubeconfig={kubeconfig}", "get", "nodes", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert res.returncode == 0, res.stderr
-    return res.stdout
+    if res.returncode != 0:
+        return False
+    nodes = json.loads(res.stdout)["items"]
+    return len(nodes) == 1 and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in nodes[0]["status"].get("conditions") or []
+    )
+
+
+def _available(stack: Stack, name: str) -> bool:
+    """The Cluster and its KubeadmControlPlane Available, as the management cluster says."""
+    for kind in ("clusters.cluster.x-k8s.io", "kubeadmcontrolplanes.controlplane.cluster.x-k8s.io"):
+        obj = stack.kubectl_json("get", kind, name, "-n", name)
+        if not any(
+            c["type"] == "Available" and c["status"] == "True" for c in obj["status"].get("conditions") or []
+        ):
+            return False
+    return True
+
+
+def _lab_mux_pids(h: Host) -> list[tuple[int, str]]:
+    """(pid, command line) of lab-mux processes running from this host's lab home."""
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if str(h.home) in cmd and f"/{mux.PROGRAM_NAME} " in cmd:
+            out.append((p.info["pid"], cmd))
+    return out
+
+
+def _lab_mux(h: Host) -> list[str]:
+    return [cmd for _pid, cmd in _lab_mux_pids(h)]
+
+
+def _node_ready(kubeconfig: Path) -> bool:
+    """One Node, Ready, in the workload API behind the kubeconfig (what `lab kubeconfig` gives)."""
+    res = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", "get", "nodes", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if res.returncode != 0:
+        return False
+    nodes = json.loads(res.stdout)["items"]
+    return len(nodes) == 1 and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in nodes[0]["status"].get("conditions") or []
+    )
+
+
+def _available(stack: Stack, name: str) -> bool:
+    """The Cluster and its KubeadmControlPlane Available, as the management cluster says."""
+    for kind in ("clusters.cluster.x-k8s.io", "kubeadmcontrolplanes.controlplane.cluster.x-k8s.io"):
+        obj = stack.kubectl_json("get", kind, name, "-n", name)
+        if not any(
+            c["type"] == "Available" and c["status"] == "True" for c in obj["status"].get("conditions") or []
+        ):
+            return False
+    return True
 
 
 def _listening(ns: NsHost, port: int) -> bool:
@@ -280,12 +354,31 @@ def test_three_on_the_hosts_mux_until_available_then_delete_leaves_nothing(
         # the Ready node through what a user runs, served by h2's lab-mux
         kubeconfig = tmp_path / f"{name}.kubeconfig"
         kubeconfig.write_text(stack.lab("kubeconfig", name).stdout)
-        nodes = json.loads(_kubectl(kubeconfig, "get", "nodes", "-o", "json"))["items"]
-        assert len(nodes) == 1, nodes
-        ready = [c for c in nodes[0]["status"]["conditions"] if c["type"] == "Ready"]
-        assert [c["status"] for c in ready] == ["True"], nodes[0]["status"]
+        assert _node_ready(kubeconfig)
     b = HostMuxBacking(settings, entry)
     assert b.present() == set(MUX_NAMES)
+
+    # kill -9 of h2's lab-mux: h2's supervisord starts it again, it serves each cluster again at its
+    # endpoint from its state file, and the node simulator, asking h2 when lab-mux started, writes
+    # their Nodes and mirror pods again: each whole and Available again with no command
+    [(pid, _)] = _lab_mux_pids(h2)
+    killed = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(
+        "h2's lab-mux back (another pid)",
+        lambda: [p for p, _ in _lab_mux_pids(h2) if p != pid] != [],
+        60,
+        0.5,
+    )
+    for name in MUX_NAMES:
+        kubeconfig = tmp_path / f"{name}.kubeconfig"
+        wait_for(f"{name}: Ready node back on h2's lab-mux", lambda k=kubeconfig: _node_ready(k), 120, 1.0)
+        wait_for(f"{name} Available again", lambda n=name: _available(stack, n), 120, 2.0)
+    print(
+        f"h2's lab-mux kill -9 -> {MUX_COUNT} clusters whole and Available again in {time.monotonic() - killed:.1f}s"
+    )
+    log = log_file(settings, nodesim.PROGRAM_NAME).read_text()
+    assert "lab-mux of h2-mux restarted" in log, log[-2000:]
     assert sorted(b.listing()["served"]) == MUX_NAMES
     assert _apiservers(h2).keys().isdisjoint(MUX_NAMES)  # no kube-apiserver for a mux cluster
     rows = {r["name"]: r for r in json.loads(stack.lab("backing", "list", "-o", "json").stdout)}
