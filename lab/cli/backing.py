@@ -93,8 +93,9 @@ def add_cmd(
         extra: dict[str, Any] = {"user": user} if user else {}
         if node_address:
             extra["address"] = node_address
-        register = hostmux.register if chosen == "mux" else process.register
-        entry = register(
+        if chosen == "mux":
+            extra["runtime"], extra["opener"] = "mux", hostmux.HostMuxBacking
+        entry = process.register(
             settings, name, host=host or "", ssh_port=ssh_port, identity=identity, capacity=capacity, **extra
         )
         where = node_address or host or ""
