@@ -24,6 +24,10 @@ Restart: the host's supervisord starts a killed lab-mux again, which serves its 
 their endpoints from its state file; the node simulator asks every mux host when its lab-mux started
 (started(), one ssh per host every nodesim.HOST_MUX_POLL_SECONDS) and, when that changes, writes
 the clusters' Nodes, mirror pods and kubeadm-config again, as for this machine's lab-mux.
+
+Measured (tests/e2e/test_two_hosts.py, a network-namespace host over real ssh, 2 busy cores): 3
+clusters Available on the host's lab-mux 38.8 s after create began; after a kill -9 of it, whole and
+Available again in 8.1 s; their delete 61.5 s (most of it BMO deprovisioning the hosts).
 """
 
 from __future__ import annotations
