@@ -620,7 +620,7 @@ def _compile(
     patches: Patches,
     log: Log,
 ) -> Path:
-    name, version, variant = t.name, _version(settings, t.component), _variant(settings, t, patches)
+    name, version, variant = t.name, target_version(settings, t), _variant(settings, t, patches)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{name}.tmp")
     flags = ldflags(settings, t)

@@ -33,7 +33,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -74,6 +74,12 @@ WORKERS = 8
 #: A restarted lab-mux serves its clusters' endpoints again but none of their objects; they are
 #: Available again only once their Nodes and mirror pods are written again (issue goal: 60 s).
 MUX_POLL_SECONDS = 2.0
+#: How often the simulator asks the registered mux hosts (lab-mux on a process backing host) when
+#: their lab-mux started: one ssh each (a `lab host mux-list`, ~1 s of the host's CPU), so less often.
+HOST_MUX_POLL_SECONDS = 10.0
+#: backing name -> when that backing's lab-mux last started (None: not answering now). The caller
+#: asks the registered mux hosts (lab.backing.hostmux.started), which this adapter cannot import.
+MuxStarts = Callable[[], Mapping[str, str | None]]
 
 
 def _now() -> str:
@@ -689,12 +695,45 @@ def watch_mux(settings: Settings, mgmt: Client, st: _State) -> None:
         seen = started
 
 
+def watch_host_muxes(mgmt: Client, st: _State, starts: MuxStarts) -> None:
+    """Until stop: as watch_mux, for lab-mux on backing hosts (each a registered backing of its
+    own): when one's start time changes (the host's supervisord restarted it, or the host came back),
+    hand every host of that backing's clusters again."""
+    seen: dict[str, str] = {}
+    while not st.stop.wait(HOST_MUX_POLL_SECONDS):
+        try:
+            now = starts()
+        except (LabError, OSError) as e:
+            log.warning("mux hosts not asked: %s (retrying)", e)
+            continue
+        for backing, started in now.items():
+            if started is None:  # down, or restarting: ask again
+                continue
+            if backing in seen and seen[backing] != started:
+                try:
+                    namespaces = {
+                        n["metadata"]["name"]
+                        for n in mgmt.list("v1", "Namespace", label_selector=f"{BACKING_LABEL}={backing}")
+                    }
+                except (LabError, OSError) as e:
+                    log.warning(
+                        "lab-mux of %s restarted, its clusters not listed yet: %s (retrying)", backing, e
+                    )
+                    continue  # seen stays: the next poll tries again
+                n = st.resync(namespaces)
+                log.info(
+                    "lab-mux of %s restarted (started %s): writing %d hosts' nodes again", backing, started, n
+                )
+            seen[backing] = started
+
+
 def run(
     settings: Settings,
     mgmt: Client,
     stop_after: float | None = None,
     workers: int = WORKERS,
     stop: threading.Event | None = None,
+    host_mux_starts: MuxStarts | None = None,
 ) -> None:
     """Watch BMHs; write nodes as hosts in lab cluster namespaces get provisioned, until `stop_after`
     seconds have passed or `stop` is set (run sets it when it returns).
@@ -702,11 +741,16 @@ def run(
     Done hosts (uid + consumer) are remembered in memory only: a restart lists everything again and
     converges, since writes skip what exists. Up to `workers` hosts are handled at once, one host
     never twice at once; failures are retried every RETRY_SECONDS, each with the host as the API
-    has it then (a host deleted meanwhile is forgotten, not retried for ever).
+    has it then (a host deleted meanwhile is forgotten, not retried for ever). `host_mux_starts`:
+    the start times of the registered mux hosts' lab-mux, watched like this machine's.
     """
     st = _State(stop)
     threading.Thread(target=st.stop_watch, name="nodesim-stop", daemon=True).start()
     threading.Thread(target=watch_mux, args=(settings, mgmt, st), name="nodesim-mux", daemon=True).start()
+    if host_mux_starts is not None:
+        threading.Thread(
+            target=watch_host_muxes, args=(mgmt, st, host_mux_starts), name="nodesim-host-mux", daemon=True
+        ).start()
     deadline = None if stop_after is None else time.monotonic() + stop_after
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nodesim") as pool:

@@ -4,7 +4,8 @@ Four runtimes share one contract, so create, delete and status never ask which o
 - `local`: processes on this machine (lab.backing.local), the default;
 - `mux`: one multiplexer process on this machine serving many clusters' APIs (lab.backing.mux);
 - `kind`: a backing kind cluster on a VM, apiservers as Deployments behind NodePort Services;
-- `process`: a host prepared by the playbook, running lab's own supervised processes over SSH.
+- `process`: a host prepared by the playbook, running lab's own supervised processes over SSH;
+- a registered `mux` backing: lab-mux on such a host (lab.backing.hostmux).
 
 The controller (this machine) issues every certificate: each backing has an etcd CA of its own kept
 here (a process host gets a copy of it, see lab.backing.process), so the cluster's secrets in the
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from lab import naming, pki
-from lab.backing import kind, local, mux, process, store
+from lab.backing import hostmux, kind, local, mux, process, store
 from lab.backing.store import Entry, check_name
 from lab.config import Settings
 from lab.errors import LabError
@@ -105,6 +106,8 @@ def open_backing(settings: Settings, name: str) -> Backing:
         raise LabError(f"no backing named {name!r} (known: {known}); register it with lab backing add")
     if entry.runtime == "kind":
         return kind.KindBacking(settings, entry)
+    if entry.runtime == "mux":
+        return hostmux.HostMuxBacking(settings, entry)
     return process.ProcessBacking(settings, entry)
 
 
@@ -115,7 +118,7 @@ def open_all(settings: Settings, names: Iterable[str]) -> dict[str, Backing]:
 
 def unregister(settings: Settings, entry: Entry, *, force: bool = False) -> None:
     """Uninstall what lab runs on a registered backing and forget it (the runtime's own unregister)."""
-    {"kind": kind, "process": process}[entry.runtime].unregister(settings, entry, force=force)
+    {"kind": kind, "process": process, "mux": hostmux}[entry.runtime].unregister(settings, entry, force=force)
 
 
 def usage(settings: Settings, *, local_backing: bool) -> list[dict[str, Any]]:

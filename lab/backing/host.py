@@ -11,23 +11,25 @@ sends the backing's etcd CA once (`lab host up`) and each cluster's PKI with the
 from __future__ import annotations
 
 import io
+import json
 import re
+import shutil
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from lab import components, naming, pki, workload_apiserver
-from lab.backing import local
+from lab.backing import local, mux
 from lab.config import Settings
 from lab.errors import LabError, UsageError
 from lab.runtime import logs
 from lab.runtime.files import write_private
-from lab.runtime.supervise import Program, Supervisor, ensure_running, log_file
+from lab.runtime.supervise import Program, Supervisor, ensure_running, log_file, remove_program_files
 
 TENANT_ETCD = components.TENANT_ETCD
 #: What the controller may write into the host's lab home; anything else in its tar is refused.
-WRITABLE = ("pki/etcd-ca", "src", "clusters")
+WRITABLE = ("pki/etcd-ca", "src", "clusters", "mux/clusters")
 
 
 def unpack(settings: Settings, stream: IO[bytes]) -> list[str]:
@@ -166,3 +168,93 @@ def tar_files(files: Sequence[tuple[Path, str]]) -> bytes:
         for path, arcname in files:
             tar.add(path, arcname=arcname, recursive=True)
     return buf.getvalue()
+
+
+# --- the mux on this host (a `mux` backing registered with --host, lab.backing.hostmux) ----------
+#
+# lab-mux, installed by the playbook beside the host's other binaries, runs under this host's
+# supervisord like its etcd: its control API on the host's loopback (settings.ports.mux_control,
+# the token in <home>/mux/token, 0600), reached only by this lab, which the controller runs over
+# ssh; each cluster's listener on the host's address. Its clusters' files live under mux/clusters/,
+# apart from clusters/ (the process backing's, whose present() counts every directory there), so
+# a host may carry both runtimes.
+
+
+def mux_pki_dir(settings: Settings, name: str) -> Path:
+    """Where a mux cluster's CA lives on the host (sent by the controller with its ensure)."""
+    return settings.home / "mux" / "clusters" / pki.check_cluster_name(name) / "pki"
+
+
+def mux_up(settings: Settings, address: str) -> dict[str, object]:
+    """lab-mux running on this host with its clusters' listeners on `address`; its health."""
+    return mux.start(settings, host=address).health()
+
+
+def mux_ensure(settings: Settings, address: str, clusters: Sequence[tuple[str, int]]) -> list[str]:
+    """Each (name, port) registered with this host's lab-mux on address:port, with the CA sent."""
+    if not clusters:
+        return []
+    missing = [n for n, _p in clusters if not (mux_pki_dir(settings, n) / "ca.key").is_file()]
+    if missing:
+        raise LabError(f"no CA for {', '.join(missing)} under {settings.home / 'mux' / 'clusters'}")
+    ctl = mux.start(settings, host=address)
+    for name, port in clusters:
+        d = mux_pki_dir(settings, name)
+        ctl.register(name, naming.parse_index(settings.prefix, name) or 0, port, d / "ca.crt", d / "ca.key")
+    return [n for n, _p in clusters]
+
+
+def mux_remove(settings: Settings, names: Sequence[str]) -> None:
+    """Unregister each (listener and objects gone) and remove its files; gone is fine."""
+    names = [pki.check_cluster_name(n) for n in names]
+    ctl = mux.control(settings)
+    if ctl is not None and ctl.alive():
+        for n in names:
+            ctl.unregister(n)
+    elif any(n in _mux_state_names(settings) for n in names):
+        raise LabError(f"{mux.PROGRAM_NAME} is not answering: its clusters cannot be unregistered")
+    for n in names:
+        d = mux_pki_dir(settings, n).parent
+        if d.is_dir():
+            shutil.rmtree(d)
+
+
+def _mux_state_names(settings: Settings) -> set[str]:
+    """Names in lab-mux's state file: what it serves again when it next starts."""
+    try:
+        data = json.loads(mux.state_path(settings).read_text())
+    except (OSError, ValueError):
+        return set()
+    items = data.get("clusters", data) if isinstance(data, dict) else data
+    return {str(c.get("name")) for c in items if isinstance(c, dict)} if isinstance(items, list) else set()
+
+
+def mux_list(settings: Settings) -> dict[str, object]:
+    """What the controller reads in one call: the names lab-mux serves now (None when it is not
+    answering), those its state file keeps, those with files here, and when it last started."""
+    ctl = mux.control(settings, timeout=10.0)
+    health = None
+    if ctl is not None and ctl.alive():
+        health = ctl.health()
+    d = settings.home / "mux" / "clusters"
+    files = sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+    return {
+        "served": None if health is None or ctl is None else sorted(c["name"] for c in ctl.clusters()),
+        "state": sorted(_mux_state_names(settings)),
+        "files": files,
+        "started": None if health is None else health.get("started"),
+    }
+
+
+def mux_down(settings: Settings) -> bool:
+    """lab-mux stopped and forgotten by this host's supervisord (its state file goes too, so a later
+    start serves nothing); False when it was not there."""
+    sup = Supervisor(settings)
+    had = False
+    if sup.alive():
+        had = sup.process(mux.PROGRAM_NAME) is not None
+        sup.remove([mux.PROGRAM_NAME])
+    else:
+        remove_program_files(settings, [mux.PROGRAM_NAME])
+    mux.state_path(settings).unlink(missing_ok=True)
+    return had

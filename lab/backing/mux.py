@@ -22,7 +22,7 @@ sees lab-mux's start time change (health) and writes each mux cluster's Node, mi
 kubeadm-config again from the management cluster's view (with the providerID CAPM3 had set), and
 CAPI's controllers write theirs again as they reconcile. Measured: 3 clusters whole
 (Node, mirror pods) and Available again 1.4-4.8 s after a kill -9 (tests/e2e/test_mux.py); after
-`lab down` / `lab up`, one cluster whole 1 s after `up` returned.
+`lab down` / `lab up`, 3 clusters whole and Available 16.9 s after `up` began (`up` itself 11.9 s).
 
 Etcd: a cluster's objects live in lab-mux's memory, not in etcd. The manifests still declare
 external etcd (the same tenant etcd endpoint and etcd CA as the local backing, so the secrets and
@@ -70,7 +70,18 @@ def state_path(settings: Settings) -> Path:
     return settings.home / "mux" / "clusters.json"
 
 
-def program(settings: Settings) -> Program:
+def program(settings: Settings, host: str | None = None) -> Program:
+    """The supervised lab-mux. `host`: the address its clusters' listeners bind; None for this
+    machine's mux backing (naming.MUX_HOST, its ports); a process backing host's own address for
+    the mux on that host (lab.backing.host), whose ports the controller range-checks."""
+    if host is None:
+        where = [
+            f"--host={naming.MUX_HOST}",
+            f"--min-port={naming.MUX_PORT_BASE + 1}",
+            f"--max-port={naming.MUX_MAX_PORT}",
+        ]
+    else:
+        where = [f"--host={host}", "--external-host", "--min-port=1025", "--max-port=65535"]
     return Program(
         name=PROGRAM_NAME,
         argv=[
@@ -78,25 +89,28 @@ def program(settings: Settings) -> Program:
             f"--control-address={LOOPBACK}:{settings.ports.mux_control}",
             f"--token-file={token_path(settings)}",
             f"--state-file={state_path(settings)}",
-            f"--host={naming.MUX_HOST}",
-            f"--min-port={naming.MUX_PORT_BASE + 1}",
-            f"--max-port={naming.MUX_MAX_PORT}",
+            *where,
         ],
         priority=PRIORITY,
         stopwaitsecs=15,
     )
 
 
-def start(settings: Settings, sup: Supervisor | None = None) -> Control:
-    """lab-mux running under supervisord and answering; built beforehand by `lab build lab-mux`."""
+def start(settings: Settings, sup: Supervisor | None = None, host: str | None = None) -> Control:
+    """lab-mux running under supervisord and answering; built beforehand by `lab build lab-mux`
+    (on a backing host: installed by the playbook). `host` as for program()."""
     exe = build.binary_path(settings, PROGRAM_NAME)
     if not exe.is_file():
+        if host is not None:
+            raise LabError(
+                f"{PROGRAM_NAME} is not installed at {exe}: run the backing playbook with backing_process_mux: true"
+            )
         raise LabError(f"{PROGRAM_NAME} is not built yet ({exe}): run lab build {PROGRAM_NAME}")
     ctl = Control(control_url(settings), ensure_token(settings))
-    if ctl.alive():
+    if ctl.alive() and host is None:  # a host's converges: its address may have been re-registered
         return ctl
     sup = sup or ensure_running(settings)
-    sup.converge([program(settings)])
+    sup.converge([program(settings, host)])
     if not poll.until(ctl.alive, START_TIMEOUT, 0.2):
         log = log_file(settings, PROGRAM_NAME)
         raise LabError(

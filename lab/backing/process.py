@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -274,9 +274,14 @@ def register(
     address: str | None = None,
     apiserver_base_port: int = APISERVER_BASE_PORT,
     env_file: str | None = None,
+    runtime: store.Runtime = "process",
+    opener: Callable[[Settings, Entry], ProcessBacking] | None = None,
 ) -> Entry:
     """Check the host answers `lab --version` over ssh (nothing is saved otherwise), record it, and
-    start its etcd (`lab host up`). Re-registering updates the entry and keeps the etcd CA."""
+    start its etcd (`lab host up`). Re-registering updates the entry and keeps the etcd CA.
+    `runtime` and `opener`: another runtime over the same ssh (lab.backing.hostmux's `mux`), whose
+    up() starts what it runs there instead."""
+    opener = opener or ProcessBacking
     check_name(name)
     if capacity < 1:
         raise UsageError(f"capacity must be at least 1, got {capacity}")
@@ -295,7 +300,7 @@ def register(
     )
     check_port_range(spec, settings.max_index)
     previous = store.load(settings, name)
-    if previous is not None and previous.runtime != "process":
+    if previous is not None and previous.runtime != runtime:
         raise LabError(f"backing {name!r} is registered with runtime {previous.runtime}; remove it first")
 
     with tempfile.TemporaryDirectory(prefix="lab-ssh-") as tmp:
@@ -310,12 +315,12 @@ def register(
                 f"{user}@{host}:{ssh_port} does not answer 'lab --version' over ssh ({_last(res)}); "
                 "provision it with playbooks/backing-cluster.yml (backing_runtime: process)"
             )
-        entry = Entry(name, "process", capacity, spec.as_dict())
+        entry = Entry(name, runtime, capacity, spec.as_dict())
         store.save(settings, entry)
         shutil.copy2(probe_known, known)
         known.chmod(0o600)
     try:
-        ProcessBacking(settings, entry).up()
+        opener(settings, entry).up()
     except LabError:
         if previous is None:  # a first registration leaves nothing behind; a CA in use stays
             store.delete(settings, name)
@@ -323,27 +328,26 @@ def register(
     return entry
 
 
-def unregister(settings: Settings, entry: Entry, *, force: bool = False) -> None:
+def unregister(
+    settings: Settings,
+    entry: Entry,
+    *,
+    force: bool = False,
+    opener: Callable[[Settings, Entry], ProcessBacking] | None = None,
+) -> None:
     """Refuse while the host still carries clusters (their etcd CA goes with the entry), stop what
     lab runs there, forget it; `force` skips the checks and forgets a host that does not answer."""
+    opener = opener or ProcessBacking
     if not force:
-        unregister_check(settings, entry.name)
+        carried = opener(settings, entry).present()
+        if carried:
+            first = min(carried, key=lambda n: naming.parse_index(settings.prefix, n) or 0)
+            raise LabError(
+                f"backing {entry.name} still carries {len(carried)} cluster(s), first {first}: delete them first"
+            )
     try:
-        ProcessBacking(settings, entry).down()
+        opener(settings, entry).down()
     except LabError:
         if not force:
             raise
     store.delete(settings, entry.name)
-
-
-def unregister_check(settings: Settings, name: str) -> None:
-    """Refuse to forget a host that still carries clusters: their etcd CA would go with it."""
-    entry = store.load(settings, name)
-    if entry is None or entry.runtime != "process":
-        return
-    carried = ProcessBacking(settings, entry).present()
-    if carried:
-        first = min(carried, key=lambda n: naming.parse_index(settings.prefix, n) or 0)
-        raise LabError(
-            f"backing {name} still carries {len(carried)} cluster(s), first {first}: delete them first"
-        )

@@ -20,8 +20,9 @@ from lab.config import Settings
 from lab.errors import LabError
 from lab.runtime.files import write_private
 
-Runtime = Literal["kind", "process"]
-RUNTIMES: tuple[str, ...] = ("kind", "process")
+#: kind: a backing kind cluster; process: a host's real apiservers; mux: a host's lab-mux (hostmux)
+Runtime = Literal["kind", "process", "mux"]
+RUNTIMES: tuple[str, ...] = ("kind", "process", "mux")
 SPEC_FILE = "backing.yaml"
 
 

@@ -30,7 +30,10 @@ def add_cmd(
     host: str | None = typer.Option(None, "--host", help="address of a host prepared by the playbook"),
     capacity: int = typer.Option(100, "--capacity", help="how many workload clusters it may carry"),
     runtime: str | None = typer.Option(
-        None, "--runtime", help="kind or process (default: kind with --kubeconfig, process with --host)"
+        None,
+        "--runtime",
+        help="kind, process or mux (default: kind with --kubeconfig, process with --host; mux: the "
+        "host's lab-mux, installed by the playbook with backing_process_mux)",
     ),
     node_address: str | None = typer.Option(
         None,
@@ -85,11 +88,13 @@ def add_cmd(
         )
         where = f"{entry.spec['node_address']}, NodePorts {entry.spec['node_ports']}"
     else:
-        from lab.backing import process
+        from lab.backing import hostmux, process
 
         extra: dict[str, Any] = {"user": user} if user else {}
         if node_address:
             extra["address"] = node_address
+        if chosen == "mux":
+            extra["runtime"], extra["opener"] = "mux", hostmux.HostMuxBacking
         entry = process.register(
             settings, name, host=host or "", ssh_port=ssh_port, identity=identity, capacity=capacity, **extra
         )
@@ -101,8 +106,10 @@ def _runtime(kubeconfig: Path | None, host: str | None, runtime: str | None) -> 
     if (kubeconfig is None) == (host is None):
         raise UsageError("give exactly one of --kubeconfig (a kind cluster) or --host (a prepared host)")
     implied = "kind" if kubeconfig is not None else "process"
-    if runtime is not None and runtime not in ("kind", "process"):
-        raise UsageError(f"--runtime must be kind or process, got {runtime!r}")
+    if runtime is not None and runtime not in ("kind", "process", "mux"):
+        raise UsageError(f"--runtime must be kind, process or mux, got {runtime!r}")
+    if runtime == "mux" and host is not None:
+        return "mux"  # lab-mux on a prepared host
     if runtime is not None and runtime != implied:
         flag = "--kubeconfig" if kubeconfig is not None else "--host"
         raise UsageError(f"--runtime {runtime} does not go with {flag} (that is the {implied} runtime)")

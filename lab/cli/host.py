@@ -79,3 +79,44 @@ def log_cmd(name: str = typer.Argument(..., help="cluster name")) -> None:
 def down_cmd() -> None:
     """Stop supervisord and everything it runs; data stays."""
     print_json({"stopped": host.down(config.load())})
+
+
+@host_app.command("mux-up")
+def mux_up_cmd(
+    address: str = typer.Option(..., "--address", help="the host address the clusters' listeners bind"),
+) -> None:
+    """Start lab-mux (installed by the playbook) under this host's supervisord; its health."""
+    print_json(host.mux_up(config.load(), address))
+
+
+@host_app.command("mux-ensure")
+def mux_ensure_cmd(
+    clusters: list[str] = typer.Argument(..., help="NAME:PORT of each cluster"),
+    address: str = typer.Option(..., "--address", help="the host address the clusters' listeners bind"),
+    tar: bool = typer.Option(True, "--tar/--no-tar", help="read the clusters' CAs (a tar) on stdin"),
+) -> None:
+    """Each cluster registered with this host's lab-mux (started first if need be)."""
+    specs = [host.parse_cluster(c) for c in clusters]  # bad input fails before anything is written
+    _stdin(tar)
+    print_json(host.mux_ensure(config.load(), address, specs))
+
+
+@host_app.command("mux-remove")
+def mux_remove_cmd(names: list[str] = typer.Argument(None, help="cluster names")) -> None:
+    """Unregister each cluster from lab-mux and remove its files; what is gone already is fine."""
+    for n in names or []:
+        pki.check_cluster_name(n)
+    host.mux_remove(config.load(), names or [])
+    print_json(sorted(names or []))
+
+
+@host_app.command("mux-list")
+def mux_list_cmd() -> None:
+    """What lab-mux serves (null when it does not answer), keeps in its state file, has files of."""
+    print_json(host.mux_list(config.load()))
+
+
+@host_app.command("mux-down")
+def mux_down_cmd() -> None:
+    """Stop lab-mux and forget it and its registrations; the host's other processes stay."""
+    print_json({"stopped": host.mux_down(config.load())})

@@ -14,6 +14,7 @@ import sys
 import threading
 
 from lab import config, nodesim
+from lab.backing import hostmux
 from lab.clusters import etcd_health
 from lab.errors import LabError
 from lab.kube import Client
@@ -34,7 +35,7 @@ def main() -> None:
             threading.Thread(
                 target=etcd_health.loop, args=(health_client, judge, stop), name="etcd-health", daemon=True
             ).start()
-            nodesim.run(settings, sim_client, stop=stop)
+            nodesim.run(settings, sim_client, stop=stop, host_mux_starts=lambda: hostmux.started(settings))
     except LabError as e:  # supervisord restarts it; one line in its log says why
         log.error("%s", e)
         sys.exit(e.exit_code or 1)

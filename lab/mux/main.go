@@ -5,7 +5,8 @@
 // at a pinned version, never copied: the library's API server handler answers the Kubernetes API from
 // an in-memory resource group per cluster. The library's WorkloadClustersMux is not used: it listens on
 // every interface, checks no client certificate and opens an unauthenticated debug server. This
-// program owns the listeners instead: one per cluster on the loopback address lab gives it, TLS with a
+// program owns the listeners instead: one per cluster on the address lab gives it (loopback; a backing
+// host's own address with --external-host), TLS with a
 // serving certificate it signs with the cluster's CA, and a client certificate signed by that same CA
 // required on every connection (the admin kubeconfig, CAPI's <cluster>-kubeconfig), so holding one
 // cluster's credentials opens no other cluster. Around that, what lab needs: a control API on
@@ -64,8 +65,13 @@ const servingCertValidity = 365 * 24 * time.Hour
 
 // Options configure a Server.
 type Options struct {
-	// Host is the loopback address every cluster's listener binds and its serving certificate names.
+	// Host is the address every cluster's listener binds and its serving certificate names: loopback,
+	// unless ExternalHost.
 	Host string
+	// ExternalHost lets Host be a specific address other than loopback: on a backing host, the address
+	// the management cluster reaches (lab's process backing host). Never a wildcard (0.0.0.0, ::): each
+	// listener still binds that one address, and still lets in only its own CA's client certificates.
+	ExternalHost bool
 	// MinPort and MaxPort bound the ports clusters may be registered on.
 	MinPort, MaxPort int32
 	// Token authenticates every control API call (Authorization: Bearer <token>).
@@ -127,8 +133,8 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 	if len(opts.Token) == 0 {
 		return nil, errors.New("an empty token would let anyone in")
 	}
-	if ip := net.ParseIP(opts.Host); ip == nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("cluster host %q is not a loopback IP", opts.Host)
+	if err := checkHost(opts.Host, opts.ExternalHost); err != nil {
+		return nil, err
 	}
 	manager := inmemoryruntime.NewManager(clientgoscheme.Scheme)
 	if err := manager.Start(ctx); err != nil {
@@ -140,6 +146,23 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.api = inmemoryapi.NewAPIServerHandler(manager, s.log, s.resolve)
 	return s, nil
+}
+
+// checkHost refuses a cluster host that is not one specific IP: loopback, or with external any
+// unicast address but never a wildcard or multicast one.
+func checkHost(host string, external bool) error {
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil:
+		return fmt.Errorf("cluster host %q is not an IP", host)
+	case ip.IsLoopback():
+		return nil
+	case !external:
+		return fmt.Errorf("cluster host %q is not a loopback IP (--external-host allows one)", host)
+	case ip.IsUnspecified() || ip.IsMulticast():
+		return fmt.Errorf("cluster host %q is not one address: each listener binds one", host)
+	}
+	return nil
 }
 
 // resolve maps the address a request came in on to its cluster's resource group. The handler passes
@@ -315,7 +338,7 @@ func (s *Server) Register(ctx context.Context, req registerRequest) (*Cluster, e
 	if err != nil {
 		return nil, fail(http.StatusInternalServerError, "%v", err)
 	}
-	// Loopback only, and the usual failure is another process on the port.
+	// One address only, and the usual failure is another process on the port.
 	l, err := net.Listen("tcp", address)
 	if err != nil {
 		return nil, fail(http.StatusConflict, "%v", err)
@@ -567,7 +590,8 @@ func newLogger(verbosity int) logr.Logger {
 func main() {
 	control := flag.String("control-address", "127.0.0.1:19443", "control API address (loopback only)")
 	tokenFile := flag.String("token-file", "", "file holding the control API token (mode 0600)")
-	host := flag.String("host", "127.2.0.1", "loopback address every cluster's listener binds (serving cert SAN)")
+	host := flag.String("host", "127.2.0.1", "address every cluster's listener binds (serving cert SAN): loopback unless --external-host")
+	external := flag.Bool("external-host", false, "allow a --host that is not loopback (one unicast IP, never 0.0.0.0)")
 	minPort := flag.Int("min-port", 20001, "lowest cluster port")
 	maxPort := flag.Int("max-port", 32767, "highest cluster port")
 	stateFile := flag.String("state-file", "", "keeps the registrations across restarts (mode 0600)")
@@ -587,7 +611,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	srv, err := NewServer(ctx, Options{
-		Host: *host, MinPort: int32(*minPort), MaxPort: int32(*maxPort), Token: token, StateFile: *stateFile,
+		Host: *host, ExternalHost: *external, MinPort: int32(*minPort), MaxPort: int32(*maxPort), Token: token, StateFile: *stateFile,
 	})
 	if err != nil {
 		log.Fatalf("error: %v", err)

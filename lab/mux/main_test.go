@@ -491,6 +491,17 @@ func TestListenersLoopbackOnly(t *testing.T) {
 			t.Fatalf("NewServer accepted cluster host %q", host)
 		}
 	}
+	// with ExternalHost: one unicast address (a backing host's), never a wildcard or a name
+	for _, host := range []string{"0.0.0.0", "", "::", "224.0.0.1", "backing-1"} {
+		if err := checkHost(host, true); err == nil {
+			t.Fatalf("checkHost accepted external cluster host %q", host)
+		}
+	}
+	for _, host := range []string{"10.0.0.1", "192.168.122.10", "fd00::1", testHost} {
+		if err := checkHost(host, true); err != nil {
+			t.Fatalf("checkHost refused external cluster host %q: %v", host, err)
+		}
+	}
 }
 
 // TestECDSACA: a cluster whose CA is ECDSA (lab's default) is served like an RSA one.

@@ -2,9 +2,9 @@
 stack: three clusters served by one lab-mux process reach Available (Cluster, KCP, Machine nodeRef)
 with the node simulator writing into the in-memory API; `lab kubeconfig` reaches each (kubectl shows
 the Ready node and the mirror pods); `kill -9` of lab-mux: supervisord starts it again, every cluster
-is back at its endpoint with its objects and Available within 60 s; a mixed `--backing local
---backing mux` create puts one cluster on each; delete --all leaves zero residue (no registration,
-no listener, no file).
+is back at its endpoint with its objects and Available within 60 s; `lab down` then `lab up`: the
+same, with no other command; a mixed `--backing local --backing mux` create puts one cluster on
+each; delete --all leaves zero residue (no registration, no listener, no file).
 
 Indexes 101-105 keep clear of the other e2e modules (grep --start in tests/e2e), and their mux
 ports (20101-20105) of every test stack's ports (support.ports.free_block starts at 21000).
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from support.stack import Stack, run_lab
 from support.wait import wait_for
 
@@ -231,6 +232,55 @@ def test_kill_9_of_lab_mux_recovers_within_60s(stack: Stack, names: list[str], t
     # the objects came back through the simulator's resync (a new process starts with none)
     log = log_file(settings, nodesim.PROGRAM_NAME).read_text()
     assert "lab-mux restarted" in log, log[-2000:]
+
+
+def test_down_then_up_serves_every_cluster_again(stack: Stack, names: list[str], tmp_path: Path) -> None:
+    """`lab down` then `lab up`: with no other command, every mux cluster is served again at the same
+    endpoint (lab-mux registers them again from its state file when supervisord starts it with the
+    stack) and becomes whole and Available again (the node simulator, started with the stack, hands
+    every provisioned host again and writes into the new process's empty store)."""
+    settings = stack.settings()
+    ctl = mux.control(settings)
+    assert ctl is not None
+    before = ctl.health()["started"]
+    servers = {
+        n: yaml.safe_load(stack.lab("kubeconfig", n).stdout)["clusters"][0]["cluster"]["server"]
+        for n in names
+    }
+    with Client.from_kubeconfig(mgmt.admin_kubeconfig_path(settings)) as client:
+        assert all(_cluster_available(client, n) for n in names)
+    stack.lab("down", timeout=300)
+    assert not ctl.alive()
+    for name in names:
+        assert not _listening(naming.mux_endpoint(naming.parse_index(settings.prefix, name) or 0)[1])
+    started = time.monotonic()
+    stack.lab("up", timeout=600)
+    up_took = time.monotonic() - started
+    assert ctl.alive() and ctl.health()["started"] != before
+    assert mux.registered(settings) >= set(names)
+    for name in names:
+        index = naming.parse_index(settings.prefix, name) or 0
+        host, port = naming.mux_endpoint(index)
+        assert servers[name] == f"https://{host}:{port}"
+        assert _listening(port)
+        # what a user runs, read again after up: the same endpoint, and the Ready node behind it
+        path = tmp_path / f"{name}.kubeconfig"
+        path.write_text(stack.lab("kubeconfig", name).stdout)
+        assert yaml.safe_load(path.read_text())["clusters"][0]["cluster"]["server"] == servers[name]
+        wait_for(f"{name}: node and mirror pods back after up", lambda p=path: _workload_whole(p), 120, 1.0)
+    with Client.from_kubeconfig(mgmt.admin_kubeconfig_path(settings)) as client:
+        for name in names:
+            cluster = client.get(CAPI, "Cluster", name, name)
+            host, port = naming.mux_endpoint(naming.parse_index(settings.prefix, name) or 0)
+            assert cluster is not None and cluster["spec"]["controlPlaneEndpoint"] == {
+                "host": host,
+                "port": port,
+            }
+            wait_for(f"{name} Available after up", lambda n=name: _cluster_available(client, n), 300, 2.0)
+    took = time.monotonic() - started
+    print(
+        f"lab up took {up_took:.1f}s; {len(names)} mux clusters whole and Available {took:.1f}s after it began"
+    )
 
 
 def test_mixed_local_and_mux_create(stack: Stack, names: list[str]) -> None:

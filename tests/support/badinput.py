@@ -206,6 +206,7 @@ ARGS: list[Case] = [
     c(f"backing add x {' '.join(NO_HOST)} --timeout nan"),
     c(f"backing add x {' '.join(NO_HOST)} --runtime docker"),
     c(f"backing add x {' '.join(NO_HOST)} --runtime kind"),
+    c("backing add x --kubeconfig /etc/hostname --runtime mux"),
     c(f"backing add x {' '.join(NO_HOST)} --node-ports 30000-30099"),
     c("backing add x --host 127.0.0.1 --ssh-port 0"),
     c("backing add x --host 127.0.0.1 --ssh-port 70000"),
@@ -273,6 +274,12 @@ ARGS: list[Case] = [
     c("host ensure nocolon --address 127.0.0.1 --no-tar"),
     c("host ensure test-1:0 --address 127.0.0.1 --no-tar"),
     c("host ensure test-1:² --address 127.0.0.1 --no-tar"),
+    c("host mux-remove ok ../../x"),
+    c("host mux-ensure nocolon --address 127.0.0.1 --no-tar"),
+    c("host mux-ensure test-1:70000 --address 127.0.0.1 --no-tar"),
+    c("host mux-ensure test-1:20001 --no-tar"),
+    c("host mux-up"),
+    c("host mux-list extra"),
     c("nosuch"),
 ]
 

@@ -264,7 +264,7 @@ def test_pod_reason_names_the_cause() -> None:
         ),
         (
             ["backing", "add", "b1", "--host", "h", "--runtime", "docker"],
-            "error: --runtime must be kind or process",
+            "error: --runtime must be kind, process or mux",
         ),
         (
             ["backing", "add", "b1", "--kubeconfig", "k", "--capacity", "0"],
