@@ -151,8 +151,9 @@ def _check_cluster(settings: Settings, kc: Client) -> dict[str, str]:
 
 
 def _state(kc: Client) -> dict[str, str]:
-    """resourceVersion of every webhook Secret and every object lab injects a CA into, and the
-    generation of every manager Deployment (a rollout would bump it)."""
+    """resourceVersion of every webhook Secret and webhook configuration lab injects a CA into, the
+    conversion caBundle of every such CRD (CAPI's own CRD migrator may write to its CRDs at any time),
+    and the generation of every manager Deployment (a rollout would bump it)."""
     out = {}
     for cert in kc.list(certs.CERT_API, "Certificate"):
         ns, secret_name = cert["metadata"]["namespace"], cert["spec"]["secretName"]
@@ -165,13 +166,20 @@ def _state(kc: Client) -> dict[str, str]:
         (certs.CRD_API, "CustomResourceDefinition"),
     ):
         for obj in kc.list(api, kind):
-            if certs.inject_target(obj) is not None:
+            if certs.inject_target(obj) is None:
+                continue
+            if kind == "CustomResourceDefinition":
+                conversion = obj["spec"].get("conversion") or {}
+                bundle = ((conversion.get("webhook") or {}).get("clientConfig") or {}).get("caBundle")
+                out[f"{kind} {obj['metadata']['name']}"] = str(bundle)
+            else:
                 out[f"{kind} {obj['metadata']['name']}"] = obj["metadata"]["resourceVersion"]
     for namespace, name in DEPLOYMENTS:
         deployment = kc.get("apps/v1", "Deployment", name, namespace)
         assert deployment is not None
         out[f"Deployment {namespace}/{name}"] = str(deployment["metadata"]["generation"])
     assert any(k.startswith("Secret baremetal-operator-system/") for k in out), out
+    assert out["CustomResourceDefinition clusters.cluster.x-k8s.io"] != "None", out
     return out
 
 
