@@ -138,11 +138,6 @@ def load_or_create_ca(
 RENEW_BEFORE = dt.timedelta(days=7)
 
 
-def _cn(cert: x509.Certificate) -> str | None:
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else None
-
-
 def _orgs(cert: x509.Certificate) -> list[str]:
     return sorted(str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME))
 
@@ -155,7 +150,7 @@ def _fresh(kp: pki.KeyPair | None, ca: pki.KeyPair, cn: str, orgs: list[str]) ->
             kp.matches()
             and pki.signed_by(kp, ca.cert_pem)
             and kp.not_after > dt.datetime.now(dt.UTC) + RENEW_BEFORE
-            and _cn(kp.cert) == cn
+            and _cn(kp) == cn
             and _orgs(kp.cert) == sorted(orgs)
         )
     except ValueError:

@@ -233,8 +233,8 @@ def injection(obj: Obj, ca_pem: bytes) -> list[Obj]:
                 ops.append({"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": bundle})
     elif obj.get("kind") == "CustomResourceDefinition":
         conversion = (obj.get("spec") or {}).get("conversion") or {}
-        client_config = (conversion.get("webhook") or {}).get("clientConfig")
-        webhook = conversion.get("strategy") == "Webhook" and client_config is not None
+        client_config = (conversion.get("webhook") or {}).get("clientConfig") or {}
+        webhook = conversion.get("strategy") == "Webhook" and bool(client_config)
         if webhook and client_config.get("caBundle") != bundle:
             path = "/spec/conversion/webhook/clientConfig/caBundle"
             ops.append({"op": "add", "path": path, "value": bundle})
