@@ -28,7 +28,8 @@ everything fits):
   annotations) and the Certificate's status set Ready. Deviations: the key is ECDSA P-256 (lab's
   default; cert-manager's is RSA-2048 unless spec.privateKey says otherwise), signed by lab's CA
   rather than self-signed (so one CA bundle serves every webhook), and the subject's CN is the
-  first DNS name when spec.commonName is empty.
+  Certificate's name when spec.commonName is empty (lab's certificates always carry a CN; the DNS
+  names are often longer than the 64 characters a CN may hold, and TLS clients read the SANs).
 - cainjector: every ValidatingWebhookConfiguration, MutatingWebhookConfiguration and CRD (when its
   conversion strategy is Webhook) annotated `cert-manager.io/inject-ca-from: <namespace>/<name>`
   gets that Certificate's ca.crt as caBundle, by a JSON patch only where it differs.
@@ -127,7 +128,7 @@ def wanted(cert: Obj, issuers: dict[tuple[str, str, str], Obj]) -> Wanted | str:
         namespace=ns,
         name=name,
         secret=spec["secretName"],
-        common_name=spec.get("commonName") or (dns or ips)[0],
+        common_name=spec.get("commonName") or name[:64],
         dns=dns,
         ips=ips,
         organizations=tuple((spec.get("subject") or {}).get("organizations") or []),
