@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -68,12 +70,15 @@ def test_offline_up_runs_every_provider_without_cert_manager(
     tools.mkdir()
     (tools / "kind").symlink_to(kind)
     (tools / "clusterctl").symlink_to(build_clusterctl())
+    # a short home: the node simulator's supervisord socket must stay under 100 bytes, and pytest's
+    # tmp_path named after this test is too long for that
+    home = Path(tempfile.mkdtemp(prefix="labk-", dir="/tmp")) / "home"
     env = {
         **docker_engine.env(),
+        "LAB_HOME": str(home),
         "LAB_BIN_CACHE": str(shared.bin_dir),
         "PATH": f"{tools}:{os.environ['PATH']}",
     }
-    home = Path(lab_env["LAB_HOME"])
     settings = Settings(home=home)
     assert settings.kind_nodes > 1  # so kind's load balancer is one of the images checked
 
@@ -124,9 +129,12 @@ def test_offline_up_runs_every_provider_without_cert_manager(
         down = run_lab("down", env={**one, "LAB_MODE": "kind"}, timeout=600)
         if down.returncode != 0:
             delete_cluster(kind, client, env)  # leave the session's engine clean for the next test
-    assert down.returncode == 0, down.stdout + down.stderr
-    assert "stack stopped" in down.stdout
-    _nothing_created(docker_engine, kind, env, home)
+    try:
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert "stack stopped" in down.stdout
+        _nothing_created(docker_engine, kind, env, home)
+    finally:
+        shutil.rmtree(home.parent, ignore_errors=True)
 
 
 def _condition(obj: dict[str, Any], kind: str) -> str | None:
