@@ -288,16 +288,19 @@ def issue_server_cert(
     ips: Sequence[str],
     client_auth: bool = False,
     *,
+    organizations: Sequence[str] = (),
     algorithm: KeyAlgorithm = DEFAULT_ALGORITHM,
     validity: dt.timedelta = LEAF_VALIDITY,
 ) -> KeyPair:
-    """A serving cert; client_auth=True adds clientAuth too, as etcd peer certs need."""
+    """A serving cert; client_auth=True adds clientAuth too, as etcd peer certs need; organizations
+    as a cert-manager Certificate's spec.subject.organizations asks."""
     ekus = [ExtendedKeyUsageOID.SERVER_AUTH] + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])
     names: list[x509.GeneralName] = [x509.DNSName(d) for d in dict.fromkeys(dns)]
     names += [x509.IPAddress(ipaddress.ip_address(i)) for i in dict.fromkeys(ips)]
     if not names:
         raise ValueError("a serving certificate needs at least one DNS name or IP address")
-    return _issue(ca, _name(common_name), ekus, x509.SubjectAlternativeName(names), algorithm, validity)
+    subject = _name(common_name, organizations)
+    return _issue(ca, subject, ekus, x509.SubjectAlternativeName(names), algorithm, validity)
 
 
 def issue_client_cert(

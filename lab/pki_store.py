@@ -7,6 +7,7 @@ half of one. The certificates themselves are lab.pki's, which does no I/O.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import fcntl
 import os
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from lab import pki
@@ -130,6 +132,72 @@ def load_or_create_ca(
         write_keypair(directory, "ca", kp, durable=True)
         _fsync_dir(directory)
         return kp
+
+
+#: a stored leaf is re-issued this long before it expires
+RENEW_BEFORE = dt.timedelta(days=7)
+
+
+def _orgs(cert: x509.Certificate) -> list[str]:
+    return sorted(str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME))
+
+
+def _fresh(kp: pki.KeyPair | None, ca: pki.KeyPair, cn: str, orgs: list[str]) -> bool:
+    if kp is None:
+        return False
+    try:
+        return (
+            kp.matches()
+            and pki.signed_by(kp, ca.cert_pem)
+            and kp.not_after > dt.datetime.now(dt.UTC) + RENEW_BEFORE
+            and _cn(kp) == cn
+            and _orgs(kp.cert) == sorted(orgs)
+        )
+    except ValueError:
+        return False
+
+
+def ensure_server(
+    directory: Path,
+    stem: str,
+    ca: pki.KeyPair,
+    cn: str,
+    dns: list[str],
+    ips: list[str],
+    *,
+    client_auth: bool = False,
+    organizations: list[str] | None = None,
+) -> pki.KeyPair:
+    """A serving pair in directory/<stem>.{crt,key} (key 0600), re-issued only when it no longer fits
+    (another CA, subject or names, damaged, or within RENEW_BEFORE of expiry): the one way lab keeps a
+    serving certificate, for the local managers' webhooks and for kind mode's cert-manager stand-in."""
+    orgs = list(organizations or [])
+    kp = load_keypair(directory, stem)
+    ok = _fresh(kp, ca, cn, orgs)
+    if ok and kp is not None:
+        try:
+            san = kp.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            ok = False
+        else:
+            have = (
+                set(san.get_values_for_type(x509.DNSName)),
+                {str(i) for i in san.get_values_for_type(x509.IPAddress)},
+            )
+            ok = have == (set(dns), set(ips))
+    if not ok or kp is None:
+        kp = pki.issue_server_cert(ca, cn, dns, ips, client_auth=client_auth, organizations=orgs)
+        write_keypair(directory, stem, kp)
+    return kp
+
+
+def ensure_client(directory: Path, stem: str, ca: pki.KeyPair, cn: str, orgs: list[str]) -> pki.KeyPair:
+    """A client pair in directory/<stem>.{crt,key}, re-issued only when it no longer fits."""
+    kp = load_keypair(directory, stem)
+    if not _fresh(kp, ca, cn, orgs) or kp is None:
+        kp = pki.issue_client_cert(ca, cn, orgs)
+        write_keypair(directory, stem, kp)
+    return kp
 
 
 def _write_cluster(directory: Path, cp: pki.ClusterPKI) -> None:

@@ -63,7 +63,7 @@ def up_cmd(
     ),
     raise_limits: bool = RaiseLimitsOption,
 ) -> None:
-    """Start or converge the management stack: build what is missing, start etcd, kube-apiserver, kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs and webhooks, and wait until every component is healthy. Safe to re-run. --mode kind: a kind cluster, clusterctl init, BMO in test mode, tuning patches; --offline: clusterctl's providers and cert-manager from files rendered from the Go module cache."""
+    """Start or converge the management stack: build what is missing, start etcd, kube-apiserver, kube-controller-manager and the CAPI/CAPM3/IPAM/BMO managers under supervisord, install CRDs and webhooks, and wait until every component is healthy. Safe to re-run. --mode kind: a kind cluster, clusterctl init, BMO in test mode, tuning patches; --offline: clusterctl's providers from files rendered from the Go module cache, and lab in cert-manager's place (its CRDs only; lab's CA issues the webhook certificates)."""
     if n_shards is not None:
         shards.check_count(n_shards)
     settings = config.load()
@@ -99,7 +99,7 @@ def up_cmd(
 def down_cmd(
     purge: bool = typer.Option(False, "--purge", help="also delete etcd data, PKI, logs and run state"),
 ) -> None:
-    """Stop every component of the stack (and supervisord). The binary cache is always kept."""
+    """Stop every component of the stack (and supervisord); kind mode: delete the kind cluster this lab home created. The binary cache is always kept."""
     settings = config.load()
     was = management.for_settings(settings).down(purge)
     state = "stopped" if was else "was not running"

@@ -2,8 +2,9 @@
 from a test-mode kustomize overlay, and the managers tuned by JSON patches from lab.tuning.
 
 Each concern is a module: `cluster` (kind config and the kind CLI), `clusterctl` (init command and the
-provider inventory), `bmo` (the overlay), `patches` (tuning patches), `preflight` (tools), `up` (the
-order of the steps). Everything that can be a pure function is one, so the tests check it without
+provider inventory), `bmo` (the overlay), `patches` (tuning patches), `preflight` (tools), `offline`
+and `offline_images` (the clusterctl repository and images offline), `certs` (lab in cert-manager's
+place offline), `up` (the order of the steps). Everything that can be a pure function is one, so the tests check it without
 Docker; only `up` and the `ensure_*` functions run tools.
 """
 

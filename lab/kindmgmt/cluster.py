@@ -186,3 +186,36 @@ def untaint(client: Client) -> list[str]:
         client.request("PATCH", path, body=patch, content_type="application/json-patch+json")
         changed.append(name)
     return changed
+
+
+#: kind's own Docker network, shared by every kind cluster of an engine; kind keeps it after delete
+KIND_NETWORK = "kind"
+
+
+def delete(settings: Settings, log: Log = lambda _m: None) -> bool:
+    """`lab down` in kind mode: `kind delete cluster` of the cluster this lab home created (its
+    kind-config.yaml says so; a cluster of that name from elsewhere is left alone, as `plan` refuses
+    it), its kubeconfig, then kind's `kind` network when no container is left on it (kind keeps it
+    for the next cluster). True when a cluster was deleted."""
+    path = config_path(settings)
+    if not path.is_file():
+        return False
+    [kind] = [doctor.probe_tool(s, "kind", settings) for s in doctor.TOOLS if s.name == "kind"]
+    if kind.path is None:
+        raise LabError(f"kind is not installed: cannot delete the kind cluster {CLUSTER_NAME} lab made")
+    deleted = CLUSTER_NAME in existing_clusters(str(kind.path))
+    if deleted:
+        log(f"deleting kind cluster {CLUSTER_NAME}")
+        proc.run([str(kind.path), "delete", "cluster", "--name", CLUSTER_NAME], timeout=300)
+    path.unlink()
+    kubeconfig_path(settings).unlink(missing_ok=True)
+    engine = Engine()
+    try:
+        networks = {n["Name"]: n for n in engine.json("GET", "/networks")}
+        if KIND_NETWORK in networks:
+            held = engine.json("GET", f"/networks/{KIND_NETWORK}").get("Containers") or {}
+            if not held:
+                engine.json("DELETE", f"/networks/{KIND_NETWORK}")
+    except EngineError as e:
+        raise LabError(f"kind cluster {CLUSTER_NAME} deleted, but kind's network was not: {e}") from None
+    return deleted

@@ -74,10 +74,16 @@ def write_config(settings: Settings) -> Path:
     return path
 
 
-def init_argv(settings: Settings, clusterctl: str, kubeconfig: Path, config_file: Path) -> list[str]:
+def init_argv(
+    settings: Settings, clusterctl: str, kubeconfig: Path, config_file: Path, wait: bool = True
+) -> list[str]:
+    """wait=False when lab issues the providers' certificates after init (lab.kindmgmt.certs): the
+    managers cannot start before that, so clusterctl must not wait for them."""
     argv = [clusterctl, "init", "--kubeconfig", str(kubeconfig), "--config", str(config_file)]
     for p in PROVIDERS:
         argv += [p.flag, f"{p.name}:{getattr(settings.versions, p.version_key)}"]
+    if not wait:
+        return argv
     return [*argv, "--wait-providers", "--wait-provider-timeout", str(WAIT_PROVIDERS_SECONDS)]
 
 

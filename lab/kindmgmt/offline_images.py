@@ -1,12 +1,12 @@
 """The images `lab up --mode kind --offline` runs, checked in the Docker engine before anything is
 created, then loaded into the kind nodes with `kind load docker-image`.
 
-Offline, kubelet can pull nothing: an image missing from a node leaves its pod in ErrImagePull, and
-clusterctl waits for cert-manager's webhook until its timeout. So the whole list is read from what
-will be applied (the rendered clusterctl repository, cert-manager.yaml, BMO's overlay) plus the
-node image (and kind's load balancer), and every image not in the engine is named in one line with how to get it: `lab images
-build NAME` for the images lab builds from the pinned modules, `docker load` of an archive for the
-others (cert-manager's three images cannot be built here: lab.kindmgmt.offline says why).
+Offline, kubelet can pull nothing: an image missing from a node leaves its pod in ErrImagePull and
+lab's wait for its Deployment runs out. So the whole list is read from what will be applied (the
+rendered providers' components and BMO's overlay; not cert-manager.yaml, whose controllers do not run
+offline: lab.kindmgmt.certs plays their part) plus the node image (and kind's load balancer), and
+every image not in the engine is named in one line with how to get it: `lab images build NAME` for
+the images lab builds from the pinned modules, `docker load` of an archive for any other.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def host_images(settings: Settings, node_image: str) -> list[str]:
 
 
 def needed(files: Iterable[Path], bmo_objects: list[dict[str, Any]]) -> list[str]:
-    """What the kind nodes must hold: the providers', cert-manager's and BMO's images."""
+    """What the kind nodes must hold: the images of the providers' files given and BMO's."""
     return images_of([*objects_in(files), *bmo_objects])
 
 

@@ -1,8 +1,9 @@
 """KindStack: the management cluster as a kind cluster (mode kind); the lab.management Protocol.
 
-Only the node simulator runs on this machine (under supervisord, as in local mode), so status and
-down are lab.supervised's, as the local stack's are: `lab down` stops the simulator and keeps the kind cluster (`kind delete
-cluster --name lab-mgmt` removes it).
+Only the node simulator runs on this machine (under supervisord, as in local mode), so status is
+lab.supervised's, as the local stack's is; `lab down` stops the simulator and deletes the kind
+cluster this lab home created (lab.kindmgmt.cluster.delete), as the design has it: nothing of the
+management cluster is left running.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from lab import components, supervised
 from lab.config import Settings
 from lab.errors import UsageError
-from lab.kindmgmt import kubeconfig_path, up
+from lab.kindmgmt import cluster, kubeconfig_path, up
 from lab.metrics import Target
 
 Log = Callable[[str], None]
@@ -34,7 +35,9 @@ class KindStack:
         return up.up(self.settings, profile, log, self.bmo_source, self.offline)
 
     def down(self, purge: bool) -> bool:
-        return supervised.down(self.settings, purge)
+        # the cluster first: --purge removes the kind dir that says this home created it
+        deleted = cluster.delete(self.settings)
+        return supervised.down(self.settings, purge) or deleted
 
     def tune(self, profile: str, log: Log) -> list[str]:
         return up.tune(self.settings, profile, log)

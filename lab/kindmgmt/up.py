@@ -6,9 +6,15 @@ error here) -> BMO overlay built (a wrong base or no network fails here, still b
 exists; offline, from BMO's module in the module cache) -> offline only: every image the nodes will
 run present in the Docker engine (lab.kindmgmt.offline_images; one error line naming the missing
 ones) -> kind cluster created or reused -> offline only: those images loaded into its nodes -> control-
-plane taint removed -> BMO CRDs -> clusterctl init of the providers not yet installed -> BMO -> wait
-for every manager -> tuning patches -> wait for the patched ones -> the node simulator (a local
-supervised process as in local mode: it writes the Nodes when hosts are provisioned).
+plane taint removed -> BMO CRDs -> offline only: cert-manager's CRDs -> clusterctl init of the
+providers not yet installed -> BMO -> offline only: the certificates issued and CA bundles injected
+by lab (lab.kindmgmt.certs) -> wait for every manager -> tuning patches -> wait for the patched ones
+-> the node simulator (a local supervised process as in local mode: it writes the Nodes when hosts are
+provisioned).
+
+Offline, lab always plays cert-manager's part (its images cannot be built from the module proxy,
+lab.kindmgmt.certs says why and how clusterctl stays real), unless a cert-manager controller already
+runs in the reused cluster. Online, clusterctl installs cert-manager itself, as upstream documents.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from lab.config import Settings
 from lab.errors import LabError
 from lab.kindmgmt import (
     bmo,
+    certs,
     cluster,
     clusterctl,
     kind_dir,
@@ -55,6 +62,7 @@ class KindUpResult:
     profile: str
     cluster: str  # "created" | "reused"
     installed: list[str] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)  # Secrets lab wrote in cert-manager's place
     patched: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     n_shards = 1  # one KCP manager: kind mode does not shard (lab.shards)
@@ -64,6 +72,8 @@ class KindUpResult:
         what = [f"kind cluster {self.cluster}"]
         if self.installed:
             what.append(f"installed {', '.join(self.installed)}")
+        if self.issued:
+            what.append(f"issued {len(self.issued)} webhook certificate(s) from lab's CA")
         if self.patched:
             what.append(f"tuned {', '.join(self.patched)}")
         if self.started:
@@ -120,11 +130,12 @@ def up(
     profile = profile or read_state(settings).get("profile") or "default"
     _check_profile(settings, profile)
     action = cluster.plan(settings, cluster.existing_clusters(tools.kind))
-    config_file = None
+    config_file: Path | None = None
+    cm_yaml: Path | None = None  # offline: cert-manager.yaml, whose CRDs lab applies
     if offline_mode:
         rendered = offline.render(settings, tools.kubectl, log)
         log(f"clusterctl repository rendered offline in {rendered.seconds:.1f}s ({rendered.config})")
-        config_file = rendered.config
+        config_file, cm_yaml = rendered.config, rendered.cert_manager
         bmo_source = bmo_source or offline.bmo_module(settings)
 
     where = str(bmo_source) if bmo_source else f"GitHub {bmo.REPO} at {settings.versions.bmo}"
@@ -134,7 +145,7 @@ def up(
     bmo.manager(objects)  # the overlay must produce the manager before anything is created
     preload: list[str] = []
     if offline_mode:
-        preload = offline_images.needed(rendered.files, objects)
+        preload = offline_images.needed(rendered.providers, objects)
         offline_images.check(settings, engine.Client(), preload, cluster.node_image(settings))
 
     kubeconfig = cluster.ensure(settings, tools.kind, action, log)
@@ -143,7 +154,13 @@ def up(
     result = KindUpResult(0.0, kubeconfig, profile, "created" if action == "create" else "reused")
     with Client.from_kubeconfig(kubeconfig) as client:
         cluster.untaint(client)
-        result.installed = install(settings, client, tools, objects, log, config_file)
+        lab_certs = offline_mode and not certs.cert_manager_runs(client)
+        if offline_mode and not lab_certs:
+            log("cert-manager runs in this cluster: it issues the certificates, not lab")
+        cm_crds = cm_yaml if lab_certs else None
+        result.installed = install(settings, client, tools, objects, log, config_file, cm_crds)
+        if lab_certs:
+            result.issued = certs.ensure(settings, client, log).issued
         for namespace, name in (*patches.DEPLOYMENTS.values(), IPAM_DEPLOYMENT):
             log(f"waiting for {namespace}/{name}")
             waits.wait_rolled_out(client, namespace, name, ROLLOUT_TIMEOUT)
@@ -163,10 +180,13 @@ def install(
     objects: list[dict[str, Any]],
     log: Log,
     config_file: Path | None = None,
+    cert_manager_crds: Path | None = None,
 ) -> list[str]:
     """BMO's CRDs, `clusterctl init` of the providers not installed yet, then BMO; the providers
     installed. Providers at another version are an error (upgrading is the user's decision).
-    config_file: clusterctl's config (offline: lab.kindmgmt.offline's); default the online one."""
+    config_file: clusterctl's config (offline: lab.kindmgmt.offline's); default the online one.
+    cert_manager_crds: lab plays cert-manager (lab.kindmgmt.certs): only the CRDs of this
+    cert-manager.yaml are applied, and clusterctl does not wait for the providers."""
     missing, drifted = clusterctl.plan(settings, clusterctl.installed(providers(client)))
     if drifted:
         raise LabError(
@@ -178,11 +198,20 @@ def install(
     _record(kind_dir(settings) / "bmo-crds.json", crds)
     client.apply(crds)
     waits.wait_established(client, [o["metadata"]["name"] for o in crds])
+    if cert_manager_crds is not None:
+        certs.install_crds(client, cert_manager_crds, log)
     if missing:
-        log(f"clusterctl init: {', '.join(missing)} (and cert-manager {settings.versions.cert_manager})")
+        cm = (
+            "lab issues the certificates"
+            if cert_manager_crds
+            else f"and cert-manager {settings.versions.cert_manager}"
+        )
+        log(f"clusterctl init: {', '.join(missing)} ({cm})")
         config_file = config_file or clusterctl.write_config(settings)
+        kubeconfig = kubeconfig_path(settings)
+        wait = cert_manager_crds is None
         proc.run(
-            clusterctl.init_argv(settings, tools.clusterctl, kubeconfig_path(settings), config_file),
+            clusterctl.init_argv(settings, tools.clusterctl, kubeconfig, config_file, wait),
             env=clusterctl.init_env(),
             timeout=clusterctl.INIT_TIMEOUT_SECONDS,
         )

@@ -9,13 +9,9 @@ and authorizes with RBAC. No kubelet exists, so nothing here needs the Node auth
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from lab import build, pki, pki_store
 from lab.config import Settings
@@ -38,7 +34,6 @@ APISERVER_DNS = [
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
 ]
-RENEW_BEFORE = dt.timedelta(days=7)
 ADMIN_USER = "kubernetes-admin"
 KCM_USER = "system:kube-controller-manager"
 #: kube-controller-manager controllers (1.35 names): namespace deletion, owner-reference garbage
@@ -100,62 +95,9 @@ class MgmtPKI:
     webhook_ca: pki.KeyPair
 
 
-def _cn(cert: x509.Certificate) -> str | None:
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else None
-
-
-def _orgs(cert: x509.Certificate) -> list[str]:
-    return sorted(str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME))
-
-
-def _fresh(kp: pki.KeyPair | None, ca: pki.KeyPair, cn: str, orgs: list[str]) -> bool:
-    if kp is None:
-        return False
-    try:
-        return (
-            kp.matches()
-            and pki.signed_by(kp, ca.cert_pem)
-            and kp.not_after > dt.datetime.now(dt.UTC) + RENEW_BEFORE
-            and _cn(kp.cert) == cn
-            and _orgs(kp.cert) == sorted(orgs)
-        )
-    except ValueError:
-        return False
-
-
-def ensure_server(
-    directory: Path,
-    stem: str,
-    ca: pki.KeyPair,
-    cn: str,
-    dns: list[str],
-    ips: list[str],
-    *,
-    client_auth: bool = False,
-) -> pki.KeyPair:
-    """A serving pair in directory/<stem>.{crt,key}, re-issued only when it no longer fits."""
-    kp = pki_store.load_keypair(directory, stem)
-    ok = _fresh(kp, ca, cn, [])
-    if ok and kp is not None:
-        san = kp.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        have = (
-            set(san.get_values_for_type(x509.DNSName)),
-            {str(i) for i in san.get_values_for_type(x509.IPAddress)},
-        )
-        ok = have == (set(dns), set(ips))
-    if not ok or kp is None:
-        kp = pki.issue_server_cert(ca, cn, dns, ips, client_auth=client_auth)
-        pki_store.write_keypair(directory, stem, kp)
-    return kp
-
-
-def ensure_client(directory: Path, stem: str, ca: pki.KeyPair, cn: str, orgs: list[str]) -> pki.KeyPair:
-    kp = pki_store.load_keypair(directory, stem)
-    if not _fresh(kp, ca, cn, orgs) or kp is None:
-        kp = pki.issue_client_cert(ca, cn, orgs)
-        pki_store.write_keypair(directory, stem, kp)
-    return kp
+#: the one implementation (lab.pki_store), shared with kind mode's cert-manager stand-in
+ensure_server = pki_store.ensure_server
+ensure_client = pki_store.ensure_client
 
 
 def client_files(settings: Settings, kubeconfig: Path) -> tuple[Path, Path]:

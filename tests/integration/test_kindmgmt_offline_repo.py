@@ -10,20 +10,25 @@ measurement in lab.kindmgmt.offline), nothing when cached.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
 from support.apiserver import RunningApiserver, running_apiserver
 
-from lab import build, config, images
+from lab import build, config, images, pki, tuning
 from lab.errors import LabError
-from lab.kindmgmt import clusterctl, offline
+from lab.kindmgmt import bmo, certs, clusterctl, offline
+from lab.kube import Client
 
 pytestmark = pytest.mark.slow
 
@@ -287,3 +292,126 @@ def test_bmo_overlay_builds_from_its_module_with_no_network(tmp_path: Path, shar
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == images.resolve(shared, "bmo").reference
+
+
+# --- lab in cert-manager's place (lab.kindmgmt.certs) ----------------------------------------------
+
+#: where each manager's webhook Certificate lives: the five providers' namespaces and BMO's
+MANAGER_NAMESPACES = {ns for ns, _ in tuning.DEPLOYMENTS.values()} | {"metal3-ipam-system"}
+#: what of BMO's overlay is applied here (no Deployment: nothing runs pods on this apiserver)
+BMO_KINDS = (
+    "Namespace",
+    "CustomResourceDefinition",
+    "Issuer",
+    "Certificate",
+    "ValidatingWebhookConfiguration",
+)
+
+
+def _resource_versions(client: Client, refs: list[tuple[str, str, str, str | None]]) -> dict[str, str]:
+    out = {}
+    for api, kind, name, ns in refs:
+        obj = client.get(api, kind, name, ns)
+        assert obj is not None, f"{kind} {ns}/{name} is gone"
+        out[f"{kind} {ns}/{name}"] = obj["metadata"]["resourceVersion"]
+    return out
+
+
+def test_clusterctl_init_skips_cert_manager_and_lab_issues_its_certificates(
+    rendered: tuple[config.Settings, Path], clusterctl_bin: Path, own_apiserver: RunningApiserver
+) -> None:
+    """The real clusterctl init, offline repository, on a kube-apiserver that has cert-manager's CRDs
+    and no cert-manager: clusterctl says it skips cert-manager and installs the five providers (a
+    true inventory); lab then issues every Certificate of the providers and of BMO's overlay from its
+    CA and injects the CA bundle wherever cainjector would; a second pass changes nothing."""
+    settings, cfg = rendered
+    cm_yaml = offline.cert_manager_path(offline.repository_dir(settings), settings.versions.cert_manager)
+    with Client.from_kubeconfig(own_apiserver.kubeconfig) as client:
+        assert len(certs.install_crds(client, cm_yaml, print)) == 6
+        argv = clusterctl.init_argv(
+            settings, str(clusterctl_bin), own_apiserver.kubeconfig_path, cfg, wait=False
+        )
+        started = time.monotonic()
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=clusterctl.init_env())
+        print(f"clusterctl init in {time.monotonic() - started:.1f}s\n{out.stderr}{out.stdout}")
+        assert out.returncode == 0, out.stderr
+        assert "Skipping installing cert-manager as it is already installed" in out.stdout + out.stderr
+        inventory = client.list("clusterctl.cluster.x-k8s.io/v1alpha3", "Provider")
+        assert clusterctl.installed({"items": inventory}) == clusterctl.wanted(settings)
+        assert client.get("apps/v1", "Deployment", "cert-manager", "cert-manager") is None
+        assert not certs.cert_manager_runs(client)
+
+        objects = bmo.build("kubectl", bmo.render_dir(settings, offline.bmo_module(settings)))
+        client.apply([o for o in objects if o["kind"] in BMO_KINDS])
+
+        started = time.monotonic()
+        first = certs.ensure(settings, client, print)
+        print(f"lab issued in {time.monotonic() - started:.1f}s")
+        cert_objs = [
+            c
+            for c in client.list(certs.CERT_API, "Certificate")
+            if c["metadata"]["namespace"] in MANAGER_NAMESPACES
+        ]
+        assert {c["metadata"]["namespace"] for c in cert_objs} == MANAGER_NAMESPACES
+        secrets = {f"{c['metadata']['namespace']}/{c['spec']['secretName']}" for c in cert_objs}
+        assert set(first.issued) == secrets and first.kept == [] and first.skipped == []
+
+        ca_pem = (certs.pki_dir(settings) / "ca" / "ca.crt").read_bytes()
+        for c in cert_objs:
+            ns, name = c["metadata"]["namespace"], c["metadata"]["name"]
+            secret = client.get("v1", "Secret", c["spec"]["secretName"], ns)
+            assert secret is not None and secret["type"] == "kubernetes.io/tls"
+            data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+            assert data["ca.crt"] == ca_pem
+            kp = pki.KeyPair(data["tls.crt"], data["tls.key"])
+            assert kp.matches() and pki.signed_by(kp, ca_pem)
+            san = kp.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            assert set(san.get_values_for_type(x509.DNSName)) == set(c["spec"]["dnsNames"])
+            key_file = certs.pki_dir(settings) / "certs" / ns / f"{name}.key"
+            assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+            status = client.get(certs.CERT_API, "Certificate", name, ns)["status"]  # type: ignore[index]
+            assert [(x["type"], x["status"]) for x in status["conditions"]] == [("Ready", "True")]
+        assert stat.S_IMODE((certs.pki_dir(settings) / "ca" / "ca.key").stat().st_mode) == 0o600
+
+        # cainjector's part: every annotated webhook and conversion webhook carries the CA
+        bundle = base64.b64encode(ca_pem).decode()
+        refs: list[tuple[str, str, str, str | None]] = [
+            ("v1", "Secret", s.split("/")[1], s.split("/")[0]) for s in sorted(secrets)
+        ]
+        hooks = 0
+        for api, kind in (
+            (certs.ADMISSION_API, "ValidatingWebhookConfiguration"),
+            (certs.ADMISSION_API, "MutatingWebhookConfiguration"),
+            (certs.CRD_API, "CustomResourceDefinition"),
+        ):
+            for obj in client.list(api, kind):
+                if certs.inject_target(obj) is None:
+                    continue
+                if kind == "CustomResourceDefinition":
+                    if obj["spec"].get("conversion", {}).get("strategy") != "Webhook":
+                        continue
+                    bundles = [obj["spec"]["conversion"]["webhook"]["clientConfig"]["caBundle"]]
+                else:
+                    bundles = [w["clientConfig"]["caBundle"] for w in obj["webhooks"]]
+                assert bundles and set(bundles) == {bundle}, f"{kind} {obj['metadata']['name']}"
+                hooks += len(bundles)
+                refs.append((api, kind, obj["metadata"]["name"], None))
+        assert "CustomResourceDefinition/clusters.cluster.x-k8s.io" in first.injected
+        assert (
+            "ValidatingWebhookConfiguration/baremetal-operator-validating-webhook-configuration"
+            in first.injected
+        )
+        print(f"{len(first.injected)} objects injected, {hooks} caBundles")
+
+        before = _resource_versions(client, refs)
+        again = certs.ensure(settings, client, print)
+        assert again.issued == [] and again.injected == [] and set(again.kept) == secrets
+        assert _resource_versions(client, refs) == before
+
+        # a Secret lost in the cluster comes back with the same pair (kept on the host)
+        lost = sorted(secrets)[0]
+        ns, name = lost.split("/")
+        old = client.get("v1", "Secret", name, ns)
+        assert client.delete("v1", "Secret", name, ns)
+        assert certs.ensure(settings, client).issued == [lost]
+        assert client.get("v1", "Secret", name, ns)["data"] == old["data"]  # type: ignore[index]

@@ -125,6 +125,15 @@ def test_clusterctl_init_pins_every_provider(settings: config.Settings, tmp_path
     ]
 
 
+def test_clusterctl_init_does_not_wait_when_lab_issues_the_certificates(
+    settings: config.Settings, tmp_path: Path
+) -> None:
+    waiting = clusterctl.init_argv(settings, "clusterctl", tmp_path / "kc", tmp_path / "cc.yaml")
+    argv = clusterctl.init_argv(settings, "clusterctl", tmp_path / "kc", tmp_path / "cc.yaml", wait=False)
+    assert argv == waiting[: waiting.index("--wait-providers")]
+    assert not [a for a in argv if a.startswith("--wait")]
+
+
 def test_clusterctl_versions_follow_settings(lab_env, monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LAB_VERSIONS__CAPM3", "v1.13.1")
     monkeypatch.setenv("LAB_VERSIONS__CERT_MANAGER", "v1.21.0")

@@ -429,3 +429,22 @@ def test_kubectl_reads_the_kubeconfig(settings: config.Settings, cluster: pki.Cl
         base64.b64decode(view["users"][0]["user"]["client-key-data"])
         == pki.kubeconfig_client(cluster.admin_kubeconfig)[2].key_pem
     )
+
+
+def test_ensure_server_keeps_a_fitting_pair_and_reissues_one_that_no_longer_fits(tmp_path: Path) -> None:
+    """The one way lab keeps a serving cert (local managers' webhooks, kind mode's cert-manager
+    stand-in): kept while CA, CN, organizations and names fit; re-issued when any changes."""
+    ca = pki.new_ca("webhook-ca")
+    names = ["svc.ns.svc", "svc.ns.svc.cluster.local"]
+    first = pki_store.ensure_server(tmp_path, "tls", ca, "serving", names, [], organizations=["o"])
+    assert stat.S_IMODE((tmp_path / "tls.key").stat().st_mode) == 0o600
+    assert first.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "o"
+    assert pki_store.ensure_server(tmp_path, "tls", ca, "serving", names, [], organizations=["o"]) == first
+    assert (
+        pki_store.ensure_server(tmp_path, "tls", ca, "serving", names[:1], [], organizations=["o"]) != first
+    )
+    again = pki_store.ensure_server(tmp_path, "tls", ca, "serving", names[:1], [])  # organizations dropped
+    assert again.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME) == []
+    other = pki.new_ca("other-ca")
+    moved = pki_store.ensure_server(tmp_path, "tls", other, "serving", names[:1], [])
+    assert pki.signed_by(moved, other.cert_pem)
