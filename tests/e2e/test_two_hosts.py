@@ -261,47 +261,6 @@ def _available(stack: Stack, name: str) -> bool:
     return True
 
 
-def _lab_mux_pids(h: Host) -> list[tuple[int, str]]:
-    """(pid, command line) of lab-mux processes running from this host's lab home."""
-    out = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if str(h.home) in cmd and f"/{mux.PROGRAM_NAME} " in cmd:
-            out.append((p.info["pid"], cmd))
-    return out
-
-
-def _lab_mux(h: Host) -> list[str]:
-    return [cmd for _pid, cmd in _lab_mux_pids(h)]
-
-
-def _node_ready(kubeconfig: Path) -> bool:
-    """One Node, Ready, in the workload API behind the kubeconfig (what `lab kubeconfig` gives)."""
-    res = subprocess.run(
-        ["kubectl", f"--kubeconfig={kubeconfig}", "get", "nodes", "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if res.returncode != 0:
-        return False
-    nodes = json.loads(res.stdout)["items"]
-    return len(nodes) == 1 and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in nodes[0]["status"].get("conditions") or []
-    )
-
-
-def _available(stack: Stack, name: str) -> bool:
-    """The Cluster and its KubeadmControlPlane Available, as the management cluster says."""
-    for kind in ("clusters.cluster.x-k8s.io", "kubeadmcontrolplanes.controlplane.cluster.x-k8s.io"):
-        obj = stack.kubectl_json("get", kind, name, "-n", name)
-        if not any(
-            c["type"] == "Available" and c["status"] == "True" for c in obj["status"].get("conditions") or []
-        ):
-            return False
-    return True
-
-
 def _listening(ns: NsHost, port: int) -> bool:
     """Whether anything accepts on the host's address and port (reached from here, as lab does)."""
     with socket.socket() as s:
