@@ -372,6 +372,26 @@ def write_node(
     return wrote
 
 
+def remove_orphan_mirror_pods(client: Client) -> list[str]:
+    """Delete the mirror pods of Nodes that are gone; their names.
+
+    A kubelet's mirror pods are owned by its Node, so in a real cluster the garbage collector of
+    kube-controller-manager deletes them once CAPI deletes the Node (a control-plane Machine rolled
+    out by an upgrade). Lab's workload clusters run no kube-controller-manager: this does its part
+    for the pods the simulator wrote, nothing else."""
+    nodes = {n["metadata"]["name"] for n in client.list("v1", "Node")}
+    gone = []
+    for pod in client.list("v1", "Pod", namespace="kube-system", label_selector="tier=control-plane"):
+        meta = pod["metadata"]
+        if "kubernetes.io/config.mirror" not in (meta.get("annotations") or {}):
+            continue
+        if (pod.get("spec") or {}).get("nodeName") in nodes:
+            continue
+        client.delete("v1", "Pod", meta["name"], "kube-system")
+        gone.append(meta["name"])
+    return gone
+
+
 # --- following the management cluster ----------------------------------------------------------
 
 
