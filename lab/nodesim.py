@@ -15,6 +15,15 @@ Objects are created once and never overwritten: after creation CAPI, CAPM3 and K
 them (labels, taints, providerID, kubeadm-config updates). Writes are plain creates and merge
 patches, never server-side apply, so the same code serves a real kube-apiserver and the mux
 backing's in-memory one (which has neither apply patches nor a status subresource). No heartbeats: nothing watches leases.
+An upgrade (`lab upgrade-clusters`) needs nothing else from the simulator: KCP's rollout makes a new
+control-plane Machine on a new host, whose Node and mirror pods are written like any other, at the
+Machine's spec.version (the Node's kubeletVersion, the pods' image tags). What KCP v1.13.6 reads and
+writes in the workload cluster during an upgrade is written by KCP itself: kubeadm-config's
+ClusterConfiguration (UpdateClusterConfiguration sets kubernetesVersion), kubeadm's RBAC bindings;
+kube-proxy's DaemonSet and CoreDNS it updates only when they exist, and lab's clusters have neither
+(kubeadm's addon phase is not simulated); it reads no kubelet-config, and with external etcd it
+skips every etcd step. The old Node's mirror pods, which a real cluster's garbage collector removes
+with the Node, are removed by remove_orphan_mirror_pods.
 Last, the host gets annotation `scale-lab.metal3.io/node-written` (lab.phases) with the time of the
 write, once: the run records take the node_written phase from it.
 

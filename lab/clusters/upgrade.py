@@ -191,6 +191,7 @@ class _Cluster:
     hold: str = "objects not applied yet"
     collected: bool = False  # the old Node's mirror pods removed
     settled: bool = False  # applied again with the new host only
+    upgraded: bool = False  # cluster_upgraded reached: not looked at again
 
 
 class Upgrader:
@@ -285,7 +286,10 @@ class Upgrader:
         finished = set()
         to_settle = []
         for name, c in self.clusters.items():
+            if c.upgraded:
+                continue
             if self._step(c, hosts, machines.get(name, []), kcps.get(name), clusters.get(name)):
+                c.upgraded = True
                 finished.add(name)
             elif c.hold == "settling":
                 to_settle.append(c)
