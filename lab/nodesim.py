@@ -36,6 +36,7 @@ and a host's DELETED event forgets what was kept for it and its namespace.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -390,13 +391,18 @@ def remove_orphan_mirror_pods(client: Client) -> list[str]:
     for the pods the simulator wrote, nothing else."""
     nodes = {n["metadata"]["name"] for n in client.list("v1", "Node")}
     gone = []
+    res = client.resource("v1", "Pod")
+    # grace 0, as the pod garbage collector deletes pods of a vanished node: a graceful delete of a
+    # pod bound to a node only marks it Terminating until that node's kubelet confirms, never here
+    force = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0}
     for pod in client.list("v1", "Pod", namespace="kube-system", label_selector="tier=control-plane"):
         meta = pod["metadata"]
         if "kubernetes.io/config.mirror" not in (meta.get("annotations") or {}):
             continue
         if (pod.get("spec") or {}).get("nodeName") in nodes:
             continue
-        client.delete("v1", "Pod", meta["name"], "kube-system")
+        with contextlib.suppress(NotFound):  # gone meanwhile
+            client.request("DELETE", res.path("kube-system", meta["name"]), body=force)
         gone.append(meta["name"])
     return gone
 
