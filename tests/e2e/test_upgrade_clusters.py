@@ -2,7 +2,8 @@
 KubeadmControlPlane at the new version (spec and status), exactly one control-plane Machine, at the
 new version with a nodeRef, on the spare host; the old Machine, its host and its Node gone (the old
 Node's mirror pods too); kubeadm-config rewritten by KCP; the Cluster Available. Then a re-run
-changes nothing, bad versions are refused with nothing changed, and delete leaves zero residue.
+changes nothing, bad versions are refused with nothing changed, a second upgrade rolls back onto
+the first host slot, and delete leaves zero residue.
 Index 8951: clear of every other e2e module's clusters."""
 
 from __future__ import annotations
@@ -142,6 +143,25 @@ def test_upgrade_rolls_the_control_plane_to_a_new_machine_and_host_then_deletes_
     kcp = stack.kubectl_json("get", "kcp", "-n", NAME, NAME)
     assert kcp["spec"]["version"] == TO and kcp["metadata"]["generation"] == gen
     assert len(stack.kubectl_json("get", "bmh", "-n", NAME)["items"]) == 1
+
+    # the next upgrade (a patch) rolls back onto slot 0: two host slots carry any number of upgrades
+    patch = f"v{_MAJOR}.{_MINOR + 1}.1"
+    started = time.monotonic()
+    out = stack.lab(
+        "upgrade-clusters", "--start", str(INDEX), "--count", "1", "--to", patch, "--timeout", "900",
+        "-o", "json", timeout=TIMEOUT,
+    )  # fmt: skip
+    print(f"upgrade {TO} -> {patch}: {time.monotonic() - started:.0f}s")
+    assert json.loads(out.stdout)["upgraded"] == [NAME]
+    (machine,) = _cp_machines(stack)
+    assert machine["spec"]["version"] == patch and machine["status"]["nodeRef"]["name"]
+    assert machine["spec"]["providerID"].startswith(f"metal3://{NAME}/{NAME}-host-0/")
+    assert [h["metadata"]["name"] for h in stack.kubectl_json("get", "bmh", "-n", NAME)["items"]] == [
+        f"{NAME}-host-0"
+    ]
+    assert stack.kubectl_json("get", "kcp", "-n", NAME, NAME)["status"]["version"] == patch
+    (node,) = _workload(stack, tmp_path, "get", "nodes")["items"]
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == patch
 
     stack.lab("delete-clusters", "--start", str(INDEX), "--count", "1", "--wait", timeout=TIMEOUT)
     assert residue(settings, [NAME]) == {}
