@@ -83,6 +83,26 @@ WORKER_MAC_OCTET, WORKER_BMC_SUBNET = 0x70, 130
 MAX_WORKER_SLOTS = 15  # 0x71..0x7f, 192.168.131..145
 
 
+#: Control-plane host slot 1 of a cluster (the spare `lab upgrade-clusters` renders, so KCP's rollout
+#: has a host for the new Machine before the old one goes): its own MAC octet and BMC subnet, apart
+#: from slot 0's (the CLUSTER_* pair), the standalone hosts' and the workers'.
+SPARE_MAC_OCTET, SPARE_BMC_SUBNET = 0x63, 124
+CONTROL_PLANE_SLOTS = (0, 1)
+
+
+def control_plane_mac(index: int, slot: int) -> str:
+    """Boot MAC of control-plane host `slot` (0 or 1) of cluster `index`."""
+    if slot not in CONTROL_PLANE_SLOTS:
+        raise ValueError(f"control-plane slot {slot} out of range {CONTROL_PLANE_SLOTS}")
+    return boot_mac(index, SPARE_MAC_OCTET if slot else CLUSTER_MAC_OCTET)
+
+
+def control_plane_bmc_address(index: int, slot: int) -> str:
+    if slot not in CONTROL_PLANE_SLOTS:
+        raise ValueError(f"control-plane slot {slot} out of range {CONTROL_PLANE_SLOTS}")
+    return bmc_address(index, SPARE_BMC_SUBNET if slot else CLUSTER_BMC_SUBNET)
+
+
 def worker_mac(index: int, slot: int) -> str:
     """Boot MAC of worker host `slot` of cluster `index`."""
     if not 0 < slot <= MAX_WORKER_SLOTS:

@@ -15,6 +15,15 @@ Objects are created once and never overwritten: after creation CAPI, CAPM3 and K
 them (labels, taints, providerID, kubeadm-config updates). Writes are plain creates and merge
 patches, never server-side apply, so the same code serves a real kube-apiserver and the mux
 backing's in-memory one (which has neither apply patches nor a status subresource). No heartbeats: nothing watches leases.
+An upgrade (`lab upgrade-clusters`) needs nothing else from the simulator: KCP's rollout makes a new
+control-plane Machine on a new host, whose Node and mirror pods are written like any other, at the
+Machine's spec.version (the Node's kubeletVersion, the pods' image tags). What KCP v1.13.6 reads and
+writes in the workload cluster during an upgrade is written by KCP itself: kubeadm-config's
+ClusterConfiguration (UpdateClusterConfiguration sets kubernetesVersion), kubeadm's RBAC bindings;
+kube-proxy's DaemonSet and CoreDNS it updates only when they exist, and lab's clusters have neither
+(kubeadm's addon phase is not simulated); it reads no kubelet-config, and with external etcd it
+skips every etcd step. The old Node's mirror pods, which a real cluster's garbage collector removes
+with the Node, are removed by remove_orphan_mirror_pods.
 Last, the host gets annotation `scale-lab.metal3.io/node-written` (lab.phases) with the time of the
 write, once: the run records take the node_written phase from it.
 
@@ -27,6 +36,7 @@ and a host's DELETED event forgets what was kept for it and its namespace.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -376,6 +386,31 @@ def write_node(
         _create(client, kubeadm_config(cluster_name, version, endpoint))
         wrote = True
     return wrote
+
+
+def remove_orphan_mirror_pods(client: Client) -> list[str]:
+    """Delete the mirror pods of Nodes that are gone; their names.
+
+    A kubelet's mirror pods are owned by its Node, so in a real cluster the garbage collector of
+    kube-controller-manager deletes them once CAPI deletes the Node (a control-plane Machine rolled
+    out by an upgrade). Lab's workload clusters run no kube-controller-manager: this does its part
+    for the pods the simulator wrote, nothing else."""
+    nodes = {n["metadata"]["name"] for n in client.list("v1", "Node")}
+    gone = []
+    res = client.resource("v1", "Pod")
+    # grace 0, as the pod garbage collector deletes pods of a vanished node: a graceful delete of a
+    # pod bound to a node only marks it Terminating until that node's kubelet confirms, never here
+    force = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0}
+    for pod in client.list("v1", "Pod", namespace="kube-system", label_selector="tier=control-plane"):
+        meta = pod["metadata"]
+        if "kubernetes.io/config.mirror" not in (meta.get("annotations") or {}):
+            continue
+        if (pod.get("spec") or {}).get("nodeName") in nodes:
+            continue
+        with contextlib.suppress(NotFound):  # gone meanwhile
+            client.request("DELETE", res.path("kube-system", meta["name"]), body=force)
+        gone.append(meta["name"])
+    return gone
 
 
 # --- following the management cluster ----------------------------------------------------------

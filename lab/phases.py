@@ -37,6 +37,7 @@ class RunKind(StrEnum):
     create_hosts = "create-hosts"
     delete_hosts = "delete-hosts"
     scale = "scale"
+    upgrade = "upgrade"
 
 
 class Phase(StrEnum):
@@ -70,6 +71,15 @@ class Phase(StrEnum):
     then going up the three worker phases above, going down workers_removed (no Machine of the
     surplus hosts is left: CAPI deleted their Nodes first) and hosts_removed (the surplus hosts,
     deprovisioned by BMO, are deleted with their secrets).
+
+    upgrade (`lab upgrade-clusters`), per cluster, each step KCP's rollout or lab's part of it:
+      upgrade_applied      lab's apply returned: the spare control-plane host and the new version
+      cp_host_provisioned  BMO provisioned the spare host for KCP's new Machine
+      cp_node_written      the node simulator wrote the new Node (and mirror pods) at the new version
+      cp_node_ref          the new control-plane Machine got its nodeRef
+      old_machine_deleted  KCP deleted the old Machine (CAPI drained and deleted its Node)
+      old_host_removed     the old host, deprovisioned by BMO, is deleted with its secret
+      cluster_upgraded     KCP status.version is the new one, KCP and Cluster Available
 
     create-hosts and delete-hosts (standalone BareMetalHosts, per host): lab's apply returned
     (host_applied) or its DELETE was accepted (host_delete_requested), then each BMO provisioning
@@ -111,6 +121,14 @@ class Phase(StrEnum):
     md_available = "md_available"
     workers_removed = "workers_removed"
     hosts_removed = "hosts_removed"
+
+    upgrade_applied = "upgrade_applied"
+    cp_host_provisioned = "cp_host_provisioned"
+    cp_node_written = "cp_node_written"
+    cp_node_ref = "cp_node_ref"
+    old_machine_deleted = "old_machine_deleted"
+    old_host_removed = "old_host_removed"
+    cluster_upgraded = "cluster_upgraded"
 
 
 #: The phases of each kind of run, in order: the first is the origin of every latency, the last
@@ -156,6 +174,15 @@ PHASES: dict[RunKind, tuple[Phase, ...]] = {
         Phase.md_available,
         Phase.workers_removed,
         Phase.hosts_removed,
+    ),
+    RunKind.upgrade: (
+        Phase.upgrade_applied,
+        Phase.cp_host_provisioned,
+        Phase.cp_node_written,
+        Phase.cp_node_ref,
+        Phase.old_machine_deleted,
+        Phase.old_host_removed,
+        Phase.cluster_upgraded,
     ),
 }
 
@@ -212,6 +239,12 @@ PREVIOUS: dict[Phase, Phase] = {
     Phase.md_available: Phase.workers_written,
     Phase.workers_removed: Phase.scale_applied,
     Phase.hosts_removed: Phase.workers_removed,
+    Phase.cp_host_provisioned: Phase.upgrade_applied,
+    Phase.cp_node_written: Phase.cp_host_provisioned,
+    Phase.cp_node_ref: Phase.cp_node_written,
+    Phase.old_machine_deleted: Phase.cp_node_ref,
+    Phase.old_host_removed: Phase.old_machine_deleted,
+    Phase.cluster_upgraded: Phase.old_host_removed,
 }
 
 

@@ -15,6 +15,7 @@ from lab import management, manifests, naming, pki, pki_store
 from lab.config import Settings
 from lab.errors import LabError
 from lab.etcd.server import ETCD_CA_CN, client_url, etcd_ca_dir
+from lab.manifests.controlplane import ControlPlane
 
 if TYPE_CHECKING:
     from lab.backing import Backing
@@ -61,10 +62,11 @@ def backed_objects(
     ca: pki.KeyPair | None = None,
     payload_kb: int = 0,
     n_workers: int = 0,
+    control_plane: ControlPlane = ControlPlane(),
 ) -> list[dict[str, Any]]:
     """Every object of cluster `index` placed on `backing`: its endpoint, etcd and etcd CA (pass
-    `ca`, backing.etcd_ca(), when rendering many), `payload_kb` KiB of files in its KCP. Creates
-    the cluster's PKI on first use."""
+    `ca`, backing.etcd_ca(), when rendering many), `payload_kb` KiB of files in its KCP, its
+    control plane's version and hosts. Creates the cluster's PKI on first use."""
     name = naming.cluster_name(settings.prefix, index)
     host, port = backing.endpoint(name, index)
     # a backing may need another CA key type than lab's default
@@ -83,4 +85,5 @@ def backed_objects(
         payload_kb,
         n_workers,
         management.shards(settings),
+        control_plane,
     )

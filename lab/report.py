@@ -614,6 +614,8 @@ def done_word(run: dict[str, Any]) -> str:
         return str(run["settings"].get("state") or "provisioned")
     if kind is RunKind.scale:
         return f"at {run['settings'].get('workers')} workers"
+    if kind is RunKind.upgrade:
+        return f"at {run['settings'].get('to')}"
     return "Available" if kind is RunKind.create else "deleted"
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lab.errors import UsageError
+
 
 @dataclass(frozen=True)
 class Component:
@@ -66,3 +68,55 @@ NOSUMDB = ("github.com/metal3-io",)
 
 def defaults() -> dict[str, str]:
     return {k: c.default for k, c in COMPONENTS.items()}
+
+
+# --- upgrades (`lab upgrade-clusters --to`) ------------------------------------------------------
+
+#: The newest Kubernetes minor each CAPI minor supports on workload clusters: CAPI's own support
+#: matrix (docs/book/src/reference/versions.md at v1.13.6: Kubernetes v1.36 with CAPI >= v1.13.1).
+#: A CAPI minor missing here has no upgrade table: lab refuses every upgrade rather than guess.
+WORKLOAD_KUBERNETES_MAX: dict[tuple[int, int], tuple[int, int]] = {(1, 13): (1, 36)}
+
+
+def parse_release(version: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) of a release version `vX.Y.Z`; None for anything else (pre-releases
+    and build metadata included: no such Kubernetes is pinned or upgraded to)."""
+    head, dot = version[:1], version[1:].split(".")
+    if head != "v" or len(dot) != 3 or not all(p.isdigit() and (p == "0" or p[0] != "0") for p in dot):
+        return None
+    return int(dot[0]), int(dot[1]), int(dot[2])
+
+
+def check_upgrade(current: str, target: str, capi: str) -> tuple[int, int, int]:
+    """`target` parsed, when a KubeadmControlPlane at `current` may be upgraded to it under CAPI
+    `capi`; else one UsageError saying why. Supported, as KCP and CAPI have it:
+    - a newer release of the same major (downgrades roll nothing KCP supports back);
+    - at most one minor up: KCP's webhook refuses skipping a minor (controlplane/kubeadm/internal/
+      webhooks validateVersion: the target must be below current minor + 2);
+    - no newer minor than CAPI supports for workload clusters (WORKLOAD_KUBERNETES_MAX).
+    """
+    to = parse_release(target)
+    if to is None:
+        raise UsageError(f"--to must be a Kubernetes release vX.Y.Z, got {target!r}")
+    now = parse_release(current)
+    if now is None:
+        raise UsageError(f"the current Kubernetes version {current!r} is not a release vX.Y.Z")
+    capi_v = parse_release(capi)
+    ceiling = WORKLOAD_KUBERNETES_MAX.get(capi_v[:2]) if capi_v else None
+    if ceiling is None:
+        raise UsageError(f"no upgrade table for CAPI {capi}: lab.versions.WORKLOAD_KUBERNETES_MAX")
+    if to <= now:
+        raise UsageError(f"--to {target} is not newer than {current}: only upgrades are supported")
+    if to[0] != now[0]:
+        raise UsageError(f"--to {target} changes the major version of {current}: not supported")
+    if to[1] > now[1] + 1:
+        raise UsageError(
+            f"--to {target} skips a minor from {current}: KCP upgrades one minor at a time "
+            f"(v{now[0]}.{now[1] + 1}.x first)"
+        )
+    if to[:2] > ceiling:
+        raise UsageError(
+            f"--to {target}: CAPI {capi} supports workload clusters up to Kubernetes "
+            f"v{ceiling[0]}.{ceiling[1]}"
+        )
+    return to

@@ -14,11 +14,13 @@ from lab.manifests import workers
 MAX_LISTED = 20
 
 
-def targets(start: int | None, count: int | None, all_: bool, max_index: int) -> list[int] | None:
+def targets(
+    start: int | None, count: int | None, all_: bool, max_index: int, verb: str = "scales"
+) -> list[int] | None:
     """Pure: the cluster indexes a command line asks for; None means every cluster (--all)."""
     if all_:
         if start is not None or count is not None:
-            raise UsageError("--all scales every cluster: it takes no --start or --count")
+            raise UsageError(f"--all {verb} every cluster: it takes no --start or --count")
         return None
     if count is None:
         raise UsageError("say which clusters: --start S --count N, or --all")

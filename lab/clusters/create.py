@@ -29,7 +29,7 @@ from lab.clusters.tracker import Tracker
 from lab.config import Settings
 from lab.errors import LabError
 from lab.kube import ApiError, Client
-from lab.manifests import payload, workers
+from lab.manifests import controlplane, payload, workers
 from lab.phases import Phase
 
 DIGEST_ANNOTATION = "scale-lab.metal3.io/applied-digest"
@@ -161,14 +161,29 @@ class Creator:
     #: what rest() marks once a cluster's objects are applied (a scale run: scale_applied)
     applied_phase: Phase = Phase.applied
     namespaces: dict[int, Obj] = field(default_factory=dict)
+    #: the control plane to render per index (an upgrade's); else the one its namespace notes
+    control_planes: dict[int, controlplane.ControlPlane] = field(default_factory=dict)
     _cas: dict[str, Any] = field(default_factory=dict)
+
+    def control_plane(self, index: int) -> controlplane.ControlPlane:
+        """What the cluster has (lab.manifests.controlplane): an existing cluster is never rendered
+        back to the pinned version or its first host after an upgrade."""
+        if index in self.control_planes:
+            return self.control_planes[index]
+        return controlplane.of_namespace(self.namespaces.get(index) or {})
 
     def render(self, index: int) -> list[Obj]:
         b = self.backings[self.plan.placement[index]]
         if b.name not in self._cas:
             self._cas[b.name] = b.etcd_ca()
         return render.backed_objects(
-            self.settings, index, b, self._cas[b.name], self.payload_kb, self.n_workers
+            self.settings,
+            index,
+            b,
+            self._cas[b.name],
+            self.payload_kb,
+            self.n_workers,
+            self.control_plane(index),
         )
 
     def confirm_complete(self) -> set[int]:

@@ -160,6 +160,8 @@ def _creators(
 ) -> list[create.Creator]:
     """One Creator per payload (each renders one): the clusters re-rendered with the new W."""
     backings = _open(settings, plan, indexes)
+    # each cluster keeps the control plane it has (an upgraded one its version and host)
+    namespaces = create.existing_namespaces(settings, mgmt)
     out = []
     for kb in sorted({plan.payload_kb[i] for i in indexes}):
         idx = [i for i in indexes if plan.payload_kb[i] == kb]
@@ -180,6 +182,7 @@ def _creators(
                 kb,
                 plan.target,
                 applied_phase=Phase.scale_applied,
+                namespaces=namespaces,
             )
         )
     return out

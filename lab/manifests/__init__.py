@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from lab import naming, shards
 from lab.config import Settings
-from lab.manifests import capi, metal3, names, payload, workers
+from lab.manifests import capi, controlplane, metal3, names, payload, workers
 from lab.manifests.common import lab_labels, obj
-from lab.manifests.secrets import bmc_password, bmc_secret, pki_secrets
+from lab.manifests.secrets import bmc_password, bmc_secret, control_plane_bmc_secret, pki_secrets
 
 if TYPE_CHECKING:
     from lab.pki import ClusterPKI
@@ -21,14 +21,20 @@ __all__ = ["bmc_password", "cluster_objects", "namespace"]
 
 
 def namespace(
-    cluster: str, index: int, backing: str = naming.LOCAL_BACKING, payload_kb: int = 0, n_workers: int = 0
+    cluster: str,
+    index: int,
+    backing: str = naming.LOCAL_BACKING,
+    payload_kb: int = 0,
+    n_workers: int = 0,
+    control_plane: controlplane.ControlPlane = controlplane.ControlPlane(),
 ) -> dict[str, Any]:
     """The cluster's namespace; its labels are how lab lists the clusters that exist and where each
-    one's apiserver runs, so delete finds it after any crash. A payload and a worker count are noted
-    on it (payload.ANNOTATION, workers.ANNOTATION) so a later create or scale can tell it apart."""
+    one's apiserver runs, so delete finds it after any crash. A payload, a worker count and an
+    upgraded control plane are noted on it (payload.ANNOTATION, workers.ANNOTATION,
+    lab.manifests.controlplane) so a later create, scale or upgrade can tell it apart."""
     labels = {**lab_labels(cluster, index), naming.BACKING_LABEL: backing}
     ns = obj("Namespace", names.namespace(cluster), None, labels)
-    annotations = {}
+    annotations = control_plane.annotations()
     if payload_kb:
         annotations[payload.ANNOTATION] = str(payload_kb)
     if n_workers:
@@ -57,11 +63,14 @@ def cluster_objects(
     payload_kb: int = 0,
     n_workers: int = 0,
     n_shards: int = shards.DEFAULT,
+    control_plane: controlplane.ControlPlane = controlplane.ControlPlane(),
 ) -> list[dict[str, Any]]:
     """Every object of workload cluster `index`, in apply order; `payload_kb` KiB of files in the
     KubeadmControlPlane (lab.manifests.payload); `n_workers` worker hosts and MachineDeployment
     replicas (lab.manifests.workers); with `n_shards` > 1 the Cluster and KCP carry the watch-filter
-    label of the KCP shard the index falls to (lab.shards), with 1 no label at all.
+    label of the KCP shard the index falls to (lab.shards), with 1 no label at all; `control_plane`:
+    the Kubernetes version of the KCP and the MachineDeployment, and the control-plane hosts
+    (lab.manifests.controlplane).
 
     Order: the Namespace, then Secrets (KCP and BMO look them up), then the hosts (BMO can register and
     inspect them while the rest is created), then templates before what references them, the Cluster last.
@@ -72,12 +81,19 @@ def cluster_objects(
         raise ValueError(f"PKI of {pki.name} passed for cluster {name}")
     workers.check_count(n_workers)
     shard = shards.labels(index, shards.check_count(n_shards))
-    k8s = settings.versions.kubernetes
+    k8s = control_plane.kubernetes(settings.versions.kubernetes)
+    hosts: list[dict[str, Any]] = []
+    for slot in control_plane.hosts:
+        secret = (
+            control_plane_bmc_secret(name, index, bmc_password, slot)
+            if slot
+            else bmc_secret(name, index, bmc_password)
+        )
+        hosts += [secret, metal3.baremetal_host(name, index, slot)]
     return [
-        namespace(name, index, backing, payload_kb, n_workers),
+        namespace(name, index, backing, payload_kb, n_workers, control_plane),
         *pki_secrets(name, index, pki),
-        bmc_secret(name, index, bmc_password),
-        metal3.baremetal_host(name, index),
+        *hosts,
         *worker_hosts(name, index, bmc_password, n_workers),
         metal3.data_template(name, index, names.controlplane_data_template(name)),
         metal3.data_template(name, index, names.workers_data_template(name)),

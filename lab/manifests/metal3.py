@@ -86,15 +86,16 @@ def machine_template(
     )
 
 
-def baremetal_host(cluster: str, index: int) -> dict[str, Any]:
-    """The control-plane host, with a BMC address and boot MAC unique to the index (see lab.naming)."""
+def baremetal_host(cluster: str, index: int, slot: int = 0) -> dict[str, Any]:
+    """Control-plane host `slot` (0, or 1: an upgrade's spare, lab.manifests.controlplane), with a BMC
+    address and boot MAC unique to the index and slot (see lab.naming)."""
     return host(
-        names.host(cluster),
+        names.control_plane_host(cluster, slot),
         names.namespace(cluster),
         {**cluster_labels(cluster, index), workers.ROLE_LABEL: workers.CONTROL_PLANE},
-        naming.boot_mac(index),
-        naming.bmc_address(index),
-        names.bmc_secret(cluster),
+        naming.control_plane_mac(index, slot),
+        naming.control_plane_bmc_address(index, slot),
+        names.control_plane_bmc_secret(cluster, slot),
     )
 
 

@@ -33,6 +33,16 @@ def host(cluster: str) -> str:
     return f"{cluster}-host-0"
 
 
+def control_plane_host(cluster: str, slot: int) -> str:
+    """Control-plane host `slot`: 0 is host(cluster); 1 the spare an upgrade rolls the control plane
+    onto (test-7-host-cp1), a name worker_slot never reads as a worker's."""
+    return host(cluster) if slot == 0 else f"{cluster}-host-cp{slot}"
+
+
+def control_plane_bmc_secret(cluster: str, slot: int) -> str:
+    return f"{control_plane_host(cluster, slot)}-bmc-secret"
+
+
 def worker_host(cluster: str, slot: int) -> str:
     """Worker host `slot` (1..W): test-7-host-1, test-7-host-2, next to the control plane's host-0."""
     return f"{cluster}-host-{slot}"

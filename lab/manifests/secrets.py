@@ -76,6 +76,12 @@ def bmc_secret(cluster: str, index: int, password: str, slot: int = 0) -> dict[s
     return credentials(name, names.namespace(cluster), cluster_labels(cluster, index), password)
 
 
+def control_plane_bmc_secret(cluster: str, index: int, password: str, slot: int) -> dict[str, Any]:
+    """Credentials of control-plane host `slot` (slot 0's is bmc_secret's)."""
+    name = names.control_plane_bmc_secret(cluster, slot)
+    return credentials(name, names.namespace(cluster), cluster_labels(cluster, index), password)
+
+
 def credentials(name: str, namespace: str, labels: dict[str, str], password: str) -> dict[str, Any]:
     """A BMC credentials Secret, pre-labelled for BMO's cache (BMO_SECRET_LABEL)."""
     if not password.strip():

@@ -69,6 +69,8 @@ CASES = [
     c("delete-clusters --all --timeout nan"),
     c(f"delete-clusters --start {SENTINEL}"),
     c(f"delete-clusters --start {SENTINEL} --count 0"),
+    c(f"upgrade-clusters --start {SENTINEL} --count 1 --to v1.37.0"),
+    c(f"upgrade-clusters --start {SENTINEL} --count 1 --to v1.36.0 --timeout nan"),
     c(f"create-hosts 0 --start {SENTINEL}"),
     c("create-hosts 2 --start 9999"),
     c(f"create-hosts 1 --start {SENTINEL} --state ready"),

@@ -136,6 +136,13 @@ ARGS: list[Case] = [
     c("delete-clusters --all --timeout nan"),
     c("delete-clusters --all --timeout -1"),
     c("delete-clusters 5"),
+    # upgrade-clusters
+    c("upgrade-clusters --all"),
+    c("upgrade-clusters --all --to 1.36.0"),
+    c("upgrade-clusters --all --to v1.37.0"),
+    c("upgrade-clusters --start 1 --count 1 --to v1.36.0-rc.0"),
+    c("upgrade-clusters --to v1.36.0"),
+    c("upgrade-clusters --all --to v1.36.0 --timeout nan"),
     # create-hosts, delete-hosts
     c("create-hosts"),
     c("create-hosts 0"),

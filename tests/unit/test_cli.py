@@ -22,6 +22,19 @@ import pytest
             ["scale-clusters", "--start", "1", "--count", "0", "--workers", "1"],
             "error: count must be at least 1",
         ),
+        (["upgrade-clusters", "--all"], "error: Missing option '--to'"),
+        (["upgrade-clusters", "--all", "--to", "1.36.0"], "error: --to must be a Kubernetes release vX.Y.Z"),
+        (["upgrade-clusters", "--all", "--to", "v1.37.0"], "error: --to v1.37.0 skips a minor from v1.35.4"),
+        (["upgrade-clusters", "--all", "--to", "v1.35.4"], "error: --to v1.35.4 is not newer than v1.35.4"),
+        (["upgrade-clusters", "--to", "v1.36.0"], "error: say which clusters"),
+        (
+            ["upgrade-clusters", "--all", "--start", "2", "--to", "v1.36.0"],
+            "error: --all upgrades every cluster",
+        ),
+        (
+            ["upgrade-clusters", "--all", "--to", "v1.36.0", "--parallel", "0"],
+            "error: --parallel must be at least 1",
+        ),
     ],
 )
 def test_usage_errors_are_one_line(run_lab, args: list[str], expected: str) -> None:
