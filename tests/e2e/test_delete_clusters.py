@@ -75,6 +75,7 @@ def test_status_shows_the_clusters_by_phase(stack: Stack, clusters: config.Setti
         "backing": "local",
         "phase": "available",
         "reason": None,
+        "shard": None,  # an unsharded stack (lab up --shards 1): no KCP shard label
     }
     assert data["clusters_by_phase"]["available"] >= 3 and data["clusters_error"] is None
     table = stack.lab("status").stdout

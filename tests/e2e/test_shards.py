@@ -22,8 +22,9 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.stack import Stack
+from support.wait import wait_for
 
-from lab import shards
+from lab import naming, shards
 from lab.clusters.residue import residue
 from lab.stack import ports, up
 
@@ -63,7 +64,17 @@ def _reconciles(m: dict[str, list[tuple[dict[str, str], float]]], controller: st
 
 @pytest.fixture(scope="module")
 def sharded(stack: Stack) -> Iterator[Stack]:
-    """The session stack with two KCP shards; one unfiltered KCP manager again afterwards."""
+    """The session stack with two KCP shards; one unfiltered KCP manager again afterwards.
+
+    Another K is refused while any cluster exists, so this first waits for the clusters an earlier
+    module of the session stack asked to delete without waiting (test_render_apply's test-101) to go.
+    """
+    wait_for(
+        "no cluster left on the session stack by earlier modules",
+        lambda: not stack.kubectl_json("get", "namespaces", "-l", naming.CLUSTER_LABEL)["items"],
+        TIMEOUT,
+        interval=5,
+    )
     try:
         out = stack.lab("up", "--shards", "2", timeout=TIMEOUT)
         assert "2 KCP shards" in out.stdout, out.stdout
