@@ -346,13 +346,28 @@ def _down_pass(mgmt: Client, target: int, waiting: set[str], deleted: set[str], 
             finished.add(name)
         for h in past.get(name, []):
             host = h["metadata"]["name"]
-            free = not (h.get("spec") or {}).get("consumerRef")
-            state = ((h.get("status") or {}).get("provisioning") or {}).get("state")
-            if host not in deleted and free and state in AVAILABLE:
-                mgmt.delete(BMH_API, "BareMetalHost", host, name)
-                mgmt.delete("v1", "Secret", h["spec"]["bmc"]["credentialsName"], name)
+            if host not in deleted and delete_if_released(mgmt, h):
                 deleted.add(host)
     return finished
+
+
+def delete_if_released(mgmt: Client, host: Obj) -> bool:
+    """Delete a host and its BMC secret once BMO has it back to available with no consumer (what
+    scale-down does to surplus worker hosts and an upgrade to the old control-plane host); True when
+    deleted."""
+    free = not (host.get("spec") or {}).get("consumerRef")
+    if not (free and host_state(host) in AVAILABLE):
+        return False
+    ns = host["metadata"]["namespace"]
+    mgmt.delete(BMH_API, "BareMetalHost", host["metadata"]["name"], ns)
+    mgmt.delete("v1", "Secret", host["spec"]["bmc"]["credentialsName"], ns)
+    return True
+
+
+def host_state(host: Obj) -> str | None:
+    """BMO's provisioning state of a host, None before it has one."""
+    state: str | None = ((host.get("status") or {}).get("provisioning") or {}).get("state")
+    return state
 
 
 def scale_clusters(

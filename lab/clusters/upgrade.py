@@ -33,7 +33,7 @@ from typing import Any
 
 from lab import management, naming, nodesim, phases, records, versions
 from lab.backing import Backing, open_backing
-from lab.clusters import create
+from lab.clusters import create, scale
 from lab.clusters.tracker import Tracker
 from lab.config import Settings
 from lab.errors import LabError, UsageError
@@ -47,9 +47,7 @@ Obj = dict[str, Any]
 BMH_API = API_VERSIONS["BareMetalHost"]
 CAPI_API = API_VERSIONS["Cluster"]
 KCP_API = API_VERSIONS["KubeadmControlPlane"]
-#: BMO's name for the state a deprovisioned host returns to.
-AVAILABLE = ("available", "ready")
-POLL = 2.0
+POLL = scale.POLL
 
 
 @dataclass(frozen=True)
@@ -355,12 +353,10 @@ class Upgrader:
             self.tracker.mark(c.name, Phase.old_host_removed)
             c.hold = "settling"  # pass_ applies it with the new host only
             return False
-        free = not (h.get("spec") or {}).get("consumerRef")
-        state = ((h.get("status") or {}).get("provisioning") or {}).get("state")
-        if free and state in AVAILABLE:
-            self.mgmt.delete(BMH_API, "BareMetalHost", old_name, c.name)
-            self.mgmt.delete("v1", "Secret", h["spec"]["bmc"]["credentialsName"], c.name)
-        c.hold = f"old host {old_name} {state or 'has no state'}: not deprovisioned and deleted yet"
+        scale.delete_if_released(self.mgmt, h)
+        c.hold = (
+            f"old host {old_name} {scale.host_state(h) or 'has no state'}: not deprovisioned and deleted yet"
+        )
         return False
 
     def _finished(self, c: _Cluster, machines: Sequence[Obj], kcp: Obj | None, cluster: Obj | None) -> bool:
