@@ -24,6 +24,14 @@ class Output(StrEnum):
 OutputOption = typer.Option(Output.table, "--output", "-o", help="table for people, json for scripts")
 
 
+def check_parallel(parallel: int) -> None:
+    """--parallel is at least 1: the batch size of create, scale and upgrade."""
+    from lab.errors import UsageError
+
+    if parallel < 1:
+        raise UsageError(f"--parallel must be at least 1, got {parallel}")
+
+
 def check_timeout(timeout: float) -> None:
     """--timeout is a finite number of seconds above 0: click's float takes nan and inf, and
     `nan <= 0` is False, so a plain comparison would let them through to a run that never ends."""

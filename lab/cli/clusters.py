@@ -7,7 +7,15 @@ import typer
 from lab import config, management, naming
 from lab.cli import _preflight
 from lab.cli._lock import mutating
-from lab.cli._output import Output, OutputOption, check_timeout, err_console, phase_progress, print_json
+from lab.cli._output import (
+    Output,
+    OutputOption,
+    check_parallel,
+    check_timeout,
+    err_console,
+    phase_progress,
+    print_json,
+)
 from lab.cli._preflight import RaiseLimitsOption
 from lab.cli.app import app
 from lab.clusters import create
@@ -69,8 +77,7 @@ def create_clusters_cmd(
     """Create workload clusters <prefix>-<start> .. and wait for them to become Available."""
     settings = config.load()
     indexes = naming.check_range(start, count, settings.max_index)
-    if parallel < 1:
-        raise UsageError(f"--parallel must be at least 1, got {parallel}")
+    check_parallel(parallel)
     check_timeout(timeout)
     payload.check_kb(payload_kb)
     workers.check_count(n_workers)

@@ -6,7 +6,7 @@ import typer
 
 from lab import config, naming
 from lab.cli._lock import mutating
-from lab.cli._output import Output, OutputOption, check_timeout, err_console, print_json
+from lab.cli._output import Output, OutputOption, check_parallel, check_timeout, err_console, print_json
 from lab.cli.app import app
 from lab.errors import LabError, UsageError
 from lab.manifests import workers
@@ -46,8 +46,7 @@ def scale_clusters_cmd(
     settings = config.load()
     workers.check_count(n_workers)
     indexes = targets(start, count, all_, settings.max_index)
-    if parallel < 1:
-        raise UsageError(f"--parallel must be at least 1, got {parallel}")
+    check_parallel(parallel)
     check_timeout(timeout)
     from lab.clusters.scale import ScalePlan, scale_clusters
     from lab.stack import mgmt

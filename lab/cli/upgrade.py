@@ -6,10 +6,10 @@ import typer
 
 from lab import config, versions
 from lab.cli._lock import mutating
-from lab.cli._output import Output, OutputOption, check_timeout, err_console, print_json
+from lab.cli._output import Output, OutputOption, check_parallel, check_timeout, err_console, print_json
 from lab.cli.app import app
 from lab.cli.scale import MAX_LISTED, targets
-from lab.errors import LabError, UsageError
+from lab.errors import LabError
 
 
 @app.command("upgrade-clusters")
@@ -28,8 +28,7 @@ def upgrade_clusters_cmd(
     settings = config.load()
     versions.check_upgrade(settings.versions.kubernetes, to, settings.versions.capi)
     indexes = targets(start, count, all_, settings.max_index, verb="upgrades")
-    if parallel < 1:
-        raise UsageError(f"--parallel must be at least 1, got {parallel}")
+    check_parallel(parallel)
     check_timeout(timeout)
     from lab.clusters.upgrade import UpgradePlan, upgrade_clusters
     from lab.stack import mgmt
