@@ -26,7 +26,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support.stack import run_lab, stack_env
+from support.stack import keep_records, run_lab, stack_env
 
 RUNS = re.compile(r"profile (\S+): create run (\d+), delete run (\d+)")
 
@@ -40,7 +40,8 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=Path("bench_profiles"))
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    env = stack_env(Path(tempfile.mkdtemp(prefix="lab-bench-")) / "home")
+    home = Path(tempfile.mkdtemp(prefix="lab-bench-")) / "home"
+    env = stack_env(home)
     facts: dict[str, object] = {
         "cpus": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
@@ -83,6 +84,7 @@ def main() -> int:
     finally:
         down = run_lab(env, "down", "--purge", timeout=1200)
         facts["down_exit"] = down.returncode
+        keep_records(home, args.dir, down.returncode)
         (args.dir / "facts.json").write_text(json.dumps(facts, indent=2))
     return rc
 

@@ -1,7 +1,7 @@
 """The seed's other experiments (issue 13), one after another on one stack, with the real commands.
 
     python benchmarks/seed_experiments.py [--only hosts,workers,payload,upgrade,shards]
-        [--backing mux] [--parallel 20] [--timeout 1800] [--dir DIR] [--size 1.0]
+        [--backing mux] [--parallel 20] [--timeout 1800] [--dir DIR] [--size 1.0] [--patches DIR]
 
 Starts its own stack (`lab up` in a tmp LAB_HOME, binaries from the shared cache, ports moved out of
 the way) and runs, in this order:
@@ -39,7 +39,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from support.stack import run_lab, stack_env
+from support.stack import keep_records, run_lab, stack_env
 
 from lab import versions
 
@@ -221,13 +221,17 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--dir", type=Path, default=Path("seed_experiments"))
     ap.add_argument("--size", type=float, default=1.0, help="scale every count (smoke-test the script)")
+    ap.add_argument("--patches", type=Path, help="LAB_PATCHES for the stack (e.g. patches/experiments/...)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     if only - set(EXPERIMENTS):
         ap.error(f"--only takes {', '.join(EXPERIMENTS)}")
     args.dir.mkdir(parents=True, exist_ok=True)
-    env = stack_env(Path(tempfile.mkdtemp(prefix="lab-seed-")) / "home")
+    home = Path(tempfile.mkdtemp(prefix="lab-seed-")) / "home"
+    env = stack_env(home)
     env["LAB_MUX_CAPACITY"] = "1000"
+    if args.patches:
+        env["LAB_PATCHES"] = str(args.patches.resolve())
     r = Runner(env, args.dir)
     facts = {
         "cpus": os.cpu_count(),
@@ -235,6 +239,7 @@ def main() -> int:
         "load_at_start": os.getloadavg(),
         "backing": args.backing,
         "parallel": args.parallel,
+        "patches": str(args.patches) if args.patches else None,
     }
     print(json.dumps(facts), flush=True)
     try:
@@ -246,6 +251,7 @@ def main() -> int:
     finally:
         down = r.lab("down", "--purge", timeout=1200)
         facts["down_exit"] = down.returncode
+        keep_records(home, args.dir, down.returncode)
         (args.dir / "results.json").write_text(json.dumps({"machine": facts, "runs": r.rows}, indent=2))
     print_table(r.rows)
     return 0 if all(row["exit"] == 0 for row in r.rows) else 1

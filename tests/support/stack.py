@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -76,6 +77,16 @@ def run_lab(env: dict[str, str], *args: str, timeout: float) -> subprocess.Compl
         env={**env, "COLUMNS": "200"},
         timeout=timeout,
     )
+
+
+def keep_records(home: Path, out: Path, down_exit: int) -> None:
+    """A benchmark's end: the runs' records go to `out` (for `LAB_HOME=... lab report --compare`
+    later), and the tmp home's directory goes once `lab down --purge` (exit `down_exit`) has stopped
+    everything in it."""
+    if (home / "records.sqlite").exists():
+        shutil.copy2(home / "records.sqlite", out / "records.sqlite")
+    if down_exit == 0:
+        shutil.rmtree(home.parent, ignore_errors=True)
 
 
 def stack_env(home: Path) -> dict[str, str]:
