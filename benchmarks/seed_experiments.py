@@ -2,6 +2,7 @@
 
     python benchmarks/seed_experiments.py [--only hosts,workers,payload,upgrade,shards]
         [--backing mux] [--parallel 20] [--timeout 1800] [--dir DIR] [--size 1.0] [--patches DIR]
+        [--no-baseline] [--profile default]
 
 Starts its own stack (`lab up` in a tmp LAB_HOME, binaries from the shared cache, ports moved out of
 the way) and runs, in this order:
@@ -121,7 +122,7 @@ def next_minor() -> str:
 
 
 def plan(
-    only: set[str], backing: str, parallel: int, timeout: float, size: float = 1.0
+    only: set[str], backing: str, parallel: int, timeout: float, size: float = 1.0, baseline: bool = True
 ) -> list[tuple[str, list[str]]]:
     """(experiment, lab arguments) in order; "restart-shards" marks `lab down` + `lab up --shards 2`.
     `size` scales every count (a smoke run of the script itself)."""
@@ -146,7 +147,7 @@ def plan(
             ("workers", ["scale-clusters", "--all", "--workers", "0", *t]),
             ("workers", delete),
         ]
-    if only & {"payload", "shards"}:  # payload 0 is also the 1-shard run
+    if "payload" in only or ("shards" in only and baseline):  # payload 0 is also the 1-shard run
         steps += [("payload", ["create-clusters", n(100), "--start", "101", *create]), ("payload", delete)]
     if "payload" in only:
         steps += [
@@ -221,6 +222,12 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--dir", type=Path, default=Path("seed_experiments"))
     ap.add_argument("--size", type=float, default=1.0, help="scale every count (smoke-test the script)")
+    ap.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="shards alone: skip the 1-shard run (an earlier run has it)",
+    )
+    ap.add_argument("--profile", default="default", help="lab tune --profile for the stack before the runs")
     ap.add_argument("--patches", type=Path, help="LAB_PATCHES for the stack (e.g. patches/experiments/...)")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -240,6 +247,7 @@ def main() -> int:
         "backing": args.backing,
         "parallel": args.parallel,
         "patches": str(args.patches) if args.patches else None,
+        "profile": args.profile,
     }
     print(json.dumps(facts), flush=True)
     try:
@@ -247,7 +255,16 @@ def main() -> int:
         if up.returncode != 0:
             print(up.stderr, file=sys.stderr)
             return 1
-        run(r, plan(only, args.backing, args.parallel, args.timeout, args.size), args.timeout)
+        if args.profile != "default":
+            tune = r.lab("tune", "--profile", args.profile, timeout=600)
+            if tune.returncode != 0:
+                print(tune.stderr, file=sys.stderr)
+                return 1
+        run(
+            r,
+            plan(only, args.backing, args.parallel, args.timeout, args.size, not args.no_baseline),
+            args.timeout,
+        )
     finally:
         down = r.lab("down", "--purge", timeout=1200)
         facts["down_exit"] = down.returncode
