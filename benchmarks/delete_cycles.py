@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support.stack import run_lab, stack_env
+from support.stack import run_lab, stack_env, timed_lab
 
 
 def lab(env: dict[str, str], *args: str, timeout: float = 7200) -> subprocess.CompletedProcess[str]:
@@ -53,18 +52,7 @@ def run_summary(env: dict[str, str]) -> dict[str, Any]:
 
 
 def timed(env: dict[str, str], *args: str) -> dict[str, Any]:
-    started = time.monotonic()
-    out = lab(env, *args)
-    res: dict[str, Any] = {
-        "command": " ".join(args),
-        "exit": out.returncode,
-        "seconds": round(time.monotonic() - started, 1),
-        "load": [round(x, 1) for x in os.getloadavg()],
-        "available_gib": round(psutil.virtual_memory().available / 2**30, 1),
-    }
-    if out.returncode != 0:
-        res["stderr_tail"] = out.stderr.strip().splitlines()[-5:]
-    return res
+    return timed_lab(env, *args)[1]
 
 
 def main() -> int:

@@ -31,7 +31,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from support.stack import keep_records, run_lab, stack_env
+from support.stack import keep_records, run_lab, stack_env, timed_lab
 
 from lab import versions
 
@@ -69,18 +68,9 @@ class Runner:
 
     def step(self, experiment: str, *args: str, timeout: float) -> dict[str, Any]:
         """One recorded command: its exit, wall time, load and the run's report."""
-        started = time.monotonic()
-        r = self.lab(*args, timeout=timeout + 600)
-        row: dict[str, Any] = {
-            "experiment": experiment,
-            "command": " ".join(args),
-            "exit": r.returncode,
-            "seconds": round(time.monotonic() - started, 1),
-            "load": [round(x, 1) for x in os.getloadavg()],
-            "available_gib": round(psutil.virtual_memory().available / 2**30, 1),
-        }
-        if r.returncode != 0:
-            row["stderr_tail"] = r.stderr.strip().splitlines()[-4:]
+        row: dict[str, Any] = {"experiment": experiment} | timed_lab(self.env, *args, timeout=timeout + 600)[
+            1
+        ]
         rep = self.lab("report", "--format", "json", timeout=600)
         if rep.returncode == 0:
             model = json.loads(rep.stdout)

@@ -9,9 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from lab import config
 from lab.config import default_home
@@ -77,6 +80,25 @@ def run_lab(env: dict[str, str], *args: str, timeout: float) -> subprocess.Compl
         env={**env, "COLUMNS": "200"},
         timeout=timeout,
     )
+
+
+def timed_lab(
+    env: dict[str, str], *args: str, timeout: float = 7200
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`python -m lab ARGS` for a benchmark: the result, and the row it records of it (command,
+    exit, seconds, load and available memory after, and stderr's tail on failure)."""
+    started = time.monotonic()
+    out = run_lab(env, *args, timeout=timeout)
+    row: dict[str, Any] = {
+        "command": " ".join(args),
+        "exit": out.returncode,
+        "seconds": round(time.monotonic() - started, 1),
+        "load": [round(x, 1) for x in os.getloadavg()],
+        "available_gib": round(psutil.virtual_memory().available / 2**30, 1),
+    }
+    if out.returncode != 0:
+        row["stderr_tail"] = out.stderr.strip().splitlines()[-5:]
+    return out, row
 
 
 def keep_records(home: Path, out: Path, down_exit: int) -> None:
