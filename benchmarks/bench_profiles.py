@@ -26,7 +26,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support.stack import keep_records, run_lab, stack_env
+from support.stack import keep_logs, keep_records, run_lab, stack_env
 
 RUNS = re.compile(r"profile (\S+): create run (\d+), delete run (\d+)")
 
@@ -82,6 +82,7 @@ def main() -> int:
                 run_lab(env, "report", "--run", c, "--html", str(html), timeout=600)
         rc = bench.returncode
     finally:
+        keep_logs(home, args.dir)
         down = run_lab(env, "down", "--purge", timeout=1200)
         facts["down_exit"] = down.returncode
         keep_records(home, args.dir, down.returncode)

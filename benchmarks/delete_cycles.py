@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support.stack import run_lab, stack_env, timed_lab
+from support.stack import keep_logs, run_lab, stack_env, timed_lab
 
 
 def lab(env: dict[str, str], *args: str, timeout: float = 7200) -> subprocess.CompletedProcess[str]:
@@ -68,7 +67,12 @@ def main() -> int:
     ap.add_argument("--profiles", default="default", help="comma-separated, one per cycle; last repeats")
     ap.add_argument("--timeout", type=float, default=2400)
     ap.add_argument("--out", type=Path, default=Path("delete_cycles.json"))
-    ap.add_argument("--keep-logs", type=Path, default=None, help="copy the lab home's logs here at the end")
+    ap.add_argument(
+        "--keep-logs",
+        type=Path,
+        default=None,
+        help="keep the lab home's logs here (gzipped, under logs/) at the end",
+    )
     args = ap.parse_args()
     profiles = args.profiles.split(",")
 
@@ -110,7 +114,8 @@ def main() -> int:
                 break
     finally:
         if args.keep_logs is not None:
-            shutil.copytree(home / "logs", args.keep_logs, dirs_exist_ok=True)
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            keep_logs(home, args.keep_logs)
         results["down"] = timed(env, "down", "--purge")
         args.out.write_text(json.dumps(results, indent=2))
     print(f"\nmachine: {results['machine']}\n")

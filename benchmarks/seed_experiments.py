@@ -40,7 +40,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from support.stack import keep_records, run_lab, stack_env, timed_lab
+from support.stack import keep_logs, keep_records, run_lab, stack_env, timed_lab
 
 from lab import versions
 
@@ -271,6 +271,7 @@ def main() -> int:
             args.timeout,
         )
     finally:
+        keep_logs(home, args.dir)
         down = r.lab("down", "--purge", timeout=1200)
         facts["down_exit"] = down.returncode
         keep_records(home, args.dir, down.returncode)

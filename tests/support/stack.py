@@ -4,6 +4,7 @@ session."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -99,6 +100,18 @@ def timed_lab(
     if out.returncode != 0:
         row["stderr_tail"] = out.stderr.strip().splitlines()[-5:]
     return out, row
+
+
+def keep_logs(home: Path, out: Path) -> None:
+    """The components' logs, gzipped under `out/logs`, taken before `lab down --purge` deletes them:
+    a report counts a manager's reconcile errors, and only the log says which they were."""
+    logs = home / "logs"
+    if not logs.is_dir():
+        return
+    (out / "logs").mkdir(exist_ok=True)
+    for log in sorted(logs.glob("*.log")):
+        with log.open("rb") as src, gzip.open(out / "logs" / f"{log.name}.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
 
 
 def keep_records(home: Path, out: Path, down_exit: int) -> None:
