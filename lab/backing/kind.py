@@ -173,15 +173,12 @@ def etcd_objects(
     settings: Settings,
     ca: pki.KeyPair,
     server: pki.KeyPair,
-    root: pki.KeyPair,
     etcd_node_port: int = node_ports.DEFAULT_ETCD_NODE_PORT,
 ) -> list[dict[str, Any]]:
     """Pure: what register applies: the multi-tenant etcd, its external NodePort and the namespace
     the workload apiservers share."""
     return [
-        *etcd_manifests.objects(
-            settings, ca.cert_pem, (server.cert_pem, server.key_pem), (root.cert_pem, root.key_pem)
-        ),
+        *etcd_manifests.objects(settings, ca.cert_pem, (server.cert_pem, server.key_pem)),
         etcd_manifests.external_service(node_port=etcd_node_port),
         apiserver_manifests.namespace_obj(),
     ]
@@ -244,9 +241,10 @@ def register(
     directory = store.backing_dir(settings, name)
     write_private(directory / KUBECONFIG, private_kubeconfig(cfg, name))
     ca = store.etcd_ca(settings, name)
-    server, root = _server_pair(directory, ca, address), _root_pair(directory, ca)
+    server = _server_pair(directory, ca, address)
+    _root_pair(directory, ca)
     with Client(cfg) as client:
-        client.apply(etcd_objects(settings, ca, server, root, etcd_port))
+        client.apply(etcd_objects(settings, ca, server, etcd_port))
     spec = {
         "kubeconfig": KUBECONFIG,
         "node_address": address,
@@ -404,15 +402,17 @@ class KindBacking:
         return pod_reason(pods)
 
     def wait_etcd(self, timeout: float) -> None:
-        """Until root reads the auth status through the NodePort and auth is on (the bootstrap Job ran)."""
+        """Until root reaches the etcd through the NodePort; then root user and role and auth on
+        (lab.etcd.tenants.bootstrap, idempotent: the manifests carry no in-cluster bootstrap)."""
+        from lab.etcd import tenants
+
         last = [""]
 
         def auth_on() -> bool:
             try:
                 with self.root_etcd() as root:
-                    if root.auth_enabled():
-                        return True
-                    last[0] = "auth is not enabled yet (bootstrap Job pending)"
+                    tenants.bootstrap(root)
+                    return True
             except LabError as e:
                 last[0] = str(e)
             return False

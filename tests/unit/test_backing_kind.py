@@ -167,15 +167,15 @@ def test_etcd_objects_carry_no_ca_key_and_name_the_node(
 ) -> None:
     server = kind._server_pair(tmp_path, etcd_ca, NODE)
     root = kind._root_pair(tmp_path, etcd_ca)
-    objs = kind.etcd_objects(settings, etcd_ca, server, root)
+    objs = kind.etcd_objects(settings, etcd_ca, server)
     for o in objs:
         for v in (o.get("data") or {}).values():
-            assert base64.b64decode(v) != etcd_ca.key_pem
+            assert base64.b64decode(v) not in (etcd_ca.key_pem, root.key_pem)  # root acts from outside
     san = server.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert NODE in {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
     [ext] = [o for o in objs if o["metadata"]["name"] == etcd_manifests.EXTERNAL_SERVICE]
     assert ext["spec"]["ports"][0]["nodePort"] == etcd_manifests.EXTERNAL_NODE_PORT == 32767
-    other = kind.etcd_objects(settings, etcd_ca, server, root, 31500)
+    other = kind.etcd_objects(settings, etcd_ca, server, 31500)
     [ext] = [o for o in other if o["metadata"]["name"] == etcd_manifests.EXTERNAL_SERVICE]
     assert ext["spec"]["ports"][0]["nodePort"] == 31500
     assert {o["metadata"].get("namespace") for o in objs} == {None, etcd_manifests.NAMESPACE}
