@@ -101,6 +101,71 @@ def default_node_address(server: str) -> str:
     return host
 
 
+def is_loopback(host: str) -> bool:
+    """Pure: a loopback address (or localhost): reachable only from this machine's own network
+    namespace, never from a pod."""
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def node_internal_ip(nodes: Sequence[dict[str, Any]]) -> str | None:
+    """Pure: the InternalIP of the first node by name (IPv4 first), or None without nodes. A kind
+    node's InternalIP is its container's address on the engine's network: this machine and pods
+    of other kind clusters on that engine reach it, and NodePorts are open on every node."""
+    for node in sorted(nodes, key=lambda n: str(n["metadata"]["name"])):
+        addresses = [
+            str(a.get("address"))
+            for a in ((node.get("status") or {}).get("addresses") or [])
+            if a.get("type") == "InternalIP"
+        ]
+        addresses.sort(key=lambda a: ":" in a)  # IPv4 before IPv6
+        if addresses:
+            return addresses[0]
+    return None
+
+
+#: kubelet reports at most this many images per Node (nodeStatusMaxImages' default): a longer list
+#: may have left ours out, so it proves nothing
+NODE_STATUS_MAX_IMAGES = 50
+
+
+def missing_images(nodes: Sequence[dict[str, Any]], wanted: Sequence[str]) -> dict[str, list[str]]:
+    """Pure: node -> the wanted images its status does not list (nodes with none missing, and
+    nodes whose list may be truncated, left out)."""
+    out: dict[str, list[str]] = {}
+    for node in nodes:
+        listed = (node.get("status") or {}).get("images") or []
+        if len(listed) >= NODE_STATUS_MAX_IMAGES:
+            continue
+        names = {n for image in listed for n in image.get("names") or []}
+        lacking = [w for w in wanted if w not in names]
+        if lacking:
+            out[str(node["metadata"]["name"])] = lacking
+    return out
+
+
+def pod_images(settings: Settings) -> list[str]:
+    """The images the backing's pods run, each with imagePullPolicy Never."""
+    return [etcd_manifests.image(settings), apiserver_manifests.image(settings)]
+
+
+def _check_images(settings: Settings, name: str, nodes: Sequence[dict[str, Any]]) -> None:
+    """Refuse a cluster whose nodes lack the images the pods run: they are never pulled, so the
+    etcd would sit in ErrImageNeverPull. kind's node image for the pinned Kubernetes holds both."""
+    lacking = missing_images(nodes, pod_images(settings))
+    if lacking:
+        node, images = next(iter(sorted(lacking.items())))
+        raise UsageError(
+            f"backing {name}: node {node} does not hold {', '.join(images)}, and lab's pods never pull: "
+            f"create the kind cluster from a node image of Kubernetes {settings.versions.kubernetes} "
+            "(kindest/node, or lab images build node), or kind load docker-image them"
+        )
+
+
 def check_node_address(address: str) -> str:
     with contextlib.suppress(ValueError):
         return str(ipaddress.ip_address(address))
@@ -195,6 +260,16 @@ def _check_held(client: Client, name: str, block: node_ports.PortBlock) -> None:
         )
 
 
+def _default_address(nodes: Sequence[dict[str, Any]], server_host: str) -> str:
+    """The kubeconfig server's host, unless it is a loopback address: kind on a workstation (or on
+    this machine's engine) publishes its API on 127.0.0.1, where no NodePort is and which no pod can
+    reach; then the first node's InternalIP (node_internal_ip). A cluster with no Node (a bare
+    apiserver standing in for one) keeps the server's host."""
+    if not is_loopback(server_host):
+        return server_host
+    return node_internal_ip(nodes) or server_host
+
+
 def register(
     settings: Settings,
     name: str,
@@ -212,6 +287,7 @@ def register(
     node_port_block: `FIRST-LAST`, the NodePorts the playbook publishes on the VM for apiservers
     (default node_ports.DEFAULT_BLOCK, the playbook's default); capacity may not exceed it.
     etcd_node_port: the one published for etcd, outside the block.
+    node_address: where apiservers and etcd are reached (default: _default_address).
     wait: until the etcd answers root on its NodePort. Optional because it needs a node that runs
     Pods; the tests here use a bare kube-apiserver (no kubelet) as the backing cluster.
     Re-running with the same name updates capacity and ports and re-applies (same CA, same certificates).
@@ -233,10 +309,14 @@ def register(
         cfg = Config.from_kubeconfig(kubeconfig)
     except LabError as e:
         raise UsageError(f"kubeconfig {kubeconfig}: {e}") from None
-    address = check_node_address(node_address or default_node_address(cfg.server))
+    explicit = check_node_address(node_address) if node_address is not None else None
+    server_host = default_node_address(cfg.server) if explicit is None else ""
     _reach(cfg, str(kubeconfig))
     with Client(cfg) as client:
         _check_held(client, name, block)
+        nodes = client.list("v1", "Node")
+        _check_images(settings, name, nodes)
+        address = explicit or check_node_address(_default_address(nodes, server_host))
 
     directory = store.backing_dir(settings, name)
     write_private(directory / KUBECONFIG, private_kubeconfig(cfg, name))

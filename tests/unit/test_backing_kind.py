@@ -234,6 +234,55 @@ def test_node_address_defaults_to_the_api_servers_host() -> None:
             kind.check_node_address(bad)
 
 
+def _kind_node(name: str, *addresses: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "status": {
+            "addresses": [{"type": "Hostname", "address": name}]
+            + [{"type": "InternalIP", "address": a} for a in addresses]
+        },
+    }
+
+
+def test_a_loopback_api_server_gives_the_node_address_instead() -> None:
+    """kind on this machine's engine publishes its API on 127.0.0.1; pods reach the node container."""
+    assert all(kind.is_loopback(h) for h in ("127.0.0.1", "127.1.2.3", "::1", "localhost", "LOCALHOST."))
+    assert not any(kind.is_loopback(h) for h in ("198.19.8.2", "fd00::5", "backing-1.lab.example"))
+    nodes = [
+        _kind_node("kb-worker", "198.19.8.3"),
+        _kind_node("kb-control-plane", "fc00:f853:ccd:e793::2", "198.19.8.2"),
+    ]
+    assert kind.node_internal_ip(nodes) == "198.19.8.2"  # first by name, IPv4 first
+    assert kind.node_internal_ip([_kind_node("v6", "fd00::7")]) == "fd00::7"
+    assert kind.node_internal_ip([]) is None
+    assert kind._default_address(nodes, "127.0.0.1") == "198.19.8.2"
+    assert kind._default_address(nodes, NODE) == NODE  # a VM's internal IP is kept as it is
+    assert kind._default_address([], "127.0.0.1") == "127.0.0.1"  # no Node: a bare apiserver
+
+
+def test_a_node_without_the_pods_images_is_refused(settings: Settings) -> None:
+    """The pods never pull: register refuses nodes whose status lists neither image."""
+    etcd_image, apiserver_image = kind.pod_images(settings)
+    assert (etcd_image, apiserver_image) == (
+        "registry.k8s.io/etcd:3.6.6-0",
+        f"registry.k8s.io/kube-apiserver:{settings.versions.kubernetes}",
+    )
+
+    def node(name: str, *names: str, filler: int = 0) -> dict[str, Any]:
+        images = [{"names": [n, f"sha256:{i:064x}"]} for i, n in enumerate(names)]
+        images += [{"names": [f"example.org/filler:{i}"]} for i in range(filler)]
+        return {**_kind_node(name, "198.19.8.2"), "status": {"images": images}}
+
+    full = node("a", etcd_image, apiserver_image, "registry.k8s.io/pause:3.10.1")
+    old = node("b", "registry.k8s.io/etcd:3.5.21-0", apiserver_image)
+    crowded = node("c", filler=kind.NODE_STATUS_MAX_IMAGES)  # a truncated list proves nothing
+    assert kind.missing_images([full, old, crowded], [etcd_image, apiserver_image]) == {"b": [etcd_image]}
+    kind._check_images(settings, "kb", [full, crowded])
+    kind._check_images(settings, "kb", [])  # no Node (a bare apiserver): nothing to judge
+    with pytest.raises(UsageError, match=r"backing kb: node b does not hold registry.k8s.io/etcd:3.6.6-0, "):
+        kind._check_images(settings, "kb", [full, old])
+
+
 def test_pod_reason_names_the_cause() -> None:
     assert "no Pod" in kind.pod_reason([])
     pull = {"status": {"containerStatuses": [{"state": {"waiting": {"reason": "ImagePullBackOff"}}}]}}
