@@ -40,6 +40,7 @@ from cryptography import x509
 
 from lab import naming, pki, pki_store
 from lab.backing import node_ports, ready, store
+from lab.backing.reach import is_loopback
 from lab.backing.store import Entry, check_name
 from lab.config import Settings
 from lab.errors import LabError, UsageError
@@ -54,6 +55,10 @@ ROOT_STEM = "etcd-root"  # CN=root client pair under the backing dir
 SERVER_STEM = "etcd-server"  # the etcd serving pair, kept so re-adding does not churn the Secret
 REACH_TIMEOUT = 10.0
 ETCD_READY_TIMEOUT = 300.0
+#: What registrations by earlier lab versions put into the etcd namespace and this one does not: the
+#: in-cluster auth bootstrap Job (its etcdctl is not in every node's etcd image) and the root client
+#: pair it mounted. Deleted on register.
+RETIRED = (("batch/v1", "Job", "etcd-bootstrap-auth"), ("v1", "Secret", "etcd-root-client"))
 #: Kinds of the per-cluster objects, in the order remove deletes them (the Secret, the record, last).
 _REMOVE_ORDER = (("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "Secret"))
 
@@ -99,17 +104,6 @@ def default_node_address(server: str) -> str:
             f"cannot take a node address from the kubeconfig server {server!r}: pass --node-address"
         )
     return host
-
-
-def is_loopback(host: str) -> bool:
-    """Pure: a loopback address (or localhost): reachable only from this machine's own network
-    namespace, never from a pod."""
-    if host.rstrip(".").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def node_internal_ip(nodes: Sequence[dict[str, Any]]) -> str | None:
@@ -325,6 +319,8 @@ def register(
     _root_pair(directory, ca)
     with Client(cfg) as client:
         client.apply(etcd_objects(settings, ca, server, etcd_port))
+        for api, kind_, obj in RETIRED:  # a registration by an earlier lab left them; apply never deletes
+            client.delete(api, kind_, obj, etcd_manifests.NAMESPACE)
     spec = {
         "kubeconfig": KUBECONFIG,
         "node_address": address,

@@ -20,6 +20,7 @@ more nodes add nothing here); each test has its own lab home and registers it an
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import tempfile
@@ -101,8 +102,31 @@ def _lab(stack: Stack, *args: str, timeout: float = 300) -> str:
     return r.stdout + r.stderr
 
 
+def _leave_what_an_earlier_lab_registered(kubeconfig: Path) -> None:
+    """The Job and root Secret a registration by an earlier lab version put in the etcd namespace."""
+    ns = etcd_manifests.NAMESPACE
+    meta = {"namespace": ns, "labels": dict(etcd_manifests.LABELS)}
+    pod = {
+        "restartPolicy": "Never",
+        "containers": [{"name": "bootstrap", "image": etcd_manifests.image(Settings(home=default_home())),
+                        "imagePullPolicy": "Never", "command": ["etcd", "--version"]}],
+    }  # fmt: skip
+    with Client.from_kubeconfig(kubeconfig) as kc:
+        kc.apply(
+            [
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "etcd-root-client", **meta},
+                 "data": {"note": base64.b64encode(b"left by an earlier lab").decode()}},
+                {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "etcd-bootstrap-auth", **meta},
+                 "spec": {"backoffLimit": 0, "template": {"spec": pod}}},
+            ]
+        )  # fmt: skip
+        assert kc.get("batch/v1", "Job", "etcd-bootstrap-auth", ns) is not None
+
+
 def _register(stack: Stack, kubeconfig: Path, node_ip: str) -> kind_backing.KindBacking:
-    """`lab backing add` without --node-address: the node's InternalIP, not kind's 127.0.0.1."""
+    """`lab backing add` without --node-address: the node's InternalIP, not kind's 127.0.0.1; what
+    earlier lab versions registered (kind_backing.RETIRED) gone."""
     assert yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"].startswith(
         "https://127.0.0.1:"
     )
@@ -119,6 +143,8 @@ def _register(stack: Stack, kubeconfig: Path, node_ip: str) -> kind_backing.Kind
         [container] = sts["spec"]["template"]["spec"]["containers"]
         assert (container["image"], container["imagePullPolicy"]) == (etcd_manifests.image(settings), "Never")
         assert kc.list("batch/v1", "Job", etcd_manifests.NAMESPACE) == []
+        for api, kind_, name in kind_backing.RETIRED:
+            assert kc.get(api, kind_, name, etcd_manifests.NAMESPACE) is None, name
     return backing
 
 
@@ -193,6 +219,7 @@ def test_kind_backing_under_the_local_stack(docker_engine: Engine, backing_clust
     stack = Stack(env=env, home=home, up_seconds=0.0, up_stdout="")
     try:
         _lab(stack, "up", timeout=3600)
+        _leave_what_an_earlier_lab_registered(kubeconfig)
         backing = _register(stack, kubeconfig, node_ip)
         _created_and_available(stack, backing, node_ip)
         _deleted_without_residue(stack, backing)
