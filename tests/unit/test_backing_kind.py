@@ -246,8 +246,6 @@ def _kind_node(name: str, *addresses: str) -> dict[str, Any]:
 
 def test_a_loopback_api_server_gives_the_node_address_instead() -> None:
     """kind on this machine's engine publishes its API on 127.0.0.1; pods reach the node container."""
-    assert all(kind.is_loopback(h) for h in ("127.0.0.1", "127.1.2.3", "::1", "localhost", "LOCALHOST."))
-    assert not any(kind.is_loopback(h) for h in ("198.19.8.2", "fd00::5", "backing-1.lab.example"))
     nodes = [
         _kind_node("kb-worker", "198.19.8.3"),
         _kind_node("kb-control-plane", "fc00:f853:ccd:e793::2", "198.19.8.2"),
