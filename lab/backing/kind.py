@@ -55,6 +55,8 @@ ROOT_STEM = "etcd-root"  # CN=root client pair under the backing dir
 SERVER_STEM = "etcd-server"  # the etcd serving pair, kept so re-adding does not churn the Secret
 REACH_TIMEOUT = 10.0
 ETCD_READY_TIMEOUT = 300.0
+#: a Pod's 30 s termination grace period, with room for a loaded node
+POD_GONE_TIMEOUT = 120.0
 #: What registrations by earlier lab versions put into the etcd namespace and this one does not: the
 #: in-cluster auth bootstrap Job (its etcdctl is not in every node's etcd image) and the root client
 #: pair it mounted. Deleted on register.
@@ -514,12 +516,36 @@ class KindBacking:
                 tenants.remove(root, names)
             for n in names:
                 client.delete("v1", "Secret", apiserver_manifests.secret_name(n), ns)
+            self._wait_pods_gone(client, names)
         with self._lock:  # their ports are free again: the next hand-out lists afresh
             for n in names:
                 self._given.pop(n, None)
             self._in_use = None
         for n in names:
             pki_store.remove_cluster_pki(self.settings, n)
+
+    def _wait_pods_gone(
+        self, client: Client, names: Sequence[str], timeout: float = POD_GONE_TIMEOUT
+    ) -> None:
+        """Until no apiserver Pod of these clusters is left. Deleting the Deployment only starts its
+        Pods' termination (a 30 s grace period): seen for real, `delete-clusters --wait` ended with
+        the three Pods still Terminating, gone about 20 s later. The run ends with the apiservers
+        stopped and nothing of them left in the backing cluster."""
+        wanted, left = set(names), [""]
+
+        def gone() -> bool:
+            pods = client.list(
+                "v1", "Pod", apiserver_manifests.NAMESPACE, label_selector=naming.CLUSTER_LABEL
+            )
+            still = sorted({str(p["metadata"]["labels"][naming.CLUSTER_LABEL]) for p in pods} & wanted)
+            left[0] = ", ".join(still)
+            return not still
+
+        if not poll.until(gone, timeout, 1.0):
+            raise LabError(
+                f"backing {self.name}: apiserver Pod(s) of {left[0]} still there {timeout:.0f}s after "
+                "their Deployment was deleted"
+            )
 
     def present(self) -> set[str]:
         """Clusters of this prefix with any labelled object in the backing's apiserver namespace."""

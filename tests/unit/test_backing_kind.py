@@ -399,3 +399,28 @@ def test_list_in_a_fresh_home_shows_the_built_in_backings_and_writes_nothing(
         {"name": "mux", "runtime": "mux", "capacity": 1000, "used": 0, "address": "127.2.0.1"},
     ]
     assert not Path(lab_env["LAB_HOME"]).exists()
+
+
+class _Pods:
+    """The backing cluster's Pod list, answered from a script: one list of cluster names per call."""
+
+    def __init__(self, script: list[list[str]]) -> None:
+        self.script, self.calls = script, 0
+
+    def list(self, api: str, kind_: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        assert (api, kind_, namespace, label_selector) == ("v1", "Pod", m.NAMESPACE, naming.CLUSTER_LABEL)
+        names = self.script[min(self.calls, len(self.script) - 1)]
+        self.calls += 1
+        return [{"metadata": {"labels": {naming.CLUSTER_LABEL: n}}} for n in names]
+
+
+def test_remove_waits_until_the_clusters_pods_are_gone(settings: Settings) -> None:
+    """Only the removed clusters' Pods count (another cluster's keep running); a Pod that stays is
+    one error naming it."""
+    b = kind.KindBacking(settings, kind.Entry("b1", "kind", 3, {"node_address": NODE}))
+    terminating: Any = _Pods([["test-1", "test-2", "test-9"], ["test-2", "test-9"], ["test-9"]])
+    b._wait_pods_gone(terminating, ["test-1", "test-2"], timeout=30)
+    assert terminating.calls == 3
+    stuck: Any = _Pods([["test-1", "test-9"]])
+    with pytest.raises(LabError, match=r"backing b1: apiserver Pod\(s\) of test-1 still there 1s after"):
+        b._wait_pods_gone(stuck, ["test-1", "test-2"], timeout=1)
