@@ -187,7 +187,7 @@ def _created_and_available(stack: Stack, backing: kind_backing.KindBacking, node
 
 
 def _deleted_without_residue(stack: Stack, backing: kind_backing.KindBacking) -> None:
-    """delete-clusters --all --wait: no Deployment, Service, Secret or (once terminated) Pod in the
+    """delete-clusters --all --wait: no Deployment, Service, Secret or Pod (not even Terminating) in the
     backing's apiserver namespace, no tenant, user, role or key in its etcd, no namespace in the
     management cluster placed on it."""
     out = _lab(stack, "delete-clusters", "--all", "--wait", timeout=CREATE_TIMEOUT)
@@ -197,12 +197,8 @@ def _deleted_without_residue(stack: Stack, backing: kind_backing.KindBacking) ->
         for api, kind_ in (("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "Secret")):
             left = [o["metadata"]["name"] for o in kc.list(api, kind_, ns)]
             assert left == [], f"{kind_}: {left}"
-        deadline = time.monotonic() + 180  # pods end after their grace period
-        while (
-            pods := [p["metadata"]["name"] for p in kc.list("v1", "Pod", ns)]
-        ) and time.monotonic() < deadline:
-            time.sleep(3)
-        assert pods == [], pods
+        pods = [p["metadata"]["name"] for p in kc.list("v1", "Pod", ns)]
+        assert pods == [], pods  # remove waited for them: not even Terminating
     with backing.root_etcd() as root:
         assert tenants.list_tenants(root) == []
         assert root.users() == [ROOT_USER] and root.roles() == [ROOT_USER]
