@@ -145,8 +145,10 @@ def check_reachable(settings: Settings, names: Iterable[str], mode: str) -> None
     `mode` cannot reach (lab.backing.reach: the one line says why and what to use instead)."""
     for name in dict.fromkeys(names):
         found = address(settings, name)
-        why = found and reach.unreachable(mode, name, *found)
-        if why:
+        if found is None:
+            continue
+        why = reach.unreachable(mode, name, *found)
+        if why is not None:
             raise UsageError(why)
 
 
