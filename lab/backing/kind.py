@@ -497,8 +497,24 @@ class KindBacking:
 
         if not poll.until(auth_on, timeout, 2.0):
             raise LabError(
-                f"etcd of backing {self.name} not ready within {timeout:.0f}s at {self.etcd_endpoint()}: {last[0]}"
+                f"etcd of backing {self.name} not ready within {timeout:.0f}s at {self.etcd_endpoint()}: "
+                f"{last[0]}; its Pod: {self._etcd_pod_reason()}"
             )
+
+    def _etcd_pod_reason(self) -> str:
+        """Why the etcd Pod is not serving, in the Pod's own words (an image the node lacks, nodes
+        without a pod network leaving it Pending), as wait_ready does for apiservers."""
+        try:
+            with self.client(attempts=2) as client:
+                pods = client.list(
+                    "v1",
+                    "Pod",
+                    etcd_manifests.NAMESPACE,
+                    label_selector=",".join(f"{k}={v}" for k, v in etcd_manifests.LABELS.items()),
+                )
+        except LabError as e:
+            return f"backing cluster does not answer ({e})"
+        return pod_reason(pods)
 
     def remove(self, names: Sequence[str]) -> None:
         """Deployment and Service, then the tenant, then the Secret, then the PKI under lab home."""
