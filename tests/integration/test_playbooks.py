@@ -313,7 +313,11 @@ def test_rendered_kind_config(lab: Lab, converged: dict[str, str], kind_validate
     assert node["role"] == "control-plane"
     assert "image" not in node  # the kind release's default node image unless one is pinned
     (patch,) = node["kubeadmConfigPatches"]
-    assert yaml.safe_load(patch) == {"kind": "KubeletConfiguration", "maxPods": 250}
+    # failCgroupV1: false only where the host has no cgroup v2 hierarchy (this machine: v1)
+    v1 = {"failCgroupV1": False} if not Path("/sys/fs/cgroup/cgroup.controllers").exists() else {}
+    assert yaml.safe_load(patch) == {"kind": "KubeletConfiguration", "maxPods": 250, **v1}
+    # kind's default CNI: no node image archive (lab's node image, without kindnetd, comes from one)
+    assert "extraMounts" not in node and "disableDefaultCNI" not in cfg["networking"]
     # kind opens NodePorts on its node container only: the VM gets what is published, the block
     # lab hands apiserver ports out of (lab backing add's default) and etcd's port
     ports = node["extraPortMappings"]
