@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from support.hosts import (
@@ -49,7 +50,7 @@ from support.kind import build_kind
 from support.stack import Stack
 
 from lab import images_node
-from lab.backing import store
+from lab.backing import node_ports, store
 from lab.backing.kind import KindBacking
 from lab.clusters.residue import residue
 from lab.config import Settings, default_home
@@ -214,14 +215,18 @@ def test_playbook_creates_the_kind_cluster_and_registers_it(stack: Stack, kind_h
         ]
         == f"https://{kind_host.ns.address}:6443"
     )
-    ps = kind_host.engine.run("pgrep", "-f", "docker-proxy")
-    assert ps.stdout.strip() == "", "docker-proxy runs: the userland proxy is on"
+    proxies = [
+        " ".join(p.info["cmdline"] or [])
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "docker-proxy" and kind_host.ns.address in (p.info["cmdline"] or [])
+    ]
+    assert proxies == [], "docker-proxy publishes the host's ports: the userland proxy is on"
     rows = {r["name"]: r for r in json.loads(stack.lab("backing", "list", "-o", "json").stdout)}
     assert rows[BACKING]["runtime"] == "kind" and rows[BACKING]["capacity"] == COUNT
     assert rows[BACKING]["used"] == 0
     entry = store.load(stack.settings(), BACKING)
     assert entry is not None and entry.spec["node_address"] == kind_host.ns.address
-    assert entry.spec["node_ports"] == f"30000-{30000 + COUNT - 1}"
+    assert entry.spec["node_ports"] == str(node_ports.parse_block(f"30000-{30000 + COUNT - 1}"))
 
 
 def test_second_playbook_run_changes_nothing(kind_host: KindHost) -> None:
