@@ -10,9 +10,10 @@ run must report no change.
 What runs in --check only: the apt and container-runtime tasks (against this machine's real apt, no
 install) and the kind-cluster tasks (kind create, kind get kubeconfig, fetch), which need docker.
 Ansible's command module does not execute in check mode, so those kind tasks are reported skipped:
-this proves they are check-mode safe and correctly gated, not that kind accepts the config; the
-rendered config is checked by kind's own loader and validator instead (built from the pinned kind
-module), and by parsing it.
+this proves they are check-mode safe and correctly gated; the rendered config is checked by kind's
+own loader and validator (built from the pinned kind module), and by parsing it. The kind-cluster
+tasks run for real in tests/e2e/test_kind_host.py, on a namespace host with its own Docker engine;
+here only their first step does, the engine check, against a socket nothing serves.
 
 Stand-ins: the artifacts directory's `kind` is a small file the test writes, only ever copied (never
 executed); `kubectl` is this machine's real kubectl, and the verify step runs it on the host. The
@@ -439,6 +440,14 @@ def test_container_runtime_and_kind_cluster_in_check_mode(lab: Lab, converged: d
             '{"backing_offline": false, "backing_kind_version": ""}',
             "online installs download kubectl and kind by version: set backing_kubernetes_version",
         ),
+        (
+            '{"backing_kind_node_image_archive": "node.tar"}',
+            "labh1: backing_kind_node_image_archive needs backing_kind_node_image",
+        ),
+        (
+            '{"backing_kind_image_archives": [{"image": "registry.k8s.io/etcd:3.6.5-0"}]}',
+            "backing_kind_image_archives must be a list of {archive, image}",
+        ),
     ],
 )
 def test_bad_input_fails_before_any_change(
@@ -453,6 +462,30 @@ def test_bad_input_fails_before_any_change(
     assert message in res.stdout
     assert _recap(res.stdout)["labh1"]["changed"] == 0
     assert sorted(p.relative_to(kind_host.root) for p in kind_host.root.rglob("*")) == before
+
+
+def test_kind_tasks_refuse_a_host_whose_engine_does_not_answer(lab: Lab, converged: dict[str, str]) -> None:
+    """Not --check: the engine check runs for real (the docker CLI against a socket nothing serves) and
+    stops the host before kind is run."""
+    socket = f"unix://{lab.hosts[0].workdir}/no-engine/docker.sock"
+    res = _run(
+        lab,
+        "ansible-playbook",
+        "-i",
+        str(lab.inventory),
+        "--limit",
+        "labh1",
+        "--tags",
+        "kind-cluster",
+        "-e",
+        json.dumps({"backing_kind_docker_host": socket}),
+        str(PLAYBOOK),
+    )
+    assert res.returncode != 0
+    assert f"labh1: no Docker engine answers at {socket} (" in res.stdout
+    assert "TASK [backing_kind : List the kind clusters on the host]" not in res.stdout
+    assert _recap(res.stdout)["labh1"]["changed"] == 0
+    assert not (lab.kubeconfigs / "labh1.yaml").exists()
 
 
 def _sha256(path: Path) -> str:
