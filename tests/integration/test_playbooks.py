@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 import yaml
 from support import kindconfig
-from support.hosts import NsHost, namespace_hosts, unavailable_reason
+from support.hosts import NsHost, namespace_hosts, task_results, unavailable_reason
 
 from lab import versions
 from lab.backing import node_ports
@@ -236,14 +236,6 @@ def _recap(output: str) -> dict[str, dict[str, int]]:
     }
 
 
-def _task_results(output: str, task: str) -> dict[str, str]:
-    """host -> status (ok/changed/skipping/failed) of one task in the default callback's output."""
-    block = output.split(f"TASK [{task}]", 1)
-    assert len(block) == 2, f"task {task!r} did not run"
-    body = block[1].split("\nTASK [", 1)[0].split("\nRUNNING HANDLER [", 1)[0].split("\nPLAY RECAP", 1)[0]
-    return {m[2]: m[1] for m in re.finditer(r"^(ok|changed|skipping|failed|fatal): \[([^\]]+)\]", body, re.M)}
-
-
 @pytest.fixture(scope="module")
 def converged(lab: Lab) -> dict[str, str]:
     """A --check run on the new hosts, then molecule converge, idempotence and verify; outputs by step."""
@@ -395,24 +387,23 @@ def test_container_runtime_and_kind_cluster_in_check_mode(lab: Lab, converged: d
     out = res.stdout
     assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in _recap(out).values())
     # apt really evaluated both hosts against this machine's package state, installing nothing
-    assert set(_task_results(out, "backing_host : Install the packages a backing host needs")) == {
+    assert set(task_results(out, "backing_host : Install the packages a backing host needs")) == {
         "labh1",
         "labh2",
     }
-    runtime = _task_results(out, "backing_host : Install the container runtime")
+    runtime = task_results(out, "backing_host : Install the container runtime")
     assert runtime["labh1"] in ("ok", "changed") and runtime["labh2"] == "skipping"
     if runtime["labh1"] == "changed":  # --diff names what apt would install
         assert "docker.io" in out
     assert (
-        _task_results(out, "backing_host : Start the container runtime at boot and now")["labh1"]
-        == "skipping"
+        task_results(out, "backing_host : Start the container runtime at boot and now")["labh1"] == "skipping"
     )
     # docker's daemon.json was written by converge: check mode predicts no change, restarts nothing
-    assert _task_results(out, "backing_kind : Turn docker's userland proxy off")["labh1"] == "ok"
+    assert task_results(out, "backing_kind : Turn docker's userland proxy off")["labh1"] == "ok"
     assert "RUNNING HANDLER [backing_kind : Restart docker]" not in out
     # kind is never executed in check mode; the create/kubeconfig tasks are gated, not failing
-    assert _task_results(out, "backing_kind : List the kind clusters on the host")["labh1"] == "skipping"
-    assert _task_results(out, "backing_kind : Create the kind cluster")["labh1"] == "skipping"
+    assert task_results(out, "backing_kind : List the kind clusters on the host")["labh1"] == "skipping"
+    assert task_results(out, "backing_kind : Create the kind cluster")["labh1"] == "skipping"
     assert not (lab.kubeconfigs / "labh1.yaml").exists()
 
 

@@ -315,6 +315,14 @@ def build_lab_wheels(work: Path) -> tuple[Path, Path]:
     return wheel, artifacts
 
 
+def task_results(output: str, task: str) -> dict[str, str]:
+    """host -> status (ok/changed/skipping/failed) of one task in the default callback's output."""
+    block = output.split(f"TASK [{task}]", 1)
+    assert len(block) == 2, f"task {task!r} did not run"
+    body = block[1].split("\nTASK [", 1)[0].split("\nRUNNING HANDLER [", 1)[0].split("\nPLAY RECAP", 1)[0]
+    return {m[2]: m[1] for m in re.finditer(r"^(ok|changed|skipping|failed|fatal): \[([^\]]+)\]", body, re.M)}
+
+
 @dataclass(frozen=True)
 class Provisioned:
     seconds: float
