@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -185,6 +186,9 @@ def kind_host(stack: Stack) -> Iterator[KindHost]:
                 if kind.exists():
                     deleted = engine.run(str(kind), "delete", "cluster", "--name", CLUSTER)
                     print(f"kind delete cluster: {deleted.returncode} {deleted.stderr.strip()[-300:]}")
+        # the namespace went with its Docker chains, DNAT rules and ip_forward
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout
+        assert hosts[0].netns not in netns, netns
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

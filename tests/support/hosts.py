@@ -531,6 +531,14 @@ def namespace_engine(host: NsHost) -> Iterator[HostEngine]:
             ["ip", "-n", host.netns, "-o", "link"], capture_output=True, text=True, timeout=30, check=False
         ).stdout
         left += [f"bridge {b}" for b in bridges if f" {b}:" in links]
+        rules = subprocess.run(
+            ["nsenter", f"--net=/run/netns/{host.netns}", "iptables-save"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout.splitlines()
+        left += [f"iptables rule {r!r}" for r in rules if any(b in r.split() for b in bridges)]
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
         if stopped.returncode != 0:
