@@ -43,6 +43,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from support.docker import ensure_docker_io
 from support.hosts import (
     HostEngine,
     NsHost,
@@ -145,6 +146,7 @@ def kind_host(stack: Stack) -> Iterator[KindHost]:
     if reason:
         print(f"skipping the kind host end to end: {reason}")
         pytest.skip(reason)
+    ensure_docker_io()  # Debian's docker.io, as the engine tests install it (fails under CI if it cannot)
     settings = stack.settings()
     work = Path(tempfile.mkdtemp(prefix="lkh", dir="/tmp"))  # short: containerd's socket paths
     try:
