@@ -38,6 +38,7 @@ from pathlib import Path
 import yaml
 
 from lab.engine import daemon
+from lab.runtime.procs import alive
 
 SSHD = Path("/usr/sbin/sshd")
 POOL = ipaddress.ip_network("198.18.0.0/15")
@@ -505,8 +506,6 @@ def namespace_engine(host: NsHost) -> Iterator[HostEngine]:
     with it (namespace_hosts deletes it). The namespace has no default route: a container cannot reach
     beyond the host's /30, so no pull ever leaves the machine.
     """
-    from lab.runtime.procs import alive
-
     root = host.workdir / "docker"  # short: containerd's sockets live under it (104 bytes at most)
     home = host.workdir / "lab-home"
     root.mkdir(mode=0o700)
