@@ -2,14 +2,14 @@
 sshd running inside.
 
 Why namespaces: the playbooks must be exercised over real SSH (as against VMs), and this machine has no
-VMs and no container engine. A namespace isolates only the network, so the "host" shares the root
-filesystem: every playbook path is a variable, and each host gets its own `root` directory under the
-work dir for the playbooks to write into.
+VMs. A namespace isolates only the network, so the "host" shares the root filesystem: every playbook
+path is a variable, and each host gets its own `root` directory under the work dir for the playbooks
+to write into. A kind host gets its own Docker engine inside its namespace (namespace_engine).
 
 Addresses come from 198.18.0.0/15 (RFC 2544 benchmarking space), one /30 per host: the root side
 takes .1, the host .2. Nothing else is ever contacted. Needs root (ip netns, veth, sshd on port 22).
 
-Used by tests/integration/test_playbooks.py and reusable by the two-host end-to-end test:
+Used by tests/integration/test_playbooks.py and the end-to-end tests test_two_hosts and test_kind_host:
 
     with namespace_hosts(2, tmp_dir) as hosts:
         ...  # hosts[0].address, hosts[0].ssh_args(), write_inventory(...)
