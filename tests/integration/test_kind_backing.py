@@ -16,6 +16,10 @@ more nodes add nothing here); each test has its own lab home and registers it an
    3 clusters to Available (the management pods reach the backing node's NodePorts through lab's
    pod network masquerade); delete -> zero residue; `lab down` -> no management container left.
    The module's teardown deletes the backing cluster: no container and no kind network left.
+
+Measured here (2 cores shared, load average 5-6): the backing kind cluster in 25 s; 3 clusters
+Available in 47 s under the local stack, 65 s under kind management; `lab up --mode kind --offline`
+(one node) 94 s; the whole module 8.4 minutes.
 """
 
 from __future__ import annotations
