@@ -79,12 +79,29 @@ class Management(Protocol):
         ...
 
 
+def current_mode(settings: Settings, mode: str | None = None) -> str:
+    """The mode a command acts in: `mode` (lab up --mode) or a configured one (LAB_MODE, lab.yaml);
+    with neither, "kind" while this lab home's kind management cluster is up (`lab up --mode kind`
+    made it, `lab down` has not deleted it), else the default. Without that, `lab tune` after
+    `lab up --mode kind` tuned a local stack that does not run (it started local managers, seen
+    for real) and `lab down` left the kind cluster running. "local" asked for while the kind
+    cluster is up is refused: one lab home holds one management cluster (one admin kubeconfig)."""
+    asked = mode or (settings.mode if "mode" in settings.model_fields_set else None)
+    in_kind = KindStack.created(settings)
+    if asked == "local" and in_kind:
+        raise UsageError(
+            f"the management cluster of lab home {settings.home} runs in kind (lab up --mode kind made it): "
+            "lab down first, or use another LAB_HOME for a local stack"
+        )
+    return asked or ("kind" if in_kind else settings.mode)
+
+
 def for_settings(
     settings: Settings, mode: str | None = None, *, bmo_source: Path | None = None, offline: bool = False
 ) -> Management:
-    """The provider for `mode` (default: the settings' mode). bmo_source: kind mode's local BMO tree;
+    """The provider for `mode` (default: current_mode). bmo_source: kind mode's local BMO tree;
     offline: kind mode with clusterctl's repository rendered from the module cache."""
-    chosen = mode or settings.mode
+    chosen = current_mode(settings, mode)
     if chosen == "kind":
         return KindStack(settings, bmo_source, offline)
     if offline:
@@ -98,7 +115,7 @@ def tuning_profile(settings: Settings) -> str | None:
     """The tuning profile the managers run with, as `lab up`/`lab tune` stored it; None before
     either has. Runs record it (lab.records.settings_snapshot) so a report can hold a manager's
     request rate against the client QPS limit it really had."""
-    if settings.mode == "kind":
+    if current_mode(settings) == "kind":
         from lab.kindmgmt.up import read_state
 
         return read_state(settings).get("profile")
@@ -111,7 +128,7 @@ def shards(settings: Settings) -> int:
     """How many KCP shards the management cluster runs (lab.shards), as `lab up --shards` stored
     it: what the renderer labels each cluster's objects for. 1 before any up, and in kind mode,
     which does not shard."""
-    if settings.mode == "kind":
+    if current_mode(settings) == "kind":
         return 1
     from lab.stack.up import current_shards
 

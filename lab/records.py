@@ -375,7 +375,9 @@ def open_records(settings: Any, *, create: bool = True) -> Records:
 
 
 def settings_snapshot(settings: Any, tuning: str | None = None, **extra: Any) -> dict[str, Any]:
-    """What a run must remember about the configuration to be compared with another run later."""
+    """What a run must remember about the configuration to be compared with another run later.
+    `mode` in `extra` (lab.management.current_mode) wins over the configured one, which a lab home
+    in kind mode without LAB_MODE does not carry."""
     return {
         "versions": settings.versions.model_dump(),
         "tuning": tuning,

@@ -23,13 +23,23 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from lab import naming, pki
-from lab.backing import hostmux, kind, local, mux, process, store
+from lab.backing import hostmux, kind, local, mux, process, reach, store
 from lab.backing.store import Entry, check_name
 from lab.config import Settings
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 from lab.kube import Client
 
-__all__ = ["Backing", "Entry", "check_name", "open_all", "open_backing", "placed", "unregister", "usage"]
+__all__ = [
+    "Backing",
+    "Entry",
+    "check_name",
+    "check_reachable",
+    "open_all",
+    "open_backing",
+    "placed",
+    "unregister",
+    "usage",
+]
 
 
 @runtime_checkable
@@ -111,6 +121,37 @@ def open_backing(settings: Settings, name: str) -> Backing:
     return process.ProcessBacking(settings, entry)
 
 
+#: the address block of the local backing's apiservers (naming.local_endpoint)
+LOCAL_ADDRESSES = "127.1.0.0/16"
+
+
+def address(settings: Settings, name: str) -> tuple[str, str] | None:
+    """(runtime, the address the backing serves apiservers on), read from its registration
+    without contacting it; None for a name that is not registered (the caller's plan says so)."""
+    if name == naming.LOCAL_BACKING:
+        return "local", LOCAL_ADDRESSES
+    if name == naming.MUX_BACKING:
+        return "mux", naming.MUX_HOST
+    entry = store.load(settings, name)
+    if entry is None:
+        return None
+    if entry.runtime == "kind":
+        return "kind", str(entry.spec.get("node_address") or "")
+    return entry.runtime, process.Spec.of(entry).listen_address
+
+
+def check_reachable(settings: Settings, names: Iterable[str], mode: str) -> None:
+    """Refuse, before anything is created, a backing the controllers of a management cluster in
+    `mode` cannot reach (lab.backing.reach: the one line says why and what to use instead)."""
+    for name in dict.fromkeys(names):
+        found = address(settings, name)
+        if found is None:
+            continue
+        why = reach.unreachable(mode, name, *found)
+        if why is not None:
+            raise UsageError(why)
+
+
 def open_all(settings: Settings, names: Iterable[str]) -> dict[str, Backing]:
     """Each named backing once, in the order first named."""
     return {n: open_backing(settings, n) for n in dict.fromkeys(names)}
@@ -127,7 +168,7 @@ def usage(settings: Settings, *, local_backing: bool) -> list[dict[str, Any]]:
     built-in local backing (the Management provider says)."""
     found: list[tuple[str, str, int, str]] = []
     if local_backing:
-        found.append((naming.LOCAL_BACKING, "local", settings.local_capacity, "127.1.0.0/16"))
+        found.append((naming.LOCAL_BACKING, "local", settings.local_capacity, LOCAL_ADDRESSES))
         found.append((naming.MUX_BACKING, "mux", settings.mux_capacity, naming.MUX_HOST))
     for e in store.entries(settings):
         address = e.spec.get("node_address") or e.spec.get("host") or ""

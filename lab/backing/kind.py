@@ -40,6 +40,7 @@ from cryptography import x509
 
 from lab import naming, pki, pki_store
 from lab.backing import node_ports, ready, store
+from lab.backing.reach import is_loopback
 from lab.backing.store import Entry, check_name
 from lab.config import Settings
 from lab.errors import LabError, UsageError
@@ -54,6 +55,12 @@ ROOT_STEM = "etcd-root"  # CN=root client pair under the backing dir
 SERVER_STEM = "etcd-server"  # the etcd serving pair, kept so re-adding does not churn the Secret
 REACH_TIMEOUT = 10.0
 ETCD_READY_TIMEOUT = 300.0
+#: a Pod's 30 s termination grace period, with room for a loaded node
+POD_GONE_TIMEOUT = 120.0
+#: What registrations by earlier lab versions put into the etcd namespace and this one does not: the
+#: in-cluster auth bootstrap Job (its etcdctl is not in every node's etcd image) and the root client
+#: pair it mounted. Deleted on register.
+RETIRED = (("batch/v1", "Job", "etcd-bootstrap-auth"), ("v1", "Secret", "etcd-root-client"))
 #: Kinds of the per-cluster objects, in the order remove deletes them (the Secret, the record, last).
 _REMOVE_ORDER = (("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "Secret"))
 
@@ -99,6 +106,60 @@ def default_node_address(server: str) -> str:
             f"cannot take a node address from the kubeconfig server {server!r}: pass --node-address"
         )
     return host
+
+
+def node_internal_ip(nodes: Sequence[dict[str, Any]]) -> str | None:
+    """Pure: the InternalIP of the first node by name (IPv4 first), or None without nodes. A kind
+    node's InternalIP is its container's address on the engine's network: this machine and pods
+    of other kind clusters on that engine reach it, and NodePorts are open on every node."""
+    for node in sorted(nodes, key=lambda n: str(n["metadata"]["name"])):
+        addresses = [
+            str(a.get("address"))
+            for a in ((node.get("status") or {}).get("addresses") or [])
+            if a.get("type") == "InternalIP"
+        ]
+        addresses.sort(key=lambda a: ":" in a)  # IPv4 before IPv6
+        if addresses:
+            return addresses[0]
+    return None
+
+
+#: kubelet reports at most this many images per Node (nodeStatusMaxImages' default): a longer list
+#: may have left ours out, so it proves nothing
+NODE_STATUS_MAX_IMAGES = 50
+
+
+def missing_images(nodes: Sequence[dict[str, Any]], wanted: Sequence[str]) -> dict[str, list[str]]:
+    """Pure: node -> the wanted images its status does not list (nodes with none missing, and
+    nodes whose list may be truncated, left out)."""
+    out: dict[str, list[str]] = {}
+    for node in nodes:
+        listed = (node.get("status") or {}).get("images") or []
+        if len(listed) >= NODE_STATUS_MAX_IMAGES:
+            continue
+        names = {n for image in listed for n in image.get("names") or []}
+        lacking = [w for w in wanted if w not in names]
+        if lacking:
+            out[str(node["metadata"]["name"])] = lacking
+    return out
+
+
+def pod_images(settings: Settings) -> list[str]:
+    """The images the backing's pods run, each with imagePullPolicy Never."""
+    return [etcd_manifests.image(settings), apiserver_manifests.image(settings)]
+
+
+def _check_images(settings: Settings, name: str, nodes: Sequence[dict[str, Any]]) -> None:
+    """Refuse a cluster whose nodes lack the images the pods run: they are never pulled, so the
+    etcd would sit in ErrImageNeverPull. kind's node image for the pinned Kubernetes holds both."""
+    lacking = missing_images(nodes, pod_images(settings))
+    if lacking:
+        node, images = next(iter(sorted(lacking.items())))
+        raise UsageError(
+            f"backing {name}: node {node} does not hold {', '.join(images)}, and lab's pods never pull: "
+            f"create the kind cluster from a node image of Kubernetes {settings.versions.kubernetes} "
+            "(kindest/node, or lab images build node), or kind load docker-image them"
+        )
 
 
 def check_node_address(address: str) -> str:
@@ -173,15 +234,12 @@ def etcd_objects(
     settings: Settings,
     ca: pki.KeyPair,
     server: pki.KeyPair,
-    root: pki.KeyPair,
     etcd_node_port: int = node_ports.DEFAULT_ETCD_NODE_PORT,
 ) -> list[dict[str, Any]]:
     """Pure: what register applies: the multi-tenant etcd, its external NodePort and the namespace
     the workload apiservers share."""
     return [
-        *etcd_manifests.objects(
-            settings, ca.cert_pem, (server.cert_pem, server.key_pem), (root.cert_pem, root.key_pem)
-        ),
+        *etcd_manifests.objects(settings, ca.cert_pem, (server.cert_pem, server.key_pem)),
         etcd_manifests.external_service(node_port=etcd_node_port),
         apiserver_manifests.namespace_obj(),
     ]
@@ -196,6 +254,16 @@ def _check_held(client: Client, name: str, block: node_ports.PortBlock) -> None:
             f"backing {name}: {len(outside)} apiserver Service(s) hold NodePorts outside {block} ({some}): "
             "delete those clusters first, or give a block that covers them"
         )
+
+
+def _default_address(nodes: Sequence[dict[str, Any]], server_host: str) -> str:
+    """The kubeconfig server's host, unless it is a loopback address: kind on a workstation (or on
+    this machine's engine) publishes its API on 127.0.0.1, where no NodePort is and which no pod can
+    reach; then the first node's InternalIP (node_internal_ip). A cluster with no Node (a bare
+    apiserver standing in for one) keeps the server's host."""
+    if not is_loopback(server_host):
+        return server_host
+    return node_internal_ip(nodes) or server_host
 
 
 def register(
@@ -215,6 +283,7 @@ def register(
     node_port_block: `FIRST-LAST`, the NodePorts the playbook publishes on the VM for apiservers
     (default node_ports.DEFAULT_BLOCK, the playbook's default); capacity may not exceed it.
     etcd_node_port: the one published for etcd, outside the block.
+    node_address: where apiservers and etcd are reached (default: _default_address).
     wait: until the etcd answers root on its NodePort. Optional because it needs a node that runs
     Pods; the tests here use a bare kube-apiserver (no kubelet) as the backing cluster.
     Re-running with the same name updates capacity and ports and re-applies (same CA, same certificates).
@@ -236,17 +305,24 @@ def register(
         cfg = Config.from_kubeconfig(kubeconfig)
     except LabError as e:
         raise UsageError(f"kubeconfig {kubeconfig}: {e}") from None
-    address = check_node_address(node_address or default_node_address(cfg.server))
+    explicit = check_node_address(node_address) if node_address is not None else None
+    server_host = default_node_address(cfg.server) if explicit is None else ""
     _reach(cfg, str(kubeconfig))
     with Client(cfg) as client:
         _check_held(client, name, block)
+        nodes = client.list("v1", "Node")
+        _check_images(settings, name, nodes)
+        address = explicit or check_node_address(_default_address(nodes, server_host))
 
     directory = store.backing_dir(settings, name)
     write_private(directory / KUBECONFIG, private_kubeconfig(cfg, name))
     ca = store.etcd_ca(settings, name)
-    server, root = _server_pair(directory, ca, address), _root_pair(directory, ca)
+    server = _server_pair(directory, ca, address)
+    _root_pair(directory, ca)
     with Client(cfg) as client:
-        client.apply(etcd_objects(settings, ca, server, root, etcd_port))
+        client.apply(etcd_objects(settings, ca, server, etcd_port))
+        for api, kind_, obj in RETIRED:  # a registration by an earlier lab left them; apply never deletes
+            client.delete(api, kind_, obj, etcd_manifests.NAMESPACE)
     spec = {
         "kubeconfig": KUBECONFIG,
         "node_address": address,
@@ -404,23 +480,41 @@ class KindBacking:
         return pod_reason(pods)
 
     def wait_etcd(self, timeout: float) -> None:
-        """Until root reads the auth status through the NodePort and auth is on (the bootstrap Job ran)."""
+        """Until root reaches the etcd through the NodePort; then root user and role and auth on
+        (lab.etcd.tenants.bootstrap, idempotent: the manifests carry no in-cluster bootstrap)."""
+        from lab.etcd import tenants
+
         last = [""]
 
         def auth_on() -> bool:
             try:
                 with self.root_etcd() as root:
-                    if root.auth_enabled():
-                        return True
-                    last[0] = "auth is not enabled yet (bootstrap Job pending)"
+                    tenants.bootstrap(root)
+                    return True
             except LabError as e:
                 last[0] = str(e)
             return False
 
         if not poll.until(auth_on, timeout, 2.0):
             raise LabError(
-                f"etcd of backing {self.name} not ready within {timeout:.0f}s at {self.etcd_endpoint()}: {last[0]}"
+                f"etcd of backing {self.name} not ready within {timeout:.0f}s at {self.etcd_endpoint()}: "
+                f"{last[0]}; its Pod: {self._etcd_pod_reason()}"
             )
+
+    def _etcd_pod_reason(self) -> str:
+        """Why the etcd Pod is not serving, in the Pod's own words (an image the node lacks, nodes
+        without a pod network leaving it Pending), as wait_ready does for apiservers."""
+        try:
+            with self.client(attempts=2) as client:
+                pods = client.list(
+                    "v1",
+                    "Pod",
+                    etcd_manifests.NAMESPACE,
+                    label_selector=",".join(f"{k}={v}" for k, v in etcd_manifests.LABELS.items()),
+                )
+        except LabError as e:
+            return f"backing cluster does not answer ({e})"
+        return pod_reason(pods)
 
     def remove(self, names: Sequence[str]) -> None:
         """Deployment and Service, then the tenant, then the Secret, then the PKI under lab home."""
@@ -438,12 +532,36 @@ class KindBacking:
                 tenants.remove(root, names)
             for n in names:
                 client.delete("v1", "Secret", apiserver_manifests.secret_name(n), ns)
+            self._wait_pods_gone(client, names)
         with self._lock:  # their ports are free again: the next hand-out lists afresh
             for n in names:
                 self._given.pop(n, None)
             self._in_use = None
         for n in names:
             pki_store.remove_cluster_pki(self.settings, n)
+
+    def _wait_pods_gone(
+        self, client: Client, names: Sequence[str], timeout: float = POD_GONE_TIMEOUT
+    ) -> None:
+        """Until no apiserver Pod of these clusters is left. Deleting the Deployment only starts its
+        Pods' termination (a 30 s grace period): seen for real, `delete-clusters --wait` ended with
+        the three Pods still Terminating, gone about 20 s later. The run ends with the apiservers
+        stopped and nothing of them left in the backing cluster."""
+        wanted, left = set(names), [""]
+
+        def gone() -> bool:
+            pods = client.list(
+                "v1", "Pod", apiserver_manifests.NAMESPACE, label_selector=naming.CLUSTER_LABEL
+            )
+            still = sorted({str(p["metadata"]["labels"][naming.CLUSTER_LABEL]) for p in pods} & wanted)
+            left[0] = ", ".join(still)
+            return not still
+
+        if not poll.until(gone, timeout, 1.0):
+            raise LabError(
+                f"backing {self.name}: apiserver Pod(s) of {left[0]} still there {timeout:.0f}s after "
+                "their Deployment was deleted"
+            )
 
     def present(self) -> set[str]:
         """Clusters of this prefix with any labelled object in the backing's apiserver namespace."""

@@ -84,12 +84,13 @@ def create_clusters_cmd(
     stack = management.for_settings(settings)
     if not stack.local_backing and not backing:
         raise UsageError(f"mode {stack.mode} has no local backing: name one with --backing")
-    from lab.backing import check_name
+    from lab.backing import check_name, check_reachable
     from lab.clusters.session import create_clusters
     from lab.stack import mgmt
 
     for b in backing:
         check_name(b)
+    check_reachable(settings, backing, stack.mode)
     client = mgmt.client(settings, parallel=max(parallel, 4))
     display = ProgressDisplay(count, enabled=output == Output.table, n_workers=n_workers)
     with client:

@@ -505,6 +505,7 @@ def delete(
     snapshot = records.settings_snapshot(
         settings,
         management.tuning_profile(settings),
+        mode=management.current_mode(settings),
         clusters=len(plan.names),
         names="all" if names is None else f"{len(names)} named",
         wait=wait,

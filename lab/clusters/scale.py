@@ -234,6 +234,7 @@ def _run_scope(
         records.settings_snapshot(
             settings,
             management.tuning_profile(settings),
+            mode=management.current_mode(settings),
             direction=direction,
             workers=plan.target,
             count=len(idx),

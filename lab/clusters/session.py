@@ -119,6 +119,7 @@ def create_clusters(
     snapshot = records.settings_snapshot(
         settings,
         management.tuning_profile(settings),
+        mode=management.current_mode(settings),
         start=indexes[0],
         count=len(indexes),
         parallel=parallel,

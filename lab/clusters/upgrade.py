@@ -437,6 +437,7 @@ def upgrade_clusters(
         snapshot = records.settings_snapshot(
             settings,
             management.tuning_profile(settings),
+            mode=management.current_mode(settings),
             to=target,
             start=todo[0],
             count=len(todo),

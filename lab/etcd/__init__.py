@@ -14,6 +14,7 @@ Modules: server (certs, data dir, argv of the local etcd), client (gRPC calls, e
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,12 @@ from lab.config import Settings
 from lab.errors import LabError
 from lab.etcd.server import EtcdPKI, client_url, ensure_pki, etcd_command
 from lab.runtime import logs, poll
+
+# gRPC's C core logs a failed TLS handshake at INFO on stderr ("I1201 ... ssl_transport_security.cc
+# Handshake failed ..."), a second line beside lab's one error line (seen when a backing's etcd still
+# ran on another CA); lab names the failure itself. Set here, before any module of this package
+# loads grpc; a user's own setting wins.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 if TYPE_CHECKING:
     from lab.etcd.client import EtcdClient, EtcdError

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from lab import naming, records
+from lab import management, naming, records
 from lab.clusters.create import check_stack
 from lab.clusters.session import component_pids, metrics_sampler
 from lab.config import Settings
@@ -128,7 +128,13 @@ def create_hosts(
     key = inventory.bmc_key(settings)
     goal = target(state)
     started = time.monotonic()
-    snapshot = records.settings_snapshot(settings, start=indexes[0], count=len(indexes), state=state.value)
+    snapshot = records.settings_snapshot(
+        settings,
+        mode=management.current_mode(settings),
+        start=indexes[0],
+        count=len(indexes),
+        state=state.value,
+    )
     with (
         records.open_records(settings) as db,
         records.RunScope(db, RunKind.create_hosts, sys.argv, snapshot) as run,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
-from lab import naming, records
+from lab import management, naming, records
 from lab.clusters.create import check_stack
 from lab.clusters.session import component_pids, metrics_sampler
 from lab.config import Settings
@@ -203,7 +203,9 @@ def delete_hosts(
         return Result(None, plan, wait)
     started = time.monotonic()
     deadline = started + timeout
-    snapshot = records.settings_snapshot(settings, count=len(plan.indexes), all=indexes is None)
+    snapshot = records.settings_snapshot(
+        settings, mode=management.current_mode(settings), count=len(plan.indexes), all=indexes is None
+    )
     with (
         records.open_records(settings) as db,
         records.RunScope(db, RunKind.delete_hosts, sys.argv, snapshot) as run,

@@ -52,7 +52,7 @@ import yaml
 from lab import pki, pki_store
 from lab.config import Settings
 from lab.kindmgmt import kind_dir
-from lab.kube import Client, waits
+from lab.kube import ApiError, Client, waits
 
 Log = Callable[[str], None]
 Obj = dict[str, Any]
@@ -66,6 +66,7 @@ FIELD_MANAGER = "lab-cert-manager"
 CA_NAME = "lab-kind-webhook-ca"
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
+INJECT_ATTEMPTS = 5  # re-reads after a concurrent write to the same object
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 ADMISSION_API = "admissionregistration.k8s.io/v1"
 CRD_API = "apiextensions.k8s.io/v1"
@@ -339,10 +340,32 @@ def _inject_all(client: Client, ca_of: dict[tuple[str, str], bytes], out: Result
         for kind in kinds:
             for obj in client.list(api, kind):
                 target = inject_target(obj)
-                ops = injection(obj, ca_of[target]) if target in ca_of else []
-                if not ops:
-                    continue
-                path = client.resource(api, kind).path(None, obj["metadata"]["name"])
-                params = {"fieldManager": FIELD_MANAGER}
-                client.request("PATCH", path, body=ops, content_type=JSON_PATCH, params=params)
-                out.injected.append(f"{kind}/{obj['metadata']['name']}")
+                if target in ca_of and inject(client, api, kind, obj, ca_of[target]):
+                    out.injected.append(f"{kind}/{obj['metadata']['name']}")
+
+
+def inject(client: Client, api: str, kind: str, obj: Obj, ca_pem: bytes) -> bool:
+    """Patch ca_pem into obj's caBundles; False when they already hold it. When the object changed
+    since it was read, the patch's resourceVersion `test` fails (422, the apiserver gives no cause):
+    read it again and retry. Right after `clusterctl init` the apiserver (a new CRD's status) and
+    CAPI's CRD migrator write the CRDs lab has just listed. A 422 on an unchanged object is raised."""
+    name = obj["metadata"]["name"]
+    path = client.resource(api, kind).path(None, name)
+    params = {"fieldManager": FIELD_MANAGER}
+    for attempt in range(INJECT_ATTEMPTS):
+        ops = injection(obj, ca_pem)
+        if not ops:
+            return False
+        try:
+            client.request("PATCH", path, body=ops, content_type=JSON_PATCH, params=params)
+            return True
+        except ApiError as e:
+            if e.status != 422 or attempt == INJECT_ATTEMPTS - 1:
+                raise
+            fresh = client.get(api, kind, name)
+            if fresh is None:
+                return False  # deleted meanwhile: nothing to inject
+            if fresh["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]:
+                raise  # not a concurrent write: the patch itself is wrong
+            obj = fresh
+    return False  # not reached: the last attempt returns or raises

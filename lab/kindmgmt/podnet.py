@@ -8,7 +8,14 @@ step replaces what is there, so a re-run changes nothing):
   the node image) whose host-local range is that node's `spec.podCIDR`, so pod IPs never collide
   across nodes; `ipMasq` off, as in kindnetd's own conflist: pods see each other's real IPs;
 - on each node, a route to every other node's podCIDR via that node's InternalIP (they share kind's
-  Docker network, so the next hop is one bridge away): `ip route replace`, idempotent.
+  Docker network, so the next hop is one bridge away): `ip route replace`, idempotent;
+- on each node, kindnetd's masquerade (its ip-masq-agent part): pod traffic to anything outside the
+  cluster's podCIDRs leaves with the node's address. Without it a pod of the management cluster
+  reaching a backing kind cluster's NodePort (a workload apiserver) sends from its pod IP, and the
+  answer never comes back: every kind cluster has the same default pod subnet (10.244.0.0/16), so
+  the backing node routes it to a pod of its own. Seen for real: CAPI's cluster cache timing out on
+  `<backing node>:<nodePort>` until this rule was added. One chain (MASQ_CHAIN), flushed and
+  refilled on every run, and one jump to it, added once.
 
 The kubelet picks the conflist up within seconds and the nodes turn Ready; until then they are
 NotReady, which is why `kind create cluster --wait` is not used for lab's image (lab.kindmgmt.cluster).
@@ -35,6 +42,8 @@ CNI_DIR = "/etc/cni/net.d"
 CONFLIST = "10-lab-ptp.conflist"
 #: what kindnetd's conflist declares; Debian bookworm's plugins (v1.1.1) speak it
 CNI_VERSION = "0.3.1"
+#: nat chain of the masquerade rules (kindnetd's is KIND-MASQ-AGENT)
+MASQ_CHAIN = "LAB-MASQ"
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,22 @@ def routes(nodes: list[Node], node: Node) -> list[list[str]]:
     return [["ip", "route", "replace", n.pod_cidr, "via", n.ip] for n in nodes if n.name != node.name]
 
 
+def masquerade_script(nodes: list[Node]) -> str:
+    """Pure: the shell script that (re)writes one node's masquerade rules: pod traffic to any
+    destination that is neither local nor in a node's podCIDR leaves with the node's address.
+    Idempotent: the chain is flushed and refilled, the jump added only when missing."""
+    jump = f"POSTROUTING -m addrtype ! --dst-type LOCAL -j {MASQ_CHAIN}"
+    lines = [
+        "set -e",
+        f"iptables -t nat -N {MASQ_CHAIN} 2>/dev/null || true",
+        f"iptables -t nat -F {MASQ_CHAIN}",
+        *(f"iptables -t nat -A {MASQ_CHAIN} -d {n.pod_cidr} -j RETURN" for n in nodes),
+        f"iptables -t nat -A {MASQ_CHAIN} -j MASQUERADE",
+        f"iptables -t nat -C {jump} 2>/dev/null || iptables -t nat -A {jump}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _tar_one(name: str, data: bytes) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -112,16 +137,17 @@ def _nodes(client: Client, timeout: float) -> list[Node]:
 
 
 def configure(engine: Engine, client: Client, log: Log, timeout: float = 300) -> list[Node]:
-    """Write each node's conflist and routes (the node containers are named after the nodes)."""
+    """Write each node's conflist, routes and masquerade rules (the node containers are named after
+    the nodes)."""
     nodes = _nodes(client, timeout)
     for node in nodes:
         text = json.dumps(conflist(node.pod_cidr), indent=2) + "\n"
         engine.put_archive(node.name, CNI_DIR, _tar_one(CONFLIST, text.encode()))
-        for cmd in routes(nodes, node):
+        for cmd in [*routes(nodes, node), ["sh", "-c", masquerade_script(nodes)]]:
             code, out = engine.exec(node.name, cmd, timeout=60)
             if code != 0:
                 raise LabError(f"{' '.join(cmd)} on {node.name} failed: {out.strip()}")
-        log(f"pod network on {node.name}: {node.pod_cidr}, {len(nodes) - 1} route(s)")
+        log(f"pod network on {node.name}: {node.pod_cidr}, {len(nodes) - 1} route(s), masquerade")
     return nodes
 
 

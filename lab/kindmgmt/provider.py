@@ -29,6 +29,12 @@ class KindStack:
         self.bmo_source = bmo_source
         self.offline = offline
 
+    @staticmethod
+    def created(settings: Settings) -> bool:
+        """Whether this lab home's kind management cluster is on record: `lab up --mode kind` wrote
+        the config it created it with, `lab down` removes it (lab.kindmgmt.cluster)."""
+        return cluster.config_path(settings).is_file()
+
     def up(self, profile: str | None, log: Log, shards: int | None = None) -> up.KindUpResult:
         if shards not in (None, 1):  # lab.shards: the local stack's KCP managers only
             raise UsageError("--shards is for mode local: mode kind runs one KCP manager")

@@ -127,7 +127,7 @@ def deployment(settings: Settings, cluster: str, index: int, etcd_servers: str) 
     container = {
         "name": COMPONENT,
         "image": image(settings),
-        "imagePullPolicy": "IfNotPresent",
+        "imagePullPolicy": etcd_manifests.PULL_POLICY,
         "command": [COMPONENT],
         "args": apiserver_args(cluster, etcd_servers),
         "env": [

@@ -5,14 +5,21 @@ certificates required, auth on with a password-less root identified by a CN=root
 own periodic compaction (tenants' apiservers run with --etcd-compaction-interval=0) and an 8 GiB quota.
 
 Objects, in apply order: Namespace; Secrets etcd-ca (CA cert only: the CA key never enters the
-cluster), etcd-server (serving + peer cert), etcd-root-client (CN=root); the headless Service that
-gives members their DNS names; the client Service the workload apiservers dial; the StatefulSet; the
-Job that creates root and enables auth (idempotent: it stops at once when auth is already on).
+cluster), etcd-server (serving + peer cert); the headless Service that
+gives members their DNS names; the client Service the workload apiservers dial; the StatefulSet.
 external_service() adds a NodePort for the controller (lab.backing.kind), which sits outside the
 cluster and creates tenants; it is not in objects(), which is what runs inside any cluster.
 
-Storage: a PersistentVolumeClaim per member (volumeClaimTemplates; kind's default local-path class),
-not emptyDir. Both sit on the node's disk, but emptyDir dies with the Pod: a rollout, an eviction or
+Auth is turned on by the controller through that NodePort (lab.etcd.tenants.bootstrap, as for the
+local tenant etcd), not by a Job in the cluster: etcd's image as kubeadm names it is the only one a
+kind node is sure to hold (see image()), and lab's own build of it carries etcd alone, no etcdctl.
+
+The pod template carries a digest of the CA and serving certificates (TLS_ANNOTATION): etcd reads
+its trusted CA once at start, so a new CA (a re-registration from another lab home) must restart it,
+and a changed template is what makes the StatefulSet do so.
+
+Storage: a PersistentVolumeClaim per member (volumeClaimTemplates; the cluster's default StorageClass,
+on a kind node kind's `standard`, bound at once), not emptyDir. Both sit on the node's disk, but emptyDir dies with the Pod: a rollout, an eviction or
 `kubectl delete pod` would wipe every tenant and turn auth off again, silently breaking every
 workload apiserver. A PVC survives all of those. Pass persistent=False for a throw-away etcd.
 """
@@ -20,8 +27,8 @@ workload apiserver. A PVC survives all of those. Pass persistent=False for a thr
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
-import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,20 +45,26 @@ EXTERNAL_SERVICE = "etcd-external"
 EXTERNAL_NODE_PORT = 32767
 CA_SECRET = "etcd-ca"
 SERVER_SECRET = "etcd-server"
-ROOT_SECRET = "etcd-root-client"
-BOOTSTRAP_JOB = "etcd-bootstrap-auth"
 CLIENT_PORT, PEER_PORT, METRICS_PORT = 2379, 2380, 2381
 IMAGE_REPOSITORY = "registry.k8s.io/etcd"
+#: the image is the node's own (see image()): never pulled, so a missing one is ErrImageNeverPull at
+#: once instead of minutes of pull back-off on a machine without a registry
+PULL_POLICY = "Never"
 #: registry.k8s.io/etcd tags are <etcd version>-<image revision>.
 IMAGE_REVISION = 0
 DATA_DIR = "/var/lib/etcd"
 STORAGE = "10Gi"  # above the 8 GiB backend quota, with room for the WAL and snapshots
-CA_MOUNT, SERVER_MOUNT, ROOT_MOUNT = "/etc/etcd/pki/ca", "/etc/etcd/pki/server", "/etc/etcd/pki/root"
+CA_MOUNT, SERVER_MOUNT = "/etc/etcd/pki/ca", "/etc/etcd/pki/server"
 LABELS = {"app.kubernetes.io/name": "etcd", "app.kubernetes.io/part-of": "metal3-scale-lab"}
+#: on the pod template: tls_digest() of the certificates the pod mounts
+TLS_ANNOTATION = "scale-lab.metal3.io/tls-digest"
 
 
 def image(settings: Settings) -> str:
-    return f"{IMAGE_REPOSITORY}:{settings.versions.etcd.lstrip('v')}-{IMAGE_REVISION}"
+    """The etcd image every kind node already holds: the one kubeadm runs for the pinned Kubernetes
+    (kind preloads it in its own node images, `lab images build node` in lab's), so a kind backing
+    pulls nothing. lab's own etcd pin (`versions.etcd`) is for the etcd processes lab starts."""
+    return f"{IMAGE_REPOSITORY}:{settings.versions.node_etcd.lstrip('v')}-{IMAGE_REVISION}"
 
 
 def member(i: int) -> str:
@@ -122,12 +135,10 @@ def namespace_obj(namespace: str = NAMESPACE) -> dict[str, Any]:
 
 
 def secrets(
-    ca_cert_pem: bytes,
-    server: tuple[bytes, bytes],
-    root: tuple[bytes, bytes],
-    namespace: str = NAMESPACE,
+    ca_cert_pem: bytes, server: tuple[bytes, bytes], namespace: str = NAMESPACE
 ) -> list[dict[str, Any]]:
-    """etcd-ca (tls.crt only), etcd-server and etcd-root-client (kubernetes.io/tls); pairs are (cert, key)."""
+    """etcd-ca (tls.crt only) and etcd-server (kubernetes.io/tls; the pair is (cert, key)). No root
+    client pair: only the controller, outside the cluster, acts as root."""
 
     def secret(name: str, type_: str, data: dict[str, bytes]) -> dict[str, Any]:
         body = {k: _b64(v) for k, v in data.items()}
@@ -142,7 +153,6 @@ def secrets(
     return [
         secret(CA_SECRET, "Opaque", {"tls.crt": ca_cert_pem}),
         secret(SERVER_SECRET, "kubernetes.io/tls", {"tls.crt": server[0], "tls.key": server[1]}),
-        secret(ROOT_SECRET, "kubernetes.io/tls", {"tls.crt": root[0], "tls.key": root[1]}),
     ]
 
 
@@ -242,15 +252,20 @@ def _secret_volume(name: str, secret: str) -> dict[str, Any]:
 
 
 def statefulset(
-    settings: Settings, namespace: str = NAMESPACE, replicas: int = 1, persistent: bool = True
+    settings: Settings,
+    namespace: str = NAMESPACE,
+    replicas: int = 1,
+    persistent: bool = True,
+    tls: str = "",
 ) -> dict[str, Any]:
+    """tls: tls_digest() of the mounted certificates, on the pod template (see the module docstring)."""
     if replicas not in (1, 3, 5):
         raise ValueError(f"etcd members must be 1, 3 or 5, got {replicas}")
     probe_port = {"port": "metrics", "scheme": "HTTP"}
     container = {
         "name": "etcd",
         "image": image(settings),
-        "imagePullPolicy": "IfNotPresent",
+        "imagePullPolicy": PULL_POLICY,
         "command": ["etcd"],
         "args": etcd_args(namespace, replicas),
         "env": [
@@ -291,7 +306,7 @@ def statefulset(
         "podManagementPolicy": "Parallel",
         "selector": {"matchLabels": dict(LABELS)},
         "template": {
-            "metadata": {"labels": dict(LABELS)},
+            "metadata": {"labels": dict(LABELS), "annotations": {TLS_ANNOTATION: tls}},
             "spec": {"containers": [container], "volumes": volumes, "enableServiceLinks": False},
         },
     }
@@ -307,71 +322,15 @@ def statefulset(
     return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(NAME, namespace), "spec": spec}
 
 
-def bootstrap_script(endpoint: str, ca: str, cert: str, key: str, etcdctl: str = "etcdctl") -> str:
-    """Root user and role, then auth on, as root (CN=root certificate). Safe to run any number of times:
-    it exits at once when auth is on, and every step before that tolerates having been done.
-    The image has sh (bash) and etcdctl but no coreutils, so only shell built-ins are used."""
-    q = shlex.quote
-    ctl = f"{q(etcdctl)} --endpoints={q(endpoint)} --cacert={q(ca)} --cert={q(cert)} --key={q(key)}"
-    ctl += " --command-timeout=10s"
-    user = tenant_etcd.ROOT_USER
-    return "\n".join(
-        [
-            "set -eu",
-            f"status=$({ctl} auth status)",
-            'case "$status" in *"Authentication Status: true"*) echo "auth already enabled"; exit 0;; esac',
-            f"{ctl} user get {user} >/dev/null 2>&1 || {ctl} user add {user} --no-password",
-            f"{ctl} role get {user} >/dev/null 2>&1 || {ctl} role add {user}",
-            f"{ctl} user grant-role {user} {user}",
-            f"{ctl} auth enable",
-        ]
-    )
-
-
-def bootstrap_job(settings: Settings, namespace: str = NAMESPACE) -> dict[str, Any]:
-    """Runs bootstrap_script; until etcd answers, etcdctl fails and the Job's back-off retries."""
-    container = {
-        "name": "bootstrap",
-        "image": image(settings),
-        "imagePullPolicy": "IfNotPresent",
-        "command": [
-            "/bin/sh",
-            "-c",
-            bootstrap_script(
-                client_url(namespace), f"{CA_MOUNT}/tls.crt", f"{ROOT_MOUNT}/tls.crt", f"{ROOT_MOUNT}/tls.key"
-            ),
-        ],
-        "securityContext": {"allowPrivilegeEscalation": False},
-        "volumeMounts": [
-            {"name": "ca", "mountPath": CA_MOUNT, "readOnly": True},
-            {"name": "root", "mountPath": ROOT_MOUNT, "readOnly": True},
-        ],
-    }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _meta(BOOTSTRAP_JOB, namespace),
-        "spec": {
-            "backoffLimit": 12,
-            "ttlSecondsAfterFinished": 3600,
-            "template": {
-                "metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "bootstrap"}},
-                "spec": {
-                    "restartPolicy": "OnFailure",
-                    "containers": [container],
-                    "volumes": [_secret_volume("ca", CA_SECRET), _secret_volume("root", ROOT_SECRET)],
-                    "enableServiceLinks": False,
-                },
-            },
-        },
-    }
+def tls_digest(ca_cert_pem: bytes, server_cert_pem: bytes) -> str:
+    """16 hex digits that change with the CA or the serving certificate."""
+    return hashlib.sha256(ca_cert_pem + b"\n" + server_cert_pem).hexdigest()[:16]
 
 
 def objects(
     settings: Settings,
     ca_cert_pem: bytes,
     server: tuple[bytes, bytes],
-    root: tuple[bytes, bytes],
     namespace: str = NAMESPACE,
     replicas: int = 1,
     persistent: bool = True,
@@ -379,8 +338,7 @@ def objects(
     """Everything, in apply order. `server` must carry server_sans(namespace, replicas) and clientAuth."""
     return [
         namespace_obj(namespace),
-        *secrets(ca_cert_pem, server, root, namespace),
+        *secrets(ca_cert_pem, server, namespace),
         *services(namespace),
-        statefulset(settings, namespace, replicas, persistent),
-        bootstrap_job(settings, namespace),
+        statefulset(settings, namespace, replicas, persistent, tls_digest(ca_cert_pem, server[0])),
     ]

@@ -3,7 +3,7 @@
 No kind cluster, no Docker and no kubelet here: the local stack's management kube-apiserver stands
 in for the backing kind cluster. Objects are created and validated for real (schema, defaulting,
 NodePort allocation, namespace lifecycle), but no Pod ever runs: the stack's controller manager
-runs no StatefulSet, Job or Deployment controller, so the etcd and the workload apiservers are never
+runs no StatefulSet or Deployment controller, so the etcd and the workload apiservers are never
 started and nothing here waits for a Pod. Where ensure needs the backing's etcd, a real etcd process
 trusting the backing's etcd CA stands in for the etcd Pod behind its NodePort (fixture backing_etcd).
 NodePorts are really held by the Services lab creates (the apiserver refuses a second Service on a
@@ -77,7 +77,7 @@ def test_add_installs_the_etcd_and_keeps_every_secret_file_private(stack: Stack,
     # the playbook's default block and etcd port, recorded in the entry
     assert (added.spec["node_ports"], added.spec["etcd_node_port"]) == ("30000-30099", 32767)
     sts = stack.kubectl_json("get", "statefulset", etcd_manifests.NAME, "-n", etcd_manifests.NAMESPACE)
-    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.k8s.io/etcd:3.6.5-0"
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.k8s.io/etcd:3.6.6-0"
     ext = stack.kubectl_json(
         "get", "service", etcd_manifests.EXTERNAL_SERVICE, "-n", etcd_manifests.NAMESPACE
     )
@@ -104,10 +104,10 @@ def test_every_backing_manifest_passes_server_dry_run(
     """etcd objects (fresh certificates) and one rendered cluster's apiserver objects."""
     settings = _settings(stack)
     ca = pki.new_ca("dry-run-etcd-ca")
-    server, root = etcd_manifests.certificates(ca, node_addresses=["127.0.0.1"])
+    server, _root = etcd_manifests.certificates(ca, node_addresses=["127.0.0.1"])
     cp = pki.generate_cluster_pki("test-4242", "127.0.0.1", DRY_RUN_PORT, ca)
     objs: list[dict[str, Any]] = [
-        *kind.etcd_objects(settings, ca, server, root),
+        *kind.etcd_objects(settings, ca, server),
         *apiserver_manifests.objects(settings, cp, 4242, DRY_RUN_PORT),
     ]
     doc = {"apiVersion": "v1", "kind": "List", "items": objs}
@@ -235,8 +235,8 @@ def test_ensure_and_remove_a_cluster_on_the_backing(
     )
     b = kind.KindBacking(settings, entry)
     ns = apiserver_manifests.NAMESPACE
-    with pytest.raises(LabError, match="auth is not enabled yet"):
-        b.wait_etcd(3)  # what `lab backing add --wait` waits for: the bootstrap Job has not run
+    with b.root_etcd() as root:
+        assert not root.auth_enabled()  # nothing in the backing cluster turns it on: lab does
     lowest = min(p for p in node_ports.DEFAULT_BLOCK if p not in _taken(stack))
     try:
         assert b.endpoint("test-5", 5) == ("127.0.0.1", lowest)  # asked first, as create-clusters does

@@ -268,37 +268,6 @@ def test_cli_says_so_when_etcd_is_not_running(tenant_etcd: RunningEtcd) -> None:
     assert lines[0].startswith("error: cannot reach etcd at https://127.0.0.1:") and "lab up" in lines[0]
 
 
-# --- the in-cluster bootstrap Job's script, run for real --------------------------------------------
-
-
-def test_in_cluster_bootstrap_script_enables_auth_once(
-    tmp_path: Path, etcd_binaries: dict[str, Path]
-) -> None:
-    """The Job's shell script (lab.manifests.etcd), with local paths, against a fresh etcd."""
-    from support import etcd as local
-
-    from lab.manifests import etcd as m
-
-    with local.scratch(tmp_path, etcd_binaries["etcd"], bootstrap=False) as fresh:
-        with fresh.root() as root:
-            assert not root.auth_enabled()
-        certs = fresh.settings.pki_dir
-        script = m.bootstrap_script(
-            fresh.endpoint,
-            str(certs / "etcd-ca" / "ca.crt"),
-            str(certs / "etcd" / "root.crt"),
-            str(certs / "etcd" / "root.key"),
-            etcdctl=str(etcd_binaries["etcdctl"]),
-        )
-        first = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=120)
-        assert first.returncode == 0, first.stderr
-        with fresh.root() as root:
-            assert root.auth_enabled() and root.user_roles("root") == ["root"]
-            assert etcd.bootstrap(root) is False  # lab's own bootstrap agrees it is done
-        again = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=120)
-        assert again.returncode == 0 and "auth already enabled" in again.stdout
-
-
 def test_many_tenants_at_once_while_a_tenant_writes(tenant_etcd: RunningEtcd, root: EtcdClient) -> None:
     """Bulk create/delete, 8 in flight, while another tenant keeps writing: auth changes race its
     requests ("revision of auth store is old") and the client resends them."""

@@ -10,9 +10,10 @@ run must report no change.
 What runs in --check only: the apt and container-runtime tasks (against this machine's real apt, no
 install) and the kind-cluster tasks (kind create, kind get kubeconfig, fetch), which need docker.
 Ansible's command module does not execute in check mode, so those kind tasks are reported skipped:
-this proves they are check-mode safe and correctly gated, not that kind accepts the config; the
-rendered config is checked by kind's own loader and validator instead (built from the pinned kind
-module), and by parsing it.
+this proves they are check-mode safe and correctly gated; the rendered config is checked by kind's
+own loader and validator (built from the pinned kind module), and by parsing it. The kind-cluster
+tasks run for real in tests/e2e/test_kind_host.py, on a namespace host with its own Docker engine;
+here only their first step does, the engine check, against a socket nothing serves.
 
 Stand-ins: the artifacts directory's `kind` is a small file the test writes, only ever copied (never
 executed); `kubectl` is this machine's real kubectl, and the verify step runs it on the host. The
@@ -36,7 +37,7 @@ from pathlib import Path
 import pytest
 import yaml
 from support import kindconfig
-from support.hosts import NsHost, namespace_hosts, unavailable_reason
+from support.hosts import NsHost, namespace_hosts, task_results, unavailable_reason
 
 from lab import versions
 from lab.backing import node_ports
@@ -235,14 +236,6 @@ def _recap(output: str) -> dict[str, dict[str, int]]:
     }
 
 
-def _task_results(output: str, task: str) -> dict[str, str]:
-    """host -> status (ok/changed/skipping/failed) of one task in the default callback's output."""
-    block = output.split(f"TASK [{task}]", 1)
-    assert len(block) == 2, f"task {task!r} did not run"
-    body = block[1].split("\nTASK [", 1)[0].split("\nRUNNING HANDLER [", 1)[0].split("\nPLAY RECAP", 1)[0]
-    return {m[2]: m[1] for m in re.finditer(r"^(ok|changed|skipping|failed|fatal): \[([^\]]+)\]", body, re.M)}
-
-
 @pytest.fixture(scope="module")
 def converged(lab: Lab) -> dict[str, str]:
     """A --check run on the new hosts, then molecule converge, idempotence and verify; outputs by step."""
@@ -313,7 +306,11 @@ def test_rendered_kind_config(lab: Lab, converged: dict[str, str], kind_validate
     assert node["role"] == "control-plane"
     assert "image" not in node  # the kind release's default node image unless one is pinned
     (patch,) = node["kubeadmConfigPatches"]
-    assert yaml.safe_load(patch) == {"kind": "KubeletConfiguration", "maxPods": 250}
+    # failCgroupV1: false only where the host has no cgroup v2 hierarchy (this machine: v1)
+    v1 = {"failCgroupV1": False} if not Path("/sys/fs/cgroup/cgroup.controllers").exists() else {}
+    assert yaml.safe_load(patch) == {"kind": "KubeletConfiguration", "maxPods": 250, **v1}
+    # kind's default CNI: no node image archive (lab's node image, without kindnetd, comes from one)
+    assert "extraMounts" not in node and "disableDefaultCNI" not in cfg["networking"]
     # kind opens NodePorts on its node container only: the VM gets what is published, the block
     # lab hands apiserver ports out of (lab backing add's default) and etcd's port
     ports = node["extraPortMappings"]
@@ -390,24 +387,23 @@ def test_container_runtime_and_kind_cluster_in_check_mode(lab: Lab, converged: d
     out = res.stdout
     assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in _recap(out).values())
     # apt really evaluated both hosts against this machine's package state, installing nothing
-    assert set(_task_results(out, "backing_host : Install the packages a backing host needs")) == {
+    assert set(task_results(out, "backing_host : Install the packages a backing host needs")) == {
         "labh1",
         "labh2",
     }
-    runtime = _task_results(out, "backing_host : Install the container runtime")
+    runtime = task_results(out, "backing_host : Install the container runtime")
     assert runtime["labh1"] in ("ok", "changed") and runtime["labh2"] == "skipping"
     if runtime["labh1"] == "changed":  # --diff names what apt would install
         assert "docker.io" in out
     assert (
-        _task_results(out, "backing_host : Start the container runtime at boot and now")["labh1"]
-        == "skipping"
+        task_results(out, "backing_host : Start the container runtime at boot and now")["labh1"] == "skipping"
     )
-    # docker's daemon.json was written by converge: check mode predicts no change, restarts nothing
-    assert _task_results(out, "backing_kind : Turn docker's userland proxy off")["labh1"] == "ok"
+    # docker's daemon.json was written by converge, the proxy is off: not rewritten, nothing restarted
+    assert task_results(out, "backing_kind : Turn docker's userland proxy off")["labh1"] == "skipping"
     assert "RUNNING HANDLER [backing_kind : Restart docker]" not in out
     # kind is never executed in check mode; the create/kubeconfig tasks are gated, not failing
-    assert _task_results(out, "backing_kind : List the kind clusters on the host")["labh1"] == "skipping"
-    assert _task_results(out, "backing_kind : Create the kind cluster")["labh1"] == "skipping"
+    assert task_results(out, "backing_kind : List the kind clusters on the host")["labh1"] == "skipping"
+    assert task_results(out, "backing_kind : Create the kind cluster")["labh1"] == "skipping"
     assert not (lab.kubeconfigs / "labh1.yaml").exists()
 
 
@@ -435,6 +431,14 @@ def test_container_runtime_and_kind_cluster_in_check_mode(lab: Lab, converged: d
             '{"backing_offline": false, "backing_kind_version": ""}',
             "online installs download kubectl and kind by version: set backing_kubernetes_version",
         ),
+        (
+            '{"backing_kind_node_image_archive": "node.tar"}',
+            "labh1: backing_kind_node_image_archive needs backing_kind_node_image",
+        ),
+        (
+            '{"backing_kind_image_archives": [{"image": "registry.k8s.io/etcd:3.6.5-0"}]}',
+            "backing_kind_image_archives must be a list of {archive, image}",
+        ),
     ],
 )
 def test_bad_input_fails_before_any_change(
@@ -449,6 +453,30 @@ def test_bad_input_fails_before_any_change(
     assert message in res.stdout
     assert _recap(res.stdout)["labh1"]["changed"] == 0
     assert sorted(p.relative_to(kind_host.root) for p in kind_host.root.rglob("*")) == before
+
+
+def test_kind_tasks_refuse_a_host_whose_engine_does_not_answer(lab: Lab, converged: dict[str, str]) -> None:
+    """Not --check: the engine check runs for real (the docker CLI against a socket nothing serves) and
+    stops the host before kind is run."""
+    socket = f"unix://{lab.hosts[0].workdir}/no-engine/docker.sock"
+    res = _run(
+        lab,
+        "ansible-playbook",
+        "-i",
+        str(lab.inventory),
+        "--limit",
+        "labh1",
+        "--tags",
+        "kind-cluster",
+        "-e",
+        json.dumps({"backing_kind_docker_host": socket}),
+        str(PLAYBOOK),
+    )
+    assert res.returncode != 0
+    assert f"labh1: no Docker engine answers at {socket} (" in res.stdout
+    assert "TASK [backing_kind : List the kind clusters on the host]" not in res.stdout
+    assert _recap(res.stdout)["labh1"]["changed"] == 0
+    assert not (lab.kubeconfigs / "labh1.yaml").exists()
 
 
 def _sha256(path: Path) -> str:

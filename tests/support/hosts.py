@@ -2,14 +2,14 @@
 sshd running inside.
 
 Why namespaces: the playbooks must be exercised over real SSH (as against VMs), and this machine has no
-VMs and no container engine. A namespace isolates only the network, so the "host" shares the root
-filesystem: every playbook path is a variable, and each host gets its own `root` directory under the
-work dir for the playbooks to write into.
+VMs. A namespace isolates only the network, so the "host" shares the root filesystem: every playbook
+path is a variable, and each host gets its own `root` directory under the work dir for the playbooks
+to write into. A kind host gets its own Docker engine inside its namespace (namespace_engine).
 
 Addresses come from 198.18.0.0/15 (RFC 2544 benchmarking space), one /30 per host: the root side
 takes .1, the host .2. Nothing else is ever contacted. Needs root (ip netns, veth, sshd on port 22).
 
-Used by tests/integration/test_playbooks.py and reusable by the two-host end-to-end test:
+Used by tests/integration/test_playbooks.py and the end-to-end tests test_two_hosts and test_kind_host:
 
     with namespace_hosts(2, tmp_dir) as hosts:
         ...  # hosts[0].address, hosts[0].ssh_args(), write_inventory(...)
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import re
 import secrets
@@ -35,6 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from lab.engine import daemon
+from lab.runtime.procs import alive
 
 SSHD = Path("/usr/sbin/sshd")
 POOL = ipaddress.ip_network("198.18.0.0/15")
@@ -312,6 +316,14 @@ def build_lab_wheels(work: Path) -> tuple[Path, Path]:
     return wheel, artifacts
 
 
+def task_results(output: str, task: str) -> dict[str, str]:
+    """host -> status (ok/changed/skipping/failed) of one task in the default callback's output."""
+    block = output.split(f"TASK [{task}]", 1)
+    assert len(block) == 2, f"task {task!r} did not run"
+    body = block[1].split("\nTASK [", 1)[0].split("\nRUNNING HANDLER [", 1)[0].split("\nPLAY RECAP", 1)[0]
+    return {m[2]: m[1] for m in re.finditer(r"^(ok|changed|skipping|failed|fatal): \[([^\]]+)\]", body, re.M)}
+
+
 @dataclass(frozen=True)
 class Provisioned:
     seconds: float
@@ -335,6 +347,27 @@ def provision_process_hosts(
     sysctl tasks would change this machine, which the hosts share: off, as in test_playbooks.
     `host_vars` adds variables per host name; `env` is the environment of the controller's tasks
     (e.g. the LAB_* of a test stack for the registration task)."""
+    process_vars = {
+        "backing_runtime": "process",
+        "backing_process_wheel": str(wheel),
+        "backing_process_bin_cache": str(bin_cache),
+        "backing_process_binaries": binaries,
+    }
+    return provision_hosts(hosts, work, artifacts, process_vars, host_vars=host_vars, env=env)
+
+
+def provision_hosts(
+    hosts: list[NsHost],
+    work: Path,
+    artifacts: Path,
+    group_vars: dict[str, object],
+    *,
+    host_vars: dict[str, dict[str, object]] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 1200,
+) -> Provisioned:
+    """Run playbooks/backing-cluster.yml offline (kubectl, kind and archives from `artifacts`) on
+    `hosts` with `group_vars` over the shared test settings; the run's time and recap."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise RuntimeError("kubectl must be on PATH (the playbook installs a copy on each host)")
@@ -344,7 +377,6 @@ def provision_process_hosts(
         h.name: {
             "ansible_host": h.address,
             "internal_ip": h.address,
-            "backing_runtime": "process",
             "backing_root": str(h.root),
             "ansible_ssh_private_key_file": str(h.client_key),
             "ansible_ssh_common_args": " ".join(h.ssh_args()[:-2]),
@@ -359,12 +391,11 @@ def provision_process_hosts(
         "ansible_python_interpreter": "/usr/bin/python3",
         "backing_offline": True,
         "backing_artifacts_dir": str(artifacts),
+        "backing_kubeconfig_dir": str(work / "kubeconfigs"),
         "backing_host_install_packages": False,
         "backing_host_container_runtime": False,
         "backing_host_apply_sysctl": False,
-        "backing_process_wheel": str(wheel),
-        "backing_process_bin_cache": str(bin_cache),
-        "backing_process_binaries": binaries,
+        **group_vars,
     }
     inventory = work / "inventory.yml"
     body = {"all": {"vars": lab_vars, "children": {"backing": {"hosts": members}}}}
@@ -386,7 +417,7 @@ def provision_process_hosts(
             env=ansible_env,
             capture_output=True,
             text=True,
-            timeout=1200,
+            timeout=timeout,
             check=False,
         )
     finally:
@@ -398,3 +429,129 @@ def provision_process_hosts(
         raise RuntimeError(f"backing playbook failed:\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}")
     recap = {m[1]: (int(m[2]), int(m[3]), int(m[4]), int(m[5])) for m in _RECAP.finditer(res.stdout)}
     return Provisioned(seconds, recap, res.stdout)
+
+
+# --- a namespace host's own Docker engine ---------------------------------------------------------
+
+#: what the host's engine is configured with before it starts, as a VM's admin would have it:
+#: docker's userland proxy off (the playbook's backing_kind role wants it so and finds it so)
+ENGINE_CONFIG = {"userland-proxy": False}
+
+
+@dataclass(frozen=True)
+class HostEngine:
+    """The Docker engine of one namespace host: lab's engine (lab.engine), started inside the host's
+    network namespace, with every path (data root, exec root, socket, pid file) under `layout.root`."""
+
+    host: NsHost
+    layout: daemon.Layout
+    pid: int
+    containerd_pid: int
+
+    @property
+    def docker_host(self) -> str:
+        return self.layout.host
+
+    def nsenter(self) -> list[str]:
+        """Run a command in the host's network namespace, keeping this machine's mount namespace
+        (`ip netns exec` would remount /sys and hide the cgroup mounts dockerd needs)."""
+        return ["nsenter", f"--net=/run/netns/{self.host.netns}"]
+
+    def run(self, *cmd: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """A command in the host's network namespace, talking to this engine."""
+        return subprocess.run(
+            [*self.nsenter(), *cmd],
+            env={**os.environ, "DOCKER_HOST": self.docker_host},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def _lab_in(netns: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`lab` of this checkout in a network namespace, with its own lab home (the engine commands take
+    the home's lock: not the shared one)."""
+    env = {**os.environ, "LAB_HOME": str(home), "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        ["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-m", "lab", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _pid(path: Path) -> int:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+@contextmanager
+def namespace_engine(host: NsHost) -> Iterator[HostEngine]:
+    """Start the host's Docker engine the way `lab engine start` does, inside its network namespace
+    (its bridges, kind's network and every iptables rule dockerd writes live there); on exit stop it
+    and check nothing of it is left.
+
+    The fixture stands in for the VM's system service (docker.io under systemd), which the playbook
+    finds running (backing_host_container_runtime: false): a namespace host has no init to run one.
+
+    Teardown, exact: `lab engine stop` in the namespace stops dockerd, its containerd and every shim
+    by pid (kind's node container with them), unmounts what is under the engine's directory and
+    deletes its bridges and the rules naming them; then the checks below, then the directory (the
+    data root with the loaded images). Docker's own chains and ip_forward are the namespace's and go
+    with it (namespace_hosts deletes it). The namespace has no default route: a container cannot reach
+    beyond the host's /30, so no pull ever leaves the machine.
+    """
+    root = host.workdir / "docker"  # short: containerd's sockets live under it (104 bytes at most)
+    home = host.workdir / "lab-home"
+    root.mkdir(mode=0o700)
+    home.mkdir(mode=0o700)
+    (root / "daemon.json").write_text(json.dumps(ENGINE_CONFIG) + "\n")
+    layout = daemon.Layout(root)
+    pids: list[int] = []
+    try:
+        started = _lab_in(host.netns, home, "engine", "start", "--dir", str(root))
+        if started.returncode != 0:
+            raise RuntimeError(f"lab engine start in {host.netns} failed: {started.stderr.strip()[-2000:]}")
+        pids = [_pid(layout.pidfile), _pid(layout.containerd_pidfile)]
+        yield HostEngine(host, layout, *pids)
+    finally:
+        bridges = _netns_bridges(host.netns, layout)
+        stopped = _lab_in(host.netns, home, "engine", "stop", "--dir", str(root))
+        print(stopped.stderr.strip())
+        left = [f"process {p}" for p in pids if p and alive(p)]
+        left += [f"shim {p}" for p in daemon._pids_using(str(layout.containerd_socket))]
+        left += [f"mount under {root}" for _ in [0] if str(root) in Path("/proc/self/mountinfo").read_text()]
+        links = subprocess.run(
+            ["ip", "-n", host.netns, "-o", "link"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+        left += [f"bridge {b}" for b in bridges if f" {b}:" in links]
+        rules = subprocess.run(
+            ["nsenter", f"--net=/run/netns/{host.netns}", "iptables-save"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout.splitlines()
+        left += [f"iptables rule {r!r}" for r in rules if any(b in r.split() for b in bridges)]
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
+        if stopped.returncode != 0:
+            left.append(f"lab engine stop failed: {stopped.stderr.strip()[-500:]}")
+        assert not left, f"the engine of {host.name} left: " + "; ".join(left)
+
+
+def _netns_bridges(netns: str, layout: daemon.Layout) -> list[str]:
+    """The engine's bridges as its namespace lists them (lab's default one, kind's network)."""
+    out = subprocess.run(
+        ["ip", "-n", netns, "-o", "link", "show", "type", "bridge"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]

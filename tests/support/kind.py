@@ -54,3 +54,51 @@ def delete_cluster(
     if any(n["Name"] == "kind" for n in client.json("GET", "/networks")):
         client.json("DELETE", "/networks/kind")
     return deleted
+
+
+def create_backing_cluster(
+    kind: Path, client: engine.Client, name: str, kubeconfig: Path, settings: Settings
+) -> str:
+    """A one-node kind cluster to register as a kind backing, made as lab makes its management
+    cluster (lab.kindmgmt.cluster.render_config: the pinned node image, the cgroup v1 kubelet patch
+    where the host needs it, lab's pod network on lab's own node image), under another name; the
+    node container's address on the engine's network, which this machine and other kind clusters'
+    pods reach. The playbook's kind runtime does the same on a VM."""
+    import yaml
+
+    from lab import doctor, images_node
+    from lab.kindmgmt import podnet
+    from lab.kube import Client
+
+    own = images_node.is_lab_node_image(client, cluster.node_image(settings))
+    cfg = cluster.render_config(
+        settings.model_copy(update={"kind_nodes": 1}),
+        cgroup_v1=doctor.host_cgroup_version() == "1",
+        own_network=own,
+    )
+    cfg["name"] = name
+    path = kubeconfig.with_suffix(".kind.yaml")
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    argv = cluster.create_argv(str(kind), path, kubeconfig, wait=not own)
+    made = subprocess.run(
+        argv, capture_output=True, text=True, timeout=900, env={**os.environ, "DOCKER_HOST": client.host}
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    if own:
+        with Client.from_kubeconfig(kubeconfig) as kc:
+            podnet.configure(client, kc, print)
+            podnet.wait_ready(kc)
+    node = f"{name}-control-plane"
+    networks = client.json("GET", f"/containers/{node}/json")["NetworkSettings"]["Networks"]
+    return str(networks[cluster.KIND_NETWORK]["IPAddress"])
+
+
+def delete_named_cluster(kind: Path, client: engine.Client, name: str) -> subprocess.CompletedProcess[str]:
+    """`kind delete cluster --name NAME` on the engine; kind's network stays (delete_cluster's note)."""
+    return subprocess.run(
+        [str(kind), "delete", "cluster", "--name", name],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DOCKER_HOST": client.host},
+    )

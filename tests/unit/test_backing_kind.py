@@ -167,15 +167,15 @@ def test_etcd_objects_carry_no_ca_key_and_name_the_node(
 ) -> None:
     server = kind._server_pair(tmp_path, etcd_ca, NODE)
     root = kind._root_pair(tmp_path, etcd_ca)
-    objs = kind.etcd_objects(settings, etcd_ca, server, root)
+    objs = kind.etcd_objects(settings, etcd_ca, server)
     for o in objs:
         for v in (o.get("data") or {}).values():
-            assert base64.b64decode(v) != etcd_ca.key_pem
+            assert base64.b64decode(v) not in (etcd_ca.key_pem, root.key_pem)  # root acts from outside
     san = server.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert NODE in {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
     [ext] = [o for o in objs if o["metadata"]["name"] == etcd_manifests.EXTERNAL_SERVICE]
     assert ext["spec"]["ports"][0]["nodePort"] == etcd_manifests.EXTERNAL_NODE_PORT == 32767
-    other = kind.etcd_objects(settings, etcd_ca, server, root, 31500)
+    other = kind.etcd_objects(settings, etcd_ca, server, 31500)
     [ext] = [o for o in other if o["metadata"]["name"] == etcd_manifests.EXTERNAL_SERVICE]
     assert ext["spec"]["ports"][0]["nodePort"] == 31500
     assert {o["metadata"].get("namespace") for o in objs} == {None, etcd_manifests.NAMESPACE}
@@ -232,6 +232,53 @@ def test_node_address_defaults_to_the_api_servers_host() -> None:
     for bad in ("", "a b", "-x.example", "x" * 64):
         with pytest.raises(UsageError):
             kind.check_node_address(bad)
+
+
+def _kind_node(name: str, *addresses: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "status": {
+            "addresses": [{"type": "Hostname", "address": name}]
+            + [{"type": "InternalIP", "address": a} for a in addresses]
+        },
+    }
+
+
+def test_a_loopback_api_server_gives_the_node_address_instead() -> None:
+    """kind on this machine's engine publishes its API on 127.0.0.1; pods reach the node container."""
+    nodes = [
+        _kind_node("kb-worker", "198.19.8.3"),
+        _kind_node("kb-control-plane", "fc00:f853:ccd:e793::2", "198.19.8.2"),
+    ]
+    assert kind.node_internal_ip(nodes) == "198.19.8.2"  # first by name, IPv4 first
+    assert kind.node_internal_ip([_kind_node("v6", "fd00::7")]) == "fd00::7"
+    assert kind.node_internal_ip([]) is None
+    assert kind._default_address(nodes, "127.0.0.1") == "198.19.8.2"
+    assert kind._default_address(nodes, NODE) == NODE  # a VM's internal IP is kept as it is
+    assert kind._default_address([], "127.0.0.1") == "127.0.0.1"  # no Node: a bare apiserver
+
+
+def test_a_node_without_the_pods_images_is_refused(settings: Settings) -> None:
+    """The pods never pull: register refuses nodes whose status lists neither image."""
+    etcd_image, apiserver_image = kind.pod_images(settings)
+    assert (etcd_image, apiserver_image) == (
+        "registry.k8s.io/etcd:3.6.6-0",
+        f"registry.k8s.io/kube-apiserver:{settings.versions.kubernetes}",
+    )
+
+    def node(name: str, *names: str, filler: int = 0) -> dict[str, Any]:
+        images = [{"names": [n, f"sha256:{i:064x}"]} for i, n in enumerate(names)]
+        images += [{"names": [f"example.org/filler:{i}"]} for i in range(filler)]
+        return {**_kind_node(name, "198.19.8.2"), "status": {"images": images}}
+
+    full = node("a", etcd_image, apiserver_image, "registry.k8s.io/pause:3.10.1")
+    old = node("b", "registry.k8s.io/etcd:3.5.21-0", apiserver_image)
+    crowded = node("c", filler=kind.NODE_STATUS_MAX_IMAGES)  # a truncated list proves nothing
+    assert kind.missing_images([full, old, crowded], [etcd_image, apiserver_image]) == {"b": [etcd_image]}
+    kind._check_images(settings, "kb", [full, crowded])
+    kind._check_images(settings, "kb", [])  # no Node (a bare apiserver): nothing to judge
+    with pytest.raises(UsageError, match=r"backing kb: node b does not hold registry.k8s.io/etcd:3.6.6-0, "):
+        kind._check_images(settings, "kb", [full, old])
 
 
 def test_pod_reason_names_the_cause() -> None:
@@ -352,3 +399,28 @@ def test_list_in_a_fresh_home_shows_the_built_in_backings_and_writes_nothing(
         {"name": "mux", "runtime": "mux", "capacity": 1000, "used": 0, "address": "127.2.0.1"},
     ]
     assert not Path(lab_env["LAB_HOME"]).exists()
+
+
+class _Pods:
+    """The backing cluster's Pod list, answered from a script: one list of cluster names per call."""
+
+    def __init__(self, script: list[list[str]]) -> None:
+        self.script, self.calls = script, 0
+
+    def list(self, api: str, kind_: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        assert (api, kind_, namespace, label_selector) == ("v1", "Pod", m.NAMESPACE, naming.CLUSTER_LABEL)
+        names = self.script[min(self.calls, len(self.script) - 1)]
+        self.calls += 1
+        return [{"metadata": {"labels": {naming.CLUSTER_LABEL: n}}} for n in names]
+
+
+def test_remove_waits_until_the_clusters_pods_are_gone(settings: Settings) -> None:
+    """Only the removed clusters' Pods count (another cluster's keep running); a Pod that stays is
+    one error naming it."""
+    b = kind.KindBacking(settings, kind.Entry("b1", "kind", 3, {"node_address": NODE}))
+    terminating: Any = _Pods([["test-1", "test-2", "test-9"], ["test-2", "test-9"], ["test-9"]])
+    b._wait_pods_gone(terminating, ["test-1", "test-2"], timeout=30)
+    assert terminating.calls == 3
+    stuck: Any = _Pods([["test-1", "test-9"]])
+    with pytest.raises(LabError, match=r"backing b1: apiserver Pod\(s\) of test-1 still there 1s after"):
+        b._wait_pods_gone(stuck, ["test-1", "test-2"], timeout=1)

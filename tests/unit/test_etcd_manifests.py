@@ -50,8 +50,8 @@ def certs() -> tuple[pki.KeyPair, pki.KeyPair, pki.KeyPair]:
 
 @pytest.fixture(scope="module")
 def objs(settings: Settings, certs: tuple[pki.KeyPair, pki.KeyPair, pki.KeyPair]) -> list[dict[str, Any]]:
-    ca, server, root = certs
-    return m.objects(settings, ca.cert_pem, (server.cert_pem, server.key_pem), (root.cert_pem, root.key_pem))
+    ca, server, _root = certs
+    return m.objects(settings, ca.cert_pem, (server.cert_pem, server.key_pem))
 
 
 def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -142,26 +142,47 @@ def test_objects_in_apply_order_in_one_namespace(objs: list[dict[str, Any]]) -> 
         ("Namespace", NS),
         ("Secret", m.CA_SECRET),
         ("Secret", m.SERVER_SECRET),
-        ("Secret", m.ROOT_SECRET),
         ("Service", m.NAME),
         ("Service", m.CLIENT_SERVICE),
         ("StatefulSet", m.NAME),
-        ("Job", m.BOOTSTRAP_JOB),
     ]
     assert all(o["metadata"].get("namespace") == NS for o in objs[1:])
 
 
-def test_image_follows_the_pinned_etcd_version(settings: Settings, objs: list[dict[str, Any]]) -> None:
-    assert settings.versions.etcd == "v3.6.5"
-    images = {
-        c["image"]
+def test_image_is_the_one_every_kind_node_holds_and_is_never_pulled(
+    settings: Settings, objs: list[dict[str, Any]]
+) -> None:
+    """kubeadm's etcd for the pinned Kubernetes (node_etcd), not lab's own etcd pin: kind preloads
+    it in every node image, lab's included, so the pods start with no registry."""
+    assert (settings.versions.node_etcd, settings.versions.etcd) == ("v3.6.6", "v3.6.5")
+    containers = [
+        c
         for o in objs
         if "spec" in o and "template" in o["spec"]
         for c in o["spec"]["template"]["spec"]["containers"]
-    }
-    assert images == {"registry.k8s.io/etcd:3.6.5-0"}
-    other = Settings(home=settings.home, versions={"etcd": "v3.6.9"})
+    ]
+    assert {c["image"] for c in containers} == {"registry.k8s.io/etcd:3.6.6-0"}
+    assert {c["imagePullPolicy"] for c in containers} == {"Never"}
+    other = Settings(home=settings.home, versions={"node_etcd": "v3.6.9"})
     assert m.image(other) == "registry.k8s.io/etcd:3.6.9-0"
+
+
+def test_a_new_ca_or_server_certificate_changes_the_pod_template(
+    settings: Settings, certs: tuple[pki.KeyPair, pki.KeyPair, pki.KeyPair]
+) -> None:
+    """etcd reads its trusted CA once: a re-registration with another CA must roll the pod."""
+    ca, server, _root = certs
+    pair = (server.cert_pem, server.key_pem)
+
+    def digest(objs: list[dict[str, Any]]) -> str:
+        return str(sts(objs)["spec"]["template"]["metadata"]["annotations"][m.TLS_ANNOTATION])
+
+    same = digest(m.objects(settings, ca.cert_pem, pair))
+    assert same == digest(m.objects(settings, ca.cert_pem, pair)) and len(same) == 16
+    other_ca = pki.new_ca("etcd-ca")
+    other_server, _ = m.certificates(other_ca, NS, 3)
+    assert digest(m.objects(settings, other_ca.cert_pem, pair)) != same
+    assert digest(m.objects(settings, ca.cert_pem, (other_server.cert_pem, other_server.key_pem))) != same
 
 
 def test_secrets_carry_the_ca_cert_but_never_its_key(
@@ -174,8 +195,8 @@ def test_secrets_carry_the_ca_cert_but_never_its_key(
     }
     assert data[m.CA_SECRET] == {"tls.crt": ca.cert_pem}
     assert data[m.SERVER_SECRET] == {"tls.crt": server.cert_pem, "tls.key": server.key_pem}
-    assert data[m.ROOT_SECRET] == {"tls.crt": root.cert_pem, "tls.key": root.key_pem}
-    assert all(ca.key_pem not in v for d in data.values() for v in d.values())
+    assert set(data) == {m.CA_SECRET, m.SERVER_SECRET}  # root acts from outside only
+    assert all(key not in v for key in (ca.key_pem, root.key_pem) for d in data.values() for v in d.values())
 
 
 def test_statefulset_runs_the_same_policy_as_the_local_etcd(
@@ -207,7 +228,7 @@ def test_three_members_list_each_other_and_start_together(settings: Settings) ->
 
 def test_every_mount_has_a_volume_and_every_secret_exists(objs: list[dict[str, Any]]) -> None:
     secrets = {s["metadata"]["name"]: set(s["data"]) for s in by_kind(objs, "Secret")}
-    for o in [sts(objs), *by_kind(objs, "Job")]:
+    for o in [sts(objs)]:
         pod = o["spec"]["template"]["spec"]
         claims = {t["metadata"]["name"] for t in o["spec"].get("volumeClaimTemplates", [])}
         volumes = {v["name"]: v for v in pod["volumes"]}
@@ -244,11 +265,6 @@ def test_flag_and_script_paths_point_into_mounted_secrets(objs: list[dict[str, A
         "peer-trusted-ca-file",
     ):
         assert f[k] in files(s), k
-    [job] = by_kind(objs, "Job")
-    script = job["spec"]["template"]["spec"]["containers"][0]["command"][2]
-    for path in (f"{m.CA_MOUNT}/tls.crt", f"{m.ROOT_MOUNT}/tls.crt", f"{m.ROOT_MOUNT}/tls.key"):
-        assert f"={path}" in script and path in files(job)
-    assert f"--endpoints=https://etcd-client.{NS}.svc:2379" in script
 
 
 def test_services_select_the_pods_and_name_real_ports(objs: list[dict[str, Any]]) -> None:
@@ -296,6 +312,6 @@ def test_data_on_a_claim_by_default_or_an_empty_dir(settings: Settings) -> None:
 def test_rendering_is_deterministic(
     settings: Settings, certs: tuple[pki.KeyPair, pki.KeyPair, pki.KeyPair]
 ) -> None:
-    ca, server, root = certs
-    args = (settings, ca.cert_pem, (server.cert_pem, server.key_pem), (root.cert_pem, root.key_pem))
+    ca, server, _root = certs
+    args = (settings, ca.cert_pem, (server.cert_pem, server.key_pem))
     assert json.dumps(m.objects(*args)) == json.dumps(m.objects(*args))

@@ -96,3 +96,50 @@ def test_create_waits_with_kind_only_when_kind_brings_the_network(tmp_path) -> N
 def test_no_engine_means_not_labs_image(lab_env: dict[str, str], monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
     assert cluster.lab_node_image(config.load()) is False
+
+
+_FAKE_IPTABLES = r"""#!/bin/sh
+# iptables -t nat OP CHAIN [RULE...]: chains and rules kept as lines of $STATE; -N and -C fail as the
+# real one does (chain exists / rule missing); every call logged to $STATE.log
+echo "$*" >> "$STATE.log"
+shift 2
+op=$1; shift
+chain=$1; shift
+touch "$STATE"
+case $op in
+  -N) grep -qx ":$chain" "$STATE" && exit 1; echo ":$chain" >> "$STATE";;
+  -F) grep -v "^-A $chain " "$STATE" > "$STATE.tmp" || true; mv "$STATE.tmp" "$STATE";;
+  -A) echo "-A $chain $*" >> "$STATE";;
+  -C) grep -qxF -- "-A $chain $*" "$STATE" || exit 1;;
+esac
+"""
+
+
+def test_masquerade_rules_skip_every_podcidr_and_are_written_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The script run twice against a stand-in iptables that keeps its rules: the same rules after
+    the second run, the jump from POSTROUTING once, pod-to-pod traffic never masqueraded."""
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "iptables").write_text(_FAKE_IPTABLES)
+    (bin_dir / "iptables").chmod(0o755)
+    nodes = podnet.nodes_of(
+        [_node("b", "172.18.0.3", "10.244.1.0/24"), _node("a", "172.18.0.2", "10.244.0.0/24")]
+    )
+    script = podnet.masquerade_script(nodes)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STATE": str(tmp_path / "nat")}
+    states = []
+    for _ in range(2):
+        run = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+        assert run.returncode == 0, run.stderr
+        states.append((tmp_path / "nat").read_text().splitlines())
+    assert sorted(states[0]) == sorted(states[1])
+    chain = podnet.MASQ_CHAIN
+    assert [ln for ln in states[1] if ln.startswith(f"-A {chain} ")] == [
+        f"-A {chain} -d 10.244.0.0/24 -j RETURN",
+        f"-A {chain} -d 10.244.1.0/24 -j RETURN",
+        f"-A {chain} -j MASQUERADE",
+    ]
+    assert states[1].count(f"-A POSTROUTING -m addrtype ! --dst-type LOCAL -j {chain}") == 1

@@ -83,3 +83,39 @@ def test_tuning_profile_is_what_lab_tune_stored_in_either_mode(
     assert management.tuning_profile(kind) is None
     management.for_settings(kind).tune("seed", lambda _m: None)  # no kind cluster yet: stored only
     assert management.tuning_profile(kind) == "seed"
+
+
+def test_a_home_whose_kind_cluster_is_up_stays_in_kind_mode(
+    lab_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, run_lab
+) -> None:
+    """After `lab up --mode kind`, commands without LAB_MODE act on the kind cluster (lab tune once
+    started local managers instead); asking for local there is one error line, nothing changed."""
+    from lab.kindmgmt import cluster
+
+    settings = config.load()
+    assert "mode" not in settings.model_fields_set and management.current_mode(settings) == "local"
+    path = cluster.config_path(settings)
+    path.parent.mkdir(parents=True, mode=0o700)
+    path.write_text("kind: Cluster\n")  # what lab up --mode kind leaves until lab down
+    assert management.current_mode(settings) == "kind"
+    assert isinstance(management.for_settings(settings), KindStack)
+    assert management.shards(settings) == 1
+    state_path(settings).write_text(json.dumps({"profile": "high"}))
+    assert management.tuning_profile(settings) == "high"
+    assert management.current_mode(settings, "kind") == "kind"
+    for asked in ({"mode": "local"}, {}):
+        explicit = config.load(**asked) if asked else settings
+        with pytest.raises(UsageError, match=r"runs in kind .* lab down first"):
+            management.current_mode(explicit, None if asked else "local")
+    monkeypatch.setenv("LAB_MODE", "local")
+    with pytest.raises(UsageError):
+        management.for_settings(config.load())
+    before = sorted(p.name for p in settings.home.rglob("*"))
+    for argv in (["up", "--mode", "local"], ["tune", "--profile", "seed"]):
+        r = run_lab(*argv, env={"LAB_MODE": "local"} if argv[0] == "tune" else None)
+        assert r.returncode == 2, r.stdout + r.stderr
+        [line] = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert line.startswith("error: the management cluster of lab home") and "runs in kind" in line
+    assert sorted(p.name for p in settings.home.rglob("*")) == before
+    path.unlink()  # lab down: the home is free for any mode again
+    assert management.current_mode(config.load()) == "local"
