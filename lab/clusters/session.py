@@ -1,4 +1,6 @@
-"""One recorded create run: plan, records, resource sampler, tracker, convergence and the wait.
+"""One recorded create run: plan, records, samplers, tracker, convergence and the wait.
+
+RunSampling, the samplers of a run, is shared by every recorded command (clusters and hosts).
 
 The CLI gives a Display (progress) and gets a Result back; everything a report needs goes into the
 run's records as it happens, so a killed run still leaves its timings up to the kill.
@@ -6,6 +8,7 @@ run's records as it happens, so a killed run still leaves its timings up to the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -95,6 +98,40 @@ def metrics_sampler(settings: Settings, db: records.Records, run_id: int) -> Met
     )
 
 
+class RunSampling:
+    """Both samplers of one recorded run: RSS/CPU of every component (records.Sampler, every
+    SAMPLE_INTERVAL seconds) and the Prometheus metrics of every endpoint (metrics_sampler), the
+    data of a report's components table, CPU/RSS charts and bottleneck section.
+
+    Every recorded command (create/delete/scale/upgrade clusters, create/delete hosts) samples
+    through this one class, so their reports answer the same questions: `with RunSampling(settings,
+    db, run.id) as sampling:` around the run's work, and `sampling.idle()` once everything it waited
+    for is done when the report should see the stack at rest.
+    """
+
+    def __init__(self, settings: Settings, db: records.Records, run_id: int) -> None:
+        self.resources = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
+        self.metrics = metrics_sampler(settings, db, run_id)
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> RunSampling:
+        with contextlib.ExitStack() as stack:  # the resource sampler stopped if metrics fail to start
+            stack.enter_context(self.resources)
+            stack.enter_context(self.metrics)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()  # metrics first (its last tick), then resources
+
+    def idle(self) -> None:
+        """IDLE_SAMPLES resource samples IDLE_INTERVAL seconds apart: the report's idle window, what
+        carrying the clusters costs with nothing changing."""
+        for _ in range(IDLE_SAMPLES):
+            time.sleep(IDLE_INTERVAL)
+            self.resources.tick()
+
+
 def create_clusters(
     settings: Settings,
     mgmt: Client,
@@ -145,8 +182,7 @@ def create_clusters(
             workers=n_workers,
         )
         creator = create.Creator(settings, mgmt, plan, opened, tracker, parallel, payload_kb, n_workers)
-        sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
-        with sampler, metrics_sampler(settings, db, run_id), tracker:
+        with RunSampling(settings, db, run_id) as sampling, tracker:
             creator.namespaces = create.existing_namespaces(settings, mgmt)
             stale = creator.confirm_complete()
             display.planned(plan)
@@ -156,9 +192,7 @@ def create_clusters(
             result = Result(run_id, plan, wait)
             if wait:
                 if tracker.wait(started + timeout):
-                    for _ in range(IDLE_SAMPLES):
-                        time.sleep(IDLE_INTERVAL)
-                        sampler.tick()
+                    sampling.idle()
                 result.stuck = tracker.pending()
             result.done = [n for n in names if n not in tracker.pending()]
         run.timed_out = bool(result.stuck)

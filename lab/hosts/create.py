@@ -21,7 +21,7 @@ from typing import Protocol
 
 from lab import naming, records
 from lab.clusters.create import check_stack
-from lab.clusters.session import component_pids, metrics_sampler
+from lab.clusters.session import RunSampling
 from lab.config import Settings
 from lab.errors import LabError
 from lab.hosts import inventory
@@ -31,7 +31,6 @@ from lab.manifests import hosts as manifests
 from lab.manifests.hosts import HostState
 from lab.phases import Phase, RunKind, run_phases
 
-SAMPLE_INTERVAL = 5.0
 #: Hosts named in an error about existing hosts; the rest are counted.
 MAX_NAMED = 5
 
@@ -145,8 +144,7 @@ def create_hosts(
             record=[plan.names[i] for i in plan.new],
             on_change=lambda: display.update(tracker.counts(order)),
         )
-        sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
-        with sampler, metrics_sampler(settings, db, run_id), tracker:
+        with RunSampling(settings, db, run_id), tracker:
             display.planned(plan)
             if plan.new:
                 mgmt.apply_one(manifests.namespace(settings.prefix))

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from lab import naming, records
 from lab.clusters.create import check_stack
-from lab.clusters.session import component_pids, metrics_sampler
+from lab.clusters.session import RunSampling
 from lab.config import Settings
 from lab.hosts import inventory
 from lab.hosts.tracker import Tracker
@@ -34,7 +34,6 @@ from lab.phases import PHASES, Phase, RunKind
 PARALLEL = 10
 #: Seconds between two looks at the management cluster while waiting.
 POLL = 0.5
-SAMPLE_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -220,9 +219,8 @@ def delete_hosts(
             on_change=lambda: display.update(tracker.counts(PHASES[RunKind.delete_hosts])),
         )
         deleter = Deleter(settings, mgmt, plan, tracker)
-        sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
         result = Result(run_id, plan, wait)
-        with sampler, metrics_sampler(settings, db, run_id), tracker:
+        with RunSampling(settings, db, run_id), tracker:
             display.planned(plan)
             inv = inventory.read(settings, mgmt)
             deleter.request(inv)
