@@ -17,6 +17,7 @@ from typing import Any
 from lab import phases, pki
 from lab.errors import LabError
 from lab.kube import Resource, WatchEvent
+from lab.metrics import Target
 
 Obj = dict[str, Any]
 Log = list[tuple[str, str, Any]]
@@ -113,6 +114,15 @@ class FakeMgmt:
         self.log.append(("mgmt", "watch", kind))
         self.watches[kind] = FakeWatch()
         return self.watches[kind]
+
+
+class DeadMetrics:
+    """The management provider as lab.clusters.session.metrics_sampler asks it (lab.management.
+    for_settings), with one metrics endpoint where nothing listens (the discard port): the sampler
+    still stores its own CPU row every tick, so a test sees a run's metric samples without a stack."""
+
+    def metrics_targets(self) -> list[Target]:
+        return [Target("gone", "http://127.0.0.1:9/metrics")]
 
 
 class FakeBacking:
