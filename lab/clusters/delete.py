@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from lab import management, naming, phases, records, supervised
+from lab import management, naming, phases, records
 from lab.backing import Backing, open_all
 from lab.backing.store import entries
 from lab.clusters.inventory import cluster_namespaces
-from lab.clusters.session import RunSampling, shards_snapshot
+from lab.clusters.session import RunSampling, run_snapshot
 from lab.config import Settings
 from lab.kube import ApiError, Client, NotFound
 from lab.kube.errors import retryable
@@ -500,14 +500,11 @@ def delete(
     started = time.monotonic()
     if not plan.names:
         return Result(None, plan, wait)
-    snapshot = records.settings_snapshot(
+    snapshot = run_snapshot(
         settings,
-        management.tuning_profile(settings),
         clusters=len(plan.names),
         names="all" if names is None else f"{len(names)} named",
         wait=wait,
-        patched=supervised.running_patches(settings),
-        **shards_snapshot(settings),
     )
     with (
         records.open_records(settings) as db,

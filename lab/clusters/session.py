@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from lab import management, records, supervised
 from lab.clusters import create
@@ -87,6 +87,21 @@ def shards_snapshot(settings: Settings) -> dict[str, int]:
     return {"shards": k} if k > 1 else {}
 
 
+def run_snapshot(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """The settings every recorded run (clusters and hosts, lab.records.RunScope) stores, with what
+    was live on the stack when it started, taken here once so no kind of run leaves one out: the
+    tuning profile the managers run with (a report quotes each manager's client QPS from it, and
+    falls back to upstream defaults without it), the programs running a patched build, and the KCP
+    shard count (shards_snapshot). `extra`: what is particular to the command (count, start, ...)."""
+    return records.settings_snapshot(
+        settings,
+        management.tuning_profile(settings),
+        patched=supervised.running_patches(settings),
+        **shards_snapshot(settings),
+        **extra,
+    )
+
+
 def metrics_sampler(settings: Settings, db: records.Records, run_id: int) -> MetricsSampler:
     """The run's Prometheus sampler over every endpoint the management provider knows (lab.metrics)."""
     from lab.management import for_settings
@@ -153,17 +168,14 @@ def create_clusters(
     plan, opened = create.make_plan(settings, mgmt, indexes, backings, payload_kb, n_workers)
     preflight(plan)
     started = time.monotonic()
-    snapshot = records.settings_snapshot(
+    snapshot = run_snapshot(
         settings,
-        management.tuning_profile(settings),
         start=indexes[0],
         count=len(indexes),
         parallel=parallel,
         backings=sorted({plan.placement[i] for i in indexes}),
-        patched=supervised.running_patches(settings),
         payload_kb=payload_kb,
         workers=n_workers,
-        **shards_snapshot(settings),
     )
     with (
         records.open_records(settings) as db,

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from lab import naming, records
 from lab.clusters.create import check_stack
-from lab.clusters.session import RunSampling
+from lab.clusters.session import RunSampling, run_snapshot
 from lab.config import Settings
 from lab.errors import LabError
 from lab.hosts import inventory
@@ -127,7 +127,7 @@ def create_hosts(
     key = inventory.bmc_key(settings)
     goal = target(state)
     started = time.monotonic()
-    snapshot = records.settings_snapshot(settings, start=indexes[0], count=len(indexes), state=state.value)
+    snapshot = run_snapshot(settings, start=indexes[0], count=len(indexes), state=state.value)
     with (
         records.open_records(settings) as db,
         records.RunScope(db, RunKind.create_hosts, sys.argv, snapshot) as run,

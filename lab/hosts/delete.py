@@ -23,7 +23,7 @@ from typing import Protocol
 
 from lab import naming, records
 from lab.clusters.create import check_stack
-from lab.clusters.session import RunSampling
+from lab.clusters.session import RunSampling, run_snapshot
 from lab.config import Settings
 from lab.hosts import inventory
 from lab.hosts.tracker import Tracker
@@ -202,7 +202,7 @@ def delete_hosts(
         return Result(None, plan, wait)
     started = time.monotonic()
     deadline = started + timeout
-    snapshot = records.settings_snapshot(settings, count=len(plan.indexes), all=indexes is None)
+    snapshot = run_snapshot(settings, count=len(plan.indexes), all=indexes is None)
     with (
         records.open_records(settings) as db,
         records.RunScope(db, RunKind.delete_hosts, sys.argv, snapshot) as run,

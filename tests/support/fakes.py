@@ -125,6 +125,22 @@ class DeadMetrics:
         return [Target("gone", "http://127.0.0.1:9/metrics")]
 
 
+#: what live_stack says runs patched (lab.supervised.running_patches' shape)
+LIVE_PATCHED = {"bmo-manager": {"patches": ["bmo-backoff-cap"], "digest": "0123abcd"}}
+
+
+def live_stack(monkeypatch: Any, tuning: str = "high", k: int = 2) -> dict[str, Any]:
+    """A stack as a run's snapshot sees it (lab.clusters.session.run_snapshot): managers tuned with
+    profile `tuning`, K KCP shards, bmo-manager on a patched build. Returns what every recorded run
+    must then carry in its settings."""
+    from lab import management, supervised
+
+    monkeypatch.setattr(management, "tuning_profile", lambda _s: tuning)
+    monkeypatch.setattr(management, "shards", lambda _s: k)
+    monkeypatch.setattr(supervised, "running_patches", lambda _s: LIVE_PATCHED)
+    return {"tuning": tuning, "shards": k, "patched": LIVE_PATCHED}
+
+
 class FakeBacking:
     """The whole Backing protocol over a set of names; every call but the cheap getters is logged.
 

@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import pytest
-from support.fakes import DeadMetrics, FakeBacking, FakeMgmt, lifecycle
+from support.fakes import DeadMetrics, FakeBacking, FakeMgmt, lifecycle, live_stack
 from support.wait import wait_for
 
 from lab import config, management, metrics, naming, phases, records
@@ -131,3 +131,59 @@ def test_run_sampling_records_components_metrics_and_the_idle_window(
     assert all(s.rss_bytes > 0 for s in samples)
     assert {m.component for m in stored} == {metrics.SAMPLER_COMPONENT}
     assert "gone" in sampling.metrics.errors  # it did try the endpoint
+
+
+def test_run_snapshot_carries_what_was_live_on_the_stack(
+    lab_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every recorded run's settings (clusters and hosts) come from run_snapshot: the tuning profile
+    (without it a report quotes upstream's default QPS), patched builds and the shard count."""
+    settings = config.load()
+    live = live_stack(monkeypatch, "seed", 3)
+    snap = session.run_snapshot(settings, count=4, start=2)
+    assert {k: snap[k] for k in live} == live
+    assert (snap["count"], snap["start"], snap["prefix"]) == (4, 2, settings.prefix)
+    # one KCP manager records no shards, as runs always did
+    live_stack(monkeypatch, "high", 1)
+    assert (
+        "shards" not in session.run_snapshot(settings) and session.run_snapshot(settings)["tuning"] == "high"
+    )
+
+
+class HostsMgmt(FakeMgmt):
+    """FakeMgmt with the hosts namespace present and no host in it (inventory.read's GET and LISTs,
+    the hosts tracker's namespaced watch)."""
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        return {"kind": kind, "metadata": {"name": name}} if kind == "Namespace" else None
+
+    def list(self, api_version: str, kind: str, *_a: Any, **_kw: Any) -> list[dict[str, Any]]:
+        return []
+
+    def watch(self, api_version: str, kind: str, *_a: Any, **_kw: Any) -> Any:  # namespaced, as Client's
+        return super().watch(api_version, kind)
+
+
+class HostsDisplay:
+    def planned(self, plan: Any) -> None: ...
+    def update(self, counts: Any) -> None: ...
+
+
+def test_a_hosts_run_records_the_tuning_profile_that_was_live(
+    lab_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """create-hosts/delete-hosts runs recorded no tuning, so their reports quoted upstream's QPS for
+    a stack tuned `high`. Here delete-hosts of an empty hosts namespace (one recorded run, no wait)."""
+    from lab.hosts import delete as hosts_delete
+
+    settings = config.load()
+    live = live_stack(monkeypatch)
+    monkeypatch.setattr(hosts_delete, "check_stack", lambda _mgmt: None)
+    monkeypatch.setattr(management, "for_settings", lambda _s: DeadMetrics())
+    result = hosts_delete.delete_hosts(settings, HostsMgmt(), None, HostsDisplay(), wait=False)  # type: ignore[arg-type]
+    assert result.run_id is not None
+    with records.open_records(settings) as db:
+        run = db.run(result.run_id)
+    assert run.kind is RunKind.delete_hosts and {k: run.settings.get(k) for k in live} == live
