@@ -26,10 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab import management, naming, records
+from lab import naming, records
 from lab.backing import Backing, open_backing
 from lab.clusters import create
-from lab.clusters.session import RunSampling
+from lab.clusters.session import RunSampling, run_snapshot
 from lab.clusters.tracker import Tracker
 from lab.config import Settings
 from lab.errors import LabError
@@ -234,9 +234,8 @@ def _run_scope(
         db,
         RunKind.scale,
         sys.argv,
-        records.settings_snapshot(
+        run_snapshot(
             settings,
-            management.tuning_profile(settings),
             direction=direction,
             workers=plan.target,
             count=len(idx),

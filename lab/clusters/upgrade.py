@@ -32,10 +32,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab import management, naming, nodesim, phases, records, versions
+from lab import naming, nodesim, phases, records, versions
 from lab.backing import Backing, open_backing
 from lab.clusters import create, scale
-from lab.clusters.session import RunSampling
+from lab.clusters.session import RunSampling, run_snapshot
 from lab.clusters.tracker import Tracker
 from lab.config import Settings
 from lab.errors import LabError, UsageError
@@ -436,9 +436,8 @@ def upgrade_clusters(
     result = UpgradeResult(plan, waited=wait)
     todo = plan.todo
     if todo:
-        snapshot = records.settings_snapshot(
+        snapshot = run_snapshot(
             settings,
-            management.tuning_profile(settings),
             to=target,
             start=todo[0],
             count=len(todo),
