@@ -125,7 +125,7 @@ class Settings(BaseModel):
     kind_nodes: int = Field(default=3, ge=1, le=7)
     #: kind mode: node image of the management cluster; default kindest/node:<versions.kubernetes>
     kind_node_image: str | None = Field(default=None, min_length=1)
-    #: seconds between two scrapes of the components' Prometheus metrics during create/delete runs
+    #: seconds between two scrapes of the components' Prometheus metrics during every recorded run
     metrics_interval: float = Field(default=5.0, gt=0, le=300, allow_inf_nan=False)
     #: built binaries, when shared between lab homes (e.g. tests with a tmp LAB_HOME); default <home>/bin
     bin_cache: Path | None = None

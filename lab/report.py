@@ -231,6 +231,9 @@ def latencies(
     return out
 
 
+#: runs of standalone hosts: they record the shard count like every run (the stack they ran on),
+#: but no KCP shard owns a host, so their report has no shards section
+HOST_RUNS = (RunKind.create_hosts, RunKind.delete_hosts)
 #: the KCP controller's name in controller-runtime's metrics
 KCP_CONTROLLER = "kubeadmcontrolplane"
 
@@ -244,7 +247,7 @@ def shard_rows(
     """Per KCP shard of a run recorded with `shards` > 1 (lab.shards: a cluster's shard is its index
     mod K), the clusters it owned and its manager's figures; none for an unsharded run."""
     k = run.settings.get("shards")
-    if not isinstance(k, int) or k < 2:
+    if not isinstance(k, int) or k < 2 or run.kind in HOST_RUNS:
         return []
     order = run_phases(run.kind, run.settings)
     first, final = order[0], order[-1]

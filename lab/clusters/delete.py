@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from lab import management, naming, phases, records, supervised
+from lab import management, naming, phases, records
 from lab.backing import Backing, open_all
 from lab.backing.store import entries
 from lab.clusters.inventory import cluster_namespaces
-from lab.clusters.session import shards_snapshot
+from lab.clusters.session import RunSampling, run_snapshot
 from lab.config import Settings
 from lab.kube import ApiError, Client, NotFound
 from lab.kube.errors import retryable
@@ -47,7 +47,6 @@ from lab.phases import PHASES, Phase, RunKind
 PARALLEL = 10
 #: Seconds between two looks at the management cluster while waiting.
 POLL = 1.0
-SAMPLE_INTERVAL = 5.0
 DELETE_PHASES = PHASES[RunKind.delete]
 
 Obj = dict[str, Any]
@@ -493,7 +492,6 @@ def delete(
     backing cannot be opened. Records a delete run with every cluster's phase timestamps.
     """
     from lab.clusters.create import check_stack
-    from lab.clusters.session import component_pids, metrics_sampler
 
     check_stack(mgmt)
     plan, backings = make_plan(settings, mgmt, names)
@@ -502,23 +500,18 @@ def delete(
     started = time.monotonic()
     if not plan.names:
         return Result(None, plan, wait)
-    snapshot = records.settings_snapshot(
+    snapshot = run_snapshot(
         settings,
-        management.tuning_profile(settings),
-        mode=management.current_mode(settings),
         clusters=len(plan.names),
         names="all" if names is None else f"{len(names)} named",
         wait=wait,
-        patched=supervised.running_patches(settings),
-        **shards_snapshot(settings),
     )
     with (
         records.open_records(settings) as db,
         records.RunScope(db, RunKind.delete, sys.argv, snapshot) as run,
     ):
         deleter = Deleter(settings, mgmt, plan, backings, db, run.id, on_progress)
-        sampler = records.Sampler(db, run.id, lambda: component_pids(settings), SAMPLE_INTERVAL)
-        with sampler, metrics_sampler(settings, db, run.id):
+        with RunSampling(settings, db, run.id):
             pending = deleter.run(wait, started + timeout)
         result = Result(run.id, plan, wait, sorted(deleter.requested, key=_index_key))
         result.deleted = sorted(deleter.done(), key=_index_key)

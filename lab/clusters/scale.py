@@ -12,7 +12,9 @@ CAPM3 has BMO deprovision the host, then the Node in the workload API), and once
 on them the surplus hosts, back to `available`, are deleted with their secrets. A re-run finds
 surplus hosts by their slot, so an interrupted scale-down finishes.
 
-Each direction is one recorded run (RunKind.scale, settings direction up/down), timed per phase.
+Each direction is one recorded run (RunKind.scale, settings direction up/down), timed per phase
+and sampled as create's run is (lab.clusters.session.RunSampling: components' RSS/CPU, metrics,
+and the idle window once every cluster is done).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab import management, naming, records
+from lab import naming, records
 from lab.backing import Backing, open_backing
 from lab.clusters import create
+from lab.clusters.session import RunSampling, run_snapshot
 from lab.clusters.tracker import Tracker
 from lab.config import Settings
 from lab.errors import LabError
@@ -231,10 +234,8 @@ def _run_scope(
         db,
         RunKind.scale,
         sys.argv,
-        records.settings_snapshot(
+        run_snapshot(
             settings,
-            management.tuning_profile(settings),
-            mode=management.current_mode(settings),
             direction=direction,
             workers=plan.target,
             count=len(idx),
@@ -269,11 +270,12 @@ def _scale_up(
             goal=dict.fromkeys(names_, Phase.md_available),
             phases=SCALE_UP,
         )
-        with tracker:
+        with RunSampling(settings, db, run.id) as sampling, tracker:
             for c in _creators(settings, mgmt, plan, idx, tracker, parallel):
                 c.run()
             say(f"scaling {len(idx)} cluster(s) up to {plan.target} workers: objects applied")
-            tracker.wait(deadline)
+            if tracker.wait(deadline):
+                sampling.idle()
             pending = tracker.pending()
         result.stuck.update(pending)
         result.done += [n for n in names_ if n not in pending]
@@ -304,19 +306,22 @@ def _scale_down(
             goal=dict.fromkeys(names_, Phase.hosts_removed),
             phases=SCALE_DOWN,
         )
-        for i in idx:
-            _mark_for_deletion(
-                mgmt, plan.names[i], _machines_on(mgmt, plan.names[i], plan.surplus.get(i, []))
-            )
-        for c in _creators(settings, mgmt, plan, idx, tracker, parallel):
-            c.run()
-        say(f"scaling {len(idx)} cluster(s) down to {plan.target} workers: replicas applied")
-        waiting = set(names_)
-        deleted: set[str] = set()
-        while waiting and time.monotonic() < deadline:
-            waiting -= _down_pass(mgmt, plan.target, waiting, deleted, tracker)
-            if waiting:
-                time.sleep(POLL)
+        with RunSampling(settings, db, run.id) as sampling:
+            for i in idx:
+                _mark_for_deletion(
+                    mgmt, plan.names[i], _machines_on(mgmt, plan.names[i], plan.surplus.get(i, []))
+                )
+            for c in _creators(settings, mgmt, plan, idx, tracker, parallel):
+                c.run()
+            say(f"scaling {len(idx)} cluster(s) down to {plan.target} workers: replicas applied")
+            waiting = set(names_)
+            deleted: set[str] = set()
+            while waiting and time.monotonic() < deadline:
+                waiting -= _down_pass(mgmt, plan.target, waiting, deleted, tracker)
+                if waiting:
+                    time.sleep(POLL)
+            if not waiting:
+                sampling.idle()
         pending = tracker.pending()
         result.stuck.update(pending)
         result.done += [n for n in names_ if n not in pending]

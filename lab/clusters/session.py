@@ -1,4 +1,6 @@
-"""One recorded create run: plan, records, resource sampler, tracker, convergence and the wait.
+"""One recorded create run: plan, records, samplers, tracker, convergence and the wait.
+
+RunSampling, the samplers of a run, is shared by every recorded command (clusters and hosts).
 
 The CLI gives a Display (progress) and gets a Result back; everything a report needs goes into the
 run's records as it happens, so a killed run still leaves its timings up to the kill.
@@ -6,12 +8,13 @@ run's records as it happens, so a killed run still leaves its timings up to the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from lab import management, records, supervised
 from lab.clusters import create
@@ -84,6 +87,23 @@ def shards_snapshot(settings: Settings) -> dict[str, int]:
     return {"shards": k} if k > 1 else {}
 
 
+def run_snapshot(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """The settings every recorded run (clusters and hosts, lab.records.RunScope) stores, with what
+    was live on the stack when it started, taken here once so no kind of run leaves one out: the
+    tuning profile the managers run with (a report quotes each manager's client QPS from it, and
+    falls back to upstream defaults without it), the mode lab acted in (a kind-mode home need not set
+    LAB_MODE), the programs running a patched build, and the KCP shard count (shards_snapshot).
+    `extra`: what is particular to the command (count, start, ...)."""
+    return records.settings_snapshot(
+        settings,
+        management.tuning_profile(settings),
+        mode=management.current_mode(settings),
+        patched=supervised.running_patches(settings),
+        **shards_snapshot(settings),
+        **extra,
+    )
+
+
 def metrics_sampler(settings: Settings, db: records.Records, run_id: int) -> MetricsSampler:
     """The run's Prometheus sampler over every endpoint the management provider knows (lab.metrics)."""
     from lab.management import for_settings
@@ -93,6 +113,40 @@ def metrics_sampler(settings: Settings, db: records.Records, run_id: int) -> Met
         for_settings(settings).metrics_targets(),
         settings.metrics_interval,
     )
+
+
+class RunSampling:
+    """Both samplers of one recorded run: RSS/CPU of every component (records.Sampler, every
+    SAMPLE_INTERVAL seconds) and the Prometheus metrics of every endpoint (metrics_sampler), the
+    data of a report's components table, CPU/RSS charts and bottleneck section.
+
+    Every recorded command (create/delete/scale/upgrade clusters, create/delete hosts) samples
+    through this one class, so their reports answer the same questions: `with RunSampling(settings,
+    db, run.id) as sampling:` around the run's work, and `sampling.idle()` once everything it waited
+    for is done when the report should see the stack at rest.
+    """
+
+    def __init__(self, settings: Settings, db: records.Records, run_id: int) -> None:
+        self.resources = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
+        self.metrics = metrics_sampler(settings, db, run_id)
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> RunSampling:
+        with contextlib.ExitStack() as stack:  # the resource sampler stopped if metrics fail to start
+            stack.enter_context(self.resources)
+            stack.enter_context(self.metrics)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()  # metrics first (its last tick), then resources
+
+    def idle(self) -> None:
+        """IDLE_SAMPLES resource samples IDLE_INTERVAL seconds apart: the report's idle window, what
+        carrying the clusters costs with nothing changing."""
+        for _ in range(IDLE_SAMPLES):
+            time.sleep(IDLE_INTERVAL)
+            self.resources.tick()
 
 
 def create_clusters(
@@ -116,18 +170,14 @@ def create_clusters(
     plan, opened = create.make_plan(settings, mgmt, indexes, backings, payload_kb, n_workers)
     preflight(plan)
     started = time.monotonic()
-    snapshot = records.settings_snapshot(
+    snapshot = run_snapshot(
         settings,
-        management.tuning_profile(settings),
-        mode=management.current_mode(settings),
         start=indexes[0],
         count=len(indexes),
         parallel=parallel,
         backings=sorted({plan.placement[i] for i in indexes}),
-        patched=supervised.running_patches(settings),
         payload_kb=payload_kb,
         workers=n_workers,
-        **shards_snapshot(settings),
     )
     with (
         records.open_records(settings) as db,
@@ -146,8 +196,7 @@ def create_clusters(
             workers=n_workers,
         )
         creator = create.Creator(settings, mgmt, plan, opened, tracker, parallel, payload_kb, n_workers)
-        sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
-        with sampler, metrics_sampler(settings, db, run_id), tracker:
+        with RunSampling(settings, db, run_id) as sampling, tracker:
             creator.namespaces = create.existing_namespaces(settings, mgmt)
             stale = creator.confirm_complete()
             display.planned(plan)
@@ -157,9 +206,7 @@ def create_clusters(
             result = Result(run_id, plan, wait)
             if wait:
                 if tracker.wait(started + timeout):
-                    for _ in range(IDLE_SAMPLES):
-                        time.sleep(IDLE_INTERVAL)
-                        sampler.tick()
+                    sampling.idle()
                 result.stuck = tracker.pending()
             result.done = [n for n in names if n not in tracker.pending()]
         run.timed_out = bool(result.stuck)

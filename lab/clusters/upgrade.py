@@ -19,8 +19,9 @@ Lab changes two things and KCP does the rest, unmodified:
 Resumable: the namespace says where each cluster is. A re-run skips clusters already at the target
 (one host, KCP status.version the target), re-applies only what its digest says is missing, and
 otherwise picks the rollout up where it stands. One recorded run (RunKind.upgrade) per command,
-timed per phase. Clusters with workers are refused: their MachineDeployment would roll its Machines
-too, and lab renders no spare worker hosts.
+timed per phase and sampled as create's run is (lab.clusters.session.RunSampling: components'
+RSS/CPU, metrics, and the idle window once every cluster is upgraded). Clusters with workers are
+refused: their MachineDeployment would roll its Machines too, and lab renders no spare worker hosts.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab import management, naming, nodesim, phases, records, versions
+from lab import naming, nodesim, phases, records, versions
 from lab.backing import Backing, open_backing
 from lab.clusters import create, scale
+from lab.clusters.session import RunSampling, run_snapshot
 from lab.clusters.tracker import Tracker
 from lab.config import Settings
 from lab.errors import LabError, UsageError
@@ -434,10 +436,8 @@ def upgrade_clusters(
     result = UpgradeResult(plan, waited=wait)
     todo = plan.todo
     if todo:
-        snapshot = records.settings_snapshot(
+        snapshot = run_snapshot(
             settings,
-            management.tuning_profile(settings),
-            mode=management.current_mode(settings),
             to=target,
             start=todo[0],
             count=len(todo),
@@ -461,10 +461,14 @@ def upgrade_clusters(
                 phases=phases.PHASES[RunKind.upgrade],
             )
             upgrader = Upgrader(settings, mgmt, plan, tracker, namespaces, parallel)
-            upgrader.apply()
-            say(f"upgrading {len(todo)} cluster(s) to {target}: spare hosts and versions applied")
+            with RunSampling(settings, db, run.id) as sampling:
+                upgrader.apply()
+                say(f"upgrading {len(todo)} cluster(s) to {target}: spare hosts and versions applied")
+                if wait:
+                    result.stuck = upgrader.wait(started + timeout)
+                    if not result.stuck:
+                        sampling.idle()
             if wait:
-                result.stuck = upgrader.wait(started + timeout)
                 result.done = [n for n in names_ if n not in result.stuck]
                 run.timed_out = bool(result.stuck)
     result.seconds = time.monotonic() - started

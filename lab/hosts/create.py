@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from lab import management, naming, records
+from lab import naming, records
 from lab.clusters.create import check_stack
-from lab.clusters.session import component_pids, metrics_sampler
+from lab.clusters.session import RunSampling, run_snapshot
 from lab.config import Settings
 from lab.errors import LabError
 from lab.hosts import inventory
@@ -31,7 +31,6 @@ from lab.manifests import hosts as manifests
 from lab.manifests.hosts import HostState
 from lab.phases import Phase, RunKind, run_phases
 
-SAMPLE_INTERVAL = 5.0
 #: Hosts named in an error about existing hosts; the rest are counted.
 MAX_NAMED = 5
 
@@ -128,13 +127,7 @@ def create_hosts(
     key = inventory.bmc_key(settings)
     goal = target(state)
     started = time.monotonic()
-    snapshot = records.settings_snapshot(
-        settings,
-        mode=management.current_mode(settings),
-        start=indexes[0],
-        count=len(indexes),
-        state=state.value,
-    )
+    snapshot = run_snapshot(settings, start=indexes[0], count=len(indexes), state=state.value)
     with (
         records.open_records(settings) as db,
         records.RunScope(db, RunKind.create_hosts, sys.argv, snapshot) as run,
@@ -151,8 +144,7 @@ def create_hosts(
             record=[plan.names[i] for i in plan.new],
             on_change=lambda: display.update(tracker.counts(order)),
         )
-        sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
-        with sampler, metrics_sampler(settings, db, run_id), tracker:
+        with RunSampling(settings, db, run_id), tracker:
             display.planned(plan)
             if plan.new:
                 mgmt.apply_one(manifests.namespace(settings.prefix))

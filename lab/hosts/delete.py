@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
-from lab import management, naming, records
+from lab import naming, records
 from lab.clusters.create import check_stack
-from lab.clusters.session import component_pids, metrics_sampler
+from lab.clusters.session import RunSampling, run_snapshot
 from lab.config import Settings
 from lab.hosts import inventory
 from lab.hosts.tracker import Tracker
@@ -34,7 +34,6 @@ from lab.phases import PHASES, Phase, RunKind
 PARALLEL = 10
 #: Seconds between two looks at the management cluster while waiting.
 POLL = 0.5
-SAMPLE_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -203,9 +202,7 @@ def delete_hosts(
         return Result(None, plan, wait)
     started = time.monotonic()
     deadline = started + timeout
-    snapshot = records.settings_snapshot(
-        settings, mode=management.current_mode(settings), count=len(plan.indexes), all=indexes is None
-    )
+    snapshot = run_snapshot(settings, count=len(plan.indexes), all=indexes is None)
     with (
         records.open_records(settings) as db,
         records.RunScope(db, RunKind.delete_hosts, sys.argv, snapshot) as run,
@@ -222,9 +219,8 @@ def delete_hosts(
             on_change=lambda: display.update(tracker.counts(PHASES[RunKind.delete_hosts])),
         )
         deleter = Deleter(settings, mgmt, plan, tracker)
-        sampler = records.Sampler(db, run_id, lambda: component_pids(settings), SAMPLE_INTERVAL)
         result = Result(run_id, plan, wait)
-        with sampler, metrics_sampler(settings, db, run_id), tracker:
+        with RunSampling(settings, db, run_id), tracker:
             display.planned(plan)
             inv = inventory.read(settings, mgmt)
             deleter.request(inv)

@@ -15,7 +15,7 @@ from typing import Any
 
 from support.stack import Stack
 
-from lab import naming
+from lab import management, naming
 from lab.manifests.metal3 import HOST_IMAGE as IMAGE
 
 START, COUNT = 701, 3
@@ -76,6 +76,9 @@ def test_create_hosts_provisioned_converge_report_delete(stack: Stack) -> None:
     report = json.loads(stack.lab("report", "--format", "json").stdout)
     assert report["run"]["id"] == created["run"] and report["run"]["kind"] == "create-hosts"
     assert report["final_phase"] == "provisioned" and report["done"] == COUNT
+    # the profile the managers run with (the bottleneck section's client QPS), as a cluster run's
+    profile = management.tuning_profile(settings)
+    assert profile is not None and report["run"]["settings"]["tuning"] == profile, report["run"]
     for state in ("registering", "inspecting", "available", "provisioning", "provisioned"):
         row = _phase(report, state)
         assert row["reached"] >= 1, (state, report["phases"])
@@ -109,6 +112,7 @@ def test_create_hosts_provisioned_converge_report_delete(stack: Stack) -> None:
     assert not key.exists()
     report = json.loads(stack.lab("report", "--format", "json").stdout)
     assert report["run"]["kind"] == "delete-hosts" and report["done"] == COUNT
+    assert report["run"]["settings"]["tuning"] == profile, report["run"]
     assert _phase(report, "deprovisioning")["reached"] >= 1
     assert stack.lab("delete-hosts", "--all").stderr.strip() == "nothing to delete"
     print(f"create, converge, delete of {COUNT} hosts: {time.monotonic() - began:.0f}s")

@@ -143,13 +143,15 @@ def test_workers_created_scaled_down_and_up_then_deleted_to_zero_residue(
     report = stack.lab("report", "--run", str(down["runs"]["down"])).stdout
     for phase in ("scale_applied", "workers_removed", "hosts_removed"):
         assert f"| {phase} | {COUNT} |" in report, report[:3000]
-    _scale(stack, 0)
+    stack.check_sampled(down["runs"]["down"])  # components, idle window and metrics, as create's run
+    stack.check_sampled(_scale(stack, 0)["runs"]["down"])
     for name in NAMES:
         _check(stack, name, 0, tmp_path)
     up = _scale(stack, 1, count=1)
     _check(stack, NAMES[0], 1, tmp_path)
     report = stack.lab("report", "--run", str(up["runs"]["up"])).stdout
     assert "| md_available | 1 |" in report, report[:3000]
+    stack.check_sampled(up["runs"]["up"])
 
     stack.lab("delete-clusters", "--start", str(START), "--count", str(COUNT), "--wait", timeout=TIMEOUT)
     assert residue(settings, NAMES) == {}

@@ -132,6 +132,7 @@ def test_upgrade_rolls_the_control_plane_to_a_new_machine_and_host_then_deletes_
         "old_host_removed", "cluster_upgraded",
     ):  # fmt: skip
         assert f"| {phase} | 1 |" in report, report[:3000]
+    stack.check_sampled(res["run"])  # components, idle window and metrics, as create's run
 
     # converged: a re-run and a create of the same index change nothing
     again = json.loads(

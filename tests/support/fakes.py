@@ -17,6 +17,7 @@ from typing import Any
 from lab import phases, pki
 from lab.errors import LabError
 from lab.kube import Resource, WatchEvent
+from lab.metrics import Target
 
 Obj = dict[str, Any]
 Log = list[tuple[str, str, Any]]
@@ -113,6 +114,31 @@ class FakeMgmt:
         self.log.append(("mgmt", "watch", kind))
         self.watches[kind] = FakeWatch()
         return self.watches[kind]
+
+
+class DeadMetrics:
+    """The management provider as lab.clusters.session.metrics_sampler asks it (lab.management.
+    for_settings), with one metrics endpoint where nothing listens (the discard port): the sampler
+    still stores its own CPU row every tick, so a test sees a run's metric samples without a stack."""
+
+    def metrics_targets(self) -> list[Target]:
+        return [Target("gone", "http://127.0.0.1:9/metrics")]
+
+
+#: what live_stack says runs patched (lab.supervised.running_patches' shape)
+LIVE_PATCHED = {"bmo-manager": {"patches": ["bmo-backoff-cap"], "digest": "0123abcd"}}
+
+
+def live_stack(monkeypatch: Any, tuning: str = "high", k: int = 2) -> dict[str, Any]:
+    """A stack as a run's snapshot sees it (lab.clusters.session.run_snapshot): managers tuned with
+    profile `tuning`, K KCP shards, bmo-manager on a patched build. Returns what every recorded run
+    must then carry in its settings."""
+    from lab import management, supervised
+
+    monkeypatch.setattr(management, "tuning_profile", lambda _s: tuning)
+    monkeypatch.setattr(management, "shards", lambda _s: k)
+    monkeypatch.setattr(supervised, "running_patches", lambda _s: LIVE_PATCHED)
+    return {"tuning": tuning, "shards": k, "patched": LIVE_PATCHED}
 
 
 class FakeBacking:

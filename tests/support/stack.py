@@ -67,6 +67,26 @@ class Stack:
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
+    def check_sampled(self, run: int) -> dict[str, Any]:
+        """Run `run`'s JSON report has what its samplers give (lab.clusters.session.RunSampling): a
+        components row for the management apiserver, each manager and lab itself, lab's from the
+        idle window after the last cluster was done, metrics (the bottleneck section's data), and
+        the stack's tuning profile and patched builds in its settings. Returns the report."""
+        rep: dict[str, Any] = json.loads(self.lab("report", "--run", str(run), "--format", "json").stdout)
+        rows = {c["component"]: c for c in rep["components"]}
+        assert {"kube-apiserver", "capi-manager", "capm3-manager", "bmo-manager", "lab"} <= set(rows), sorted(
+            rows
+        )
+        assert rows["lab"]["idle"] and rows["lab"]["samples"] >= 1, rows["lab"]
+        assert rep["metrics"] is not None and rep["metrics"]["scrapes"] >= 1, (
+            f"run {run} has no metric samples"
+        )
+        # what was live on the stack (lab.clusters.session.run_snapshot): the tuning profile behind
+        # the report's client QPS and the patched builds ({} with none), as a create run records
+        live = rep["run"]["settings"]
+        assert live.get("tuning") is not None and isinstance(live.get("patched"), dict), live
+        return rep
+
     def status(self) -> dict[str, dict[str, Any]]:
         data = json.loads(self.lab("status", "-o", "json").stdout)
         return {c["name"]: c for c in data["components"]}

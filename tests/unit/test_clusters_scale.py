@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.fakes import FakeMgmt
+from support.fakes import DeadMetrics, FakeMgmt, live_stack
 
-from lab import config, naming
-from lab.clusters import create
+from lab import config, management, metrics, naming, records
+from lab.clusters import create, scale, session
 from lab.clusters.scale import plan_scale
 from lab.errors import LabError, UsageError
 from lab.manifests import workers
+from lab.phases import Phase, RunKind
 
 Obj = dict[str, Any]
 
@@ -71,3 +72,32 @@ def test_create_refuses_existing_clusters_of_another_worker_count(
         create.make_plan(settings, mgmt, [1], [])  # type: ignore[arg-type]
     with pytest.raises(LabError, match="have --workers 2, not 3"):
         create.make_plan(settings, mgmt, [1], [], 0, 3)  # type: ignore[arg-type]
+
+
+def test_a_scale_run_is_sampled_and_records_the_stack_as_create_s_is(
+    lab_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scale-down whose Machines are already gone (no Machine, no surplus host in the LISTs) is
+    done on its first pass; its run carries resource samples, the idle window included, and metric
+    samples, so its report has a components table and a bottleneck section. Create's convergence
+    (scale._creators) is create's, tested there: here it applies nothing."""
+    settings = config.load()
+    monkeypatch.setattr(create, "check_stack", lambda _mgmt: None)
+    monkeypatch.setattr(scale, "_creators", lambda *_a: [])
+    monkeypatch.setattr(session, "IDLE_INTERVAL", 0.01)
+    monkeypatch.setattr(management, "for_settings", lambda _s: DeadMetrics())
+    live = live_stack(monkeypatch)
+    mgmt = FakeMgmt({"Namespace": [_ns(1, 1)]})
+    result = scale.scale_clusters(settings, mgmt, [1], 0, timeout=30)  # type: ignore[arg-type]
+    assert result.done == ["test-1"] and result.stuck == {} and list(result.runs) == ["down"]
+    with records.open_records(settings) as db:
+        run = db.run(result.runs["down"])
+        events = db.events(run.id)
+        samples = db.samples(run.id)
+        stored = db.metric_samples(run.id)
+    assert run.kind is RunKind.scale and run.status == "ok" and run.settings["direction"] == "down"
+    # what was live, as create's run records it: the report's client QPS, shards and patched builds
+    assert {k: run.settings.get(k) for k in live} == live
+    assert {e.phase for e in events} == {Phase.workers_removed, Phase.hosts_removed}
+    assert len([s for s in samples if s.component == session.LAB_COMPONENT]) >= session.IDLE_SAMPLES
+    assert metrics.SAMPLER_COMPONENT in {m.component for m in stored}

@@ -189,3 +189,38 @@ def test_the_upgrader_follows_kcps_rollout_deletes_the_old_host_and_settles(
     assert tracker.state[ns].reached == set(PHASES[RunKind.upgrade])
     assert Phase.cluster_upgraded in tracker.state[ns].reached and collected
     assert up.pass_() == set()  # not looked at again
+
+
+def test_an_upgrade_run_is_sampled_and_records_the_stack_as_create_s_is(
+    lab_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """upgrade_clusters' recorded run carries resource samples (the idle window included once
+    every cluster is upgraded) and metric samples, so its report has a components table and a
+    bottleneck section. The rollout itself (Upgrader.apply/wait) is the test above's: here it
+    applies nothing and finds every cluster upgraded."""
+    from lab import config, management, metrics, records
+    from lab.clusters import create, session, upgrade
+    from lab.phases import RunKind
+
+    settings = config.load()
+    ns = "test-7"
+    kcp = fakes.kcp(ns)
+    kcp["spec"] = {"version": "v1.35.4"}
+    kcp["status"]["version"] = "v1.35.4"
+    mgmt = fakes.FakeMgmt({"Namespace": [_ns(7)], "KubeadmControlPlane": [kcp]})
+    monkeypatch.setattr(create, "check_stack", lambda _mgmt: None)
+    monkeypatch.setattr(upgrade.Upgrader, "apply", lambda self: None)
+    monkeypatch.setattr(upgrade.Upgrader, "wait", lambda self, deadline: {})
+    monkeypatch.setattr(session, "IDLE_INTERVAL", 0.01)
+    monkeypatch.setattr(management, "for_settings", lambda _s: fakes.DeadMetrics())
+    live = fakes.live_stack(monkeypatch)
+    result = upgrade.upgrade_clusters(settings, mgmt, [7], "v1.36.0", timeout=30)  # type: ignore[arg-type]
+    assert result.run is not None and result.done == [ns] and result.stuck == {}
+    with records.open_records(settings) as db:
+        run = db.run(result.run)
+        samples = db.samples(run.id)
+        stored = db.metric_samples(run.id)
+    assert run.kind is RunKind.upgrade and run.status == "ok" and run.settings["to"] == "v1.36.0"
+    assert {k: run.settings.get(k) for k in live} == live  # tuning, shards, patched: as create's run
+    assert len([s for s in samples if s.component == session.LAB_COMPONENT]) >= session.IDLE_SAMPLES
+    assert metrics.SAMPLER_COMPONENT in {m.component for m in stored}

@@ -193,11 +193,11 @@ def test_status_reads_each_clusters_shard_from_its_kcp_label() -> None:
     assert got[0].as_dict()["shard"] == 1
 
 
-def _run(k: int | None) -> Run:
+def _run(k: int | None, kind: RunKind = RunKind.create) -> Run:
     settings: dict[str, Any] = {"versions": {"capi": "v1.13.6"}}
     if k is not None:
         settings["shards"] = k
-    return Run(1, RunKind.create, T0, T0 + 900, "ok", ["lab", "create-clusters", "3"], settings, {"cores": 2})
+    return Run(1, kind, T0, T0 + 900, "ok", ["lab", "create-clusters", "3"], settings, {"cores": 2})
 
 
 def test_the_report_of_a_sharded_run_shows_each_shards_clusters_manager_and_reconciles() -> None:
@@ -241,6 +241,9 @@ def test_the_report_of_a_sharded_run_shows_each_shards_clusters_manager_and_reco
     plain = report.build(_run(None), events, samples)
     assert plain.shards == [] and "KCP shards" not in report.to_markdown(plain)
     assert "KCP shards" not in report_html.render(plain, [])
+    # a hosts run records the shard count of its stack, but no KCP shard owns a host
+    hosts = report.build(_run(2, RunKind.create_hosts), [], samples)
+    assert hosts.shards == [] and "KCP shards" not in report.to_markdown(hosts)
 
 
 @pytest.mark.parametrize(
