@@ -201,9 +201,12 @@ def test_playbook_creates_the_kind_cluster_and_registers_it(stack: Stack, kind_h
         "Copy the node image archive to the host",
         "Load the node image into the engine",
         "Create the kind cluster",
-        "Register the kind cluster with the controller's lab",
     ):
         assert task_results(out, f"backing_kind : {task}") == {host: "changed"}, task
+    # registration runs on the controller (delegate_to: localhost), which the callback names so
+    assert task_results(out, "backing_kind : Register the kind cluster with the controller's lab") == {
+        f"{host} -> localhost": "changed"
+    }
     # the engine's daemon.json already has the proxy off (in its own layout): left as it is
     assert task_results(out, "backing_kind : Turn docker's userland proxy off") == {host: "skipping"}
     # the engine's daemon.json already had the userland proxy off: nothing to restart
