@@ -20,9 +20,10 @@ into the node by the playbook (kind load image-archive) when the node image does
 One host, one kind node, a NodePort block of 3 (CI time). Indexes 970-972: other e2e modules own
 theirs (test_two_hosts 960-966).
 
-Measured with the same fixtures and playbook variables from a scratch driver (2 cores shared, load
-2-4): playbook cold 133-154 s (the 1.5 GB archive copied and loaded ~16 s, kind create ~35 s),
-warm 13-16 s with 0 changed; engine start ~3 s; the engine's teardown, kind cluster still running,
+Measured in this module's runs (2 cores shared, load about 4): playbook cold 168-183 s (the 1.5 GB
+archive copied over SSH and loaded, kind create), warm 19-24 s with 0 changed; create-clusters 3
+--wait 57 s, delete-clusters --wait 61 s; the module 364 s after the session's stack is up. From a
+scratch driver at load 2-4: engine start ~3 s; the engine's teardown, kind cluster still running,
 in seconds.
 """
 
