@@ -20,9 +20,9 @@ into the node by the playbook (kind load image-archive) when the node image does
 One host, one kind node, a NodePort block of 3 (CI time). Indexes 970-972: other e2e modules own
 theirs (test_two_hosts 960-966).
 
-Measured in this module's runs (2 cores shared, load about 4): playbook cold 168-183 s (the 1.5 GB
-archive copied over SSH and loaded, kind create), warm 19-24 s with 0 changed; create-clusters 3
---wait 57 s, delete-clusters --wait 61 s; the module 364 s after the session's stack is up. From a
+Measured in this module's runs (2 cores shared, load about 4): playbook cold 165-183 s (the 1.5 GB
+archive copied over SSH and loaded, kind create), warm 16-24 s with 0 changed; create-clusters 3
+--wait 57-60 s, delete-clusters --wait 58-61 s; the module 348-364 s after the session's stack is up. From a
 scratch driver at load 2-4: engine start ~3 s; the engine's teardown, kind cluster still running,
 in seconds.
 """
