@@ -467,14 +467,13 @@ class KindBacking:
         )
 
     def _why(self, cluster: str) -> str:
+        return self._pods_reason(apiserver_manifests.NAMESPACE, f"{naming.CLUSTER_LABEL}={cluster}")
+
+    def _pods_reason(self, namespace: str, selector: str) -> str:
+        """Why the Pods `selector` picks in `namespace` are not serving, in the Pods' own words."""
         try:
             with self.client(attempts=2) as client:
-                pods = client.list(
-                    "v1",
-                    "Pod",
-                    apiserver_manifests.NAMESPACE,
-                    label_selector=f"{naming.CLUSTER_LABEL}={cluster}",
-                )
+                pods = client.list("v1", "Pod", namespace, label_selector=selector)
         except LabError as e:
             return f"backing cluster does not answer ({e})"
         return pod_reason(pods)
@@ -504,17 +503,8 @@ class KindBacking:
     def _etcd_pod_reason(self) -> str:
         """Why the etcd Pod is not serving, in the Pod's own words (an image the node lacks, nodes
         without a pod network leaving it Pending), as wait_ready does for apiservers."""
-        try:
-            with self.client(attempts=2) as client:
-                pods = client.list(
-                    "v1",
-                    "Pod",
-                    etcd_manifests.NAMESPACE,
-                    label_selector=",".join(f"{k}={v}" for k, v in etcd_manifests.LABELS.items()),
-                )
-        except LabError as e:
-            return f"backing cluster does not answer ({e})"
-        return pod_reason(pods)
+        selector = ",".join(f"{k}={v}" for k, v in etcd_manifests.LABELS.items())
+        return self._pods_reason(etcd_manifests.NAMESPACE, selector)
 
     def remove(self, names: Sequence[str]) -> None:
         """Deployment and Service, then the tenant, then the Secret, then the PKI under lab home."""
