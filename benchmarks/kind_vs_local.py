@@ -30,9 +30,12 @@ At the end, one Markdown table (stdout and --dir/summary.md) and --dir/results.j
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -53,6 +56,7 @@ from support.stack import keep_logs, keep_records, run_lab, stack_env, timed_lab
 from lab import engine, images, images_node, tuning
 from lab.config import Settings, default_home
 from lab.kindmgmt import cluster as kind_cluster
+from lab.kindmgmt.up import IPAM_DEPLOYMENT
 from lab.kube import Client
 from lab.manifests import backing_apiserver
 from lab.manifests import etcd as etcd_manifests
@@ -73,7 +77,7 @@ COMPONENTS = (
     "bmo-manager",
 )
 #: kind: the namespace of each provider's manager
-NAMESPACES = {ns: c for c, (ns, _name) in tuning.DEPLOYMENTS.items()} | {"metal3-ipam-system": "ipam-manager"}
+NAMESPACES = {ns: c for c, (ns, _name) in tuning.DEPLOYMENTS.items()} | {IPAM_DEPLOYMENT[0]: "ipam-manager"}
 #: kind: kube-system's static pods by their `component` label
 STATIC = {
     "kube-apiserver": "kube-apiserver",
@@ -93,6 +97,15 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "load": [round(x, 1) for x in os.getloadavg()],
     }
+
+
+#: the script's temporary directories (kind, tools, the backing's kubeconfig), removed at the end
+SCRATCH: list[Path] = []
+
+
+def scratch(prefix: str) -> Path:
+    SCRATCH.append(Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp")))
+    return SCRATCH[-1]
 
 
 def _home(prefix: str) -> Path:
@@ -143,7 +156,7 @@ def series(model: dict[str, Any], key: str) -> dict[str, list[float]]:
     """Each component's samples over the whole run from the report's chart `key` ("cpu", "rss")."""
     return {
         line["label"]: [v for v in line["v"] if v is not None]
-        for chart in model["charts"]
+        for chart in model.get("charts") or []
         if chart["key"] == key
         for line in chart["lines"]
     }
@@ -270,7 +283,9 @@ class KindSampler:
 
 def clusters(run: Run, n: int, timeout: float, sampling: Callable[[], KindSampler] | None) -> None:
     """create N on the backing, report, delete all, report; each with its usage row (kind: a new
-    sampler per command, so each has its own series)."""
+    sampler per command, so each has its own series). The delete runs even when the create failed
+    (clusters not Available in time), so the next home finds the backing empty."""
+    failed: list[str] = []
     for label, args in (
         ("create", ["create-clusters", str(n), "--start", "1", "--backing", BACKING, "--wait"]),
         ("delete", ["delete-clusters", "--all", "--wait"]),
@@ -284,6 +299,8 @@ def clusters(run: Run, n: int, timeout: float, sampling: Callable[[], KindSample
             else:
                 with sampler:
                     run.step(label, *args, "--timeout", str(timeout), timeout=timeout + 600)
+        except StepFailed as e:
+            failed.append(str(e))
         finally:
             row: dict[str, Any] = {
                 "run": run.name,
@@ -305,6 +322,8 @@ def clusters(run: Run, n: int, timeout: float, sampling: Callable[[], KindSample
                     row["report_components"] = usage(series(model, "cpu"), series(model, "rss"))
             run.clusters.append(row)
             print(json.dumps(row), flush=True)
+    if failed:
+        raise StepFailed("; ".join(failed))
 
 
 def backing_cycle(
@@ -321,21 +340,43 @@ def backing_cycle(
         str(n),
         "--wait",
     )
-    clusters(run, n, timeout, sampling)
-    run.step("backing remove", "backing", "remove", BACKING, timeout=600)
-    # the next home registers the backing anew: wait until lab's namespaces are gone from it
-    names = {etcd_manifests.NAMESPACE, backing_apiserver.NAMESPACE}
-    deadline = time.monotonic() + 300
-    with Client.from_kubeconfig(kubeconfig) as kc:
-        while names & {ns["metadata"]["name"] for ns in kc.list("v1", "Namespace")}:
-            if time.monotonic() > deadline:
-                raise StepFailed(f"{run.name}: lab's namespaces still in the backing cluster after 300s")
-            time.sleep(3)
+    try:
+        clusters(run, n, timeout, sampling)
+    finally:
+        run.step("backing remove", "backing", "remove", BACKING, timeout=600)
+        # the next home registers the backing anew: wait until lab's namespaces are gone from it
+        names = {etcd_manifests.NAMESPACE, backing_apiserver.NAMESPACE}
+        deadline = time.monotonic() + 300
+        with Client.from_kubeconfig(kubeconfig) as kc:
+            while names & {ns["metadata"]["name"] for ns in kc.list("v1", "Namespace")}:
+                if time.monotonic() > deadline:
+                    raise StepFailed(f"{run.name}: lab's namespaces still in the backing cluster after 300s")
+                time.sleep(3)
+
+
+def keep_pod_logs(run: Run) -> None:
+    """kind: the managers log in their pods, not under the lab home: each Deployment's log, gzipped
+    under <out>/logs before `lab down` deletes the cluster."""
+    kubeconfig = run.home / "kubeconfig"
+    if not kubeconfig.is_file():
+        return
+    (run.out / "logs").mkdir(exist_ok=True)
+    for component, (ns, name) in (*tuning.DEPLOYMENTS.items(), ("ipam-manager", IPAM_DEPLOYMENT)):
+        got = subprocess.run(
+            ["kubectl", f"--kubeconfig={kubeconfig}", "-n", ns, "logs", f"deploy/{name}", "--all-containers"],
+            capture_output=True,
+            env=run.env,
+            timeout=120,
+        )
+        with gzip.open(run.out / "logs" / f"{component}.log.gz", "wb") as f:
+            f.write(got.stdout + got.stderr)
 
 
 def finish(run: Run, purge_timeout: float = 1200) -> int:
     """Logs and records kept, `lab down --purge`; its exit."""
     keep_logs(run.home, run.out)
+    if run.name == "kind":
+        keep_pod_logs(run)
     down = run_lab(run.env, "down", "--purge", timeout=purge_timeout)
     print(f"{run.name}: lab down --purge exit {down.returncode}", flush=True)
     if down.returncode != 0:
@@ -380,7 +421,7 @@ def kind_run(
     out = args.dir / "kind"
     out.mkdir(parents=True, exist_ok=True)
     kind_images(eng, results)
-    tools = Path(tempfile.mkdtemp(prefix="kvlt-", dir="/tmp"))
+    tools = scratch("kvlt-")
     (tools / "kind").symlink_to(kind)
     (tools / "clusterctl").symlink_to(build_clusterctl())
     home = _home("kvlk-")
@@ -505,16 +546,12 @@ def main() -> int:
             node = images_node.build_node(shared, eng.client, print)
             results["setup"]["node image"] = {"seconds": round(node.seconds, 1), "action": node.action}
             started = time.monotonic()
-            kind = (
-                args.kind.resolve()
-                if args.kind
-                else build_kind(Path(tempfile.mkdtemp(prefix="kvlb-", dir="/tmp")))
-            )
+            kind = args.kind.resolve() if args.kind else build_kind(scratch("kvlb-"))
             results["setup"]["kind CLI"] = {
                 "seconds": round(time.monotonic() - started, 1),
                 "action": f"given ({kind})" if args.kind else "built",
             }
-            kubeconfig = Path(tempfile.mkdtemp(prefix="kvlkb-", dir="/tmp")) / "kubeconfig"
+            kubeconfig = scratch("kvlkb-") / "kubeconfig"
             started = time.monotonic()
             node_ip = create_backing_cluster(kind, eng.client, BACKING_CLUSTER, kubeconfig, shared)
             results["setup"]["backing kind cluster"] = {
@@ -531,14 +568,16 @@ def main() -> int:
                             local_run(eng, kubeconfig, args, results)
                         else:
                             kind_run(eng, kind, kubeconfig, args, results)
-                    except (StepFailed, AssertionError, OSError, RuntimeError) as e:
-                        results["errors"].append(f"{name}: {e}")
+                    except Exception as e:  # the other run still runs; the exit says it failed
+                        results["errors"].append(f"{name}: {type(e).__name__}: {e}")
                         print(f"{name}: {e}", file=sys.stderr, flush=True)
             finally:
                 gone = delete_named_cluster(kind, eng.client, BACKING_CLUSTER)
                 if gone.returncode != 0:
                     results["errors"].append(f"kind delete cluster {BACKING_CLUSTER}: {gone.stderr[-500:]}")
     finally:
+        for path in SCRATCH:
+            shutil.rmtree(path, ignore_errors=True)
         runs: list[Run] = results.pop("runs")
         results["steps"] = [s for r in runs for s in r.steps]
         results["clusters"] = [c for r in runs for c in r.clusters]
