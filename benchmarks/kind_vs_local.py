@@ -491,7 +491,7 @@ def table(results: dict[str, Any]) -> str:
     for row in results["clusters"]:
         lines.append(
             f"| {row['run']} | {row['command']} | {row.get('done', '-')}/{row.get('clusters', '-')} | "
-            f"{row.get('wall_seconds') or row['seconds']} | {_phases(row)} | "
+            f"{round(row.get('wall_seconds') or row['seconds'], 1)} | {_phases(row)} | "
             f"{' '.join(map(str, row['load_start']))} → {' '.join(map(str, row['load_end']))} |"
         )
     lines += ["", "## Controllers: median CPU % of a core / largest RSS MiB over each run", ""]
