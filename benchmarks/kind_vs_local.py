@@ -34,7 +34,6 @@ import gzip
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from support.docker import Engine, running_engine
 from support.kind import build_clusterctl, build_kind, create_backing_cluster, delete_named_cluster
+from support.reports import run_summary, series, usage
 from support.stack import keep_logs, keep_records, run_lab, stack_env, timed_lab
 
 from lab import engine, images, images_node, tuning
@@ -151,37 +151,6 @@ class Run:
         md = run_lab(self.env, "report", "--run", str(run_id), timeout=600)
         (self.out / f"{self.name}-{label}.md").write_text(md.stdout)
         return model
-
-
-def series(model: dict[str, Any], key: str) -> dict[str, list[float]]:
-    """Each component's samples over the whole run from the report's chart `key` ("cpu", "rss")."""
-    return {
-        line["label"]: [v for v in line["v"] if v is not None]
-        for chart in model.get("charts") or []
-        if chart["key"] == key
-        for line in chart["lines"]
-    }
-
-
-def usage(cpu: dict[str, list[float]], rss_mib: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    """Whole run: median CPU (% of a core) and largest RSS (MiB) of each component sampled."""
-    return {
-        n: {"cpu": round(statistics.median(cpu[n]), 1), "rss_mib": round(max(rss_mib[n]))}
-        for n in cpu
-        if cpu[n] and rss_mib.get(n)
-    }
-
-
-def run_summary(model: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "run_id": model["run"]["id"],
-        "clusters": model["clusters"],
-        "done": model["done"],
-        "wall_seconds": model["wall_seconds"],
-        "phases": {
-            p["phase"]: {k: p["since_start"][k] for k in ("p50", "p90", "max")} for p in model["phases"]
-        },
-    }
 
 
 class KindSampler:
@@ -312,7 +281,7 @@ def clusters(run: Run, n: int, timeout: float, sampling: Callable[[], KindSample
             }
             model = run.report(label)
             if model is not None:
-                row |= run_summary(model)
+                row |= {"run_id": model["run"]["id"], **run_summary(model)}
                 if sampler is None:
                     row["components"] = usage(series(model, "cpu"), series(model, "rss"))
                     row["usage_source"] = "lab report (whole run)"

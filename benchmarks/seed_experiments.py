@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from support.reports import run_summary, series, usage
 from support.stack import keep_logs, keep_records, run_lab, stack_env, timed_lab
 
 from lab import versions
@@ -88,33 +88,12 @@ class Runner:
         return row
 
 
-def series(model: dict[str, Any], key: str) -> dict[str, list[float]]:
-    """Each component's samples over the whole run from the report's chart `key` ("cpu", "rss"):
-    the components table shows only the idle window once there is one, and these experiments
-    compare the managers while they work."""
-    return {
-        line["label"]: [v for v in line["v"] if v is not None]
-        for chart in model["charts"]
-        if chart["key"] == key
-        for line in chart["lines"]
-    }
-
-
 def summary(model: dict[str, Any]) -> dict[str, Any]:
-    cpu, rss = series(model, "cpu"), series(model, "rss")
+    used = usage(series(model, "cpu"), series(model, "rss"))
     return {
         "run": model["run"]["id"],
-        "clusters": model["clusters"],
-        "done": model["done"],
-        "wall_seconds": model["wall_seconds"],
-        "phases": {
-            p["phase"]: {k: p["since_start"][k] for k in ("p50", "p90", "max")} for p in model["phases"]
-        },
-        "components": {  # whole run: median CPU (% of a core), largest RSS
-            n: {"rss_mib": round(max(rss[n])), "cpu": round(statistics.median(cpu[n]), 1)}
-            for n in WATCHED
-            if cpu.get(n) and rss.get(n)
-        },
+        **run_summary(model),
+        "components": {n: used[n] for n in WATCHED if n in used},  # whole run: median CPU, largest RSS
         "shards": model.get("shards"),
     }
 
