@@ -37,6 +37,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support import etcd as etcd_local
+from support.signals import terminate_runs_finally
 
 from lab import build, naming, nodesim, pki_store, workload_apiserver
 from lab.backing import local
@@ -146,4 +147,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    terminate_runs_finally()
     main()

@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support.apiserver import running_apiserver
+from support.signals import terminate_runs_finally
 
 from lab import build, crds, manifests, naming, pki
 from lab.config import Settings, default_home
@@ -155,4 +156,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    terminate_runs_finally()
     main()

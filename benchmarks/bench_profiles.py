@@ -26,6 +26,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from support.signals import terminate_runs_finally
 from support.stack import keep_logs, keep_records, run_lab, stack_env
 
 RUNS = re.compile(r"profile (\S+): create run (\d+), delete run (\d+)")
@@ -91,4 +92,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    terminate_runs_finally()
     sys.exit(main())

@@ -45,6 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from support.signals import terminate_runs_finally
 from support.stack import Stack, stack_env
 
 from lab import naming, supervised
@@ -559,4 +560,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    terminate_runs_finally()
     sys.exit(main())

@@ -30,6 +30,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from support.signals import terminate_runs_finally
 from support.stack import keep_logs, run_lab, stack_env, timed_lab
 
 
@@ -132,4 +133,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    terminate_runs_finally()
     sys.exit(main())

@@ -60,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support import etcd as local
 from support.etcd import RunningEtcd
+from support.signals import terminate_runs_finally
 
 from lab import build, etcd
 from lab.config import Settings, default_home
@@ -221,4 +222,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    terminate_runs_finally()
     main()

@@ -25,6 +25,7 @@ from lab import config, preflight
 from lab.runtime.supervise import Supervisor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.signals import terminate_runs_finally
 from support.stack import stack_env
 
 #: far from the indexes of the e2e tests: a local cluster's loopback address is fixed by its index
@@ -103,4 +104,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    terminate_runs_finally()
     main()

@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from support.docker import Engine, running_engine
 from support.kind import build_clusterctl, build_kind, create_backing_cluster, delete_named_cluster
 from support.reports import run_summary, series, usage
+from support.signals import terminate_runs_finally
 from support.stack import keep_logs, keep_records, run_lab, stack_env, timed_lab
 
 from lab import engine, images, images_node, tuning
@@ -571,4 +572,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    terminate_runs_finally()
     sys.exit(main())

@@ -34,6 +34,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from support.signals import terminate_runs_finally
 from support.stack import run_lab, stack_env
 
 HEADROOM = 2 * 2**30
@@ -209,4 +210,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    terminate_runs_finally()
     sys.exit(main())

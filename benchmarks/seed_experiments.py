@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from support.reports import run_summary, series, usage
+from support.signals import terminate_runs_finally
 from support.stack import keep_logs, keep_records, run_lab, stack_env, timed_lab
 
 from lab import versions
@@ -260,4 +261,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    terminate_runs_finally()
     sys.exit(main())

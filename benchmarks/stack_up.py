@@ -27,6 +27,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from support.signals import terminate_runs_finally
 from support.stack import stack_env
 
 from lab import build, config
@@ -94,4 +95,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    terminate_runs_finally()
     main()
