@@ -89,6 +89,7 @@ from typing import Any
 from lab import gomod, versions
 from lab.config import Settings
 from lab.errors import LabError
+from lab.runtime import lock
 
 Log = Callable[[str], None]
 
@@ -586,6 +587,20 @@ def build(
     if is_cached(settings, t, patches):
         return out
     check_go()
+    # The bin cache may be shared (LAB_BIN_CACHE): two lab homes building the same binary at once
+    # wrote one temp file and one of them failed (seen: two test workers' cold `lab up`).
+    with lock.waiting(_lock_path(out), lambda: log(f"waiting for another build of {name} ({out.parent})")):
+        if is_cached(settings, t, patches):
+            return out  # built by the holder we waited for
+        return _build_locked(settings, t, patches, out, log)
+
+
+def _lock_path(out: Path) -> Path:
+    return out.with_name(f".{out.name}.lock")
+
+
+def _build_locked(settings: Settings, t: Target, patches: Patches, out: Path, log: Log) -> Path:
+    name = t.name
     version = target_version(settings, t)
     variant = _variant(settings, t, patches)
     src = settings.src_dir / f"{name}-{variant}"
@@ -689,6 +704,13 @@ def build_pause(settings: Settings, log: Log = lambda _m: None) -> Path:
     out = pause_path(settings)
     if out.is_file() and os.access(out, os.X_OK):
         return out
+    with lock.waiting(_lock_path(out), lambda: log(f"waiting for another build of pause ({out.parent})")):
+        if out.is_file() and os.access(out, os.X_OK):
+            return out
+        return _build_pause_locked(settings, out, log)
+
+
+def _build_pause_locked(settings: Settings, out: Path, log: Log) -> Path:
     cc = shutil.which("gcc")
     if cc is None:
         raise LabError(

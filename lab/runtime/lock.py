@@ -1,4 +1,5 @@
-"""One mutating lab command at a time per lab home.
+"""One mutating lab command at a time per lab home (and one builder at a time per shared cache entry:
+`waiting`).
 
 `lab up`, `down`, `tune`, `build`, `create-clusters`, `delete-clusters` and `backing add|remove` hold an
 exclusive lock on `<home>/lab.lock` while they run; read-only commands (status, report, kubeconfig,
@@ -30,7 +31,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,3 +176,22 @@ def hold(settings: Settings, argv: Sequence[str] | None = None) -> Iterator[None
     finally:
         _held.discard(home)
         release(settings, fd, made)
+
+
+@contextlib.contextmanager
+def waiting(path: Path, on_wait: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Hold an exclusive flock on file `path` (created if missing), waiting while another process
+    holds it; `on_wait` runs once when it has to wait. For an entry of a cache that lab homes share
+    (a binary of LAB_BIN_CACHE): unlike a lab home, its second builder should wait for the first and
+    use its result, not refuse. The file stays (a later holder locks the same inode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

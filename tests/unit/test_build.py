@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -397,3 +398,42 @@ def test_patch_info_reads_the_record_beside_a_binary(tmp_path: Path) -> None:
     info = build.patch_info(exe)
     assert info == {"patches": ["kcp-manager/a.patch"], "digest": "abc"}
     assert build.describe_patches(info) == "kcp-manager/a.patch (abc)"
+
+
+def test_two_homes_sharing_a_bin_cache_build_a_binary_once(fake_go, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two cold `lab build etcd` at once on one LAB_BIN_CACHE (as two test workers' `lab up` on a new
+    machine): the second waits for the first and uses its binary; go build runs once."""
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    (upstream / "go.mod").write_text("module go.etcd.io/etcd/server/v3\n\ngo 1.25\n")
+    builds = tmp_path / "go-builds"
+    env = fake_go(
+        f"""case "$1 $2" in
+  "env GOVERSION") echo go1.26.0 ;;
+  "mod download") [ "$3" = "-json" ] && echo '{{"Dir": "{upstream}"}}' ;;
+  "mod edit") echo '{{"Go": "1.25"}}' ;;
+  "build -mod=mod")
+    echo build >> {builds}
+    while [ "$1" != "-o" ]; do shift; done
+    sleep 2
+    printf '#!/bin/sh\\n' > "$2"; chmod 755 "$2" ;;
+esac
+exit 0
+"""
+    )
+    env = {**os.environ, **env, "LAB_BIN_CACHE": str(tmp_path / "bin")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lab", "build", "etcd"],
+            env={**env, "LAB_HOME": str(tmp_path / f"home{i}")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert builds.read_text() == "build\n"
+    binary = tmp_path / "bin" / "etcd" / "v3.6.5" / "etcd"
+    assert os.access(binary, os.X_OK)
