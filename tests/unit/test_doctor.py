@@ -117,6 +117,22 @@ def test_rooms_says_per_backing_how_many_more_fit_and_what_stops_the_next() -> N
     }
 
 
+def test_limit_rows_are_each_backing_full_alone_not_both_at_once() -> None:
+    full = Demand(local_clusters=100, mux_clusters=1000, stack=True)
+    local, mux = replace(full, mux_clusters=0), replace(full, local_clusters=0)
+    memory = "available memory (MemAvailable)"
+    need = {d: {c.name: c.needed for c in preflight.checks(ROOMY, d)} for d in (local, mux, full)}
+    # a host with memory for either backing full, not for both: the row is ok and asks for the larger
+    fits_either = replace(ROOMY, memory_available=max(need[local][memory], need[mux][memory]) * MiB)
+    assert not {c.name: c for c in preflight.checks(fits_either, full)}[memory].ok
+    rows = {r.name: r for r in doctor.full_limits(fits_either, full)}
+    assert rows[memory].ok
+    assert rows[memory].recommended == f">= {max(need[local][memory], need[mux][memory])} MiB"
+    # lab-mux's own rows are the full mux backing's, not the local one's zero
+    files = "open files of lab-mux (RLIMIT_NOFILE)"
+    assert rows[files].recommended == f">= {need[mux][files]}" and need[mux][files] > need[local][files]
+
+
 def test_kind_mode_with_no_engine_behind_the_socket_is_one_clear_line(
     run_lab, lab_env, tmp_path: Path
 ) -> None:
