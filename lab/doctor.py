@@ -3,7 +3,9 @@
 Limits matter before anything breaks: every workload apiserver and every controller watch costs file
 descriptors and inotify instances, and every connection from the controllers to hundreds of workload
 APIs costs an ephemeral port. In local mode the limits are lab.preflight's checks, the same that
-`lab up` and `lab create-clusters` refuse on, for a full local backing (`local_capacity` clusters).
+`lab up` and `lab create-clusters` refuse on, for full local and mux backings (`local_capacity` and
+`mux_capacity` clusters), and for each of the two alone, how many more clusters fit and which limit
+(or capacity setting) stops the next one.
 Kind mode's nodes are containers with their own kubelet and systemd, not measured here: for them the
 recommended values are the ones the Metal3 scale runs used (inotify, the seed scripts) or follow
 from them.
@@ -16,12 +18,12 @@ import re
 import resource
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import psutil
 
-from lab import build, engine, preflight, versions
+from lab import build, engine, naming, preflight, versions
 from lab.config import Settings
 from lab.engine import daemon
 
@@ -133,6 +135,10 @@ def _sysctl(name: str) -> str | None:
 
 def local_limits(host: preflight.Host, demand: preflight.Demand) -> list[LimitResult]:
     """lab.preflight's checks as doctor rows: what `demand` would need on this host now."""
+    return limit_rows(preflight.checks(host, demand))
+
+
+def limit_rows(checks: list[preflight.Check]) -> list[LimitResult]:
     return [
         LimitResult(
             c.name,
@@ -141,7 +147,7 @@ def local_limits(host: preflight.Host, demand: preflight.Demand) -> list[LimitRe
             c.ok,
             c.fix,
         )
-        for c in preflight.checks(host, demand)
+        for c in checks
     ]
 
 
@@ -275,8 +281,9 @@ class Report:
     tools: list[ToolResult]
     limits: list[LimitResult]
     host: dict[str, int | None]  # cpus is None where the OS cannot tell
-    #: local mode: local clusters this host still has room for, and the limit that stops the next
-    room: tuple[int, str] | None = None
+    #: local mode: per built-in backing of this host (local, mux), the clusters it still has room
+    #: for, and the limit that stops the next one (a check's name, or the backing's capacity setting)
+    room: dict[str, tuple[int, str]] | None = None
     #: kind mode: the Docker engine
     engine: EngineCheck | None = None
 
@@ -293,7 +300,9 @@ class Report:
             "tools": [asdict(t) for t in self.tools],
             "limits": [asdict(limit) for limit in self.limits],
             "host": self.host,
-            "room": None if self.room is None else {"clusters": self.room[0], "limit": self.room[1] or None},
+            "room": None
+            if self.room is None
+            else {name: {"clusters": fit, "limit": limit} for name, (fit, limit) in self.room.items()},
             "engine": None if self.engine is None else {**asdict(self.engine), "ok": self.engine.ok},
         }
 
@@ -304,12 +313,35 @@ def check(
     host: preflight.Host | None = None,
     demand: preflight.Demand | None = None,
 ) -> Report:
-    """host and demand: this host's limits and what a full local backing adds (default: read here,
-    as if no stack ran)."""
+    """host and demand: this host's limits and what full local and mux backings add (default: read
+    here, as if no stack ran)."""
     tools = [probe_tool(s, mode, settings) for s in TOOLS]
     if mode == "kind":
         return Report(mode, tools, host_limits(), host_facts(), engine=engine_check(settings))
     host = host or preflight.read_host((), settings.ports.tenant_etcd)
-    demand = demand or preflight.Demand(local_clusters=settings.local_capacity, stack=True)
-    room = preflight.room(host, demand.local_clusters, stack=demand.stack)
-    return Report(mode, tools, local_limits(host, demand), host_facts(), room)
+    demand = demand or preflight.Demand(
+        local_clusters=settings.local_capacity, mux_clusters=settings.mux_capacity, stack=True
+    )
+    return Report(mode, tools, full_limits(host, demand), host_facts(), rooms(host, demand))
+
+
+def full_limits(host: preflight.Host, demand: preflight.Demand) -> list[LimitResult]:
+    """One row per limit, for each built-in backing filled alone (as `rooms` counts them): the larger
+    of what the full local and the full mux backing need. Both at once would read "memory low" on a
+    24 GiB host that holds either (100 local clusters need ~19 GiB, 1000 mux ones ~7 GiB)."""
+    local = preflight.checks(host, replace(demand, mux_clusters=0))
+    mux = {c.name: c for c in preflight.checks(host, replace(demand, local_clusters=0))}
+    return limit_rows([max(c, mux.get(c.name, c), key=lambda x: x.needed) for c in local])
+
+
+def rooms(host: preflight.Host, demand: preflight.Demand) -> dict[str, tuple[int, str]]:
+    """Pure: per built-in backing, how many of the clusters `demand` would add to it fit alone on
+    this host, and what stops the next one: the first short limit, else the capacity setting."""
+    out = {}
+    for name, left, mux, setting in (
+        (naming.LOCAL_BACKING, demand.local_clusters, False, "local_capacity"),
+        (naming.MUX_BACKING, demand.mux_clusters, True, "mux_capacity"),
+    ):
+        fit, limit = preflight.room(host, left, stack=demand.stack, mux=mux)
+        out[name] = (fit, limit or setting)
+    return out

@@ -30,14 +30,37 @@ etcd's end of its connections), 60 ephemeral ports (every connection goes from 1
 tenant etcd address) and ~190 MiB (lab.backing.local, benchmarks/apiserver_rss.py). A cluster on
 another backing costs none of that here, only the managers' and the node simulator's clients of its
 API: 72 - 60 (tenant etcd) - 3 (supervisord's pipes of the local apiserver) = 9 descriptors, at most 2
-in one process (the management kube-apiserver). With Debian's default of 128 inotify instances the
+in one process (the management kube-apiserver), and the management side's memory (below). With Debian's default of 128 inotify instances the
 stack and (128 - 10) / 3 = 39 local clusters fit: the "from about test-36" above.
+
+A cluster on the `mux` backing has no apiserver of its own, but its API is served here: lab-mux (one
+process under the stack's supervisord, lab.backing.mux) holds it. So it costs what a cluster on
+another backing costs the stack, plus, in lab-mux:
+- memory: 1.21 MiB of lab-mux RSS per registered cluster at 500 clusters (1.54 at 100, 1.37 at 250:
+  lab-mux's own share is in each; from 250 to 500 the marginal cost was 1.05 MiB; issue 12's goal
+  is <= 1 MiB). Measured by issue 12's first mux scale run, `benchmarks/scale_local.py --backing mux
+  --steps 100,250,500,1000`, alone on 2 vCPU / 23.5 GiB; its table is in stop 18's closing note on
+  the issue tracker, not in this repository;
+- descriptors: one listening socket per cluster (lab/mux/main.go: a net.Listen per registration) and
+  the server end of each of the stack's connections to that cluster's API. Not measured on lab-mux:
+  1 + the 9 descriptors a cluster on another backing adds to the stack = 10 is an upper bound (some
+  of those 9 are the management side's own, not clients of the workload API). lab-mux runs under
+  supervisord, so its RLIMIT_NOFILE is the stack's (supervisord's minfds, lab.runtime.supervise);
+- a port: cluster N listens on 127.2.0.1:(20000 + N) (naming.mux_endpoint), 12767 ports in all,
+  shared by every lab home of this host.
+Every cluster, on any backing, also grows the management side here (its objects are the same
+whatever the backing): the management kube-apiserver's RSS grew by 5.6 MiB per cluster from 100 to
+500 mux clusters (2468 -> 3865 MiB, the same run; 185 clusters were still being created at 500, so
+under load). Below 100 it grew faster (2468 MiB at 100; that run has no figure at 0), so from an
+empty stack this slope undercounts. The management etcd's growth is not counted: it was not
+measured apart.
 
 What is already in use is read, not estimated: inotify instances and watches of every process of
 this user (the kernel counts them per user, so another lab home or a kind cluster run by the same
-user counts too), the system's open files (fs.file-nr), MemAvailable, and connections to the tenant
-etcd. A second create therefore accounts for the first. `lab doctor` shows the same checks for a full
-local backing (`local_capacity` clusters).
+user counts too), the system's open files (fs.file-nr), MemAvailable, connections to the tenant
+etcd, lab-mux's descriptors and the listeners on the mux range. A second create therefore accounts
+for the first. `lab doctor` shows the same checks for full local and mux backings (`local_capacity`
+and `mux_capacity` clusters) and, for each backing alone, how many more clusters fit (room).
 """
 
 from __future__ import annotations
@@ -49,6 +72,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lab import naming
 from lab.errors import LabError
 
 MiB = 2**20
@@ -74,6 +98,15 @@ BUSIEST_FILES = 140
 FILES_PER_LOCAL_CLUSTER_STACK, FILES_PER_LOCAL_CLUSTER_BUSIEST = 72, 60
 #: descriptors a cluster on another backing adds to the stack's processes, and to the busiest one
 FILES_PER_REMOTE_CLUSTER_STACK, FILES_PER_REMOTE_CLUSTER_BUSIEST = 9, 2
+#: lab-mux's RSS per registered cluster at 500 mux clusters (measured, see above)
+MUX_MEMORY = round(1.21 * MiB)
+#: descriptors one mux cluster adds to lab-mux: its listener and the far end of the stack's clients
+#: (an estimate, the upper bound above: not measured on lab-mux)
+MUX_FILES = 1 + FILES_PER_REMOTE_CLUSTER_STACK
+#: ports of the mux range: one listener each on naming.MUX_HOST (naming.mux_endpoint)
+MUX_PORTS = naming.MUX_MAX_PORT - naming.MUX_PORT_BASE
+#: management kube-apiserver RSS growth per cluster, any backing (measured at 100 -> 500 mux clusters)
+MANAGEMENT_MEMORY = round(5.6 * MiB)
 #: TCP connections one local workload apiserver keeps to the tenant etcd; all come from 127.0.0.1
 #: to one address and port, so each takes an ephemeral port of net.ipv4.ip_local_port_range
 ETCD_CONNECTIONS = 60
@@ -95,7 +128,7 @@ class Host:
     inotify_watches_used: int
     #: soft RLIMIT_NOFILE the stack's processes have (running) or will get from supervisord
     process_files_limit: int
-    #: descriptors of the stack's busiest process now (0 when the stack is not running)
+    #: descriptors of the stack's busiest process now but lab-mux (0 when the stack is not running)
     process_files_used: int
     file_max: int | None
     files_used: int
@@ -106,15 +139,21 @@ class Host:
     #: RLIMIT_NOFILE hard limit of this process: what supervisord may raise its soft limit to
     files_hard_limit: int = SUPERVISED_FILES
     stack_running: bool = False
+    #: descriptors of lab-mux now (0 when it is not running)
+    mux_files_used: int = 0
+    #: listeners on the mux range now (naming.MUX_HOST), of every lab home of this host
+    mux_listeners: int = 0
 
 
 @dataclass(frozen=True)
 class Demand:
-    """What a run adds: workload apiservers started here, clusters anywhere, the stack itself."""
+    """What a run adds: workload apiservers started here, clusters served by this host's lab-mux,
+    clusters on other backings, the stack itself."""
 
     local_clusters: int = 0
     remote_clusters: int = 0
     stack: bool = False
+    mux_clusters: int = 0
 
     def describe(self) -> str:
         parts = []
@@ -122,6 +161,8 @@ class Demand:
             parts.append("the stack")
         if self.local_clusters:
             parts.append(f"{self.local_clusters} local cluster(s)")
+        if self.mux_clusters:
+            parts.append(f"{self.mux_clusters} mux cluster(s)")
         if self.remote_clusters:
             parts.append(f"{self.remote_clusters} cluster(s) on other backings")
         return " + ".join(parts) or "nothing new"
@@ -170,9 +211,21 @@ def _sysctl_check(name: str, limit: int | None, used: int, adds: int, floor: int
     return Check(name, limit, used, adds, "", f"sysctl -w {name}={value}", sysctl=(name, str(value)))
 
 
+def _files_check(name: str, host: Host, now: int, adds: int) -> Check:
+    """RLIMIT_NOFILE of one process under supervisord (it inherits supervisord's soft limit)."""
+    want = suggested(now + adds, SUPERVISED_FILES)
+    if host.stack_running:
+        fix = f"ulimit -n {want} in the shell that runs `lab down && lab up` (or --raise-limits as root)"
+    else:
+        fix = f"ulimit -Hn {want}, then lab up again from that shell"
+    return Check(name, host.process_files_limit, now, adds, "", fix, rlimit=want)
+
+
 def checks(host: Host, demand: Demand) -> list[Check]:
     """Pure: every limit this host has against what `demand` adds to what is in use."""
-    local, remote = demand.local_clusters, demand.remote_clusters
+    local, mux = demand.local_clusters, demand.mux_clusters
+    # the stack holds only clients of a cluster whose API is not a local apiserver
+    clients = demand.remote_clusters + mux
     stack = STACK if demand.stack else Footprint(0, 0, 0, 0)
     out = [
         _sysctl_check(
@@ -192,7 +245,8 @@ def checks(host: Host, demand: Demand) -> list[Check]:
             host.file_max,
             host.files_used,
             local * (WORKLOAD.files + FILES_PER_LOCAL_CLUSTER_STACK)
-            + remote * FILES_PER_REMOTE_CLUSTER_STACK
+            + clients * FILES_PER_REMOTE_CLUSTER_STACK
+            + mux * MUX_FILES
             + stack.files,
         ),
     ]
@@ -200,23 +254,22 @@ def checks(host: Host, demand: Demand) -> list[Check]:
     busiest_now = host.process_files_used if host.stack_running else 0
     busiest_adds = (
         local * FILES_PER_LOCAL_CLUSTER_BUSIEST
-        + remote * FILES_PER_REMOTE_CLUSTER_BUSIEST
+        + clients * FILES_PER_REMOTE_CLUSTER_BUSIEST
         + (0 if host.stack_running else BUSIEST_FILES)
     )
-    want = suggested(busiest_now + busiest_adds, SUPERVISED_FILES)
-    if host.stack_running:
-        fix = f"ulimit -n {want} in the shell that runs `lab down && lab up` (or --raise-limits as root)"
-    else:
-        fix = f"ulimit -Hn {want}, then lab up again from that shell"
+    out.append(_files_check("open files per stack process (RLIMIT_NOFILE)", host, busiest_now, busiest_adds))
+    out.append(
+        _files_check("open files of lab-mux (RLIMIT_NOFILE)", host, host.mux_files_used, mux * MUX_FILES)
+    )
     out.append(
         Check(
-            "open files per stack process (RLIMIT_NOFILE)",
-            host.process_files_limit,
-            busiest_now,
-            busiest_adds,
+            f"ports of the mux range ({naming.MUX_HOST}:{naming.MUX_PORT_BASE + 1}-{naming.MUX_MAX_PORT})",
+            MUX_PORTS,
+            host.mux_listeners,
+            mux,
             "",
-            fix,
-            rlimit=want,
+            "place the rest on another backing (--backing NAME), e.g. lab-mux on another host "
+            "(lab backing add NAME --host ADDRESS --runtime mux)",
         )
     )
     if host.ephemeral_ports is not None:
@@ -231,7 +284,10 @@ def checks(host: Host, demand: Demand) -> list[Check]:
                 sysctl=("net.ipv4.ip_local_port_range", WIDE_PORT_RANGE),
             )
         )
-    mem_adds = (local * WORKLOAD.memory_bytes + stack.memory_bytes) // MiB
+    clusters = local + clients
+    mem_adds = (
+        local * WORKLOAD.memory_bytes + mux * MUX_MEMORY + clusters * MANAGEMENT_MEMORY + stack.memory_bytes
+    ) // MiB
     out.append(
         Check(
             "available memory (MemAvailable)",
@@ -239,18 +295,21 @@ def checks(host: Host, demand: Demand) -> list[Check]:
             0,
             mem_adds,
             " MiB",
-            "create fewer clusters here, or place them on another backing (--backing NAME)",
+            "create fewer clusters, or place them on a backing on another host (--backing NAME)",
         )
     )
     return out
 
 
-def room(host: Host, limit_to: int, stack: bool = False) -> tuple[int, str]:
-    """Pure: how many more local clusters (at most limit_to) fit under every limit, with the stack
-    started first when `stack`, and which limit stops the next one ("" when limit_to fit)."""
+def room(host: Host, limit_to: int, stack: bool = False, mux: bool = False) -> tuple[int, str]:
+    """Pure: how many more local clusters (mux ones with `mux`), at most limit_to, fit under every
+    limit, with the stack started first when `stack`, and which limit stops the next one ("" when
+    limit_to fit)."""
 
     def short(n: int) -> list[Check]:
-        return failures(host, Demand(local_clusters=n, stack=stack))
+        return failures(
+            host, Demand(local_clusters=0 if mux else n, mux_clusters=n if mux else 0, stack=stack)
+        )
 
     if short(0):
         return 0, short(0)[0].name
@@ -338,11 +397,29 @@ def inotify_usage(uid: int, pids: Collection[int] = ()) -> Usage:
     return Usage(instances, watches, files)
 
 
+def _tcp() -> list[list[str]]:
+    """/proc/net/tcp's sockets: sl, local_address, rem_address, st, ... (addresses as hex IP:port)."""
+    return [
+        f for f in (line.split() for line in (_read("/proc/net/tcp") or "").splitlines()[1:]) if len(f) > 3
+    ]
+
+
+def _hex_ip(address: str) -> str:
+    """IPv4 as /proc/net/tcp writes it: four bytes little-endian, hex (127.0.0.1 -> 0100007F)."""
+    return "".join(f"{int(b):02X}" for b in reversed(address.split(".")))
+
+
 def connections_to(port: int) -> int:
     """TCP connections (any state but LISTEN) from this host to 127.0.0.1:port, from /proc/net/tcp."""
-    want = f"0100007F:{port:04X}"  # rem_address, the third field: 127.0.0.1 little-endian, port
-    lines = (_read("/proc/net/tcp") or "").splitlines()[1:]
-    return sum(1 for line in lines if len(line.split()) > 2 and line.split()[2] == want)
+    want = f"{_hex_ip('127.0.0.1')}:{port:04X}"  # rem_address, the third field
+    return sum(1 for f in _tcp() if f[2] == want)
+
+
+def listeners(address: str, low: int, high: int) -> int:
+    """TCP sockets listening on address:low..high (state 0A), from /proc/net/tcp."""
+    ip = _hex_ip(address)
+    found = (f[1].split(":") for f in _tcp() if f[3] == "0A")
+    return sum(1 for a, port in found if a == ip and low <= int(port, 16) <= high)
 
 
 def _soft_files(pid: int) -> int | None:
@@ -353,12 +430,13 @@ def _soft_files(pid: int) -> int | None:
     return None
 
 
-def read_host(stack_pids: Collection[int], tenant_etcd_port: int) -> Host:
+def read_host(stack_pids: Collection[int], tenant_etcd_port: int, mux_pid: int | None = None) -> Host:
     """This host's limits and what is in use; stack_pids: the running stack's processes (none when
-    it is not running)."""
+    it is not running), lab-mux's among them as mux_pid when it runs."""
     import psutil
 
     usage = inotify_usage(os.getuid(), stack_pids)
+    stack_files = [n for pid, n in usage.files.items() if pid != mux_pid]  # lab-mux: its own check
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     hard_eff = SUPERVISED_FILES if hard == resource.RLIM_INFINITY else hard
     limits = [s for s in (_soft_files(p) for p in stack_pids) if s is not None]
@@ -374,7 +452,7 @@ def read_host(stack_pids: Collection[int], tenant_etcd_port: int) -> Host:
         inotify_watches_limit=_sysctl_int("fs.inotify.max_user_watches"),
         inotify_watches_used=usage.watches,
         process_files_limit=min(limits) if limits else min(hard_eff, SUPERVISED_FILES),
-        process_files_used=max(usage.files.values(), default=0),
+        process_files_used=max(stack_files, default=0),
         file_max=_sysctl_int("fs.file-max"),
         files_used=int(file_nr.split()[0]) if file_nr else 0,
         memory_available=int(psutil.virtual_memory().available),
@@ -382,6 +460,8 @@ def read_host(stack_pids: Collection[int], tenant_etcd_port: int) -> Host:
         etcd_connections=connections_to(tenant_etcd_port),
         files_hard_limit=hard_eff,
         stack_running=bool(stack_pids),
+        mux_files_used=usage.files.get(mux_pid, 0) if mux_pid is not None else 0,
+        mux_listeners=listeners(naming.MUX_HOST, naming.MUX_PORT_BASE + 1, naming.MUX_MAX_PORT),
     )
 
 

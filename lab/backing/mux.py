@@ -36,6 +36,7 @@ certificate itself, with an RSA or ECDSA CA key alike.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,6 +69,15 @@ def ensure_token(settings: Settings) -> bytes:
 def state_path(settings: Settings) -> Path:
     """Where lab-mux keeps its registrations across restarts (0600: names, ports, CA file paths)."""
     return settings.home / "mux" / "clusters.json"
+
+
+def saved(settings: Settings) -> int:
+    """How many clusters lab-mux keeps in its state file: the ones it serves now (it writes the file
+    on every register and unregister), or serves again when it next starts. Read without asking it."""
+    try:
+        return len(json.loads(state_path(settings).read_text()) or [])
+    except (OSError, ValueError, TypeError):
+        return 0
 
 
 def program(settings: Settings, host: str | None = None) -> Program:

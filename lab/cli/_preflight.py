@@ -3,6 +3,8 @@ stack's processes filled in, and the shared `--raise-limits` option."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import typer
 
 from lab import naming, preflight
@@ -28,11 +30,22 @@ def stack_pids(settings: Settings, components: dict[str, int] | None = None) -> 
     return [*pids, sup] if sup else pids
 
 
+def _reader(settings: Settings, components: dict[str, int]) -> tuple[Callable[[], preflight.Host], list[int]]:
+    """What reads this host with the stack's processes as they run now (lab-mux's descriptors
+    counted apart: it has a check of its own), and those processes."""
+    from lab.backing.mux import PROGRAM_NAME
+
+    pids, mux_pid = stack_pids(settings, components), components.get(PROGRAM_NAME)
+    return lambda: preflight.read_host(pids, settings.ports.tenant_etcd, mux_pid), pids
+
+
 def check(settings: Settings, demand: preflight.Demand, raise_limits: bool) -> None:
     """Refuse with one line when this host lacks room for `demand` (or raise the limits, as root)."""
-    pids = stack_pids(settings)
+    from lab.clusters.session import component_pids
+
+    read, pids = _reader(settings, component_pids(settings))
     preflight.ensure(
-        lambda: preflight.read_host(pids, settings.ports.tenant_etcd),
+        read,
         demand,
         raise_limits,
         pids,
@@ -41,29 +54,40 @@ def check(settings: Settings, demand: preflight.Demand, raise_limits: bool) -> N
 
 
 def full_backing(settings: Settings) -> tuple[preflight.Host, preflight.Demand]:
-    """For lab doctor: this host now, and what filling the local backing up to local_capacity adds
-    (the stack too, when it is not running)."""
+    """For lab doctor: this host now, and what filling the local and mux backings up to
+    local_capacity and mux_capacity adds (the stack too, when it is not running)."""
+    from lab.backing import mux
     from lab.clusters.session import component_pids
 
     components = component_pids(settings)  # one look at supervisord serves both counts
-    pids = stack_pids(settings, components)
+    read, pids = _reader(settings, components)
     running = sum(name.startswith(naming.WORKLOAD_PROGRAM_PREFIX) for name in components)
-    demand = preflight.Demand(local_clusters=max(0, settings.local_capacity - running), stack=not pids)
-    return preflight.read_host(pids, settings.ports.tenant_etcd), demand
+    demand = preflight.Demand(
+        local_clusters=max(0, settings.local_capacity - running),
+        mux_clusters=max(0, settings.mux_capacity - mux.saved(settings)),
+        stack=not pids,
+    )
+    return read(), demand
 
 
 def for_up(settings: Settings, raise_limits: bool) -> None:
-    """A stack that starts now starts the workload apiservers whose program files are there too."""
+    """A stack that starts now starts the workload apiservers whose program files are there too,
+    and lab-mux with the clusters it saved."""
+    from lab.backing import mux
     from lab.backing.local import PROGRAM_PREFIX
     from lab.runtime.supervise import programs_dir
 
     if stack_pids(settings):
         return  # converging a running stack adds nothing
     local = len(list(programs_dir(settings).glob(f"{PROGRAM_PREFIX}*.conf")))
-    check(settings, preflight.Demand(local_clusters=local, stack=True), raise_limits)
+    demand = preflight.Demand(local_clusters=local, mux_clusters=mux.saved(settings), stack=True)
+    check(settings, demand, raise_limits)
 
 
 def for_create(settings: Settings, placement: dict[int, str], new: set[int], raise_limits: bool) -> None:
-    """The new clusters of a create plan: local ones start an apiserver here, the rest only clients."""
+    """The new clusters of a create plan: local ones start an apiserver here, mux ones are served by
+    lab-mux here, the rest cost only clients."""
     local = sum(placement[i] == naming.LOCAL_BACKING for i in new)
-    check(settings, preflight.Demand(local_clusters=local, remote_clusters=len(new) - local), raise_limits)
+    mux = sum(placement[i] == naming.MUX_BACKING for i in new)
+    demand = preflight.Demand(local_clusters=local, mux_clusters=mux, remote_clusters=len(new) - local - mux)
+    check(settings, demand, raise_limits)

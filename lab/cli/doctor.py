@@ -53,12 +53,8 @@ def _print_report(report: doctor.Report, chosen: str) -> None:
     console.print(limits)
     mem = (report.host["memory_bytes"] or 0) / 2**30
     console.print(f"host: {report.host['cpus']} CPUs, {mem:.1f} GiB memory")
-    if report.room is not None:
-        fit, limit = report.room
-        console.print(
-            f"room for {fit} more local cluster(s)" + (f" (then: {limit})" if limit else ""),
-            highlight=False,
-        )
+    for backing, (fit, limit) in (report.room or {}).items():
+        console.print(f"room for {fit} more {backing} cluster(s) (then: {limit})", highlight=False)
     if report.engine is not None:
         _print_engine(report.engine)
     missing = [t.name for t in report.tools if not t.ok]

@@ -7,9 +7,13 @@ import json
 import re
 import socket
 import stat
+from dataclasses import replace
 from pathlib import Path
 
-from lab import config, doctor, engine
+from support.host_limits import ROOMY
+
+from lab import config, doctor, engine, preflight
+from lab.preflight import Demand, MiB
 
 
 def _tool(bindir: Path, name: str, output: str) -> None:
@@ -70,16 +74,63 @@ def test_bad_mode_is_a_usage_error(run_lab) -> None:
     assert r.returncode == 2
 
 
-def test_local_mode_limits_are_the_preflight_checks_for_a_full_local_backing(run_lab) -> None:
-    data = json.loads(run_lab("doctor", "-o", "json", env={"LAB_LOCAL_CAPACITY": "7"}).stdout)
+def test_local_mode_limits_are_the_preflight_checks_for_full_local_and_mux_backings(run_lab, lab_env) -> None:
+    # lab-mux's saved registrations (of a stack that is down) count as used: `lab up` serves them again
+    state = Path(lab_env["LAB_HOME"]) / "mux" / "clusters.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps([{"name": f"test-{i}", "index": i, "port": 20000 + i} for i in (1, 2)]))
+    env = {"LAB_LOCAL_CAPACITY": "7", "LAB_MUX_CAPACITY": "5"}
+    data = json.loads(run_lab("doctor", "-o", "json", env=env).stdout)
     limits = {limit["name"]: limit for limit in data["limits"]}
     assert "available memory (MemAvailable)" in limits and "fs.file-max" in limits
+    assert limits["open files of lab-mux (RLIMIT_NOFILE)"]["recommended"] == f">= {3 * preflight.MUX_FILES}"
     instances = limits["fs.inotify.max_user_instances"]
     with open("/proc/sys/fs/inotify/max_user_instances") as fh:
         assert instances["value"].split()[0] == fh.read().strip()
-    room = data["room"]
-    assert 0 <= room["clusters"] <= 7
-    assert (room["limit"] is None) == (room["clusters"] == 7)
+    for backing, left in (("local", 7), ("mux", 3)):
+        room = data["room"][backing]
+        assert 0 <= room["clusters"] <= left
+        assert (room["limit"] == f"{backing}_capacity") == (room["clusters"] == left)
+    text = run_lab("doctor", env=env).stdout
+    assert re.search(r"^room for \d+ more mux cluster\(s\) \(then: ", text, re.M), text
+
+
+def test_rooms_says_per_backing_how_many_more_fit_and_what_stops_the_next() -> None:
+    full = Demand(local_clusters=100, mux_clusters=1000)
+    assert doctor.rooms(ROOMY, full) == {"local": (100, "local_capacity"), "mux": (1000, "mux_capacity")}
+    # Debian's 128 inotify instances stop local clusters; mux clusters need none
+    debian = replace(ROOMY, inotify_instances_limit=128)
+    rooms = doctor.rooms(debian, full)
+    assert rooms["local"] == (
+        (128 - 30) // preflight.WORKLOAD.inotify_instances,
+        "fs.inotify.max_user_instances",
+    )
+    assert rooms["mux"] == (1000, "mux_capacity")
+    # lab-mux's open files (the stack's RLIMIT_NOFILE) stop mux clusters first on a 1024 limit
+    small = replace(ROOMY, process_files_limit=1024, mux_files_used=24)
+    assert doctor.rooms(small, full)["mux"] == (100, "open files of lab-mux (RLIMIT_NOFILE)")
+    # memory: each backing alone, so both may count on the same MemAvailable
+    tight = replace(ROOMY, memory_available=2000 * MiB)
+    assert doctor.rooms(tight, full) == {
+        "local": (preflight.room(tight, 100)[0], "available memory (MemAvailable)"),
+        "mux": (preflight.room(tight, 1000, mux=True)[0], "available memory (MemAvailable)"),
+    }
+
+
+def test_limit_rows_are_each_backing_full_alone_not_both_at_once() -> None:
+    full = Demand(local_clusters=100, mux_clusters=1000, stack=True)
+    local, mux = replace(full, mux_clusters=0), replace(full, local_clusters=0)
+    memory = "available memory (MemAvailable)"
+    need = {d: {c.name: c.needed for c in preflight.checks(ROOMY, d)} for d in (local, mux, full)}
+    # a host with memory for either backing full, not for both: the row is ok and asks for the larger
+    fits_either = replace(ROOMY, memory_available=max(need[local][memory], need[mux][memory]) * MiB)
+    assert not {c.name: c for c in preflight.checks(fits_either, full)}[memory].ok
+    rows = {r.name: r for r in doctor.full_limits(fits_either, full)}
+    assert rows[memory].ok
+    assert rows[memory].recommended == f">= {max(need[local][memory], need[mux][memory])} MiB"
+    # lab-mux's own rows are the full mux backing's, not the local one's zero
+    files = "open files of lab-mux (RLIMIT_NOFILE)"
+    assert rows[files].recommended == f">= {need[mux][files]}" and need[mux][files] > need[local][files]
 
 
 def test_kind_mode_with_no_engine_behind_the_socket_is_one_clear_line(

@@ -6,26 +6,11 @@ import os
 from dataclasses import replace
 
 import pytest
+from support.host_limits import ROOMY
 
-from lab import preflight
+from lab import naming, preflight
 from lab.errors import LabError
-from lab.preflight import Demand, Host, MiB
-
-#: a roomy host with a small stack running: nothing here refuses 100 local clusters
-ROOMY = Host(
-    inotify_instances_limit=8192,
-    inotify_instances_used=30,
-    inotify_watches_limit=1048576,
-    inotify_watches_used=200,
-    process_files_limit=65536,
-    process_files_used=300,
-    file_max=1_000_000,
-    files_used=5000,
-    memory_available=24 * 1024 * MiB,
-    ephemeral_ports=28232,
-    etcd_connections=10,
-    stack_running=True,
-)
+from lab.preflight import Demand, MiB
 
 
 def by_name(checks: list[preflight.Check]) -> dict[str, preflight.Check]:
@@ -62,12 +47,13 @@ def test_what_runs_already_counts_so_a_second_create_accounts_for_the_first() ->
     ]
 
 
-def test_clusters_on_other_backings_cost_no_inotify_or_memory_here() -> None:
+def test_clusters_on_other_backings_cost_no_inotify_here_only_the_management_side() -> None:
     host = replace(ROOMY, inotify_instances_limit=31, memory_available=10 * MiB)
     checks = by_name(preflight.checks(host, Demand(remote_clusters=500)))
     assert checks["fs.inotify.max_user_instances"].adds == 0
-    assert checks["available memory (MemAvailable)"].adds == 0
-    # ... but their clients' descriptors are this host's
+    # the management kube-apiserver here grows with every cluster, wherever its API lives
+    assert checks["available memory (MemAvailable)"].adds == 500 * preflight.MANAGEMENT_MEMORY // MiB
+    # ... and their clients' descriptors are this host's
     assert checks["fs.file-max"].adds == 500 * preflight.FILES_PER_REMOTE_CLUSTER_STACK
     assert (
         checks["open files per stack process (RLIMIT_NOFILE)"].adds
@@ -79,7 +65,7 @@ def test_memory_uses_the_measured_apiserver_figure() -> None:
     host = replace(ROOMY, memory_available=1000 * MiB)
     [short] = preflight.failures(host, Demand(local_clusters=6))
     assert short.name == "available memory (MemAvailable)"
-    assert short.needed == 6 * 190 and short.limit == 1000
+    assert short.needed == 6 * (190 * MiB + preflight.MANAGEMENT_MEMORY) // MiB and short.limit == 1000
     assert short.sysctl is None and short.rlimit is None  # nothing --raise-limits can do
     assert "--backing" in short.fix
 
@@ -142,6 +128,81 @@ def test_room_is_the_largest_count_that_fits() -> None:
     assert preflight.room(ROOMY, 100) == (100, "")
 
 
+# --- the mux backing: one lab-mux here serves every mux cluster ---------------------------------
+
+MUX_FILES_CHECK = "open files of lab-mux (RLIMIT_NOFILE)"
+
+
+def test_a_mux_cluster_costs_lab_mux_memory_and_the_management_side_but_no_inotify_or_etcd_port() -> None:
+    checks = by_name(preflight.checks(ROOMY, Demand(mux_clusters=1000)))
+    assert checks["fs.inotify.max_user_instances"].adds == 0
+    assert checks["ephemeral ports to the tenant etcd (net.ipv4.ip_local_port_range)"].adds == 0
+    memory = checks["available memory (MemAvailable)"]
+    # lab-mux 1.21 MiB + the management kube-apiserver 5.6 MiB per cluster (measured, lab.preflight)
+    assert memory.adds == 1000 * (preflight.MUX_MEMORY + preflight.MANAGEMENT_MEMORY) // MiB == 6810
+    assert memory.ok  # 1000 fit a roomy 24 GiB host
+    assert preflight.failures(ROOMY, Demand(mux_clusters=1000)) == []
+
+
+def test_mux_clusters_cost_the_stack_what_remote_ones_do_and_lab_mux_its_own_descriptors() -> None:
+    mux = by_name(preflight.checks(ROOMY, Demand(mux_clusters=100)))
+    remote = by_name(preflight.checks(ROOMY, Demand(remote_clusters=100)))
+    busiest = "open files per stack process (RLIMIT_NOFILE)"
+    assert mux[busiest].adds == remote[busiest].adds == 100 * preflight.FILES_PER_REMOTE_CLUSTER_BUSIEST
+    assert mux["fs.file-max"].adds == remote["fs.file-max"].adds + 100 * preflight.MUX_FILES
+    assert mux[MUX_FILES_CHECK].adds == 100 * preflight.MUX_FILES and remote[MUX_FILES_CHECK].adds == 0
+
+
+def test_lab_mux_open_files_refuse_one_cluster_past_its_limit_with_one_line() -> None:
+    # lab-mux runs under supervisord: its RLIMIT_NOFILE is the stack's (process_files_limit)
+    host = replace(ROOMY, process_files_limit=1024, mux_files_used=24)
+    fits = (1024 - 24) // preflight.MUX_FILES
+    assert fits == 100
+    assert not preflight.failures(host, Demand(mux_clusters=fits))
+    [short] = preflight.failures(host, Demand(mux_clusters=fits + 1))
+    assert short.name == MUX_FILES_CHECK and short.rlimit == preflight.SUPERVISED_FILES
+    assert short.message(Demand(mux_clusters=fits + 1)) == (
+        "open files of lab-mux (RLIMIT_NOFILE) is 1024; this run needs 1034 (24 in use + 1010 for "
+        "101 mux cluster(s)): ulimit -n 65536 in the shell that runs `lab down && lab up` "
+        "(or --raise-limits as root)"
+    )
+    with pytest.raises(LabError, match=r"^open files of lab-mux \(RLIMIT_NOFILE\) is 1024;"):
+        preflight.ensure(lambda: host, Demand(mux_clusters=fits + 1), raise_limits=False)
+
+
+def test_the_mux_range_holds_one_port_per_cluster_of_every_lab_home() -> None:
+    assert preflight.MUX_PORTS == naming.MUX_MAX_PORT - naming.MUX_PORT_BASE == 12767
+    host = replace(ROOMY, mux_listeners=preflight.MUX_PORTS - 5)  # e.g. another lab home's clusters
+    assert not preflight.failures(host, Demand(mux_clusters=5))
+    [short] = preflight.failures(host, Demand(mux_clusters=6))
+    assert short.name == "ports of the mux range (127.2.0.1:20001-32767)"
+    assert "--runtime mux" in short.fix and short.sysctl is None and short.rlimit is None
+
+
+def test_room_for_mux_clusters_and_the_limit_that_stops_the_next() -> None:
+    assert preflight.room(ROOMY, 1000, mux=True) == (1000, "")
+    host = replace(ROOMY, memory_available=2000 * MiB)
+    fit, limit = preflight.room(host, 1000, mux=True)
+    assert fit == 2000 * MiB // (preflight.MUX_MEMORY + preflight.MANAGEMENT_MEMORY) == 293
+    assert limit == "available memory (MemAvailable)"
+    assert not preflight.failures(host, Demand(mux_clusters=fit))
+    assert preflight.failures(host, Demand(mux_clusters=fit + 1))
+    # a stack that starts first takes its share
+    cold = replace(host, stack_running=False, process_files_used=0)
+    assert preflight.room(cold, 1000, stack=True, mux=True)[0] < fit
+
+
+def test_create_counts_the_clusters_placed_on_mux_as_mux_clusters(lab_env) -> None:
+    from lab import config
+    from lab.cli import _preflight
+
+    # one more than the mux range holds: whichever limit of this host is short first, the line says why
+    new = set(range(1, preflight.MUX_PORTS + 2))
+    placement = dict.fromkeys(new, naming.MUX_BACKING)
+    with pytest.raises(LabError, match=rf"for {len(new)} mux cluster\(s\)\): "):
+        _preflight.for_create(config.load(), placement, new, raise_limits=False)
+
+
 def test_ensure_refuses_with_the_first_short_limit() -> None:
     host = replace(ROOMY, inotify_instances_limit=128)
     with pytest.raises(LabError) as e:
@@ -185,6 +246,23 @@ def test_inotify_usage_counts_this_process_instances_and_watches(tmp_path) -> No
     assert after.instances >= 1 and after.watches >= 2
     mine = preflight.inotify_usage(os.getuid(), [os.getpid()])
     assert after.files[os.getpid()] == mine.files[os.getpid()] + 1
+
+
+def test_listeners_counts_sockets_listening_in_a_port_range() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        assert preflight.listeners("127.0.0.1", port, port) == 0  # bound, not listening
+        s.listen()
+        assert preflight.listeners("127.0.0.1", port, port) == 1
+        assert preflight.listeners("127.0.0.2", port, port) == 0
+
+
+def test_read_host_counts_lab_mux_descriptors_apart() -> None:
+    host = preflight.read_host([os.getpid()], 1, mux_pid=os.getpid())
+    assert host.mux_files_used > 0 and host.process_files_used == 0
 
 
 def test_read_host_reads_the_kernel_limits() -> None:
