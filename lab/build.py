@@ -588,15 +588,12 @@ def build(
         return out
     check_go()
     # The bin cache may be shared (LAB_BIN_CACHE): two lab homes building the same binary at once
-    # wrote one temp file and one of them failed (seen: two test workers' cold `lab up`).
-    with lock.waiting(_lock_path(out), lambda: log(f"waiting for another build of {name} ({out.parent})")):
+    # wrote one temp file and one of them failed (seen: two test workers' cold `lab up`). One builder
+    # per cache: go build already uses both cores, so parallel builds of different binaries gain little.
+    with lock.waiting(settings.bin_dir, lambda: log(f"waiting for another build in {settings.bin_dir}")):
         if is_cached(settings, t, patches):
             return out  # built by the holder we waited for
         return _build_locked(settings, t, patches, out, log)
-
-
-def _lock_path(out: Path) -> Path:
-    return out.with_name(f".{out.name}.lock")
 
 
 def _build_locked(settings: Settings, t: Target, patches: Patches, out: Path, log: Log) -> Path:
@@ -704,7 +701,7 @@ def build_pause(settings: Settings, log: Log = lambda _m: None) -> Path:
     out = pause_path(settings)
     if out.is_file() and os.access(out, os.X_OK):
         return out
-    with lock.waiting(_lock_path(out), lambda: log(f"waiting for another build of pause ({out.parent})")):
+    with lock.waiting(settings.bin_dir, lambda: log(f"waiting for another build in {settings.bin_dir}")):
         if out.is_file() and os.access(out, os.X_OK):
             return out
         return _build_pause_locked(settings, out, log)

@@ -179,13 +179,14 @@ def hold(settings: Settings, argv: Sequence[str] | None = None) -> Iterator[None
 
 
 @contextlib.contextmanager
-def waiting(path: Path, on_wait: Callable[[], None] = lambda: None) -> Iterator[None]:
-    """Hold an exclusive flock on file `path` (created if missing), waiting while another process
-    holds it; `on_wait` runs once when it has to wait. For an entry of a cache that lab homes share
-    (a binary of LAB_BIN_CACHE): unlike a lab home, its second builder should wait for the first and
-    use its result, not refuse. The file stays (a later holder locks the same inode)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+def waiting(directory: Path, on_wait: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Hold an exclusive flock on `directory` itself (created if missing), waiting while another
+    process holds it; `on_wait` runs once when it has to wait. For a cache that lab homes share
+    (LAB_BIN_CACHE): unlike a lab home, its second builder should wait for the first and use its
+    result, not refuse. Locking the directory's own inode adds no file to the cache, so a build that
+    fails leaves the cache exactly as it found it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
