@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from support.docker import Engine, running_engine
-from support.kind import build_clusterctl, build_kind, create_backing_cluster, delete_named_cluster
+from support.kind import build_kind, create_backing_cluster, delete_named_cluster, offline_tools
 from support.reports import run_summary, series, usage
 from support.signals import terminate_runs_finally
 from support.stack import keep_logs, keep_records, run_lab, stack_env, timed_lab
@@ -392,9 +392,7 @@ def kind_run(
     out = args.dir / "kind"
     out.mkdir(parents=True, exist_ok=True)
     kind_images(eng, results)
-    tools = scratch("kvlt-")
-    (tools / "kind").symlink_to(kind)
-    (tools / "clusterctl").symlink_to(build_clusterctl())
+    tools = offline_tools(scratch("kvlt-"), kind)
     home = _home("kvlk-")
     env = {**stack_env(home), **eng.env(), "LAB_MODE": "kind", "PATH": f"{tools}:{os.environ['PATH']}"}
     run = Run("kind", env, home, out)

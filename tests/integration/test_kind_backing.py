@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 import yaml
 from support.docker import Engine
-from support.kind import build_clusterctl, create_backing_cluster, delete_named_cluster
+from support.kind import create_backing_cluster, delete_named_cluster, offline_tools
 from support.stack import Stack, run_lab, stack_env
 
 from lab import images, images_node, naming, tuning
@@ -299,10 +299,7 @@ def test_kind_backing_under_the_kind_management_cluster(
     client = docker_engine.client
     for name in images.IMAGES:  # loaded from the shared cache's archives (built there when missing)
         print(f"{name}: {images.build_one(shared, client, name, print).action}")
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    (tools / "kind").symlink_to(kind)
-    (tools / "clusterctl").symlink_to(build_clusterctl())
+    tools = offline_tools(tmp_path / "tools", kind)
     home = _home("labkbk-")
     env = {
         **stack_env(home),

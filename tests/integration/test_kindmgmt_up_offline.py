@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 from support.docker import Engine
-from support.kind import build_clusterctl, delete_cluster
+from support.kind import delete_cluster, offline_tools
 
 from lab import images, images_node, tuning
 from lab.config import Settings, default_home
@@ -66,10 +66,7 @@ def test_offline_up_runs_every_provider_without_cert_manager(
     )
 
     # the tools as a user has them: kind and clusterctl on PATH, kubectl and helm in lab's bin cache
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    (tools / "kind").symlink_to(kind)
-    (tools / "clusterctl").symlink_to(build_clusterctl())
+    tools = offline_tools(tmp_path / "tools", kind)
     # a short home: the node simulator's supervisord socket must stay under 100 bytes, and pytest's
     # tmp_path named after this test is too long for that
     home = Path(tempfile.mkdtemp(prefix="labk-", dir="/tmp")) / "home"

@@ -19,6 +19,18 @@ CLUSTERCTL = build.Target(
 )
 
 
+def offline_tools(tools: Path, kind: Path) -> Path:
+    """The tools `lab up --mode kind --offline` needs, as a user has them after building them while
+    online: kind and clusterctl on PATH (symlinks in `tools`, created here), helm in the shared
+    build cache. Built here, not left to another test: on a fresh machine no other test may have
+    built helm yet (CI failed so: "helm v4.2.2 is not built"). Returns `tools`."""
+    tools.mkdir(parents=True, exist_ok=True)
+    (tools / "kind").symlink_to(kind)
+    (tools / "clusterctl").symlink_to(build_clusterctl())
+    build.build(Settings(home=default_home()), "helm", print)
+    return tools
+
+
 def build_kind(gobin: Path) -> Path:
     """`go install sigs.k8s.io/kind@<pinned>` into gobin (Go's build cache makes a re-run seconds)."""
     version = Settings(home=Path("/nonexistent")).versions.kind
