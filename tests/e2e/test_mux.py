@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support.mux import CAPI, KCP_API, cluster_available, is_true, listening, workload_whole
 from support.stack import Stack, run_lab
 from support.wait import wait_for
 
@@ -40,51 +40,9 @@ pytestmark = pytest.mark.slow
 START, COUNT = 101, 3
 #: the mixed create: one cluster on each backing
 MIXED_START, MIXED_COUNT = 104, 2
-CAPI = "cluster.x-k8s.io/v1beta2"
-KCP_API = "controlplane.cluster.x-k8s.io/v1beta2"
 AVAILABLE_TIMEOUT = 600.0
 #: issue 12: every cluster Available again within 60 s of lab-mux's restart, with no user command
 RESTART_BUDGET = 60.0
-
-
-def _true(obj: Any, type_: str) -> bool:
-    return obj is not None and phases.is_true(obj, type_)
-
-
-def _listening(port: int, host: str = naming.MUX_HOST) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex((host, port)) == 0
-
-
-def _cluster_available(client: Client, name: str) -> bool:
-    """Cluster and KCP Available and the control-plane Machine has its nodeRef."""
-    machines = client.list(CAPI, "Machine", name, label_selector=phases.CONTROL_PLANE_LABEL)
-    return (
-        _true(client.get(CAPI, "Cluster", name, name), "Available")
-        and _true(client.get(KCP_API, "KubeadmControlPlane", name, name), "Available")
-        and bool(machines)
-        and all((m.get("status") or {}).get("nodeRef") for m in machines)
-    )
-
-
-def _workload_whole(kubeconfig: Path) -> bool:
-    """The workload API answers with a Ready Node that has CAPM3's providerID and the three mirror
-    pods Running: what the node simulator and CAPM3 wrote."""
-    try:
-        with Client.from_kubeconfig(kubeconfig, attempts=1) as wc:
-            nodes = wc.list("v1", "Node")
-            pods = wc.list("v1", "Pod", "kube-system")
-    except Exception:  # down or restarting: not whole yet
-        return False
-    return (
-        len(nodes) == 1
-        and _true(nodes[0], "Ready")
-        and (nodes[0]["spec"].get("providerID") or "").startswith("metal3://")
-        and {p["metadata"]["labels"].get("component") for p in pods}
-        >= {"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
-        and all(p["status"]["phase"] == "Running" for p in pods)
-    )
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +76,7 @@ def test_clusters_become_available_on_mux(stack: Stack, names: list[str]) -> Non
             assert ns is not None and ns["metadata"]["labels"][naming.BACKING_LABEL] == naming.MUX_BACKING
             wait_for(
                 f"{name} Available",
-                lambda name=name: _true(client.get(CAPI, "Cluster", name, name), "Available"),
+                lambda name=name: is_true(client.get(CAPI, "Cluster", name, name), "Available"),
                 AVAILABLE_TIMEOUT,
                 2.0,
             )
@@ -130,7 +88,7 @@ def test_clusters_become_available_on_mux(stack: Stack, names: list[str]) -> Non
                 "host": host,
                 "port": port,
             }
-            assert _true(client.get(KCP_API, "KubeadmControlPlane", name, name), "Available")
+            assert is_true(client.get(KCP_API, "KubeadmControlPlane", name, name), "Available")
             wait_for(
                 f"{name}: the control-plane Machine has its nodeRef",
                 lambda name=name: all(
@@ -168,7 +126,7 @@ def test_lab_kubeconfig_reaches_each_cluster(stack: Stack, names: list[str], tmp
         )
         assert got.returncode == 0, got.stderr
         items = json.loads(got.stdout)["items"]
-        assert [_true(i, "Ready") for i in items if i["kind"] == "Node"] == [True], got.stdout[-2000:]
+        assert [is_true(i, "Ready") for i in items if i["kind"] == "Node"] == [True], got.stdout[-2000:]
         pods = [i for i in items if i["kind"] == "Pod"]
         assert len(pods) == 3 and all(p["metadata"]["namespace"] == "kube-system" for p in pods)
         assert all(p["status"]["phase"] == "Running" for p in pods), got.stdout[-2000:]
@@ -176,7 +134,7 @@ def test_lab_kubeconfig_reaches_each_cluster(stack: Stack, names: list[str], tmp
             namespaces = {n["metadata"]["name"] for n in wc.list("v1", "Namespace")}
             assert {"default", "kube-system"} <= namespaces
             [node] = wc.list("v1", "Node")
-            assert _true(node, "Ready")
+            assert is_true(node, "Ready")
             assert node["spec"]["providerID"].startswith("metal3://")  # set by CAPM3 from the label
             pods = wc.list("v1", "Pod", "kube-system")
             assert {p["metadata"]["labels"]["component"] for p in pods} >= {
@@ -202,7 +160,7 @@ def test_kill_9_of_lab_mux_recovers_within_60s(stack: Stack, names: list[str], t
         kubeconfigs[name] = tmp_path / f"{name}.kubeconfig"
         kubeconfigs[name].write_text(stack.lab("kubeconfig", name).stdout)
     with Client.from_kubeconfig(mgmt.admin_kubeconfig_path(settings)) as client:
-        assert all(_cluster_available(client, n) for n in names)
+        assert all(cluster_available(client, n) for n in names)
         killed = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         wait_for(
@@ -211,7 +169,7 @@ def test_kill_9_of_lab_mux_recovers_within_60s(stack: Stack, names: list[str], t
         assert mux.registered(settings) >= set(names)
         for name in names:
             port = naming.mux_endpoint(naming.parse_index(settings.prefix, name) or 0)[1]
-            assert _listening(port) and not _listening(port, "127.0.0.1")
+            assert listening(port) and not listening(port, "127.0.0.1")
 
         def left() -> float:
             return max(1.0, RESTART_BUDGET - (time.monotonic() - killed))
@@ -219,12 +177,12 @@ def test_kill_9_of_lab_mux_recovers_within_60s(stack: Stack, names: list[str], t
         for name in names:
             wait_for(
                 f"{name}: node and mirror pods back",
-                lambda n=name: _workload_whole(kubeconfigs[n]),
+                lambda n=name: workload_whole(kubeconfigs[n]),
                 left(),
                 1.0,
             )
         for name in names:
-            wait_for(f"{name} Available again", lambda n=name: _cluster_available(client, n), left(), 1.0)
+            wait_for(f"{name} Available again", lambda n=name: cluster_available(client, n), left(), 1.0)
         took = time.monotonic() - killed
     print(f"lab-mux kill -9 -> {len(names)} clusters whole and Available again in {took:.1f}s")
     assert took <= RESTART_BUDGET
@@ -248,11 +206,11 @@ def test_down_then_up_serves_every_cluster_again(stack: Stack, names: list[str],
         for n in names
     }
     with Client.from_kubeconfig(mgmt.admin_kubeconfig_path(settings)) as client:
-        assert all(_cluster_available(client, n) for n in names)
+        assert all(cluster_available(client, n) for n in names)
     stack.lab("down", timeout=300)
     assert not ctl.alive()
     for name in names:
-        assert not _listening(naming.mux_endpoint(naming.parse_index(settings.prefix, name) or 0)[1])
+        assert not listening(naming.mux_endpoint(naming.parse_index(settings.prefix, name) or 0)[1])
     started = time.monotonic()
     stack.lab("up", timeout=600)
     up_took = time.monotonic() - started
@@ -262,12 +220,12 @@ def test_down_then_up_serves_every_cluster_again(stack: Stack, names: list[str],
         index = naming.parse_index(settings.prefix, name) or 0
         host, port = naming.mux_endpoint(index)
         assert servers[name] == f"https://{host}:{port}"
-        assert _listening(port)
+        assert listening(port)
         # what a user runs, read again after up: the same endpoint, and the Ready node behind it
         path = tmp_path / f"{name}.kubeconfig"
         path.write_text(stack.lab("kubeconfig", name).stdout)
         assert yaml.safe_load(path.read_text())["clusters"][0]["cluster"]["server"] == servers[name]
-        wait_for(f"{name}: node and mirror pods back after up", lambda p=path: _workload_whole(p), 120, 1.0)
+        wait_for(f"{name}: node and mirror pods back after up", lambda p=path: workload_whole(p), 120, 1.0)
     with Client.from_kubeconfig(mgmt.admin_kubeconfig_path(settings)) as client:
         for name in names:
             cluster = client.get(CAPI, "Cluster", name, name)
@@ -276,7 +234,7 @@ def test_down_then_up_serves_every_cluster_again(stack: Stack, names: list[str],
                 "host": host,
                 "port": port,
             }
-            wait_for(f"{name} Available after up", lambda n=name: _cluster_available(client, n), 300, 2.0)
+            wait_for(f"{name} Available after up", lambda n=name: cluster_available(client, n), 300, 2.0)
     took = time.monotonic() - started
     print(
         f"lab up took {up_took:.1f}s; {len(names)} mux clusters whole and Available {took:.1f}s after it began"
@@ -310,9 +268,7 @@ def test_mixed_local_and_mux_create(stack: Stack, names: list[str]) -> None:
             ns = client.get("v1", "Namespace", name)
             assert ns is not None
             backings.add(ns["metadata"]["labels"][naming.BACKING_LABEL])
-            wait_for(
-                f"{name} Available", lambda n=name: _cluster_available(client, n), AVAILABLE_TIMEOUT, 2.0
-            )
+            wait_for(f"{name} Available", lambda n=name: cluster_available(client, n), AVAILABLE_TIMEOUT, 2.0)
     assert backings == {naming.LOCAL_BACKING, naming.MUX_BACKING}
     assert mux.registered(settings) & set(mixed) == {mixed[1]}
 
@@ -328,4 +284,4 @@ def test_delete_all_leaves_no_residue(stack: Stack, names: list[str]) -> None:
     assert not (mux.registered(settings) & set(everything))
     assert not mux.registered(settings)
     for i in range(START, MIXED_START + MIXED_COUNT):
-        assert not _listening(naming.mux_endpoint(i)[1])
+        assert not listening(naming.mux_endpoint(i)[1])
