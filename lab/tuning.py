@@ -210,12 +210,10 @@ DEPLOYMENTS: dict[str, tuple[str, str]] = {
 ARGS_PATH = "/spec/template/spec/containers/0/args"
 
 
-def deployment_patch(
-    args: list[str], settings: Settings, component: str, profile: str
-) -> list[dict[str, object]]:
+def deployment_patch(args: list[str], new: list[str]) -> list[dict[str, object]]:
     """RFC 6902 patch for `kubectl patch deployment --type=json`: test that args are still what was
-    read, then replace them, so a concurrent edit fails instead of being overwritten."""
+    read, then replace them with new, so a concurrent edit fails instead of being overwritten."""
     return [
         {"op": "test", "path": ARGS_PATH, "value": list(args)},
-        {"op": "replace", "path": ARGS_PATH, "value": apply_profile(args, settings, component, profile)},
+        {"op": "replace", "path": ARGS_PATH, "value": list(new)},
     ]

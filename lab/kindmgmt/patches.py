@@ -7,6 +7,9 @@ are clusterctl's rendering of the provider components (variables substituted), k
 live Deployment. A static `add .../args/-` patch would pile up duplicates on each run and could never
 remove a flag. So the one fact stays in lab.tuning's table; lab writes every patch it applies to
 <lab home>/kind/patches/<component>.json, which is what you would commit if you wanted a record.
+
+Every profile, `default` included, also carries lab.kindmgmt.lease's leader-election deadlines:
+they keep the managers alive on a small host rather than tune their throughput.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from lab import tuning
 from lab.config import Settings
 from lab.errors import LabError
+from lab.kindmgmt import lease
 
 #: tuning component -> (namespace, Deployment): the five managers lab tunes
 DEPLOYMENTS = tuning.DEPLOYMENTS
@@ -32,13 +36,18 @@ def manager_args(deployment: dict[str, Any]) -> list[str]:
     return list(containers[0].get("args") or [])
 
 
+def wanted_args(settings: Settings, component: str, args: list[str], profile: str) -> list[str]:
+    """A manager's args in kind mode: the profile applied, then the widened leader-election deadlines."""
+    return lease.widen(settings, component, tuning.apply_profile(args, settings, component, profile))
+
+
 def render(
     settings: Settings, component: str, deployment: dict[str, Any], profile: str
 ) -> list[dict[str, Any]]:
     """The JSON patch that brings this Deployment to the profile; [] when it is there already."""
     args = manager_args(deployment)
-    patch = tuning.deployment_patch(args, settings, component, profile)
-    return [] if patch[1]["value"] == args else patch
+    want = wanted_args(settings, component, args, profile)
+    return [] if want == args else tuning.deployment_patch(args, want)
 
 
 def tuned(settings: Settings, component: str, deployment: dict[str, Any], profile: str) -> dict[str, Any]:
@@ -46,7 +55,7 @@ def tuned(settings: Settings, component: str, deployment: dict[str, Any], profil
     so that re-applying them never undoes the tuning)."""
     out = copy.deepcopy(deployment)
     container = out["spec"]["template"]["spec"]["containers"][0]
-    container["args"] = tuning.apply_profile(manager_args(deployment), settings, component, profile)
+    container["args"] = wanted_args(settings, component, manager_args(deployment), profile)
     return out
 
 

@@ -36,6 +36,7 @@ from lab.kindmgmt import (
     clusterctl,
     kind_dir,
     kubeconfig_path,
+    lease,
     offline,
     offline_images,
     patches,
@@ -244,7 +245,10 @@ def apply_tuning(settings: Settings, client: Client, profile: str, log: Log) -> 
         client.request("PATCH", path, body=patch, content_type=JSON_PATCH)
         patched.append(component)
     for component in patched:
-        waits.wait_rolled_out(client, *patches.DEPLOYMENTS[component], ROLLOUT_TIMEOUT)
+        namespace, name = patches.DEPLOYMENTS[component]
+        waits.wait_rolled_out(client, namespace, name, ROLLOUT_TIMEOUT)
+        if lease.release_stale(client, component, namespace):
+            log(f"{namespace}/{name}: the old pod's leader Lease released for the new pod")
     return patched
 
 

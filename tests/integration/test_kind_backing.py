@@ -46,6 +46,7 @@ from lab.backing import store
 from lab.config import Settings, default_home
 from lab.etcd import tenants
 from lab.kindmgmt import cluster as kind_cluster
+from lab.kindmgmt import lease
 from lab.kindmgmt import up as kind_up
 from lab.kube import Client
 from lab.manifests import backing_apiserver
@@ -252,7 +253,7 @@ def _tuned_and_rolled(stack: Stack, settings: Settings) -> None:
         for component, (ns, name) in tuning.DEPLOYMENTS.items():
             old = before[component]
             assert old is not None
-            wanted = tuning.flags(settings, component, "high")
+            wanted = tuning.flags(settings, component, "high") + lease.flags(settings, component)
             assert wanted, component
             deadline = time.monotonic() + 300
             while True:
@@ -280,6 +281,22 @@ def _tuned_and_rolled(stack: Stack, settings: Settings) -> None:
                 ]
                 ready = [c for c in pod["status"].get("conditions") or [] if c["type"] == "Ready"]
                 assert ready and ready[0]["status"] == "True", pod["metadata"]["name"]
+            if component in lease.LEASES:
+                _leads_with_widened_lease(kc, ns, component, {p["metadata"]["name"] for p in pods})
+
+
+def _leads_with_widened_lease(kc: Client, ns: str, component: str, pods: set[str]) -> None:
+    """The new pod holds the manager's Lease with lab's duration within one retry period of the
+    rollout (lab released the old pod's Lease), so the manager accepted the deadline flags."""
+    name, deadline = lease.LEASES[component], time.monotonic() + 2 * lease.RETRY_SECONDS + 10
+    held: dict = {}
+    while time.monotonic() < deadline:
+        held = kc.get("coordination.k8s.io/v1", "Lease", name, ns) or {}
+        if held and lease.holder_pod(held) in pods:
+            break
+        time.sleep(2)
+    assert held and lease.holder_pod(held) in pods, f"{ns}/{name}: {held.get('spec')} not held by {pods}"
+    assert held["spec"].get("leaseDurationSeconds") == lease.LEASE_SECONDS, held["spec"]
 
 
 def _refused(stack: Stack, backing_name: str) -> None:

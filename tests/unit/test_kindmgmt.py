@@ -12,7 +12,7 @@ import yaml
 
 from lab import config, doctor, tuning
 from lab.errors import LabError
-from lab.kindmgmt import cluster, clusterctl, patches, preflight
+from lab.kindmgmt import cluster, clusterctl, lease, patches, preflight
 
 
 @pytest.fixture
@@ -215,22 +215,19 @@ def test_patch_for_every_profile_and_manager(settings: config.Settings, componen
     args = UPSTREAM_ARGS[component]
     deployment = _deployment(component, args)
     patch = patches.render(settings, component, deployment, profile)
-    want = args + tuning.flags(settings, component, profile)
-    if want == args:
-        # default, and seed for CAPM3/BMO (the seed runs did not tune them): nothing to patch
-        assert profile == "default" or component in ("capm3-manager", "bmo-manager")
-        assert patch == []
-        return
+    want = args + tuning.flags(settings, component, profile) + lease.flags(settings, component)
+    # every profile patches: the leader-election deadlines are widened even under `default`
+    assert lease.flags(settings, component)
     assert patch == [
         {"op": "test", "path": "/spec/template/spec/containers/0/args", "value": args},
         {"op": "replace", "path": "/spec/template/spec/containers/0/args", "value": want},
     ]
-    # once applied, a re-run renders nothing, and going back to default restores upstream args
+    # once applied, a re-run renders nothing, and going back to default keeps only the deadlines
     tuned = patches.tuned(settings, component, deployment, profile)
     assert patches.manager_args(tuned) == want
     assert patches.render(settings, component, tuned, profile) == []
-    back = patches.render(settings, component, tuned, "default")
-    assert back[1]["value"] == args
+    back = patches.tuned(settings, component, tuned, "default")
+    assert patches.manager_args(back) == args + lease.flags(settings, component)
 
 
 def test_patch_values_come_from_the_table(settings: config.Settings) -> None:
@@ -243,7 +240,27 @@ def test_patch_values_come_from_the_table(settings: config.Settings) -> None:
         "--controller-concurrency=50",
         "--kube-api-qps=100",
         "--kube-api-burst=200",
+        "--lease-duration-seconds=137",
+        "--renew-deadline-seconds=107",
+        "--retry-period-seconds=26",
     ]
+
+
+def test_lease_deadlines_satisfy_client_go() -> None:
+    """client-go's LeaderElector refuses lease <= renew or renew <= 1.2 x retry (JitterFactor)."""
+    assert lease.LEASE_SECONDS > lease.RENEW_SECONDS > 1.2 * lease.RETRY_SECONDS
+
+
+def test_lease_flags_replace_earlier_values_and_skip_versions_without_them(
+    settings: config.Settings,
+) -> None:
+    args = ["--leader-elect", "--leader-elect-renew-deadline=10s"]
+    widened = lease.widen(settings, "capi-manager", args)
+    assert widened.count("--leader-elect-renew-deadline=107s") == 1
+    assert "--leader-elect-renew-deadline=10s" not in widened
+    assert lease.widen(settings, "capi-manager", widened) == widened
+    old = settings.model_copy(update={"versions": settings.versions.model_copy(update={"bmo": "v0.6.0"})})
+    assert lease.flags(old, "bmo-manager") == []  # v0.6.0's main.go has no lease flags
 
 
 def test_patch_refuses_a_deployment_whose_first_container_is_not_the_manager(settings) -> None:

@@ -160,7 +160,7 @@ def test_apply_profile_goes_back_to_upstream_defaults() -> None:
 def test_deployment_patch_tests_then_replaces_the_args() -> None:
     s = settings()
     args = ["--enable-leader-election", "--controller-concurrency=5"]
-    patch = tuning.deployment_patch(args, s, "bmo-manager", "high")
+    patch = tuning.deployment_patch(args, tuning.apply_profile(args, s, "bmo-manager", "high"))
     assert patch[0] == {"op": "test", "path": tuning.ARGS_PATH, "value": args}
     assert patch[1]["op"] == "replace"
     assert patch[1]["value"] == [
