@@ -3,11 +3,11 @@ from a test-mode kustomize overlay, and the managers tuned by JSON patches from 
 
 Each concern is a module: `cluster` (kind config and the kind CLI), `clusterctl` (init command and
 the provider inventory), `bmo` (the overlay), `patches` (tuning patches), `lease` (leader-election
-deadlines and the Lease handover after a rollout), `preflight` (tools), `offline` and
-`offline_images` (the clusterctl repository and images offline), `certs` (lab in cert-manager's
-place offline), `up` (the order of the steps). Everything that can be a pure function is one, so the
-tests check it without Docker; only `up`, `lease.release_stale` and the `ensure_*` functions touch a
-cluster or run tools.
+deadlines and the Lease handover after a rollout), `probes` (the managers' probe timeouts),
+`preflight` (tools), `offline` and `offline_images` (the clusterctl repository and images offline),
+`certs` (lab in cert-manager's place offline), `up` (the order of the steps). Everything that can be
+a pure function is one, so the tests check it without Docker; only `up`, `lease.release_stale` and
+the `ensure_*` functions touch a cluster or run tools.
 """
 
 from __future__ import annotations

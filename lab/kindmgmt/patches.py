@@ -8,8 +8,9 @@ live Deployment. A static `add .../args/-` patch would pile up duplicates on eac
 remove a flag. So the one fact stays in lab.tuning's table; lab writes every patch it applies to
 <lab home>/kind/patches/<component>.json, which is what you would commit if you wanted a record.
 
-Every profile, `default` included, also carries lab.kindmgmt.lease's leader-election deadlines:
-they keep the managers alive on a small host rather than tune their throughput.
+Every profile, `default` included, also carries lab.kindmgmt.lease's leader-election deadlines and
+lab.kindmgmt.probes' probe timeouts: they keep the managers alive on a small host rather than tune
+their throughput.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from lab import tuning
 from lab.config import Settings
 from lab.errors import LabError
-from lab.kindmgmt import lease
+from lab.kindmgmt import lease, probes
 
 #: tuning component -> (namespace, Deployment): the five managers lab tunes
 DEPLOYMENTS = tuning.DEPLOYMENTS
@@ -44,18 +45,23 @@ def wanted_args(settings: Settings, component: str, args: list[str], profile: st
 def render(
     settings: Settings, component: str, deployment: dict[str, Any], profile: str
 ) -> list[dict[str, Any]]:
-    """The JSON patch that brings this Deployment to the profile; [] when it is there already."""
+    """The JSON patch that brings this Deployment to the profile (args, then any probe narrower than
+    lab's); [] when it is there already."""
     args = manager_args(deployment)
     want = wanted_args(settings, component, args, profile)
-    return [] if want == args else tuning.deployment_patch(args, want)
+    probe_ops = probes.patch_ops(deployment["spec"]["template"]["spec"]["containers"][0])
+    if want == args and not probe_ops:
+        return []
+    return [*tuning.deployment_patch(args, want), *probe_ops]
 
 
 def tuned(settings: Settings, component: str, deployment: dict[str, Any], profile: str) -> dict[str, Any]:
     """A copy of the Deployment with the profile applied (for manifests lab applies itself, BMO's,
     so that re-applying them never undoes the tuning)."""
     out = copy.deepcopy(deployment)
-    container = out["spec"]["template"]["spec"]["containers"][0]
-    container["args"] = wanted_args(settings, component, manager_args(deployment), profile)
+    containers = out["spec"]["template"]["spec"]["containers"]
+    containers[0] = probes.widen(containers[0])
+    containers[0]["args"] = wanted_args(settings, component, manager_args(deployment), profile)
     return out
 
 

@@ -46,7 +46,7 @@ from lab.backing import store
 from lab.config import Settings, default_home
 from lab.etcd import tenants
 from lab.kindmgmt import cluster as kind_cluster
-from lab.kindmgmt import lease
+from lab.kindmgmt import lease, probes
 from lab.kindmgmt import up as kind_up
 from lab.kube import Client
 from lab.manifests import backing_apiserver
@@ -271,8 +271,10 @@ def _tuned_and_rolled(stack: Stack, settings: Settings) -> None:
                 if rolled or time.monotonic() > deadline:
                     break
                 time.sleep(3)
-            args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+            container = dep["spec"]["template"]["spec"]["containers"][0]
+            args = container["args"]
             assert set(wanted) <= set(args), f"{component}: {sorted(set(wanted) - set(args))} not in {args}"
+            assert probes.patch_ops(container) == [], f"{component}: probes not widened: {container}"
             assert dep["metadata"]["generation"] > old["metadata"]["generation"], component
             assert rolled, f"{ns}/{name} not rolled out: {status}"
             for pod in pods:

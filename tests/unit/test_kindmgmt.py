@@ -12,7 +12,7 @@ import yaml
 
 from lab import config, doctor, tuning
 from lab.errors import LabError
-from lab.kindmgmt import cluster, clusterctl, lease, patches, preflight
+from lab.kindmgmt import cluster, clusterctl, lease, patches, preflight, probes
 
 
 @pytest.fixture
@@ -261,6 +261,53 @@ def test_lease_flags_replace_earlier_values_and_skip_versions_without_them(
     assert lease.widen(settings, "capi-manager", widened) == widened
     old = settings.model_copy(update={"versions": settings.versions.model_copy(update={"bmo": "v0.6.0"})})
     assert lease.flags(old, "bmo-manager") == []  # v0.6.0's main.go has no lease flags
+
+
+#: probes as CAPI's config/manager/manager.yaml and BMO's config/base/manager.yaml have them at the pins
+CAPI_PROBE = {
+    "httpGet": {"path": "/healthz", "port": "healthz"},
+    "periodSeconds": 10,
+    "timeoutSeconds": 1,
+    "failureThreshold": 3,
+}
+BMO_PROBE = {
+    "httpGet": {"path": "/healthz", "port": 9440},
+    "periodSeconds": 10,
+    "timeoutSeconds": 2,
+    "failureThreshold": 10,
+}
+
+
+def _with_probes(deployment: dict[str, Any], probe: dict[str, Any]) -> dict[str, Any]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["livenessProbe"] = dict(probe)
+    container["readinessProbe"] = {**probe, "httpGet": {"path": "/readyz", "port": "healthz"}}
+    return deployment
+
+
+def test_probes_are_widened_never_narrowed() -> None:
+    assert probes.widened(CAPI_PROBE) == {**CAPI_PROBE, "timeoutSeconds": 10, "failureThreshold": 6}
+    assert probes.widened(BMO_PROBE) == {**BMO_PROBE, "timeoutSeconds": 10}  # its 10 failures stay
+    assert probes.widened({"httpGet": {"path": "/healthz"}})["failureThreshold"] == 6  # unset means 3
+    assert probes.patch_ops(probes.widen({"livenessProbe": CAPI_PROBE})) == []
+    assert probes.widen({"name": "manager"}) == {"name": "manager"}  # no probe: none added
+
+
+def test_patch_widens_the_probes_after_the_args(settings: config.Settings) -> None:
+    component = "capi-manager"
+    deployment = _with_probes(_deployment(component, UPSTREAM_ARGS[component]), CAPI_PROBE)
+    patch = patches.render(settings, component, deployment, "default")
+    assert [op["op"] for op in patch] == ["test", "replace", "replace", "replace"]
+    assert [op["path"] for op in patch[2:]] == [
+        "/spec/template/spec/containers/0/livenessProbe",
+        "/spec/template/spec/containers/0/readinessProbe",
+    ]
+    assert all(
+        op["value"]["timeoutSeconds"] == 10 and op["value"]["failureThreshold"] == 6 for op in patch[2:]
+    )
+    tuned = patches.tuned(settings, component, deployment, "default")
+    assert patches.render(settings, component, tuned, "default") == []
+    assert patches.render(settings, component, tuned, "high")[2:] == []  # a re-tune touches args only
 
 
 def test_patch_refuses_a_deployment_whose_first_container_is_not_the_manager(settings) -> None:
