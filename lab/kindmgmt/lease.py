@@ -18,7 +18,8 @@ The cost of a long lease is the handover: the CAPI managers and CAPM3 do not rel
 when they stop, so after a rollout (`lab tune`) the new pod would wait out the old pod's 137 s.
 `release_stale` deletes a Lease whose holder pod is gone, which is what an operator would do.
 
-IPAM v1.13.2 has no flags for its deadlines (controller-runtime's 15 s / 10 s / 2 s stay); it
+CAPM3 as clusterctl installs v1.13.2 runs without leader election (its manager.yaml passes no
+--leader-elect), so it gets none of these flags. IPAM v1.13.2 has no flags for its deadlines (controller-runtime's 15 s / 10 s / 2 s stay); it
 idles in lab's clusters (no IP pools) and did not restart in that run.
 """
 
@@ -59,6 +60,21 @@ FLAGS: dict[str, tuple[tuple[int, int], tuple[str, ...]]] = {
 }
 
 
+#: the flag that turns a manager's leader election on (pflag/Go bool: bare, or =true/=false)
+ENABLE_FLAG: dict[str, str] = {"bmo-manager": "enable-leader-election"}
+
+
+def leads(component: str, args: list[str]) -> bool:
+    """Whether these args turn leader election on (the last occurrence wins, as in pflag). CAPM3's
+    config/manager/manager.yaml at v1.13.2 passes no --leader-elect, so it runs without it."""
+    name, on = ENABLE_FLAG.get(component, "leader-elect"), False
+    for arg in args:
+        flag, eq, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and flag == name:
+            on = not eq or value.lower() in ("true", "1", "t")
+    return on
+
+
 def flags(settings: Settings, component: str) -> list[str]:
     """The deadline flags for one manager at its configured version ([] when too old to have them)."""
     since, values = FLAGS[component]
@@ -66,8 +82,9 @@ def flags(settings: Settings, component: str) -> list[str]:
 
 
 def widen(settings: Settings, component: str, args: list[str]) -> list[str]:
-    """args with this manager's deadline flags set (replacing earlier values, never duplicating)."""
-    return tuning.merge_args(args, flags(settings, component))
+    """args with this manager's deadline flags set (replacing earlier values, never duplicating);
+    unchanged for a manager that runs without leader election."""
+    return tuning.merge_args(args, flags(settings, component)) if leads(component, args) else args
 
 
 #: component -> its Lease (LeaderElectionID in main.go) in the manager's namespace. These managers do

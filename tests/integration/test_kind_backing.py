@@ -253,7 +253,7 @@ def _tuned_and_rolled(stack: Stack, settings: Settings) -> None:
         for component, (ns, name) in tuning.DEPLOYMENTS.items():
             old = before[component]
             assert old is not None
-            wanted = tuning.flags(settings, component, "high") + lease.flags(settings, component)
+            wanted = tuning.flags(settings, component, "high")
             assert wanted, component
             deadline = time.monotonic() + 300
             while True:
@@ -275,6 +275,10 @@ def _tuned_and_rolled(stack: Stack, settings: Settings) -> None:
             args = container["args"]
             assert set(wanted) <= set(args), f"{component}: {sorted(set(wanted) - set(args))} not in {args}"
             assert probes.patch_ops(container) == [], f"{component}: probes not widened: {container}"
+            leads = lease.leads(component, args)
+            assert leads == (component != "capm3-manager"), f"{component}: leader election in {args}"
+            if leads:
+                assert set(lease.flags(settings, component)) <= set(args), f"{component}: {args}"
             assert dep["metadata"]["generation"] > old["metadata"]["generation"], component
             assert rolled, f"{ns}/{name} not rolled out: {status}"
             for pod in pods:
@@ -283,7 +287,7 @@ def _tuned_and_rolled(stack: Stack, settings: Settings) -> None:
                 ]
                 ready = [c for c in pod["status"].get("conditions") or [] if c["type"] == "Ready"]
                 assert ready and ready[0]["status"] == "True", pod["metadata"]["name"]
-            if component in lease.LEASES:
+            if leads and component in lease.LEASES:
                 _leads_with_widened_lease(kc, ns, component, {p["metadata"]["name"] for p in pods})
 
 

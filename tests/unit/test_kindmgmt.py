@@ -215,9 +215,13 @@ def test_patch_for_every_profile_and_manager(settings: config.Settings, componen
     args = UPSTREAM_ARGS[component]
     deployment = _deployment(component, args)
     patch = patches.render(settings, component, deployment, profile)
-    want = args + tuning.flags(settings, component, profile) + lease.flags(settings, component)
-    # every profile patches: the leader-election deadlines are widened even under `default`
-    assert lease.flags(settings, component)
+    deadlines = lease.flags(settings, component) if lease.leads(component, args) else []
+    want = args + tuning.flags(settings, component, profile) + deadlines
+    # CAPM3 runs without leader election; every other manager gets the deadlines in every profile
+    assert bool(deadlines) == (component != "capm3-manager")
+    if want == args:
+        assert patch == [] and component == "capm3-manager" and profile != "high"
+        return
     assert patch == [
         {"op": "test", "path": "/spec/template/spec/containers/0/args", "value": args},
         {"op": "replace", "path": "/spec/template/spec/containers/0/args", "value": want},
@@ -227,16 +231,17 @@ def test_patch_for_every_profile_and_manager(settings: config.Settings, componen
     assert patches.manager_args(tuned) == want
     assert patches.render(settings, component, tuned, profile) == []
     back = patches.tuned(settings, component, tuned, "default")
-    assert patches.manager_args(back) == args + lease.flags(settings, component)
+    assert patches.manager_args(back) == args + deadlines
 
 
 def test_patch_values_come_from_the_table(settings: config.Settings) -> None:
     patch = patches.render(settings, "capi-manager", _deployment("capi-manager", []), "seed")
     assert "--cluster-concurrency=100" in patch[1]["value"]
     assert "--kube-api-qps=200" in patch[1]["value"] and "--kube-api-burst=300" in patch[1]["value"]
-    bmo = patches.render(settings, "bmo-manager", _deployment("bmo-manager", ["--test-mode"]), "high")
+    bmo_args = ["--enable-leader-election", "--test-mode"]
+    bmo = patches.render(settings, "bmo-manager", _deployment("bmo-manager", bmo_args), "high")
     assert bmo[1]["value"] == [
-        "--test-mode",
+        *bmo_args,
         "--controller-concurrency=50",
         "--kube-api-qps=100",
         "--kube-api-burst=200",
@@ -249,6 +254,15 @@ def test_patch_values_come_from_the_table(settings: config.Settings) -> None:
 def test_lease_deadlines_satisfy_client_go() -> None:
     """client-go's LeaderElector refuses lease <= renew or renew <= 1.2 x retry (JitterFactor)."""
     assert lease.LEASE_SECONDS > lease.RENEW_SECONDS > 1.2 * lease.RETRY_SECONDS
+
+
+def test_leader_election_on_or_off_is_read_from_the_args(settings: config.Settings) -> None:
+    assert lease.leads("capi-manager", ["--leader-elect"])
+    assert not lease.leads("capi-manager", ["--leader-elect", "--leader-elect=false"])
+    assert not lease.leads("capm3-manager", UPSTREAM_ARGS["capm3-manager"])
+    assert lease.leads("bmo-manager", ["--enable-leader-election", "--test-mode"])
+    assert not lease.leads("bmo-manager", ["--leader-elect"])  # not BMO's flag
+    assert lease.widen(settings, "capm3-manager", ["--webhook-port=9443"]) == ["--webhook-port=9443"]
 
 
 def test_lease_flags_replace_earlier_values_and_skip_versions_without_them(
