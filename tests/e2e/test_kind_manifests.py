@@ -133,7 +133,7 @@ def test_tuned_deployment_passes_server_dry_run(
 ) -> None:
     deployment = upstream[component]
     patch = patches.render(settings, component, deployment, profile)
-    want = tuning.apply_profile(patches.manager_args(deployment), settings, component, profile)
+    want = patches.wanted_args(settings, component, patches.manager_args(deployment), profile)
     tuned = _patched(stack, deployment, patch, tmp_path) if patch else deployment
     assert patches.manager_args(tuned) == want
     out = stack.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", input_text=json.dumps(tuned))
