@@ -207,7 +207,9 @@ DEPLOYMENTS: dict[str, tuple[str, str]] = {
     "bmo-manager": ("baremetal-operator-system", "baremetal-operator-controller-manager"),
 }
 
-ARGS_PATH = "/spec/template/spec/containers/0/args"
+#: the manager is container 0 of each Deployment (lab.kindmgmt.patches checks it by name)
+CONTAINER_PATH = "/spec/template/spec/containers/0"
+ARGS_PATH = f"{CONTAINER_PATH}/args"
 
 
 def deployment_patch(args: list[str], new: list[str]) -> list[dict[str, object]]:

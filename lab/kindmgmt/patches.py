@@ -28,13 +28,18 @@ DEPLOYMENTS = tuning.DEPLOYMENTS
 MANAGER_CONTAINER = "manager"
 
 
-def manager_args(deployment: dict[str, Any]) -> list[str]:
-    """Args of container 0, which tuning.ARGS_PATH patches; it must be the manager container."""
+def manager_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    """Container 0, which tuning.CONTAINER_PATH patches; it must be the manager container."""
     containers = deployment["spec"]["template"]["spec"]["containers"]
     name = deployment["metadata"]["name"]
     if not containers or containers[0].get("name") != MANAGER_CONTAINER:
         raise LabError(f"Deployment {name}: container 0 is not {MANAGER_CONTAINER!r}; refusing to patch it")
-    return list(containers[0].get("args") or [])
+    return dict(containers[0])
+
+
+def manager_args(deployment: dict[str, Any]) -> list[str]:
+    """Args of the manager container (tuning.ARGS_PATH)."""
+    return list(manager_container(deployment).get("args") or [])
 
 
 def wanted_args(settings: Settings, component: str, args: list[str], profile: str) -> list[str]:
@@ -47,9 +52,10 @@ def render(
 ) -> list[dict[str, Any]]:
     """The JSON patch that brings this Deployment to the profile (args, then any probe narrower than
     lab's); [] when it is there already."""
-    args = manager_args(deployment)
+    container = manager_container(deployment)
+    args = list(container.get("args") or [])
     want = wanted_args(settings, component, args, profile)
-    probe_ops = probes.patch_ops(deployment["spec"]["template"]["spec"]["containers"][0])
+    probe_ops = probes.patch_ops(container)
     if want == args and not probe_ops:
         return []
     return [*tuning.deployment_patch(args, want), *probe_ops]

@@ -14,9 +14,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from lab.tuning import CONTAINER_PATH
+
 TIMEOUT_SECONDS, FAILURE_THRESHOLD = 10, 6
 PROBES = ("livenessProbe", "readinessProbe")
-CONTAINER_PATH = "/spec/template/spec/containers/0"
 
 
 def widened(probe: dict[str, Any]) -> dict[str, Any]:
@@ -33,8 +34,11 @@ def patch_ops(container: dict[str, Any]) -> list[dict[str, Any]]:
     ops: list[dict[str, Any]] = []
     for name in PROBES:
         probe = container.get(name)
-        if probe is not None and widened(probe) != probe:
-            ops.append({"op": "replace", "path": f"{CONTAINER_PATH}/{name}", "value": widened(probe)})
+        if probe is None:
+            continue
+        wider = widened(probe)
+        if wider != probe:
+            ops.append({"op": "replace", "path": f"{CONTAINER_PATH}/{name}", "value": wider})
     return ops
 
 
